@@ -1,0 +1,3 @@
+from velvet_runner.cli import main
+
+main()

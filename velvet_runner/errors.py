@@ -1,0 +1,129 @@
+"""Every error Velvet raises, with the exit code the CLI maps it to.
+
+    VelvetError                       1
+    ├── InputError                    2   bad input: usage, manifest, action not allowed now
+    │   ├── ManifestError                 holds "file:line: field: message" reasons
+    │   ├── ActionNotAllowed              names the state and the allowed actions
+    │   ├── BadArgument
+    │   └── NotFoundError                 unknown credential or job
+    ├── ConflictError                 3
+    │   ├── RotationInFlight              names the job holding the credential's lock
+    │   └── StateWriteLost                compare-and-swap lost too many times
+    ├── FeatureDisabled               4
+    ├── GateRefused                   2   approval missing or not allowed (Actions gates)
+    └── VendorError                       caught by the engine; becomes a failed/partial state
+        ├── AuthRejected                  401/403: the value is not (or no longer) accepted
+        ├── NotFound                      404
+        ├── RateLimited                   429 (retry_after seconds, when the vendor says)
+        ├── VendorRejected                other 4xx: the request itself is wrong
+        └── VendorUnavailable             5xx, timeouts, connection errors (retryable)
+
+Messages name the object and where it came from; they never carry a secret value.
+"""
+
+from __future__ import annotations
+
+
+class VelvetError(Exception):
+    """Root of Velvet's errors."""
+
+    exit_code = 1
+
+
+class InputError(VelvetError):
+    """The input is wrong; nothing was changed."""
+
+    exit_code = 2
+
+
+class ManifestError(InputError):
+    """The manifest is invalid; `reasons` holds one "file:line: field: message" per problem."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("\n".join(reasons))
+
+
+class ActionNotAllowed(InputError):
+    """The action is not allowed in the job's current state."""
+
+    def __init__(self, action: str, state: str, allowed: list[str]) -> None:
+        self.action, self.state, self.allowed = action, state, allowed
+        listed = ", ".join(allowed) if allowed else "none (terminal state)"
+        super().__init__(f"can't {action} when in {state}; allowed: {listed}")
+
+
+class BadArgument(InputError):
+    """A command-line argument or option is wrong."""
+
+
+class NotFoundError(InputError):
+    """An unknown credential, consumer or job."""
+
+
+class GateRefused(InputError):
+    """An operator gate (approval, ticket, typed-back name) is not satisfied."""
+
+
+class ConflictError(VelvetError):
+    """Someone else holds or changed what this command needed."""
+
+    exit_code = 3
+
+
+class RotationInFlight(ConflictError):
+    """The credential already has a job in flight."""
+
+    def __init__(self, credential: str, job_id: str) -> None:
+        self.credential, self.job_id = credential, job_id
+        super().__init__(f"active rotation already in progress for {credential}: job {job_id}")
+
+
+class StateWriteLost(ConflictError):
+    """The state branch moved under us more times than we retry."""
+
+
+class FeatureDisabled(VelvetError):
+    """The velvet_v2_rotation flag is off."""
+
+    exit_code = 4
+
+
+class VendorError(VelvetError):
+    """A vendor or target call failed; `retryable` says whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+class AuthRejected(VendorError):
+    """The vendor refused the credential (401/403)."""
+
+
+class NotFound(VendorError):
+    """The vendor has no such object (404)."""
+
+
+class VendorRejected(VendorError):
+    """The vendor refused the request as invalid (4xx other than auth/404/429)."""
+
+
+class RateLimited(VendorError):
+    """The vendor asked us to back off (429)."""
+
+    retryable = True
+
+    def __init__(
+        self, message: str, *, status: int | None = 429, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class VendorUnavailable(VendorError):
+    """5xx, timeout or connection failure."""
+
+    retryable = True

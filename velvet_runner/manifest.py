@@ -1,0 +1,576 @@
+"""The subscription manifest: which credential goes to which consumers.
+
+Loading validates everything first and raises one ManifestError listing every problem as
+"file:line: field: message". The YAML loader is safe (no object-constructing tags), refuses
+duplicate keys and alias bombs, and remembers the line of every node so pydantic's errors can
+be pointed back at the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+import yaml
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from velvet_runner.errors import ManifestError
+
+Env = Literal["prod", "staging"]
+ENVS: tuple[str, ...] = ("prod", "staging")
+
+# Velvet's own credentials: rotating them through Velvet is circular (runbook section 8).
+BOOTSTRAP_CREDENTIALS: dict[str, str] = {
+    "INFISICAL_CLIENT_SECRET": "runbook section 8, 'Rotating INFISICAL_CLIENT_SECRET'",
+    "INFISICAL_CLIENT_ID": "runbook section 8, 'Rotating INFISICAL_CLIENT_SECRET'",
+    "HK_VELVET_BOOTSTRAP": "runbook section 8, 'Rotating HK_VELVET_BOOTSTRAP'",
+}
+
+MAX_NODES = 20_000  # expanded node count; a billion-laughs document stops here
+NAME_RE = r"^[A-Z][A-Z0-9_]{0,127}$"
+CONSUMER_ID_RE = r"^[a-z0-9][a-z0-9-]{0,99}$"
+SCHEDULE_RE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
+SCHEDULE_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- health checks -------------------------------------------------------------------------
+
+
+class HttpCheck(_Model):
+    """GET the consumer's health URL; it must answer `expect_status` with the value it holds."""
+
+    type: Literal["http"]
+    url: AnyHttpUrl
+    expect_status: StrictInt = Field(default=200, ge=100, le=599)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http_only(cls, value: object) -> object:
+        if isinstance(value, str) and not re.match(r"^https?://", value):
+            raise ValueError("healthcheck url must be http:// or https://")
+        return value
+
+
+class ReadbackCheck(_Model):
+    """Read the target back and compare its fingerprint with the new value's."""
+
+    type: Literal["readback"]
+
+
+class ManualCheck(_Model):
+    """No automatic check: an operator confirms the consumer works (manual_confirm)."""
+
+    type: Literal["none"]
+
+
+HealthCheck = Annotated[HttpCheck | ReadbackCheck | ManualCheck, Field(discriminator="type")]
+
+
+# --- targets (consumers and vaults) --------------------------------------------------------
+
+
+class _TargetFields(_Model):
+    kind: str
+
+    def describe(self) -> str:  # pragma: no cover - overridden by every kind
+        raise NotImplementedError
+
+
+class HerokuConfigVar(_TargetFields):
+    kind: Literal["heroku_config_var"]
+    app: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,99}$")]
+    var: Annotated[StrictStr, Field(pattern=r"^\w+$")]
+
+    def describe(self) -> str:
+        return f"heroku app {self.app} config var {self.var}"
+
+
+class GithubActionsSecret(_TargetFields):
+    kind: Literal["github_actions_secret"]
+    secret: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    repository: Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
+    environment: StrictStr | None = None
+    org: StrictStr | None = None
+    visibility: Literal["all", "private", "selected"] = "private"
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> GithubActionsSecret:
+        if (self.repository is None) == (self.org is None):
+            raise ValueError("give exactly one of repository or org")
+        if self.environment is not None and self.repository is None:
+            raise ValueError("an environment secret needs repository")
+        return self
+
+    def describe(self) -> str:
+        if self.org:
+            return f"github org {self.org} secret {self.secret}"
+        env = f" environment {self.environment}" if self.environment else ""
+        return f"github {self.repository}{env} secret {self.secret}"
+
+
+class InfisicalSecret(_TargetFields):
+    kind: Literal["infisical_secret"]
+    project_id: StrictStr
+    environment: StrictStr
+    secret_path: Annotated[StrictStr, Field(pattern=r"^/")] = "/"
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+    def describe(self) -> str:
+        return f"infisical {self.project_id}/{self.environment}{self.secret_path} {self.name}"
+
+
+class AwsSsmParameter(_TargetFields):
+    kind: Literal["aws_ssm_parameter"]
+    name: Annotated[StrictStr, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")]
+    region: StrictStr = "us-east-1"
+
+    def describe(self) -> str:
+        return f"aws ssm parameter {self.name}"
+
+
+TargetConfig = HerokuConfigVar | GithubActionsSecret | InfisicalSecret | AwsSsmParameter
+TARGET_KINDS: tuple[str, ...] = (
+    "heroku_config_var", "github_actions_secret", "infisical_secret", "aws_ssm_parameter",
+)
+
+
+class _ConsumerFields(_Model):
+    consumer_id: Annotated[StrictStr, Field(pattern=CONSUMER_ID_RE)]
+    env: Env
+    active: StrictBool = True
+    healthcheck: HealthCheck = Field(default_factory=lambda: ManualCheck(type="none"))
+
+
+class HerokuConfigVarConsumer(HerokuConfigVar, _ConsumerFields):
+    pass
+
+
+class GithubActionsSecretConsumer(GithubActionsSecret, _ConsumerFields):
+    pass
+
+
+class InfisicalSecretConsumer(InfisicalSecret, _ConsumerFields):
+    pass
+
+
+class AwsSsmParameterConsumer(AwsSsmParameter, _ConsumerFields):
+    pass
+
+
+Consumer = Annotated[
+    HerokuConfigVarConsumer
+    | GithubActionsSecretConsumer
+    | InfisicalSecretConsumer
+    | AwsSsmParameterConsumer,
+    Field(discriminator="kind"),
+]
+
+# The vault is the canonical store of the live value: a target Velvet can read back.
+Vault = Annotated[InfisicalSecret | AwsSsmParameter, Field(discriminator="kind")]
+
+
+# --- credentials ---------------------------------------------------------------------------
+
+
+class HerokuOptions(_Model):
+    scope: list[StrictStr] = Field(default_factory=lambda: ["global"], min_length=1)
+    expires_in: StrictInt | None = Field(default=None, gt=0)
+
+
+class CloudflareOptions(_Model):
+    token_type: Literal["user", "account"] = "user"
+    account_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+    @model_validator(mode="after")
+    def _account_needs_id(self) -> CloudflareOptions:
+        if self.token_type == "account" and self.account_id is None:
+            raise ValueError("an account-owned token needs account_id")
+        return self
+
+
+class PostmarkOptions(_Model):
+    token_type: Literal["server"] = "server"
+
+
+class AwsIamOptions(_Model):
+    user_name: StrictStr
+    region: StrictStr = "us-east-1"
+
+
+class OperatorManualOptions(_Model):
+    procedure: StrictStr | None = None
+
+
+class _CredentialFields(_Model):
+    name: Annotated[StrictStr, Field(pattern=NAME_RE)]
+    env: Env
+    active: StrictBool = True
+    schedule: StrictStr | None = None
+    vault: Vault
+    approvers: dict[Env, list[StrictStr]] = Field(default_factory=dict)
+    consumers: list[Consumer] = Field(default_factory=list)
+    description: StrictStr | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None and not SCHEDULE_RE.match(value):
+            raise ValueError("schedule must be an interval such as 90d, 12w or 36h")
+        return value
+
+    @property
+    def schedule_hours(self) -> int | None:
+        if self.schedule is None:
+            return None
+        match = SCHEDULE_RE.match(self.schedule)
+        assert match is not None  # noqa: S101 - validated above
+        return int(match.group(1)) * SCHEDULE_UNIT_HOURS[match.group(2)]
+
+    def consumer(self, consumer_id: str) -> Consumer | None:
+        return next((c for c in self.consumers if c.consumer_id == consumer_id), None)
+
+
+class HerokuCredential(_CredentialFields):
+    vendor: Literal["heroku"]
+    options: HerokuOptions = Field(default_factory=HerokuOptions)
+
+
+class CloudflareCredential(_CredentialFields):
+    vendor: Literal["cloudflare"]
+    options: CloudflareOptions = Field(default_factory=CloudflareOptions)
+
+
+class PostmarkCredential(_CredentialFields):
+    vendor: Literal["postmark"]
+    options: PostmarkOptions = Field(default_factory=PostmarkOptions)
+
+
+class AwsIamCredential(_CredentialFields):
+    vendor: Literal["aws_iam"]
+    options: AwsIamOptions
+
+
+class OperatorManualCredential(_CredentialFields):
+    vendor: Literal["operator_manual"]
+    options: OperatorManualOptions = Field(default_factory=OperatorManualOptions)
+
+
+Credential = Annotated[
+    HerokuCredential
+    | CloudflareCredential
+    | PostmarkCredential
+    | AwsIamCredential
+    | OperatorManualCredential,
+    Field(discriminator="vendor"),
+]
+VENDOR_KINDS: tuple[str, ...] = ("heroku", "cloudflare", "postmark", "aws_iam", "operator_manual")
+
+
+class Manifest(_Model):
+    """The whole subscription manifest."""
+
+    version: Literal[1] = 1
+    credentials: list[Credential] = Field(default_factory=list)
+
+    schema_id: ClassVar[str] = "https://velvet.invalid/schemas/subscription-manifest.json"
+
+    @cached_property
+    def by_name(self) -> dict[str, Credential]:
+        return {c.name: c for c in self.credentials}
+
+    def credential(self, name: str) -> Credential | None:
+        return self.by_name.get(name)
+
+
+_MANIFEST = TypeAdapter(Manifest)
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = Manifest.schema_id
+    return schema
+
+
+def json_schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+# --- loading with locations ----------------------------------------------------------------
+
+Path_ = tuple[str | int, ...]
+
+
+class _Located:
+    """Plain data built from a YAML node tree, with the line of every path in it."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[Path_, int] = {}
+        self.problems: list[str] = []
+        self._count = 0
+        self._loader = yaml.SafeLoader("")
+
+    def problem(self, line: int, field: str, message: str) -> None:
+        self.problems.append(f"{self.source}:{line}: {field}: {message}")
+
+    def build(self, node: yaml.Node, path: Path_ = ()) -> Any:
+        self._count += 1
+        if self._count > MAX_NODES:
+            raise _TooLarge(node.start_mark.line + 1)
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[Any, Any] = {}
+            self._loader.flatten_mapping(node)  # resolves << merge keys
+            for key_node, value_node in node.value:
+                key = self._scalar(key_node, path)
+                if key in out:
+                    self.problem(key_node.start_mark.line + 1, _field(path + (str(key),)),
+                                 "duplicate key")
+                    continue
+                out[key] = self.build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        return self._scalar(node, path)
+
+    def _scalar(self, node: yaml.Node, path: Path_) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            self.problem(node.start_mark.line + 1, _field(path), "keys must be plain scalars")
+            return f"<invalid key at line {node.start_mark.line + 1}>"
+        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.startswith(
+            "tag:yaml.org,2002:python/"
+        ):
+            raise _BadTag(node.start_mark.line + 1, node.tag)
+        return self._loader.construct_object(node)
+
+
+class _TooLarge(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+class _BadTag(Exception):
+    def __init__(self, line: int, tag: str) -> None:
+        self.line, self.tag = line, tag
+
+
+class _TagCheckingComposer(yaml.SafeLoader):
+    """Composes nodes only; refuses tags that would construct objects before anything runs."""
+
+
+def _field(path: Path_, data: Any = None) -> str:
+    """A readable field path: credentials[HK_X].consumers[consumer-id].app."""
+    out = ""
+    node = data
+    for part in path:
+        if isinstance(part, int):
+            label: str | int = part
+            if isinstance(node, list) and 0 <= part < len(node) and isinstance(node[part], dict):
+                item = node[part]
+                label = item.get("name") or item.get("consumer_id") or part
+            out += f"[{label}]"
+            node = node[part] if isinstance(node, list) and 0 <= part < len(node) else None
+        else:
+            out += ("." if out else "") + str(part)
+            node = node.get(part) if isinstance(node, dict) else None
+    return out or "(document)"
+
+
+def _locate(doc: _Located, data: Any, loc: tuple[str | int, ...]) -> tuple[Path_, int]:
+    """Map a pydantic loc (which may include union tags) to a data path and its line."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+        elif isinstance(node, dict) and isinstance(part, str) and part not in node and (
+            _is_tag(part)
+        ):
+            continue  # discriminated-union tag, not a key in the document
+        else:
+            path.append(part)
+            break
+    probe: Path_ = tuple(path)
+    while probe and probe not in doc.lines:
+        probe = probe[:-1]
+    return tuple(path), doc.lines.get(probe, 1)
+
+
+def _is_tag(part: str) -> bool:
+    return part in VENDOR_KINDS or part in TARGET_KINDS or part in ("http", "readback", "none")
+
+
+def _message(err: Any) -> str:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown field (check the spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "union_tag_invalid":
+        ctx = err.get("ctx", {})
+        return f"unknown value {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found":
+        return f"missing {err.get('ctx', {}).get('discriminator', 'type')}"
+    if kind == "literal_error" and err["loc"] and err["loc"][-1] == "env":
+        return "env must be prod or staging"
+    if kind == "bool_type":
+        return "must be true or false"
+    msg: str = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def parse(text: str, source: str = "<manifest>") -> Manifest:
+    """Validate manifest text; raise ManifestError listing every problem."""
+    doc = _Located(source)
+    try:
+        node = yaml.compose(text, Loader=_TagCheckingComposer)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        raise ManifestError([f"{source}:{line}: (document): YAML does not parse: {exc.problem}"])
+    except yaml.YAMLError as exc:
+        raise ManifestError([f"{source}:1: (document): YAML does not parse: {exc}"]) from None
+    if node is None:
+        raise ManifestError([f"{source}:1: (document): the manifest is empty"])
+    try:
+        data = doc.build(node)
+    except _TooLarge as exc:
+        raise ManifestError([
+            f"{source}:{exc.line}: (document): document expands to more than {MAX_NODES} nodes "
+            "(alias expansion); refusing to load it"
+        ]) from None
+    except _BadTag as exc:
+        raise ManifestError([
+            f"{source}:{exc.line}: (document): YAML tag {exc.tag} is not allowed; "
+            "the manifest holds plain data only"
+        ]) from None
+    if not isinstance(data, dict):
+        raise ManifestError([f"{source}:1: (document): the manifest must be a mapping"])
+
+    manifest: Manifest | None = None
+    try:
+        manifest = _MANIFEST.validate_python(data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            path, line = _locate(doc, data, tuple(err["loc"]))
+            field = _field(path, data)
+            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                field += "." + str(err.get("ctx", {}).get("discriminator", "")).strip("'")
+            doc.problem(line, field, _message(err))
+    _semantic_checks(doc, data)
+    if doc.problems:
+        raise ManifestError(sorted(set(doc.problems), key=_by_line))
+    assert manifest is not None  # noqa: S101 - no problems means validation passed
+    return manifest
+
+
+def _by_line(reason: str) -> tuple[int, str]:
+    parts = reason.split(":", 2)
+    try:
+        return int(parts[1]), reason
+    except (IndexError, ValueError):
+        return 0, reason
+
+
+def _semantic_checks(doc: _Located, data: dict[str, Any]) -> None:
+    """Rules that span entries: unique names and ids, bootstrap credentials."""
+    credentials = data.get("credentials")
+    if not isinstance(credentials, list):
+        return
+    seen_names: dict[str, int] = {}
+    seen_consumers: dict[str, int] = {}
+    for i, cred in enumerate(credentials):
+        if not isinstance(cred, dict):
+            continue
+        name = cred.get("name")
+        line = doc.lines.get(("credentials", i, "name"), doc.lines.get(("credentials", i), 1))
+        if isinstance(name, str):
+            if name in seen_names:
+                doc.problem(line, f"credentials[{name}].name",
+                            f"duplicate credential {name} (first at line {seen_names[name]})")
+            else:
+                seen_names[name] = line
+            if name in BOOTSTRAP_CREDENTIALS:
+                doc.problem(line, f"credentials[{name}].name",
+                            f"{name} is one of Velvet's own bootstrap credentials and cannot be "
+                            f"rotated by Velvet; follow {BOOTSTRAP_CREDENTIALS[name]}")
+        for j, consumer in enumerate(_as_list(cred.get("consumers"))):
+            if not isinstance(consumer, dict):
+                continue
+            cid = consumer.get("consumer_id")
+            cline = doc.lines.get(("credentials", i, "consumers", j, "consumer_id"), line)
+            if isinstance(cid, str):
+                if cid in seen_consumers:
+                    doc.problem(cline, f"credentials[{name}].consumers[{cid}].consumer_id",
+                                f"duplicate consumer_id {cid} (first at line "
+                                f"{seen_consumers[cid]})")
+                else:
+                    seen_consumers[cid] = cline
+
+
+def _as_list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def load(path: str | Path) -> Manifest:
+    """Load and validate the manifest file at `path`."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ManifestError([f"{file}:1: (file): no such file"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ManifestError([f"{file}:1: (file): cannot read: {exc}"]) from None
+    return parse(text, str(file))
+
+
+def load_flags(manifest_path: str | Path) -> dict[str, bool]:
+    """Feature flags from flags.yml beside the manifest; a missing file means every flag off."""
+    file = Path(manifest_path).parent / "flags.yml"
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ManifestError([f"{file}:{line}: (document): YAML does not parse"]) from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, bool) for k, v in data.items()
+    ):
+        raise ManifestError([f"{file}:1: (document): flags must map names to true/false"])
+    return dict(data)
+
+
+def iter_consumers(manifest: Manifest) -> Iterator[tuple[Credential, Consumer]]:
+    for cred in manifest.credentials:
+        for consumer in cred.consumers:
+            yield cred, consumer
