@@ -149,6 +149,8 @@ OPERATIONAL: Table = MappingProxyType({
     (S.VALIDATE_FAILED, A.ABORT): S.ABORTED,
     # stage 3: re-check every consumer, then revoke the old value
     (S.VALIDATED, A.PROCEED_REVOKE): S.REVOKING,
+    (S.VALIDATED, O.PARTIAL): S.VALIDATE_PARTIAL,  # a consumer regressed at the re-check
+    (S.VALIDATED, O.FAILED): S.VALIDATE_FAILED,
     (S.VALIDATED, A.ROLLBACK): S.ABORTED,
     (S.VALIDATED, A.ABORT): S.ABORTED,
     (S.REVOKING, A.PROCEED_REVOKE): S.REVOKING,

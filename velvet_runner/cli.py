@@ -1,0 +1,329 @@
+"""The `velvet` command: a thin click layer over the engine; the only module that prints.
+
+Exit codes (DESIGN.md): 0 ok · 1 the stage ended failed/partial · 2 bad input · 3 conflict ·
+4 disabled by feature flag. Heavy modules are imported inside commands so `velvet --help`
+starts fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import click
+
+from velvet_runner.errors import VelvetError
+
+if TYPE_CHECKING:
+    from velvet_runner.engine import Engine
+    from velvet_runner.records import Job
+    from velvet_runner.settings import Settings
+    from velvet_runner.store import Store
+
+FLOWS = ("operational", "revocation", "testing")
+
+
+def _emit_job(job: Job) -> None:
+    click.echo(job.to_json(), nl=False)
+
+
+def _settings() -> Settings:
+    from velvet_runner.settings import Settings
+
+    return Settings.from_env()
+
+
+def _store(settings: Settings) -> Store:
+    from velvet_runner.store import Store
+
+    return Store(settings.state, settings.state_branch, settings.cache_dir)
+
+
+def _engine(settings: Settings) -> Engine:
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.engine import Engine
+    from velvet_runner.logs import setup
+    from velvet_runner.notify import notifier_from_settings
+    from velvet_runner.wiring import Wiring
+
+    setup()
+    manifest = manifest_mod.load(settings.manifest)
+    flags = manifest_mod.load_flags(settings.manifest)
+    return Engine(settings, manifest, _store(settings), Wiring(settings), flags=flags,
+                  notifier=notifier_from_settings(settings), gate=_gate(settings, manifest))
+
+
+def _gate(settings: Settings, manifest: Any) -> Any:
+    from velvet_runner import actions
+
+    return actions.gate_from_env(settings, manifest)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="velvet-runner", prog_name="velvet")
+def cli() -> None:
+    """Rotate credentials: mint, fan out to every consumer, prove it works, then revoke."""
+
+
+# --- manifest ----------------------------------------------------------------------------
+
+
+@cli.group()
+def manifest() -> None:
+    """Validate the subscription manifest or print its JSON Schema."""
+
+
+@manifest.command("check")
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+def manifest_check(path: str | None) -> None:
+    """Validate PATH (default $VELVET_MANIFEST); every problem as file:line: field: message."""
+    from velvet_runner import manifest as manifest_mod
+
+    target = path or str(_settings().manifest)
+    loaded = manifest_mod.load(target)
+    manifest_mod.load_flags(target)
+    consumers = sum(len(c.consumers) for c in loaded.credentials)
+    click.echo(f"{target}: ok ({len(loaded.credentials)} credentials, {consumers} consumers)")
+
+
+@manifest.command("schema")
+def manifest_schema() -> None:
+    """Print the manifest's JSON Schema."""
+    from velvet_runner.manifest import json_schema_text
+
+    click.echo(json_schema_text(), nl=False)
+
+
+@manifest.command("plan")
+@click.argument("base", type=click.Path(dir_okay=False))
+@click.argument("head", type=click.Path(dir_okay=False))
+@click.option("--markdown", is_flag=True, help="Markdown for a pull-request summary.")
+def manifest_plan(base: str, head: str, markdown: bool) -> None:
+    """What changing the manifest from BASE to HEAD adds, removes and changes."""
+    from velvet_runner.plan import plan_text
+
+    click.echo(plan_text(base, head, markdown=markdown), nl=False)
+
+
+# --- jobs --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("credential")
+@click.option("--flow", type=click.Choice(FLOWS), default="operational", show_default=True)
+@click.option("--idempotency-key", default=None, help="Same key again returns the same job.")
+@click.option("--force-revoke", is_flag=True,
+              help="Allow proceed_revoke from validate_partial (recorded on the job).")
+def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool) -> None:
+    """Create a rotation job for CREDENTIAL (status init) and take its lock."""
+    from velvet_runner.machine import Flow
+
+    engine = _engine(_settings())
+    job, _created = engine.create(credential, Flow(flow), idempotency_key=idempotency_key,
+                                  force_revoke=force_revoke)
+    _emit_job(job)
+    _actions_outputs(job)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.argument("action")
+@click.option("--consumer", "consumers", multiple=True, help="Consumer id (repeatable).")
+@click.option("--ticket", default=None, help="Ticket id (proceed_revoke, mark_manually_revoked).")
+@click.option("--confirm", default=None, help="The credential's name, typed back (proceed_revoke).")
+def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
+          confirm: str | None) -> None:
+    """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
+    from velvet_runner.engine import LeakStillOpen, stage_failed
+
+    engine = _engine(_settings())
+    try:
+        job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm)
+    except LeakStillOpen as exc:
+        _emit_job(exc.job)
+        _actions_outputs(exc.job)
+        raise
+    _emit_job(job)
+    _actions_outputs(job)
+    if "residual" in job.report and job.status == "aborted":
+        _print_residual(job.report["residual"])
+    if stage_failed(job):
+        click.echo(f"velvet: job {job.job_id} is {job.status}; allowed next: "
+                   f"{', '.join(_allowed(job)) or 'none'}", err=True)
+        sys.exit(1)
+
+
+def _allowed(job: Job) -> list[str]:
+    from velvet_runner.machine import allowed
+
+    return [str(a) for a in allowed(job.flow_type, job.status, force_revoke=job.force_revoke)]
+
+
+def _print_residual(residual: dict[str, Any]) -> None:
+    click.echo("residual state after abort:", err=True)
+    for consumer, holds in sorted(residual.get("consumers", {}).items()):
+        click.echo(f"  {consumer}: holds the {holds} value", err=True)
+    for token in residual.get("orphaned_tokens", []):
+        click.echo(f"  orphaned token: auth id {token.get('auth_id')} "
+                   f"({token.get('fingerprint')}): {token.get('why')}", err=True)
+    click.echo(f"  next step: {residual.get('next_step')}", err=True)
+
+
+def _actions_outputs(job: Job) -> None:
+    from velvet_runner import actions
+
+    actions.write_outputs(job)
+
+
+@cli.command()
+@click.argument("credential", required=False)
+@click.option("--job", "job_id", default=None, help="One job by id.")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(credential: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
+    """Jobs of CREDENTIAL (newest first), one job, or every credential's latest job."""
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.report import status_table
+
+    settings = _settings()
+    store = _store(settings)
+    if job_id is not None:
+        job = store.get(credential, job_id) if credential else store.find(job_id)
+        if as_json:
+            _emit_job(job)
+        else:
+            click.echo(status_table([job], detail=True), nl=False)
+        return
+    if credential is not None:
+        jobs = store.list_jobs(credential, limit)
+        if not jobs and manifest_mod.load(settings.manifest).credential(credential) is None:
+            from velvet_runner.errors import NotFoundError
+
+            raise NotFoundError(f"credential {credential} is not in the manifest")
+        if as_json:
+            click.echo(json.dumps([j.summary() for j in jobs], indent=2, sort_keys=True))
+        else:
+            click.echo(status_table(jobs), nl=False)
+        return
+    loaded = manifest_mod.load(settings.manifest)
+    store.refresh()
+    latest = {c.name: store.list_jobs(c.name, 1, fetch=False) for c in loaded.credentials}
+    if as_json:
+        click.echo(json.dumps({name: (jobs[0].summary() if jobs else None)
+                               for name, jobs in latest.items()}, indent=2, sort_keys=True))
+    else:
+        click.echo(status_table([j[0] for j in latest.values() if j],
+                                credentials=list(latest)), nl=False)
+
+
+@cli.command()
+@click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
+@click.option("--json", "as_json", is_flag=True)
+def due(now_text: str | None, as_json: bool) -> None:
+    """Credentials whose schedule says rotate now."""
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.schedule import due_credentials, parse_now
+
+    settings = _settings()
+    loaded = manifest_mod.load(settings.manifest)
+    rows = due_credentials(loaded, _store(settings), parse_now(now_text), env=settings.env)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+        return
+    if not rows:
+        click.echo("nothing is due")
+    for row in rows:
+        click.echo(f"{row['credential']}\tdue since {row['due_at']}\t({row['reason']})")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
+def stuck(as_json: bool, now_text: str | None) -> None:
+    """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt."""
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.schedule import parse_now
+    from velvet_runner.watchdog import find_stuck, render
+
+    settings = _settings()
+    loaded = manifest_mod.load(settings.manifest)
+    findings = find_stuck(loaded, _store(settings), parse_now(now_text), env=settings.env)
+    if as_json:
+        click.echo(json.dumps(findings, indent=2, sort_keys=True))
+    else:
+        click.echo(render(findings), nl=False)
+    if any(findings.values()):
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=None, type=int, envvar="PORT", help="Default $PORT or 8000.")
+def serve(host: str, port: int | None) -> None:
+    """Serve the read-only status app."""
+    from velvet_runner.web import serve as serve_app
+
+    serve_app(host, port or 8000, _settings())
+
+
+@cli.command()
+@click.option("--port", default=None, type=int, help="First port (default: any free ports).")
+@click.option("--dir", "workdir", default=".velvet/sandbox", show_default=True,
+              type=click.Path(file_okay=False), help="Where the sandbox manifest is written.")
+def sandbox(port: int | None, workdir: str) -> None:
+    """Start every fake vendor on 127.0.0.1 and print the environment that points at them."""
+    from velvet_runner.sandbox import main as sandbox_main
+
+    sandbox_main(port, workdir)
+
+
+@cli.command()
+@click.option("--credential", default="HK_PLATFORM_FULL", show_default=True)
+def demo(credential: str) -> None:
+    """One full rotation against the built-in sandbox, from init to done."""
+    from velvet_runner.demo import run_demo
+
+    sys.exit(run_demo(credential, echo=click.echo))
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from velvet_runner.redact import scrub
+
+    click.echo(f"velvet: {scrub(message)}", err=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="velvet",
+                 standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        # Usage errors: click's own message, exit 2.
+        exc.show()
+        sys.exit(2)
+    except VelvetError as exc:
+        _report(exc)
+    except KeyboardInterrupt:
+        _fail("interrupted; the job can be resumed by running the same action again", 130)
+    except Exception as exc:  # noqa: BLE001 - never a traceback to the user
+        _fail(f"internal error ({type(exc).__name__}): {exc}", 1)
+
+
+def _report(exc: VelvetError) -> NoReturn:
+    from velvet_runner.errors import ManifestError
+
+    if isinstance(exc, ManifestError):
+        for reason in exc.reasons:
+            click.echo(reason, err=True)
+        sys.exit(exc.exit_code)
+    _fail(str(exc), exc.exit_code)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,131 @@
+"""The one place HTTP clients are built and vendor responses become Velvet errors.
+
+Adapters receive a ready `httpx.Client` (base URL, timeouts, User-Agent, optional transport);
+they never read settings or build clients themselves. `raise_for_vendor` maps a response to the
+error tree, and `call` retries the retryable ones with an injected `sleep`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import httpx
+
+from velvet_runner import __version__
+from velvet_runner.errors import (
+    AuthRejected,
+    NotFound,
+    RateLimited,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
+
+USER_AGENT = f"velvet-runner/{__version__}"
+DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+T = TypeVar("T")
+
+
+def make_client(base_url: str, *, headers: dict[str, str] | None = None,
+                transport: httpx.BaseTransport | None = None,
+                timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                max_connections: int = 64) -> httpx.Client:
+    return httpx.Client(
+        base_url=base_url.rstrip("/"),
+        headers={"User-Agent": USER_AGENT, **(headers or {})},
+        timeout=timeout,
+        transport=transport,
+        limits=httpx.Limits(max_connections=max_connections,
+                            max_keepalive_connections=max_connections),
+        follow_redirects=False,
+    )
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def raise_for_vendor(response: httpx.Response, what: str) -> None:
+    """Map a non-2xx response to the error tree. `what` names the object; never a value."""
+    status = response.status_code
+    if status < 400:
+        return
+    detail = f"{what}: HTTP {status}"
+    if status in (401, 403):
+        raise AuthRejected(f"{detail} (credential refused)", status=status)
+    if status == 404:
+        raise NotFound(f"{detail} (not found)", status=status)
+    if status == 429:
+        raise RateLimited(f"{detail} (rate limited)", retry_after=retry_after(response))
+    if status >= 500:
+        raise VendorUnavailable(f"{detail} (vendor unavailable)", status=status)
+    raise VendorRejected(f"{detail} (request refused)", status=status)
+
+
+def transport_errors(what: str) -> Callable[[httpx.HTTPError], VendorError]:
+    def convert(exc: httpx.HTTPError) -> VendorError:
+        kind = type(exc).__name__
+        return VendorUnavailable(f"{what}: {kind}")
+    return convert
+
+
+@dataclass
+class RetryPolicy:
+    """Bounded retries with jittered exponential backoff; 429 honours the vendor's hint."""
+
+    attempts: int = 4
+    base: float = 0.2
+    cap: float = 5.0
+    max_retry_after: float = 30.0
+    sleep: Callable[[float], None] = field(default=time.sleep)
+    # Called on 429 without Retry-After (Heroku): returns seconds to wait, or None.
+    rate_limit_probe: Callable[[], float | None] | None = None
+
+    def delay(self, attempt: int, exc: VendorError) -> float:
+        if isinstance(exc, RateLimited):
+            if exc.retry_after is not None:
+                return min(exc.retry_after, self.max_retry_after)
+            if self.rate_limit_probe is not None:
+                hint = self.rate_limit_probe()
+                if hint is not None:
+                    return min(hint, self.max_retry_after)
+        backoff = min(self.cap, self.base * (2 ** attempt))
+        return backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
+
+    def run(self, fn: Callable[[], T]) -> T:
+        for attempt in range(self.attempts):
+            try:
+                return fn()
+            except httpx.HTTPError as exc:
+                err: VendorError = VendorUnavailable(f"{type(exc).__name__}")
+                if attempt + 1 >= self.attempts:
+                    raise err from None
+                self.sleep(self.delay(attempt, err))
+            except VendorError as exc:
+                if not exc.retryable or attempt + 1 >= self.attempts:
+                    raise
+                self.sleep(self.delay(attempt, exc))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def request(client: httpx.Client, method: str, url: str, what: str,
+            **kwargs: object) -> httpx.Response:
+    """One HTTP call; transport failures become VendorUnavailable naming `what`."""
+    try:
+        response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+    except httpx.TimeoutException:
+        raise VendorUnavailable(f"{what}: timed out") from None
+    except httpx.HTTPError as exc:
+        raise VendorUnavailable(f"{what}: {type(exc).__name__}") from None
+    raise_for_vendor(response, what)
+    return response

@@ -1,0 +1,68 @@
+"""When a credential is due: its schedule interval after its last `done` job, or never rotated."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from velvet_runner.errors import BadArgument
+from velvet_runner.machine import Flow, State
+from velvet_runner.manifest import Manifest
+from velvet_runner.records import utcnow
+from velvet_runner.store import Store
+
+
+def parse_now(text: str | None) -> datetime:
+    if text is None:
+        return utcnow()
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise BadArgument(f"--now {text!r} is not an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def last_done(store: Store, credential: str) -> datetime | None:
+    for job in store.list_jobs(credential, 50, fetch=False):
+        if job.flow_type == Flow.OPERATIONAL and job.status == State.DONE:
+            return job.updated_at
+    return None
+
+
+def next_due(manifest: Manifest, store: Store, credential: str) -> datetime | None:
+    cred = manifest.credential(credential)
+    if cred is None or cred.schedule_hours is None:
+        return None
+    done = last_done(store, credential)
+    if done is None:
+        return None
+    return done + timedelta(hours=cred.schedule_hours)
+
+
+def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
+                    env: str | None = None) -> list[dict[str, Any]]:
+    """Active, scheduled credentials whose interval has passed; idempotent for cron ticks."""
+    store.refresh()
+    rows = []
+    for cred in manifest.credentials:
+        if not cred.active or cred.schedule_hours is None or (env and cred.env != env):
+            continue
+        if not any(c.active and c.env == cred.env for c in cred.consumers):
+            continue
+        holder = store.lock_holder(cred.name, fetch=False)
+        if holder is not None:
+            continue  # a job is in flight; starting another would be refused anyway
+        done = last_done(store, cred.name)
+        if done is None:
+            rows.append({"credential": cred.name, "due_at": _iso(now),
+                         "reason": "never rotated by Velvet", "schedule": cred.schedule})
+            continue
+        due_at = done + timedelta(hours=cred.schedule_hours)
+        if due_at <= now:
+            rows.append({"credential": cred.name, "due_at": _iso(due_at),
+                         "reason": f"last done {_iso(done)}", "schedule": cred.schedule})
+    return rows

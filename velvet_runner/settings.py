@@ -1,0 +1,99 @@
+"""Settings from the environment, read once (DESIGN.md's contract; defaults are the real vendors)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, SecretStr
+
+from velvet_runner.errors import BadArgument
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    manifest: Path = Path("manifest/subscription-manifest.yml")
+    state: str = ".velvet/state.git"
+    state_branch: str = "velvet-state"
+    cache_dir: Path | None = None
+    env: str | None = None
+    heroku_api_url: str = "https://api.heroku.com"
+    postmark_api_url: str = "https://api.postmarkapp.com"
+    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
+    infisical_api_url: str = "https://app.infisical.com"
+    github_api_url: str = "https://api.github.com"
+    slack_api_url: str = "https://slack.com/api"
+    aws_endpoint_url: str | None = None
+    # Velvet's own bootstrap secrets (runbook section 8): never in the vault it manages.
+    heroku_token: SecretStr | None = None
+    infisical_client_id: SecretStr | None = None
+    infisical_client_secret: SecretStr | None = None
+    github_token: SecretStr | None = None
+    slack_token: SecretStr | None = None
+    slack_channel: str | None = None
+    postmark_server_token: SecretStr | None = None
+    ops_email: str | None = None
+    ops_email_from: str = "velvet@raxx.app"
+    github_repository: str | None = None
+    github_server_url: str = "https://github.com"
+    actor: str | None = None
+    crash_at: str | None = None
+    settle_seconds: float = 30.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name)
+            return value if value else None
+
+        values: dict[str, object] = {}
+        mapping = {
+            "manifest": "VELVET_MANIFEST",
+            "state": "VELVET_STATE",
+            "state_branch": "VELVET_STATE_BRANCH",
+            "cache_dir": "VELVET_CACHE_DIR",
+            "env": "VELVET_ENV",
+            "heroku_api_url": "VELVET_HEROKU_API_URL",
+            "postmark_api_url": "VELVET_POSTMARK_API_URL",
+            "cloudflare_api_url": "VELVET_CLOUDFLARE_API_URL",
+            "infisical_api_url": "VELVET_INFISICAL_API_URL",
+            "github_api_url": "VELVET_GITHUB_API_URL",
+            "slack_api_url": "VELVET_SLACK_API_URL",
+            "aws_endpoint_url": "AWS_ENDPOINT_URL",
+            "heroku_token": "VELVET_HEROKU_TOKEN",
+            "infisical_client_id": "VELVET_INFISICAL_CLIENT_ID",
+            "infisical_client_secret": "VELVET_INFISICAL_CLIENT_SECRET",
+            "github_token": "VELVET_GITHUB_TOKEN",
+            "slack_token": "VELVET_SLACK_TOKEN",
+            "slack_channel": "VELVET_SLACK_CHANNEL",
+            "postmark_server_token": "VELVET_POSTMARK_SERVER_TOKEN",
+            "ops_email": "VELVET_OPS_EMAIL",
+            "github_repository": "GITHUB_REPOSITORY",
+            "github_server_url": "GITHUB_SERVER_URL",
+            "crash_at": "VELVET_CRASH_AT",
+            "settle_seconds": "VELVET_SETTLE_SECONDS",
+        }
+        for field, var in mapping.items():
+            value = get(var)
+            if value is not None:
+                values[field] = value
+        values["actor"] = get("VELVET_ACTOR") or get("GITHUB_ACTOR") or get("USER") or _whoami()
+        if values.get("env") not in (None, "prod", "staging"):
+            raise BadArgument(f"VELVET_ENV must be prod or staging, not {values['env']!r}")
+        try:
+            return cls.model_validate(values)
+        except ValueError as exc:
+            raise BadArgument(f"bad setting in the environment: {exc}") from None
+
+
+def _whoami() -> str | None:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return None

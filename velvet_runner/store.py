@@ -1,0 +1,385 @@
+"""The state branch: job records in git, every write a compare-and-swap push.
+
+Layout of the branch (an orphan branch; see state/README.md):
+
+    jobs/<CREDENTIAL>/<job_id>.json     one record per job; ids sort by creation time
+    locks/<CREDENTIAL>.json             the lease of the job in flight for that credential
+    idempotency/<sha256(key)>.json      idempotency key -> job id
+
+Writes build a commit on top of the head we last fetched and push it without force: git refuses
+a push that is not a fast-forward, which makes `git push` the compare-and-swap. On refusal we
+fetch, re-apply the same change function to the fresh records, and try again; the function may
+refuse (raise) when the change no longer makes sense, for example when another job took the lock.
+
+A local cache repository holds fetched objects. Processes sharing a cache take a file lock around
+each fetch-modify-push; processes on other machines (or with other caches) race through the push.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from velvet_runner.errors import NotFoundError, RotationInFlight, StateWriteLost, VelvetError
+from velvet_runner.machine import is_terminal
+from velvet_runner.records import Job, utcnow
+
+MAX_ATTEMPTS = 60
+JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CREDENTIAL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "velvet",
+    "GIT_AUTHOR_EMAIL": "velvet@localhost",
+    "GIT_COMMITTER_NAME": "velvet",
+    "GIT_COMMITTER_EMAIL": "velvet@localhost",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+class GitError(VelvetError):
+    """A git command failed for a reason other than a lost race."""
+
+
+class _Rejected(Exception):
+    """The push was not a fast-forward: someone else wrote first."""
+
+
+@dataclass
+class Change:
+    """What one compare-and-swap write puts on the branch."""
+
+    files: dict[str, bytes | None] = field(default_factory=dict)  # None deletes
+    message: str = "velvet: update"
+
+
+def _is_local(url: str) -> bool:
+    return "://" not in url and not re.match(r"^[\w.-]+@[\w.-]+:", url)
+
+
+class Store:
+    """Read and write job records on the state branch of `url` (a git URL or a local path)."""
+
+    def __init__(self, url: str, branch: str = "velvet-state", cache_dir: Path | None = None,
+                 *, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.url = url
+        self.branch = branch
+        self._sleep = sleep
+        self.retries = 0  # pushes lost to a race since construction (benchmarks read it)
+        if _is_local(url):
+            self.url = str(Path(url).resolve())
+        key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
+        self.cache = (cache_dir or Path(".velvet/cache")).resolve() / key
+        self._ref = f"refs/remotes/origin/{branch}"
+        self._ready = False
+
+    # --- git plumbing ----------------------------------------------------------------------
+
+    def _git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+             check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        full_env = {**os.environ, **GIT_ENV, **(env or {})}
+        proc = subprocess.run(
+            ["git", "--git-dir", str(self.cache), *args],
+            input=input, capture_output=True, env=full_env, check=False,
+        )
+        if check and proc.returncode != 0:
+            raise GitError(f"git {args[0]} failed for state {self.url}: "
+                           f"{proc.stderr.decode(errors='replace').strip()[:500]}")
+        return proc
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        if _is_local(self.url) and not Path(self.url).exists():
+            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["git", "init", "--quiet", "--bare", self.url], check=True,
+                           capture_output=True)
+        if not (self.cache / "HEAD").exists():
+            self.cache.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["git", "init", "--quiet", "--bare", str(self.cache)], check=True,
+                           capture_output=True)
+            self._git("remote", "add", "origin", self.url, check=False)
+            self._git("config", "gc.auto", "0")
+        self._ready = True
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self._ensure()
+        with open(self.cache / "velvet.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _fetch(self) -> str | None:
+        proc = self._git("fetch", "--quiet", "--no-tags", "origin",
+                         f"+refs/heads/{self.branch}:{self._ref}", check=False)
+        if proc.returncode != 0:
+            err = proc.stderr.decode(errors="replace")
+            if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
+                self._git("update-ref", "-d", self._ref, check=False)
+                return None
+            raise GitError(f"cannot fetch state branch {self.branch} from {self.url}: "
+                           f"{err.strip()[:300]}")
+        return self._head()
+
+    def _head(self) -> str | None:
+        proc = self._git("rev-parse", "--verify", "--quiet", self._ref, check=False)
+        return proc.stdout.decode().strip() or None
+
+    def _ls(self, head: str | None, folder: str) -> list[str]:
+        if head is None:
+            return []
+        proc = self._git("ls-tree", "--name-only", f"{head}:{folder}", check=False)
+        if proc.returncode != 0:
+            return []
+        return [line for line in proc.stdout.decode().splitlines() if line]
+
+    def _read(self, head: str | None, paths: list[str]) -> dict[str, bytes | None]:
+        if head is None or not paths:
+            return dict.fromkeys(paths)
+        query = "".join(f"{head}:{p}\n" for p in paths).encode()
+        out = self._git("cat-file", "--batch", input=query).stdout
+        result: dict[str, bytes | None] = {}
+        pos = 0
+        for path in paths:
+            nl = out.index(b"\n", pos)
+            header = out[pos:nl].split()
+            pos = nl + 1
+            if header[-1] == b"missing":
+                result[path] = None
+                continue
+            size = int(header[2])
+            result[path] = out[pos:pos + size]
+            pos += size + 1
+        return result
+
+    def _commit(self, head: str | None, change: Change) -> str:
+        with tempfile.TemporaryDirectory(prefix="velvet-index-") as tmp:
+            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+            if head is not None:
+                self._git("read-tree", head, env=env)
+            lines = []
+            for path, content in sorted(change.files.items()):
+                if content is None:
+                    lines.append(f"0 {'0' * 40}\t{path}")
+                else:
+                    sha = self._git("hash-object", "-w", "--stdin", input=content)
+                    lines.append(f"100644 {sha.stdout.decode().strip()}\t{path}")
+            self._git("update-index", "--index-info", input=("\n".join(lines) + "\n").encode(),
+                      env=env)
+            tree = self._git("write-tree", env=env).stdout.decode().strip()
+        parents = ["-p", head] if head else []
+        return self._git("commit-tree", tree, *parents, "-m", change.message).stdout.decode().strip()
+
+    def _push(self, commit: str) -> None:
+        proc = self._git("push", "--quiet", "--porcelain", "origin",
+                         f"{commit}:refs/heads/{self.branch}", check=False)
+        if proc.returncode == 0:
+            self._git("update-ref", self._ref, commit)
+            return
+        err = (proc.stderr + proc.stdout).decode(errors="replace")
+        if any(s in err for s in ("non-fast-forward", "fetch first", "rejected", "failed to lock",
+                                  "cannot lock ref", "stale info")):
+            raise _Rejected()
+        raise GitError(f"cannot push state branch {self.branch} to {self.url}: {err.strip()[:300]}")
+
+    # --- the compare-and-swap loop -------------------------------------------------------
+
+    def transact(self, plan: Callable[[Callable[[list[str]], dict[str, bytes | None]],
+                                       Callable[[str], list[str]]], Change | None]) -> None:
+        """Fetch, let `plan` read and decide, commit, push; on a lost race start over.
+
+        `plan(read, ls)` returns the Change to make, or None when nothing needs writing; it is
+        called again with fresh data after every lost race, so it must be a pure function of
+        what it reads (raising to refuse is fine).
+        """
+        for attempt in range(MAX_ATTEMPTS):
+            with self._locked():
+                head = self._fetch()
+                change = plan(lambda paths: self._read(head, paths),
+                              lambda folder: self._ls(head, folder))
+                if change is None or not change.files:
+                    return
+                commit = self._commit(head, change)
+                try:
+                    self._push(commit)
+                    return
+                except _Rejected:
+                    self.retries += 1
+            # jittered backoff outside the lock so that others can make progress
+            self._sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * random.random())  # noqa: S311
+        raise StateWriteLost(f"state branch {self.branch} at {self.url} kept moving; "
+                             f"gave up after {MAX_ATTEMPTS} attempts")
+
+    # --- reads ---------------------------------------------------------------------------
+
+    def refresh(self) -> str | None:
+        """Fetch the branch; return its head commit (None while the branch does not exist)."""
+        with self._locked():
+            return self._fetch()
+
+    def head(self, *, fetch: bool = True) -> str | None:
+        if fetch:
+            return self.refresh()
+        self._ensure()
+        return self._head()
+
+    def credentials(self, *, fetch: bool = True) -> list[str]:
+        return self._ls(self.head(fetch=fetch), "jobs")
+
+    def job_ids(self, credential: str, *, fetch: bool = True) -> list[str]:
+        """Job ids of a credential, newest first (ids are time-ordered)."""
+        _check_credential(credential)
+        names = self._ls(self.head(fetch=fetch), f"jobs/{credential}")
+        return sorted((n.removesuffix(".json") for n in names if n.endswith(".json")),
+                      reverse=True)
+
+    def list_jobs(self, credential: str, limit: int | None = None, *,
+                  fetch: bool = True) -> list[Job]:
+        head = self.head(fetch=fetch)
+        ids = sorted((n.removesuffix(".json") for n in self._ls(head, f"jobs/{credential}")
+                      if n.endswith(".json")), reverse=True)
+        if limit is not None:
+            ids = ids[:limit]
+        blobs = self._read(head, [f"jobs/{credential}/{i}.json" for i in ids])
+        return [Job.from_json(b) for b in blobs.values() if b is not None]
+
+    def get(self, credential: str, job_id: str, *, fetch: bool = True) -> Job:
+        _check_credential(credential)
+        _check_job_id(job_id)
+        blob = self._read(self.head(fetch=fetch), [f"jobs/{credential}/{job_id}.json"])
+        content = next(iter(blob.values()))
+        if content is None:
+            raise NotFoundError(f"no job {job_id} for credential {credential}")
+        return Job.from_json(content)
+
+    def find(self, job_id: str, *, fetch: bool = True) -> Job:
+        """A job by id alone (the CLI's `velvet stage JOB_ID`)."""
+        _check_job_id(job_id)
+        head = self.head(fetch=fetch)
+        for credential in self._ls(head, "jobs"):
+            blob = self._read(head, [f"jobs/{credential}/{job_id}.json"])
+            content = next(iter(blob.values()))
+            if content is not None:
+                return Job.from_json(content)
+        raise NotFoundError(f"no job {job_id} on the state branch")
+
+    def lock_holder(self, credential: str, *, fetch: bool = True) -> str | None:
+        blob = self._read(self.head(fetch=fetch), [f"locks/{credential}.json"])
+        content = next(iter(blob.values()))
+        return json.loads(content)["job_id"] if content else None
+
+    # --- writes --------------------------------------------------------------------------
+
+    def create(self, job: Job) -> tuple[Job, bool]:
+        """Create `job` and take its credential's lock; (existing job, False) for a known key.
+
+        Raises RotationInFlight when another job holds the lock.
+        """
+        result: list[tuple[Job, bool]] = []
+        lock_path = f"locks/{job.credential}.json"
+        idem_path = _idem_path(job.credential, job.idempotency_key)
+
+        def plan(read: Callable[[list[str]], dict[str, bytes | None]],
+                 ls: Callable[[str], list[str]]) -> Change | None:
+            result.clear()
+            paths = [lock_path] + ([idem_path] if idem_path else [])
+            found = read(paths)
+            if idem_path and found[idem_path]:
+                ref = json.loads(found[idem_path] or b"{}")
+                existing = read([f"jobs/{ref['credential']}/{ref['job_id']}.json"])
+                blob = next(iter(existing.values()))
+                if blob is not None:
+                    result.append((Job.from_json(blob), False))
+                    return None
+            if found[lock_path]:
+                holder = json.loads(found[lock_path] or b"{}")["job_id"]
+                raise RotationInFlight(job.credential, holder)
+            files: dict[str, bytes | None] = {
+                f"jobs/{job.credential}/{job.job_id}.json": job.to_json().encode(),
+                lock_path: _lock_blob(job),
+            }
+            if idem_path:
+                files[idem_path] = _dumps({"credential": job.credential, "job_id": job.job_id})
+            result.append((job, True))
+            return Change(files, f"{job.credential}: create {job.flow_type} job {job.job_id}")
+
+        self.transact(plan)
+        return result[0]
+
+    def update(self, credential: str, job_id: str, apply: Callable[[Job], Job | None]) -> Job:
+        """Compare-and-swap one job: `apply` gets the freshest record and returns the new one.
+
+        `apply` returning None (or an unchanged record) writes nothing. The credential's lock
+        is released in the same commit that moves the job to a terminal state.
+        """
+        _check_credential(credential)
+        _check_job_id(job_id)
+        path = f"jobs/{credential}/{job_id}.json"
+        lock_path = f"locks/{credential}.json"
+        result: list[Job] = []
+
+        def plan(read: Callable[[list[str]], dict[str, bytes | None]],
+                 ls: Callable[[str], list[str]]) -> Change | None:
+            result.clear()
+            found = read([path, lock_path])
+            blob = found[path]
+            if blob is None:
+                raise NotFoundError(f"no job {job_id} for credential {credential}")
+            current = Job.from_json(blob)
+            new = apply(current.model_copy(deep=True))
+            if new is None or new == current:
+                result.append(current)
+                return None
+            new.updated_at = utcnow()
+            files: dict[str, bytes | None] = {path: new.to_json().encode()}
+            lock = found[lock_path]
+            if is_terminal(new.flow_type, new.status) and lock is not None and (
+                json.loads(lock)["job_id"] == job_id
+            ):
+                files[lock_path] = None
+            result.append(new)
+            return Change(files, f"{credential}: {job_id} {current.status} -> {new.status}")
+
+        self.transact(plan)
+        return result[0]
+
+
+def _dumps(data: object) -> bytes:
+    return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _lock_blob(job: Job) -> bytes:
+    return _dumps({"job_id": job.job_id, "credential": job.credential,
+                   "flow_type": str(job.flow_type), "acquired_at": job.created_at.strftime(
+                       "%Y-%m-%dT%H:%M:%SZ")})
+
+
+def _idem_path(credential: str, key: str | None) -> str | None:
+    if not key:
+        return None
+    digest = hashlib.sha256(f"{credential}\0{key}".encode()).hexdigest()
+    return f"idempotency/{digest}.json"
+
+
+def _check_job_id(job_id: str) -> None:
+    if not JOB_ID_RE.match(job_id):
+        raise NotFoundError(f"no job {job_id!r}: job ids are UUIDs")
+
+
+def _check_credential(credential: str) -> None:
+    if not CREDENTIAL_RE.match(credential):
+        raise NotFoundError(f"no credential {credential!r}")

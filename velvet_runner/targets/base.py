@@ -1,0 +1,45 @@
+"""What a target adapter must do: write a value somewhere a consumer reads it."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from velvet_runner.records import fingerprint
+
+
+class Target(ABC):
+    """One place a value is written (a config var, a secret, a parameter).
+
+    `write` is idempotent (writing the same value twice is harmless) and raises the
+    VendorError subclasses of `errors.py`. Nothing here logs or raises with a value in it.
+    """
+
+    kind: ClassVar[str]
+    READABLE: ClassVar[bool] = True
+
+    @abstractmethod
+    def write(self, value: SecretStr) -> None:
+        """Store `value`, replacing what is there (creating it if missing)."""
+
+    @abstractmethod
+    def read(self) -> SecretStr | None:
+        """The value stored now, None when nothing is stored. Unreadable targets raise."""
+
+    def fingerprint(self) -> str | None:
+        """A fingerprint of the stored value (readback checks compare it with the new one)."""
+        value = self.read()
+        return fingerprint(value) if value is not None else None
+
+    @abstractmethod
+    def probe(self) -> str:
+        """Check reachable and writable without writing; return a short description.
+
+        Used by the testing flow; must change nothing anywhere.
+        """
+
+    def delete(self) -> None:
+        """Remove the stored value (the vault's pending slot uses this)."""
+        raise NotImplementedError(f"{self.kind} cannot delete")

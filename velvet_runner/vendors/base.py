@@ -1,0 +1,86 @@
+"""What a vendor adapter must do: verify, mint and revoke one kind of credential."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from velvet_runner.errors import InputError
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the vendor says a value belongs to; never the value itself."""
+
+    subject: str
+    auth_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Minted:
+    auth_id: str | None
+    value: SecretStr
+
+
+class Vendor(ABC):
+    """A credential's issuer.
+
+    Subclasses set `kind` to the manifest's `vendor` string and declare what the vendor's API
+    can do with the capability flags; the engine routes around what it cannot (for example
+    `CAN_REVOKE = False` becomes `manual_required`, confirmed by seeing the old value refused).
+    Methods raise the VendorError subclasses of `errors.py` and never put a value in a message.
+    """
+
+    kind: ClassVar[str]
+    CAN_MINT: ClassVar[bool] = True
+    CAN_REVOKE: ClassVar[bool] = True
+    CAN_ROLL: ClassVar[bool] = False
+
+    @abstractmethod
+    def verify(self, value: SecretStr) -> Identity:
+        """Probe that `value` works; AuthRejected when the vendor refuses it.
+
+        May also refuse a rotation that cannot succeed (AWS: both key slots in use).
+        """
+
+    def mint(self, current: SecretStr, label: str) -> Minted:
+        """Create a second, independent credential labelled `label` (the job id is in it).
+
+        Never rolls or regenerates: the old value must keep working until revoke.
+        """
+        raise InputError(f"{self.kind} credentials cannot be minted by API")
+
+    def find_minted(self, current: SecretStr, label: str) -> str | None:
+        """The auth id of a credential this vendor already holds under `label`, if any.
+
+        Lets an interrupted mint resume without leaving a second live token behind.
+        """
+        return None
+
+    def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
+        """Get a usable value for a credential minted before a crash lost its value."""
+        raise InputError(f"{self.kind} cannot recover a minted credential")
+
+    def revoke(self, auth_id: str | None, *, using: SecretStr, value: SecretStr) -> bool:
+        """Revoke the credential `auth_id` (whose value is `value`), authenticating with `using`.
+
+        Idempotent: returns True when revoked now, False when it was already gone (404).
+        """
+        raise InputError(f"{self.kind} credentials cannot be revoked by API")
+
+    def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
+        """Replace the value in place, killing the old one at once (revocation flow only)."""
+        raise InputError(f"{self.kind} credentials cannot be rolled by API")
+
+    def is_live(self, value: SecretStr) -> bool:
+        """Whether the vendor still accepts `value`; vendor outages propagate."""
+        from velvet_runner.errors import AuthRejected
+
+        try:
+            self.verify(value)
+        except AuthRejected:
+            return False
+        return True
