@@ -398,6 +398,7 @@ class _Stage:
         try:
             current = self._current()
             identity = self.retry().run(lambda: self.vendor.verify(current))
+            self.retry().run(self.vendor.check_rotatable)
         except (VendorError, InputError) as exc:
             return self.move(Outcome.FAILED, f"verify failed: {exc}")
         old_auth_id = self._old_auth_id(identity.auth_id)

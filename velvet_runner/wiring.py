@@ -6,14 +6,14 @@ the adapters themselves.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import httpx
 
+from velvet_runner.aws import AwsClients
 from velvet_runner.checks import Checker
 from velvet_runner.client import make_client
 from velvet_runner.errors import BadArgument
@@ -40,33 +40,6 @@ DEFAULT_BOUNDS: dict[str, int] = {
     "infisical_secret": 64,
     "aws_ssm_parameter": 32,
 }
-
-
-class AwsClients:
-    """boto3 clients, imported lazily so that the CLI starts fast."""
-
-    def __init__(self, endpoint_url: str | None) -> None:
-        self.endpoint_url = endpoint_url
-        self._lock = threading.Lock()
-        self._cache: dict[tuple[str, str], Any] = {}
-
-    def client(self, service: str, region: str, *, access_key_id: str | None = None,
-               secret_access_key: str | None = None) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        config = Config(retries={"max_attempts": 3, "mode": "standard"},
-                        max_pool_connections=64, connect_timeout=5, read_timeout=15)
-        if access_key_id is not None:
-            return boto3.session.Session().client(
-                service, region_name=region, endpoint_url=self.endpoint_url, config=config,
-                aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
-        key = (service, region)
-        with self._lock:
-            if key not in self._cache:
-                self._cache[key] = boto3.session.Session().client(
-                    service, region_name=region, endpoint_url=self.endpoint_url, config=config)
-            return self._cache[key]
 
 
 class Wiring:

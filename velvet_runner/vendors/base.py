@@ -46,6 +46,9 @@ class Vendor(ABC):
         May also refuse a rotation that cannot succeed (AWS: both key slots in use).
         """
 
+    def check_rotatable(self) -> None:
+        """Refuse, at verify, a rotation that cannot succeed (AWS: no free key slot)."""
+
     def mint(self, current: SecretStr, label: str) -> Minted:
         """Create a second, independent credential labelled `label` (the job id is in it).
 

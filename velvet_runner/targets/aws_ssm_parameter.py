@@ -1,0 +1,76 @@
+"""An AWS SSM parameter, written as a SecureString with Overwrite (vendor-apis.md 6.2).
+
+botocore retries throttling and 5xx itself but not TooManyUpdates (concurrent writes to one
+parameter): that is retried here with a short backoff.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import SecretStr
+
+from velvet_runner.aws import translate
+from velvet_runner.errors import NotFound, RateLimited
+from velvet_runner.manifest import AwsSsmParameter
+from velvet_runner.targets import register
+from velvet_runner.targets.base import Target
+
+TOO_MANY_UPDATES_ATTEMPTS = 5
+
+
+class AwsSsmParameterTarget(Target):
+    kind: ClassVar[str] = "aws_ssm_parameter"
+
+    def __init__(self, config: AwsSsmParameter, ssm: Any,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.ssm = ssm
+        self.sleep = sleep
+        self.what = f"ssm parameter {config.name}"
+
+    def write(self, value: SecretStr) -> None:
+        for attempt in range(TOO_MANY_UPDATES_ATTEMPTS):
+            try:
+                self.ssm.put_parameter(Name=self.config.name, Value=value.get_secret_value(),
+                                       Type="SecureString", Overwrite=True)
+                return
+            except Exception as exc:  # noqa: BLE001 - translated
+                err = translate(exc, f"PutParameter {self.config.name}")
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+                if code != "TooManyUpdates" or attempt + 1 == TOO_MANY_UPDATES_ATTEMPTS:
+                    raise err from None
+                self.sleep(0.1 * (2 ** attempt))
+        raise RateLimited(f"PutParameter {self.config.name}: TooManyUpdates")  # pragma: no cover
+
+    def read(self) -> SecretStr | None:
+        try:
+            found = self.ssm.get_parameter(Name=self.config.name, WithDecryption=True)
+        except Exception as exc:  # noqa: BLE001
+            err = translate(exc, f"GetParameter {self.config.name}")
+            if isinstance(err, NotFound):
+                return None
+            raise err from None
+        return SecretStr(found["Parameter"]["Value"])
+
+    def delete(self) -> None:
+        try:
+            self.ssm.delete_parameter(Name=self.config.name)
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"DeleteParameter {self.config.name}") from None
+
+    def probe(self) -> str:
+        try:
+            found = self.ssm.describe_parameters(
+                ParameterFilters=[{"Key": "Name", "Option": "Equals",
+                                   "Values": [self.config.name]}])
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"DescribeParameters {self.config.name}") from None
+        exists = bool(found.get("Parameters"))
+        return f"{self.what}: " + ("exists" if exists else "not created yet (first write creates "
+                                   "it)")
+
+
+register(AwsSsmParameterTarget)

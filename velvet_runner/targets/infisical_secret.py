@@ -1,0 +1,114 @@
+"""An Infisical secret, through the v4 raw-secrets API (vendor-apis.md section 4).
+
+Velvet logs in with its machine identity (universal auth). An expired or malformed access
+token answers 403 TokenError: log in again once, then retry. A write diverted into a
+change-approval request is not applied, so it is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from velvet_runner.client import raise_for_vendor, request
+from velvet_runner.errors import AuthRejected, NotFound, VendorRejected, VendorUnavailable
+from velvet_runner.manifest import InfisicalSecret
+from velvet_runner.targets import register
+from velvet_runner.targets.base import Target
+
+
+class InfisicalSession:
+    """An access token from universal-auth login, shared by every target of one run."""
+
+    def __init__(self, client: httpx.Client, client_id: str, client_secret: str) -> None:
+        self.client = client
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._token: str | None = None
+        self._lock = threading.Lock()
+
+    def _login(self) -> str:
+        response = request(self.client, "POST", "/api/v1/auth/universal-auth/login",
+                           "infisical universal-auth login",
+                           json={"clientId": self._client_id, "clientSecret": self._client_secret})
+        return str(response.json()["accessToken"])
+
+    def token(self, *, renew: bool = False, stale: str | None = None) -> str:
+        with self._lock:
+            if self._token is None or (renew and self._token == stale):
+                self._token = self._login()
+            return self._token
+
+    def call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        token = self.token()
+        for attempt in range(2):
+            try:
+                response = self.client.request(
+                    method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
+            except httpx.TimeoutException:
+                raise VendorUnavailable(f"{what}: timed out") from None
+            except httpx.HTTPError as exc:
+                raise VendorUnavailable(f"{what}: {type(exc).__name__}") from None
+            if response.status_code == 403 and attempt == 0 and _error(response) == "TokenError":
+                token = self.token(renew=True, stale=token)
+                continue
+            raise_for_vendor(response, what)
+            return response
+        raise AuthRejected(f"{what}: access token refused after a fresh login")
+
+
+def _error(response: httpx.Response) -> str | None:
+    try:
+        return str(response.json().get("error"))
+    except ValueError:
+        return None
+
+
+class InfisicalSecretTarget(Target):
+    kind: ClassVar[str] = "infisical_secret"
+
+    def __init__(self, config: InfisicalSecret, session: InfisicalSession) -> None:
+        self.config = config
+        self.session = session
+        self.what = f"infisical secret {config.describe()}"
+        self.scope = {"projectId": config.project_id, "environment": config.environment,
+                      "secretPath": config.secret_path}
+
+    def read(self) -> SecretStr | None:
+        try:
+            body = self.session.call("GET", f"/api/v4/secrets/{self.config.name}",
+                                     f"GET {self.what}",
+                                     params={**self.scope, "type": "shared",
+                                             "viewSecretValue": "true"}).json()
+        except NotFound:
+            return None
+        value = (body.get("secret") or {}).get("secretValue")
+        return SecretStr(value) if isinstance(value, str) else None
+
+    def write(self, value: SecretStr) -> None:
+        body = {**self.scope, "secretValue": value.get_secret_value(), "type": "shared"}
+        path = f"/api/v4/secrets/{self.config.name}"
+        try:
+            response = self.session.call("PATCH", path, f"PATCH {self.what}", json=body)
+        except NotFound:
+            response = self.session.call("POST", path, f"POST {self.what}", json=body)
+        if "approval" in response.json():
+            raise VendorRejected(f"{self.what}: the change awaits approval in Infisical and was "
+                                 "not applied")
+
+    def delete(self) -> None:
+        self.session.call("DELETE", f"/api/v4/secrets/{self.config.name}", f"DELETE {self.what}",
+                          json={**self.scope, "type": "shared"})
+
+    def probe(self) -> str:
+        listed = self.session.call("GET", "/api/v4/secrets", f"list {self.what}",
+                                   params={**self.scope, "viewSecretValue": "false"}).json()
+        names = {s.get("secretKey") for s in listed.get("secrets", [])}
+        return f"{self.what}: folder readable; " + (
+            "secret present" if self.config.name in names else "secret not set yet")
+
+
+register(InfisicalSecretTarget)

@@ -1,0 +1,95 @@
+"""Cloudflare API tokens, user or account-owned (vendor-apis.md section 3).
+
+Overlap, not roll: mint creates a second token with the old token's policies; revoke deletes the
+old one. Roll (`PUT …/value`) kills the old value at once and is for the revocation flow.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from velvet_runner.client import request
+from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
+from velvet_runner.manifest import CloudflareCredential
+from velvet_runner.vendors import register
+from velvet_runner.vendors.base import Identity, Minted, Vendor
+
+
+class CloudflareVendor(Vendor):
+    kind: ClassVar[str] = "cloudflare"
+    CAN_ROLL: ClassVar[bool] = True
+
+    def __init__(self, config: CloudflareCredential, client: httpx.Client) -> None:
+        self.config = config
+        self.client = client
+        opts = config.options
+        self.prefix = ("/user/tokens" if opts.token_type == "user"
+                       else f"/accounts/{opts.account_id}/tokens")
+
+    def _call(self, method: str, path: str, value: SecretStr, what: str,
+              **kwargs: Any) -> Any:
+        response = request(self.client, method, self.prefix + path, f"cloudflare {what}",
+                           headers={"Authorization": f"Bearer {value.get_secret_value()}"},
+                           **kwargs)
+        body = response.json()
+        if not body.get("success", False):
+            codes = [e.get("code") for e in body.get("errors", [])]
+            raise VendorRejected(f"cloudflare {what}: errors {codes}")
+        return body.get("result")
+
+    def verify(self, value: SecretStr) -> Identity:
+        result = self._call("GET", "/verify", value, "verify token")
+        if result.get("status") != "active":
+            raise AuthRejected(f"cloudflare token is {result.get('status')}")
+        return Identity(subject=f"{self.config.options.token_type} token {result.get('id')}",
+                        auth_id=str(result.get("id")))
+
+    def mint(self, current: SecretStr, label: str) -> Minted:
+        own_id = self.verify(current).auth_id
+        old = self._call("GET", f"/{own_id}", current, f"get token {own_id}")
+        policies = [_policy(p) for p in old.get("policies", [])]
+        body: dict[str, Any] = {"name": label, "policies": policies}
+        if old.get("condition"):
+            body["condition"] = old["condition"]
+        created = self._call("POST", "", current, "create token", json=body)
+        return Minted(auth_id=str(created["id"]), value=SecretStr(created["value"]))
+
+    def find_minted(self, current: SecretStr, label: str) -> str | None:
+        listed = self._call("GET", "?per_page=50", current, "list tokens") or []
+        for token in listed:
+            if token.get("name") == label:
+                return str(token["id"])
+        return None
+
+    def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
+        value = self._call("PUT", f"/{auth_id}/value", current, f"roll token {auth_id}", json={})
+        return Minted(auth_id=auth_id, value=SecretStr(str(value)))
+
+    def revoke(self, auth_id: str | None, *, using: SecretStr, value: SecretStr) -> bool:
+        if auth_id is None:
+            raise VendorRejected("cloudflare revoke needs the token id")
+        try:
+            self._call("DELETE", f"/{auth_id}", using, f"delete token {auth_id}")
+        except NotFound:
+            return False
+        return True
+
+    def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
+        token_id = auth_id or self.verify(current).auth_id
+        value = self._call("PUT", f"/{token_id}/value", current, f"roll token {token_id}",
+                           json={})
+        return Minted(auth_id=token_id, value=SecretStr(str(value)))
+
+
+def _policy(policy: dict[str, Any]) -> dict[str, Any]:
+    """A policy as create expects it (responses add ids and names that create does not take)."""
+    groups = [{k: v for k, v in g.items() if k in ("id", "meta")}
+              for g in policy.get("permission_groups", [])]
+    return {"effect": policy.get("effect", "allow"), "resources": policy.get("resources", {}),
+            "permission_groups": groups}
+
+
+register(CloudflareVendor)

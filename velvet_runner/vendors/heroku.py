@@ -1,0 +1,92 @@
+"""Heroku OAuth authorizations (vendor-apis.md section 1).
+
+Overlap, not regenerate: mint creates a second authorization; revoke deletes the old one by its
+authorization id (the vault companion NAME__AUTH_ID). Regenerate is for the revocation flow and
+for recovering an authorization whose token a crash lost.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import httpx
+from pydantic import SecretStr
+
+from velvet_runner.client import request
+from velvet_runner.errors import NotFound, VendorRejected
+from velvet_runner.manifest import HerokuCredential
+from velvet_runner.vendors import register
+from velvet_runner.vendors.base import Identity, Minted, Vendor
+
+
+def _auth(value: SecretStr) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value.get_secret_value()}"}
+
+
+class HerokuVendor(Vendor):
+    kind: ClassVar[str] = "heroku"
+    CAN_ROLL: ClassVar[bool] = True
+
+    def __init__(self, config: HerokuCredential, client: httpx.Client) -> None:
+        self.config = config
+        self.client = client
+
+    def _call(self, method: str, path: str, value: SecretStr, what: str,
+              **kwargs: Any) -> httpx.Response:
+        return request(self.client, method, path, f"heroku {what}", headers=_auth(value),
+                       **kwargs)
+
+    def verify(self, value: SecretStr) -> Identity:
+        account = self._call("GET", "/account", value, "GET /account").json()
+        return Identity(subject=str(account.get("email") or account.get("id")))
+
+    def mint(self, current: SecretStr, label: str) -> Minted:
+        body: dict[str, Any] = {"scope": self.config.options.scope, "description": label}
+        if self.config.options.expires_in is not None:
+            body["expires_in"] = self.config.options.expires_in
+        created = self._call("POST", "/oauth/authorizations", current,
+                             "create authorization", json=body).json()
+        return self._minted(created)
+
+    def find_minted(self, current: SecretStr, label: str) -> str | None:
+        listed = self._call("GET", "/oauth/authorizations", current,
+                            "list authorizations").json()
+        for auth in listed:
+            if auth.get("description") == label:
+                return str(auth["id"])
+        return None
+
+    def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
+        return self._regenerate(auth_id, current)
+
+    def revoke(self, auth_id: str | None, *, using: SecretStr, value: SecretStr) -> bool:
+        if auth_id is None:
+            raise VendorRejected("heroku revoke needs the authorization id")
+        try:
+            self._call("DELETE", f"/oauth/authorizations/{auth_id}", using,
+                       f"delete authorization {auth_id}")
+        except NotFound:
+            return False
+        return True
+
+    def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
+        if auth_id is None:
+            raise VendorRejected("heroku regenerate needs the authorization id "
+                                 "(the vault's NAME__AUTH_ID)")
+        return self._regenerate(auth_id, current)
+
+    def _regenerate(self, auth_id: str, using: SecretStr) -> Minted:
+        regenerated = self._call("POST", f"/oauth/authorizations/{auth_id}/actions/"
+                                 "regenerate-tokens", using,
+                                 f"regenerate authorization {auth_id}").json()
+        return self._minted(regenerated)
+
+    @staticmethod
+    def _minted(body: dict[str, Any]) -> Minted:
+        token = (body.get("access_token") or {}).get("token")
+        if not token:
+            raise VendorRejected("heroku returned an authorization without a token")
+        return Minted(auth_id=str(body["id"]), value=SecretStr(token))
+
+
+register(HerokuVendor)

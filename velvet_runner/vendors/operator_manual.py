@@ -1,0 +1,38 @@
+"""Credentials a person issues and revokes by hand (for example Cloudflare user tokens that the
+API cannot create). The operator puts the new value in the vault's pending slot; mint picks it
+up from there, never from a CLI argument or workflow input. With no vendor probe, verify accepts
+the value and revoke always needs mark_manually_revoked with a ticket.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import SecretStr
+
+from velvet_runner.manifest import OperatorManualCredential
+from velvet_runner.vendors import register
+from velvet_runner.vendors.base import Identity, Vendor
+
+
+class OperatorManualVendor(Vendor):
+    kind: ClassVar[str] = "operator_manual"
+    CAN_MINT: ClassVar[bool] = False
+    CAN_REVOKE: ClassVar[bool] = False
+
+    def __init__(self, config: OperatorManualCredential) -> None:
+        self.config = config
+
+    def verify(self, value: SecretStr) -> Identity:
+        if not value.get_secret_value().strip():
+            from velvet_runner.errors import AuthRejected
+
+            raise AuthRejected("the value is empty")
+        procedure = self.config.options.procedure or "the credential's manual procedure"
+        return Identity(subject=f"operator-managed ({procedure}); no vendor probe")
+
+    def is_live(self, value: SecretStr) -> bool:
+        return True  # nothing can prove it dead: revocation is confirmed by a person
+
+
+register(OperatorManualVendor)
