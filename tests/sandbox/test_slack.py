@@ -1,0 +1,213 @@
+"""Contract tests for the Slack fake, over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from velvet_runner.sandbox import slack
+from velvet_runner.sandbox.server import ServerThread
+
+START = 1_800_000_000.0
+TOKEN = "xoxb-velvet-sandbox"
+CHANNEL = "C0VELVET01"
+JSON_UTF8 = "application/json; charset=utf-8"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class Sandbox:
+    state: slack.State
+    clock: FakeClock
+    http: httpx.Client
+
+    def post(self, body: dict[str, object], token: str | None = TOKEN) -> httpx.Response:
+        headers = {"Content-Type": JSON_UTF8}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return self.http.post("/api/chat.postMessage", content=json.dumps(body), headers=headers)
+
+
+@pytest.fixture(scope="module")
+def sbx2_slack_server() -> Iterator[tuple[slack.State, FakeClock, str]]:
+    clock = FakeClock()
+    state = slack.State(clock=clock)
+    server = ServerThread(slack.create_app(state), name="sbx2-slack")
+    server.start()
+    try:
+        yield state, clock, server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sbx2_slack(sbx2_slack_server: tuple[slack.State, FakeClock, str]) -> Iterator[Sandbox]:
+    state, clock, url = sbx2_slack_server
+    with httpx.Client(base_url=url, timeout=5) as http:
+        assert http.post("/__velvet/reset").status_code == 200
+        clock.now = START
+        state.burst_per_second = slack.DEFAULT_BURST_PER_SECOND
+        state.add_token(TOKEN)
+        state.add_channel(CHANNEL, "rotations")
+        yield Sandbox(state, clock, http)
+
+
+def test_post_message_success(sbx2_slack: Sandbox) -> None:
+    response = sbx2_slack.post({"channel": CHANNEL, "text": "rotation done"})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["ok"] is True
+    assert body["channel"] == CHANNEL
+    assert isinstance(body["ts"], str)
+    assert body["message"]["text"] == "rotation done"
+    assert body["message"]["ts"] == body["ts"]
+    assert "warning" not in body
+    (recorded,) = sbx2_slack.state.messages
+    assert recorded["channel"] == CHANNEL
+    assert recorded["text"] == "rotation done"
+    assert recorded["ts"] == body["ts"]
+
+
+def test_channel_by_name_and_unique_ts(sbx2_slack: Sandbox) -> None:
+    first = sbx2_slack.post({"channel": "#rotations", "text": "a"}).json()
+    second = sbx2_slack.post({"channel": "rotations", "text": "b"}).json()
+    assert first["channel"] == second["channel"] == CHANNEL
+    assert float(second["ts"]) > float(first["ts"])
+
+
+@pytest.mark.parametrize(
+    ("body", "token", "code"),
+    [
+        ({"channel": CHANNEL, "text": "x"}, None, "not_authed"),
+        ({"channel": CHANNEL, "text": "x"}, "xoxb-wrong", "invalid_auth"),
+        ({"channel": "C_UNKNOWN", "text": "x"}, TOKEN, "channel_not_found"),
+        ({"channel": CHANNEL}, TOKEN, "no_text"),
+        ({"channel": CHANNEL, "text": "", "blocks": []}, TOKEN, "no_text"),
+        ({"channel": CHANNEL, "blocks": "not json"}, TOKEN, "invalid_blocks"),
+        ({"channel": CHANNEL, "text": "x" * 40_001}, TOKEN, "msg_too_long"),
+    ],
+)
+def test_method_errors_are_http_200_ok_false(
+    sbx2_slack: Sandbox, body: dict[str, object], token: str | None, code: str
+) -> None:
+    response = sbx2_slack.post(body, token=token)
+    assert response.status_code == 200
+    assert response.json() == {"ok": False, "error": code}
+    assert sbx2_slack.state.messages == []
+
+
+def test_archived_and_not_member_channels(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.state.add_channel("C0ARCHIVED", archived=True)
+    sbx2_slack.state.add_channel("C0OUTSIDE", member=False)
+    assert sbx2_slack.post({"channel": "C0ARCHIVED", "text": "x"}).json()["error"] == "is_archived"
+    assert sbx2_slack.post({"channel": "C0OUTSIDE", "text": "x"}).json()["error"] == (
+        "not_in_channel"
+    )
+
+
+def test_blocks_without_text_are_accepted(sbx2_slack: Sandbox) -> None:
+    blocks = [{"type": "section", "text": {"type": "mrkdwn", "text": "*done*"}}]
+    body = sbx2_slack.post({"channel": CHANNEL, "blocks": blocks}).json()
+    assert body["ok"] is True
+    assert body["message"]["blocks"] == blocks
+
+
+def test_form_encoded_post_with_token_field(sbx2_slack: Sandbox) -> None:
+    blocks = [{"type": "divider"}]
+    response = sbx2_slack.http.post(
+        "/api/chat.postMessage",
+        data={"token": TOKEN, "channel": CHANNEL, "text": "form", "blocks": json.dumps(blocks)},
+    )
+    assert response.json()["ok"] is True
+    assert sbx2_slack.state.messages[0]["blocks"] == blocks
+
+
+def test_json_without_charset_warns(sbx2_slack: Sandbox) -> None:
+    response = sbx2_slack.http.post(
+        "/api/chat.postMessage",
+        json={"channel": CHANNEL, "text": "x"},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    body = response.json()
+    assert body["ok"] is True
+    assert body["warning"] == "missing_charset"
+    assert body["response_metadata"] == {"warnings": ["missing_charset"]}
+
+
+def test_burst_over_the_limit_is_429_with_retry_after(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.state.burst_per_second = 3
+    for i in range(3):
+        assert sbx2_slack.post({"channel": CHANNEL, "text": str(i)}).json()["ok"] is True
+    limited = sbx2_slack.post({"channel": CHANNEL, "text": "too many"})
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "1"
+    assert limited.json() == {"ok": False, "error": "ratelimited"}
+    sbx2_slack.state.add_channel("C0OTHER")
+    assert sbx2_slack.post({"channel": "C0OTHER", "text": "other channel"}).status_code == 200
+    sbx2_slack.clock.advance(1.0)
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "later"}).status_code == 200
+    assert [m["text"] for m in sbx2_slack.state.messages] == [
+        "0",
+        "1",
+        "2",
+        "other channel",
+        "later",
+    ]
+
+
+def test_default_burst_is_generous(sbx2_slack: Sandbox) -> None:
+    for i in range(slack.DEFAULT_BURST_PER_SECOND):
+        assert sbx2_slack.post({"channel": CHANNEL, "text": str(i)}).status_code == 200
+
+
+def test_injected_429_fault(sbx2_slack: Sandbox) -> None:
+    fault = {"path": "/api/chat.postMessage", "status": 429, "times": 1, "retry_after": 7}
+    assert sbx2_slack.http.post("/__velvet/faults", json=fault).status_code == 201
+    limited = sbx2_slack.post({"channel": CHANNEL, "text": "x"})
+    assert limited.status_code == 429
+    assert limited.headers["Retry-After"] == "7"
+    assert limited.json() == {"ok": False, "error": "ratelimited"}
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "x"}).status_code == 200
+
+
+def test_auth_test(sbx2_slack: Sandbox) -> None:
+    ok = sbx2_slack.http.post("/api/auth.test", headers={"Authorization": f"Bearer {TOKEN}"})
+    body = ok.json()
+    assert body["ok"] is True
+    assert {"url", "team", "user", "team_id", "user_id", "bot_id"} <= set(body)
+    bad = sbx2_slack.http.post("/api/auth.test", headers={"Authorization": "Bearer xoxb-no"})
+    assert bad.status_code == 200
+    assert bad.json() == {"ok": False, "error": "invalid_auth"}
+    assert sbx2_slack.http.post("/api/auth.test").json()["error"] == "not_authed"
+
+
+def test_unknown_method_is_404_unknown_method(sbx2_slack: Sandbox) -> None:
+    response = sbx2_slack.http.post("/api/chat.nope")
+    assert response.status_code == 404
+    assert response.json() == {"ok": False, "error": "unknown_method"}
+
+
+def test_snapshot_round_trip_and_auth_test_changes_nothing(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.post({"channel": CHANNEL, "text": "kept"})
+    before = sbx2_slack.http.get("/__velvet/state").json()
+    sbx2_slack.http.post("/api/auth.test", headers={"Authorization": f"Bearer {TOKEN}"})
+    sbx2_slack.post({"channel": "C_UNKNOWN", "text": "refused"})
+    assert sbx2_slack.state.snapshot() == before
+    fresh = slack.State(clock=sbx2_slack.clock)
+    fresh.seed(before)
+    assert fresh.snapshot() == before
+    assert sbx2_slack.http.post("/__velvet/seed", json={"bogus": 1}).status_code == 400

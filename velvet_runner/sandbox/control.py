@@ -1,0 +1,356 @@
+"""The control layer every sandbox fake shares: state dump/seed/reset, fault injection, a log.
+
+A fake is its vendor routes plus a control API under `/__velvet/`, a prefix no vendor uses:
+
+    GET    /__velvet/state      snapshot of the whole in-memory state (deterministic JSON)
+    POST   /__velvet/seed       JSON merged into the state
+    POST   /__velvet/reset      empty state, no faults, empty request log
+    POST   /__velvet/faults     add a fault (body: see FaultSpec.from_json)
+    DELETE /__velvet/faults     clear every fault (and release hanging requests)
+    GET    /__velvet/faults     the faults still armed
+    GET    /__velvet/requests   method, path and status of every vendor request, oldest first
+
+Faults apply to vendor routes only, so a test can always reach the control API to clear them.
+The request log never holds bodies or headers: it may be printed by a failing test, and the
+bodies and headers are where the secrets are.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CONTROL_PREFIX = "/__velvet"
+HANG_LIMIT_SECONDS = 120.0
+_HANG_POLL_SECONDS = 0.05
+_LOG_LIMIT = 10_000
+
+ErrorFactory = Callable[[int, str], Response]
+Json = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """One injected fault.
+
+    `path` is an fnmatch glob (`/apps/*/config-vars`) or, when it starts with `^`, a regular
+    expression matched against the whole path. `times` is how many matching requests it
+    affects; None means every one until the faults are cleared. `status` None means the
+    request is only delayed (latency or hang) and then served normally.
+    """
+
+    method: str = "*"
+    path: str = "*"
+    status: int | None = 503
+    times: int | None = None
+    latency_ms: int = 0
+    hang: bool = False
+    retry_after: int | None = None
+    message: str | None = None
+
+    @classmethod
+    def from_json(cls, data: object) -> FaultSpec:
+        if not isinstance(data, dict):
+            raise ValueError("fault must be a JSON object")
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown fault fields: {sorted(unknown)}")
+        spec = cls(**data)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        if not isinstance(self.method, str) or not isinstance(self.path, str):
+            raise ValueError("method and path must be strings")
+        if self.status is not None and not (
+            isinstance(self.status, int) and 100 <= self.status <= 599
+        ):
+            raise ValueError("status must be an HTTP status or null")
+        if self.times is not None and (not isinstance(self.times, int) or self.times < 1):
+            raise ValueError("times must be a positive integer or null")
+        if not isinstance(self.latency_ms, int) or self.latency_ms < 0:
+            raise ValueError("latency_ms must be a non-negative integer")
+        if self.retry_after is not None and (
+            not isinstance(self.retry_after, int) or self.retry_after < 0
+        ):
+            raise ValueError("retry_after must be a non-negative integer or null")
+        if self.path.startswith("^"):
+            re.compile(self.path)
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method != "*" and self.method.upper() != method.upper():
+            return False
+        if self.path.startswith("^"):
+            return re.fullmatch(self.path, path) is not None
+        return fnmatch.fnmatchcase(path, self.path)
+
+
+class Faults:
+    """Thread-safe registry of injected faults; tests add them from another thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._specs: list[FaultSpec] = []
+        # Bumped by clear(), so a hanging request can notice and let go.
+        self._generation = 0
+
+    def add(self, spec: FaultSpec) -> None:
+        spec.validate()
+        with self._lock:
+            self._specs.append(spec)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._specs.clear()
+            self._generation += 1
+
+    @property
+    def generation(self) -> int:
+        with self._lock:
+            return self._generation
+
+    def active(self) -> list[FaultSpec]:
+        with self._lock:
+            return list(self._specs)
+
+    def match(self, method: str, path: str, *alternatives: str) -> FaultSpec | None:
+        """The first fault matching the request, with one use counted against its `times`."""
+        with self._lock:
+            for i, spec in enumerate(self._specs):
+                if not any(spec.matches(method, p) for p in (path, *alternatives)):
+                    continue
+                if spec.times is not None:
+                    if spec.times <= 1:
+                        del self._specs[i]
+                    else:
+                        self._specs[i] = replace(spec, times=spec.times - 1)
+                return spec
+        return None
+
+
+class RequestLog:
+    """What the fake was asked: method, path, status. Nothing else, by design."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: list[Json] = []
+
+    def add(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self._entries.append({"method": method, "path": path, "status": status})
+            del self._entries[:-_LOG_LIMIT]
+
+    def entries(self) -> list[Json]:
+        with self._lock:
+            return [dict(e) for e in self._entries]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class _FaultMiddleware:
+    """Applies faults to vendor requests and logs them; control requests pass untouched."""
+
+    def __init__(
+        self, app: ASGIApp, *, faults: Faults, log: RequestLog, error: ErrorFactory, prefix: str
+    ) -> None:
+        self.app = app
+        self.faults = faults
+        self.log = log
+        self.error = error
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path == CONTROL_PREFIX or path.startswith(
+            CONTROL_PREFIX + "/"
+        ):
+            await self.app(scope, receive, send)
+            return
+        method: str = scope["method"]
+        status_seen: list[int] = []
+
+        async def logging_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_seen.append(message["status"])
+            await send(message)
+
+        alternatives = (path.removeprefix(self.prefix) or "/",) if self.prefix else ()
+        spec = self.faults.match(method, path, *alternatives)
+        try:
+            if spec is not None:
+                if spec.latency_ms:
+                    await asyncio.sleep(spec.latency_ms / 1000)
+                if spec.hang:
+                    await self._hang()
+                if spec.status is not None:
+                    response = self.error(spec.status, spec.message or _default_message(spec))
+                    if spec.retry_after is not None:
+                        response.headers["Retry-After"] = str(spec.retry_after)
+                    await response(scope, receive, logging_send)
+                    return
+            await self.app(scope, receive, logging_send)
+        finally:
+            # A hang the client gave up on still leaves a trace (status 0 = no response sent).
+            self.log.add(method, path, status_seen[0] if status_seen else 0)
+
+    async def _hang(self) -> None:
+        generation = self.faults.generation
+        deadline = time.monotonic() + HANG_LIMIT_SECONDS
+        while time.monotonic() < deadline and self.faults.generation == generation:
+            await asyncio.sleep(_HANG_POLL_SECONDS)
+
+
+def _default_message(spec: FaultSpec) -> str:
+    return f"Injected fault: HTTP {spec.status}"
+
+
+def fingerprint(value: str) -> str:
+    """How a snapshot shows a secret: enough to see it changed, never the value itself."""
+    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+
+
+def utc_now() -> str:
+    """ISO-8601 UTC with a Z, the timestamp format every vendor here uses."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def json_response(data: Any, status: int = 200) -> JSONResponse:
+    """JSON with sorted keys, so equal state gives byte-equal bodies."""
+    return _SortedJSONResponse(data, status_code=status)
+
+
+class _SortedJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+async def read_json(request: Request) -> Any:
+    """The request body as JSON, or a 400 the control routes can show the caller."""
+    body = await request.body()
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise HTTPException(400, "body is not valid JSON") from None
+
+
+ControlEndpoint = Callable[[Request], Awaitable[Response]]
+
+
+def control_route(path: str, endpoint: ControlEndpoint, methods: list[str]) -> Route:
+    """A control route whose bad input (missing or ill-typed fields) is a 400, not a 500."""
+
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except (KeyError, TypeError, ValueError) as exc:
+            return json_response({"error": f"bad request: {type(exc).__name__}: {exc}"}, 400)
+
+    return Route(path, guarded, methods=methods)
+
+
+def build_app(
+    name: str,
+    routes: list[BaseRoute],
+    *,
+    error: ErrorFactory,
+    snapshot: Callable[[], Json],
+    seed: Callable[[Json], None],
+    reset: Callable[[], None],
+    extra_control_routes: Sequence[BaseRoute] = (),
+    prefix: str = "",
+) -> Starlette:
+    """A fake vendor: `routes` (mounted under `prefix`) plus the `/__velvet/` control API.
+
+    `error(status, message)` renders the vendor's own error body; it is used for injected
+    faults and for unknown routes, so a client sees the vendor's shape even then.
+    """
+    faults = Faults()
+    log = RequestLog()
+
+    async def get_state(request: Request) -> Response:
+        return json_response(snapshot())
+
+    async def post_seed(request: Request) -> Response:
+        data = await read_json(request)
+        if not isinstance(data, dict):
+            return json_response({"error": "seed body must be a JSON object"}, 400)
+        try:
+            seed(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            return json_response({"error": f"bad seed: {exc}"}, 400)
+        return json_response({"ok": True})
+
+    async def post_reset(request: Request) -> Response:
+        reset()
+        faults.clear()
+        log.clear()
+        return json_response({"ok": True})
+
+    async def post_fault(request: Request) -> Response:
+        try:
+            spec = FaultSpec.from_json(await read_json(request))
+        except (TypeError, ValueError, re.error) as exc:
+            return json_response({"error": f"bad fault: {exc}"}, 400)
+        faults.add(spec)
+        return json_response({"ok": True, "fault": asdict(spec)}, 201)
+
+    async def get_faults(request: Request) -> Response:
+        return json_response({"faults": [asdict(s) for s in faults.active()]})
+
+    async def delete_faults(request: Request) -> Response:
+        faults.clear()
+        return json_response({"ok": True})
+
+    async def get_requests(request: Request) -> Response:
+        return json_response({"requests": log.entries()})
+
+    control: list[BaseRoute] = [
+        Route("/state", get_state, methods=["GET"]),
+        Route("/seed", post_seed, methods=["POST"]),
+        Route("/reset", post_reset, methods=["POST"]),
+        Route("/faults", post_fault, methods=["POST"]),
+        Route("/faults", get_faults, methods=["GET"]),
+        Route("/faults", delete_faults, methods=["DELETE"]),
+        Route("/requests", get_requests, methods=["GET"]),
+        *extra_control_routes,
+    ]
+    vendor: list[BaseRoute] = [Mount(prefix, routes=routes)] if prefix else list(routes)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)  # noqa: S101 - registered for HTTPException only
+        if request.url.path.startswith(CONTROL_PREFIX + "/"):
+            return json_response({"error": exc.detail}, exc.status_code)
+        return error(exc.status_code, exc.detail)
+
+    app = Starlette(
+        routes=[Mount(CONTROL_PREFIX, routes=control), *vendor],
+        middleware=[
+            Middleware(_FaultMiddleware, faults=faults, log=log, error=error, prefix=prefix)
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+    app.state.name = name
+    app.state.faults = faults
+    app.state.request_log = log
+    return app

@@ -1,0 +1,366 @@
+"""Fake Slack Web API: `chat.postMessage` and `auth.test` (vendor-apis.md section 7).
+
+Paths served:
+
+    POST   /api/chat.postMessage     JSON (`application/json; charset=utf-8`) or form-encoded
+    POST   /api/auth.test
+
+Slack answers every method error with HTTP 200 and `{"ok": false, "error": "<code>"}`:
+`not_authed` (no token), `invalid_auth` (unknown token), `channel_not_found`, `is_archived`,
+`not_in_channel`, `no_text` (neither text, blocks nor attachments), `invalid_blocks`,
+`msg_too_long`, `invalid_json`. The one exception is rate limiting: HTTP 429 with `Retry-After`
+and `{"ok": false, "error": "ratelimited"}`, either from an injected fault or when one channel
+gets more than `burst_per_second` messages within a second (generous by default, so tests only
+hit it on purpose). JSON without `charset` is accepted with a `missing_charset` warning.
+
+Point `slack_sdk.WebClient(base_url="http://127.0.0.1:<port>/api/")` at it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from velvet_runner.sandbox.control import build_app, json_response
+
+Json = dict[str, Any]
+Clock = Callable[[], float]
+
+DEFAULT_BURST_PER_SECOND = 20
+MAX_TEXT_CHARS = 40_000
+TEAM_ID = "T0VELVET00"
+TEAM_NAME = "Velvet Sandbox"
+_CODE = re.compile(r"[a-z_]+")
+
+
+def error(status: int, message: str) -> Response:
+    """Slack's shape for HTTP-level failures (injected faults, unknown methods)."""
+    if status == 429:
+        code = "ratelimited"
+    elif status == 404:
+        code = "unknown_method"
+    elif _CODE.fullmatch(message):
+        code = message
+    elif status >= 500:
+        code = "internal_error"
+    else:
+        code = "invalid_request"
+    response = json_response({"ok": False, "error": code}, status)
+    if status == 429:
+        response.headers["Retry-After"] = "1"
+    return response
+
+
+def _fail(code: str) -> Response:
+    """A method error: still HTTP 200."""
+    return json_response({"ok": False, "error": code})
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    archived: bool = False
+    member: bool = True
+
+    def snapshot(self) -> Json:
+        return {"id": self.id, "name": self.name, "archived": self.archived, "member": self.member}
+
+
+class State:
+    """The fake's whole memory. Every method takes the lock; call them from any thread.
+
+    Public helpers:
+
+        add_token(token, *, user="velvet-bot")
+        add_channel(id, name=None, *, archived=False, member=True)
+        messages -> list[dict]       every accepted post, oldest first:
+                                     {channel, ts, text, blocks, thread_ts, user}
+        burst_per_second             messages one channel takes per second before 429
+    """
+
+    def __init__(
+        self, *, clock: Clock = time.time, burst_per_second: int = DEFAULT_BURST_PER_SECOND
+    ) -> None:
+        self.clock = clock
+        self.burst_per_second = burst_per_second
+        self._lock = threading.RLock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._tokens: dict[str, str] = {}  # token -> user name
+        self._channels: dict[str, Channel] = {}
+        self._messages: list[Json] = []
+        self._last_ts = 0.0
+        self._recent: dict[str, deque[float]] = {}
+
+    # -- snapshot / seed / reset -------------------------------------------------------------
+
+    def snapshot(self) -> Json:
+        """Tokens, channels and posted messages; `seed(snapshot())` restores it.
+
+        The rate-limit window is left out: it is traffic, not state a run leaves behind.
+        """
+        with self._lock:
+            return {
+                "tokens": [{"token": t, "user": u} for t, u in sorted(self._tokens.items())],
+                "channels": [self._channels[c].snapshot() for c in sorted(self._channels)],
+                "messages": [json.loads(json.dumps(m)) for m in self._messages],
+            }
+
+    def seed(self, data: Json) -> None:
+        """Merge `data`: {tokens: [{token, user?}], channels: [{id, name?, archived?, member?}],
+        messages: [{channel, ts, text, ...}]}. Raises KeyError/TypeError/ValueError if bad."""
+        unknown = set(data) - {"tokens", "channels", "messages"}
+        if unknown:
+            raise ValueError(f"unknown seed keys: {sorted(unknown)}")
+        with self._lock:
+            for row in data.get("tokens", []):
+                self._tokens[str(row["token"])] = str(row.get("user", "velvet-bot"))
+            for row in data.get("channels", []):
+                channel_id = str(row["id"])
+                self._channels[channel_id] = Channel(
+                    id=channel_id,
+                    name=str(row.get("name") or channel_id.lower()),
+                    archived=bool(row.get("archived", False)),
+                    member=bool(row.get("member", True)),
+                )
+            for row in data.get("messages", []):
+                message = dict(row)
+                message["channel"] = str(message["channel"])
+                self._last_ts = max(self._last_ts, float(message["ts"]))
+                self._messages.append(message)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._reset()
+
+    # -- public helpers ----------------------------------------------------------------------
+
+    def add_token(self, token: str, *, user: str = "velvet-bot") -> None:
+        self.seed({"tokens": [{"token": token, "user": user}]})
+
+    def add_channel(
+        self, id: str, name: str | None = None, *, archived: bool = False, member: bool = True
+    ) -> None:
+        self.seed({"channels": [{"id": id, "name": name, "archived": archived, "member": member}]})
+
+    @property
+    def messages(self) -> list[Json]:
+        with self._lock:
+            return [json.loads(json.dumps(m)) for m in self._messages]
+
+    # -- API operations ----------------------------------------------------------------------
+
+    def _user_for(self, token: str | None) -> str:
+        """The token's user; raises _MethodError for a missing or unknown token."""
+        if not token:
+            raise _MethodError("not_authed")
+        with self._lock:
+            user = self._tokens.get(token)
+        if user is None:
+            raise _MethodError("invalid_auth")
+        return user
+
+    def _channel(self, ref: str) -> Channel:
+        ref = ref.strip()
+        if ref in self._channels:
+            return self._channels[ref]
+        name = ref.removeprefix("#")
+        for channel in self._channels.values():
+            if channel.name == name:
+                return channel
+        raise _MethodError("channel_not_found")
+
+    def _next_ts(self) -> str:
+        ts = max(round(self.clock(), 6), round(self._last_ts + 0.000001, 6))
+        self._last_ts = ts
+        return f"{ts:.6f}"
+
+    def _rate_limited(self, channel_id: str) -> bool:
+        now = self.clock()
+        window = self._recent.setdefault(channel_id, deque())
+        while window and window[0] <= now - 1.0:
+            window.popleft()
+        if len(window) >= self.burst_per_second:
+            return True
+        window.append(now)
+        return False
+
+    def _post(self, user: str, params: Json) -> Json | None:
+        """Record a message; None when the channel is over its burst limit."""
+        with self._lock:
+            channel_ref = params.get("channel")
+            if not isinstance(channel_ref, str) or not channel_ref.strip():
+                raise _MethodError("channel_not_found")
+            channel = self._channel(channel_ref)
+            if channel.archived:
+                raise _MethodError("is_archived")
+            if not channel.member:
+                raise _MethodError("not_in_channel")
+            text = params.get("text")
+            if text is not None and not isinstance(text, str):
+                text = str(text)
+            blocks = _json_list(params.get("blocks"), "invalid_blocks")
+            attachments = _json_list(params.get("attachments"), "invalid_attachments")
+            if not text and not blocks and not attachments:
+                raise _MethodError("no_text")
+            if text and len(text) > MAX_TEXT_CHARS:
+                raise _MethodError("msg_too_long")
+            if self._rate_limited(channel.id):
+                return None
+            ts = self._next_ts()
+            record: Json = {
+                "channel": channel.id,
+                "ts": ts,
+                "text": text or "",
+                "blocks": blocks,
+                "attachments": attachments,
+                "thread_ts": params.get("thread_ts"),
+                "user": user,
+            }
+            self._messages.append(record)
+            message: Json = {
+                "type": "message",
+                "subtype": "bot_message",
+                "text": text or "",
+                "bot_id": _bot_id(user),
+                "user": _user_id(user),
+                "ts": ts,
+                "team": TEAM_ID,
+            }
+            if blocks:
+                message["blocks"] = blocks
+            if attachments:
+                message["attachments"] = attachments
+            if record["thread_ts"]:
+                message["thread_ts"] = record["thread_ts"]
+            return {"ok": True, "channel": channel.id, "ts": ts, "message": message}
+
+
+class _MethodError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _json_list(value: Any, code: str) -> list[Any]:
+    """Blocks and attachments arrive as arrays in JSON bodies and as JSON strings in forms."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise _MethodError(code) from None
+    if not isinstance(value, list):
+        raise _MethodError(code)
+    return value
+
+
+def _user_id(user: str) -> str:
+    return "U" + user.upper().replace("-", "")[:9].ljust(9, "0")
+
+
+def _bot_id(user: str) -> str:
+    return "B" + user.upper().replace("-", "")[:9].ljust(9, "0")
+
+
+async def _params(request: Request) -> tuple[Json, list[str]]:
+    """The method arguments from a JSON or form body, plus any Slack warnings."""
+    content_type = request.headers.get("content-type", "")
+    raw = await request.body()
+    warnings: list[str] = []
+    if content_type.split(";")[0].strip().lower() == "application/json":
+        if "charset" not in content_type.lower():
+            warnings.append("missing_charset")
+        try:
+            data = json.loads(raw) if raw else {}
+        except ValueError:
+            raise _MethodError("invalid_json") from None
+        if not isinstance(data, dict):
+            raise _MethodError("invalid_json")
+        return data, warnings
+    form = parse_qs(raw.decode("utf-8", errors="replace"), keep_blank_values=True)
+    form.update(parse_qs(request.url.query, keep_blank_values=True))
+    return {k: v[-1] for k, v in form.items()}, warnings
+
+
+def _token(request: Request, params: Json) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    # Form bodies may carry the token as a field; JSON bodies may not.
+    form_token = params.get("token")
+    return form_token if isinstance(form_token, str) and form_token else None
+
+
+def _with_warnings(body: Json, warnings: list[str]) -> Response:
+    if warnings:
+        body["warning"] = ",".join(warnings)
+        body["response_metadata"] = {"warnings": warnings}
+    return json_response(body)
+
+
+def create_app(state: State) -> Starlette:
+    """The Slack fake as a Starlette app with the shared `/__velvet/` control API."""
+
+    async def post_message(request: Request) -> Response:
+        try:
+            params, warnings = await _params(request)
+            if request.headers.get("content-type", "").startswith("application/json"):
+                params.pop("token", None)
+            user = state._user_for(_token(request, params))
+            body = state._post(user, params)
+        except _MethodError as exc:
+            return _fail(exc.code)
+        if body is None:
+            return error(429, "ratelimited")
+        return _with_warnings(body, warnings)
+
+    async def auth_test(request: Request) -> Response:
+        try:
+            params, warnings = await _params(request)
+            if request.headers.get("content-type", "").startswith("application/json"):
+                params.pop("token", None)
+            user = state._user_for(_token(request, params))
+        except _MethodError as exc:
+            return _fail(exc.code)
+        return _with_warnings(
+            {
+                "ok": True,
+                "url": str(request.base_url),
+                "team": TEAM_NAME,
+                "user": user,
+                "team_id": TEAM_ID,
+                "user_id": _user_id(user),
+                "bot_id": _bot_id(user),
+                "is_enterprise_install": False,
+            },
+            warnings,
+        )
+
+    routes: list[BaseRoute] = [
+        Route("/api/chat.postMessage", post_message, methods=["POST"]),
+        Route("/api/auth.test", auth_test, methods=["POST", "GET"]),
+    ]
+    return build_app(
+        "slack",
+        routes,
+        error=error,
+        snapshot=state.snapshot,
+        seed=state.seed,
+        reset=state.reset,
+    )
