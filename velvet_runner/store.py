@@ -376,10 +376,10 @@ def _idem_path(credential: str, key: str | None) -> str | None:
 
 
 def _check_job_id(job_id: str) -> None:
-    if not JOB_ID_RE.match(job_id):
+    if not JOB_ID_RE.fullmatch(job_id):
         raise NotFoundError(f"no job {job_id!r}: job ids are UUIDs")
 
 
 def _check_credential(credential: str) -> None:
-    if not CREDENTIAL_RE.match(credential):
+    if not CREDENTIAL_RE.fullmatch(credential):
         raise NotFoundError(f"no credential {credential!r}")
