@@ -322,6 +322,13 @@ def json_schema_text() -> str:
 Path_ = tuple[str | int, ...]
 
 
+_CORE = "tag:yaml.org,2002:"
+MERGE_TAG = _CORE + "merge"
+# Plain data only: any other tag (python/*, local !tags) would construct something.
+SAFE_TAGS = frozenset(_CORE + t for t in (
+    "str", "int", "float", "bool", "null", "timestamp", "map", "seq", "merge"))
+
+
 class _Located:
     """Plain data built from a YAML node tree, with the line of every path in it."""
 
@@ -331,6 +338,7 @@ class _Located:
         self.problems: list[str] = []
         self._count = 0
         self._loader = yaml.SafeLoader("")
+        self.duplicates: list[tuple[int, Path_]] = []
 
     def problem(self, line: int, field: str, message: str) -> None:
         self.problems.append(f"{self.source}:{line}: {field}: {message}")
@@ -339,16 +347,23 @@ class _Located:
         self._count += 1
         if self._count > MAX_NODES:
             raise _TooLarge(node.start_mark.line + 1)
-        self.lines.setdefault(path, node.start_mark.line + 1)
+        self.lines[path] = node.start_mark.line + 1
+        if node.tag not in SAFE_TAGS:
+            raise _BadTag(node.start_mark.line + 1, node.tag)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
-            self._loader.flatten_mapping(node)  # resolves << merge keys
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == MERGE_TAG:
+                    continue
+                key = self._scalar(key_node, path)
+                if key in seen:
+                    self.duplicates.append((key_node.start_mark.line + 1, path + (str(key),)))
+                seen.add(key)
+            # << merge keys: merged pairs come first, so an explicit key overrides them.
+            self._loader.flatten_mapping(node)
             for key_node, value_node in node.value:
                 key = self._scalar(key_node, path)
-                if key in out:
-                    self.problem(key_node.start_mark.line + 1, _field(path + (str(key),)),
-                                 "duplicate key")
-                    continue
                 out[key] = self.build(value_node, path + (key,))
             return out
         if isinstance(node, yaml.SequenceNode):
@@ -359,9 +374,7 @@ class _Located:
         if not isinstance(node, yaml.ScalarNode):
             self.problem(node.start_mark.line + 1, _field(path), "keys must be plain scalars")
             return f"<invalid key at line {node.start_mark.line + 1}>"
-        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.startswith(
-            "tag:yaml.org,2002:python/"
-        ):
+        if node.tag not in SAFE_TAGS:
             raise _BadTag(node.start_mark.line + 1, node.tag)
         return self._loader.construct_object(node)
 
@@ -473,16 +486,19 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
     if not isinstance(data, dict):
         raise ManifestError([f"{source}:1: (document): the manifest must be a mapping"])
 
+    for line, path in doc.duplicates:
+        doc.problem(line, _field(path, data), "duplicate key")
     manifest: Manifest | None = None
     try:
         manifest = _MANIFEST.validate_python(data)
     except ValidationError as exc:
         for err in exc.errors():
-            path, line = _locate(doc, data, tuple(err["loc"]))
-            field = _field(path, data)
-            if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
-                field += "." + str(err.get("ctx", {}).get("discriminator", "")).strip("'")
-            doc.problem(line, field, _message(err))
+            loc = tuple(err["loc"])
+            tag_error = err["type"] in ("union_tag_invalid", "union_tag_not_found")
+            if tag_error:
+                loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
+            path, line = _locate(doc, data, loc)
+            doc.problem(line, _field(path, data), _message(err))
     _semantic_checks(doc, data)
     if doc.problems:
         raise ManifestError(sorted(set(doc.problems), key=_by_line))

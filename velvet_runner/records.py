@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
 import time
 import uuid
 from datetime import UTC, datetime
@@ -32,13 +33,28 @@ def _iso(value: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
 
 
+_id_lock = threading.Lock()
+_last_id = [0, 0]  # (milliseconds, 12-bit counter) of the last id made in this process
+
+
 def new_job_id() -> str:
-    """A UUIDv7: random, but sorting by id sorts by creation time (the per-credential index)."""
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
+    """A UUIDv7: random, but sorting by id sorts by creation time (the per-credential index).
+
+    Within one millisecond a counter in the 12 `rand_a` bits keeps ids from one process in order.
+    """
+    with _id_lock:
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_id[0]:
+            ms, seq = _last_id[0], _last_id[1] + 1
+            if seq > 0xFFF:
+                ms, seq = ms + 1, 0
+        else:
+            seq = int.from_bytes(os.urandom(2), "big") & 0x3FF  # room left to count up
+        _last_id[0], _last_id[1] = ms, seq
+    rand = int.from_bytes(os.urandom(8), "big")
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
-    value |= ((rand >> 68) & 0xFFF) << 64
+    value |= seq << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
     return str(uuid.UUID(int=value))
