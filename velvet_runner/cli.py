@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
+from velvet_runner.actions import COMMANDS as ACTIONS_COMMANDS
 from velvet_runner.errors import VelvetError
 
 if TYPE_CHECKING:
@@ -286,6 +287,12 @@ def demo(credential: str) -> None:
     from velvet_runner.demo import run_demo
 
     sys.exit(run_demo(credential, echo=click.echo))
+
+
+# `velvet approve` (the fallback gate) and `velvet dispatch` (start the next stage or the due
+# rotations) live with the rest of the GitHub Actions layer.
+for _command in ACTIONS_COMMANDS:
+    cli.add_command(_command)
 
 
 def _fail(message: str, code: int) -> NoReturn:

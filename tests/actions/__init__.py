@@ -1,0 +1,1 @@
+"""Tests of the GitHub Actions layer: workflows, action.yml, gate, outputs, plan."""
