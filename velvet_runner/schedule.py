@@ -8,7 +8,7 @@ from typing import Any
 from velvet_runner.errors import BadArgument
 from velvet_runner.machine import Flow, State
 from velvet_runner.manifest import Manifest
-from velvet_runner.records import utcnow
+from velvet_runner.records import Job, utcnow
 from velvet_runner.store import Store
 
 
@@ -26,10 +26,23 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def done_at(job: Job) -> datetime:
+    """When the job reached `done`: its transition event, not a later note (a notification)."""
+    for event in reversed(job.events):
+        if event.to_state == State.DONE and event.from_state != State.DONE:
+            return event.at
+    return job.updated_at
+
+
 def last_done(store: Store, credential: str) -> datetime | None:
-    for job in store.list_jobs(credential, 50, fetch=False):
+    """When the newest finished operational rotation of `credential` ended.
+
+    Every job is read, not a recent window: dry runs and aborted attempts must not push the
+    last real rotation out of sight and make the credential look never rotated.
+    """
+    for job in store.list_jobs(credential, None, fetch=False):
         if job.flow_type == Flow.OPERATIONAL and job.status == State.DONE:
-            return job.updated_at
+            return done_at(job)
     return None
 
 

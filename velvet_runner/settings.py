@@ -81,6 +81,10 @@ class Settings(BaseModel):
             value = get(var)
             if value is not None:
                 values[field] = value
+        # Actions sets GITHUB_REPOSITORY; outside Actions (the sandbox) VELVET_GITHUB_REPOSITORY.
+        repository = get("GITHUB_REPOSITORY") or get("VELVET_GITHUB_REPOSITORY")
+        if repository:
+            values["github_repository"] = repository
         values["actor"] = get("VELVET_ACTOR") or get("GITHUB_ACTOR") or get("USER") or _whoami()
         if values.get("env") not in (None, "prod", "staging"):
             raise BadArgument(f"VELVET_ENV must be prod or staging, not {values['env']!r}")

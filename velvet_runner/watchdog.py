@@ -1,10 +1,15 @@
 """`velvet stuck`: what needs a person now (runbook section 6's definition of stuck, and more).
 
-    stuck                 a non-terminal job unchanged for more than 5 minutes
-    waiting_on_operator   a job in a state that needs an operator action (distribute_partial, ...)
+    stuck                 a non-terminal job in the same status for more than 5 minutes
+                          (interrupted mid-stage, or created and never started)
+    waiting_on_operator   a job in a state only an operator action moves on (distribute_partial,
+                          revoke_failed, rev_leaked, ...), however recent
     approvals_waiting     a job parked at a gate (verified, validated) for more than 5 minutes
-    overdue               credentials whose schedule says they should have rotated
+    overdue               credentials whose schedule says they should have rotated by now
     revocation_debt       tokens minted and not yet proven dead (rolled back, aborted, superseded)
+
+How long a job has been in its status is read from its events (the last transition into it),
+so a note added later (a notification, a refused confirmation) does not reset the clock.
 """
 
 from __future__ import annotations
@@ -19,14 +24,23 @@ from velvet_runner.schedule import _iso, due_credentials
 from velvet_runner.store import Store
 
 STUCK_AFTER = timedelta(minutes=5)
-GATE_STATES = frozenset({State.INIT, State.REV_INIT, State.VERIFIED, State.VALIDATED})
-HISTORY = 50
+GATE_STATES = frozenset({State.VERIFIED, State.VALIDATED})
+SECTIONS = ("stuck", "waiting_on_operator", "approvals_waiting", "overdue", "revocation_debt")
+
+
+def status_since(job: Job) -> datetime:
+    """When the job entered its current status (its last real transition)."""
+    for event in reversed(job.events):
+        if event.to_state == job.status and event.from_state != event.to_state:
+            return event.at
+    return job.updated_at
 
 
 def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
-    return {"credential": job.credential, "job_id": job.job_id, "status": str(job.status),
-            "since": _iso(job.updated_at),
-            "minutes": int((now - job.updated_at).total_seconds() // 60),
+    since = status_since(job)
+    return {"credential": job.credential, "job_id": job.job_id, "flow": str(job.flow_type),
+            "status": str(job.status), "since": _iso(since),
+            "minutes": max(0, int((now - since).total_seconds() // 60)),
             "why": why, "next": [str(a) for a in allowed(job.flow_type, job.status,
                                                           force_revoke=job.force_revoke)]}
 
@@ -34,12 +48,11 @@ def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
 def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                env: str | None = None) -> dict[str, list[dict[str, Any]]]:
     store.refresh()
-    found: dict[str, list[dict[str, Any]]] = {
-        "stuck": [], "waiting_on_operator": [], "approvals_waiting": [], "overdue": [],
-        "revocation_debt": []}
+    found: dict[str, list[dict[str, Any]]] = {section: [] for section in SECTIONS}
     names = sorted(set(store.credentials(fetch=False)) | {c.name for c in manifest.credentials})
     for name in names:
-        for job in store.list_jobs(name, HISTORY, fetch=False):
+        # Every job, not a recent window: an old aborted job's orphaned token is still debt.
+        for job in store.list_jobs(name, None, fetch=False):
             if env and job.env != env:
                 continue
             for debt in job.revocation_debt:
@@ -50,7 +63,7 @@ def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                         "reason": debt.reason, "since": _iso(debt.since)})
             if is_terminal(job.flow_type, job.status):
                 continue
-            age = now - job.updated_at
+            age = now - status_since(job)
             if job.status in OPERATOR_STATES:
                 found["waiting_on_operator"].append(_job_row(job, now, "needs an operator action"))
             elif job.status in GATE_STATES:
@@ -58,29 +71,46 @@ def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                     found["approvals_waiting"].append(_job_row(
                         job, now, "waiting at an approval gate"))
             elif age > STUCK_AFTER:
-                found["stuck"].append(_job_row(job, now, "no state change for over 5 minutes"))
-    for row in due_credentials(manifest, store, now, env=env):
-        found["overdue"].append(row)
+                why = ("created and never started" if job.status in (State.INIT, State.REV_INIT)
+                       else "interrupted mid-stage: re-run its action to resume")
+                found["stuck"].append(_job_row(job, now, f"same status for over 5 minutes; "
+                                                         f"{why}"))
+    found["overdue"].extend(due_credentials(manifest, store, now, env=env))
     return found
 
 
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        return "  " + "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
+    return [line(headers), *(line(r) for r in rows)]
+
+
 def render(findings: dict[str, list[dict[str, Any]]]) -> str:
+    """One table per non-empty section, for people; `--json` is for machines."""
     if not any(findings.values()):
         return "nothing is stuck\n"
-    out = []
-    for section, rows in findings.items():
+    out: list[str] = []
+    for section in [s for s in SECTIONS if s in findings] + [
+            s for s in findings if s not in SECTIONS]:
+        rows = findings[section]
         if not rows:
             continue
-        out.append(f"{section.replace('_', ' ')} ({len(rows)}):\n")
-        for row in rows:
-            if "job_id" in row and "status" in row:
-                out.append(f"  {row['credential']}  {row['job_id']}  {row['status']}  since "
-                           f"{row['since']} ({row['minutes']} min)  next: "
-                           f"{', '.join(row['next']) or '-'}\n")
-            elif "fingerprint" in row:
-                out.append(f"  {row['credential']}  auth id {row['auth_id']}  "
-                           f"{row['fingerprint']}  {row['reason']}  (job {row['job_id']})\n")
-            else:
-                out.append(f"  {row['credential']}  due since {row['due_at']}  "
-                           f"({row['reason']})\n")
-    return "".join(out)
+        out.append(f"{section.replace('_', ' ')} ({len(rows)}):")
+        if section == "revocation_debt":
+            out += _table(["CREDENTIAL", "AUTH ID", "FINGERPRINT", "SINCE", "JOB", "REASON"],
+                          [[r["credential"], str(r["auth_id"] or "-"), r["fingerprint"],
+                            r["since"], r["job_id"], r["reason"]] for r in rows])
+        elif section == "overdue":
+            out += _table(["CREDENTIAL", "SCHEDULE", "DUE SINCE", "REASON"],
+                          [[r["credential"], str(r.get("schedule") or "-"),
+                            "-" if r["reason"].startswith("never") else r["due_at"],
+                            r["reason"]] for r in rows])
+        else:
+            out += _table(["CREDENTIAL", "JOB", "STATUS", "SINCE", "MIN", "NEXT"],
+                          [[r["credential"], r["job_id"], r["status"], r["since"],
+                            str(r["minutes"]), ", ".join(r["next"]) or "-"] for r in rows])
+        out.append("")
+    return "\n".join(out)
