@@ -59,13 +59,15 @@ class AwsClients:
 
         config = Config(retries={"max_attempts": 3, "mode": "standard"},
                         max_pool_connections=64, connect_timeout=5, read_timeout=15)
+        # Any: boto3-stubs types client() per literal service name; ours is a parameter.
+        session: Any = boto3.session.Session()
         if access_key_id is not None:
-            return boto3.session.Session().client(
+            return session.client(
                 service, region_name=region, endpoint_url=self.endpoint_url, config=config,
                 aws_access_key_id=access_key_id, aws_secret_access_key=secret_access_key)
         key = (service, region)
         with self._lock:
             if key not in self._cache:
-                self._cache[key] = boto3.session.Session().client(
+                self._cache[key] = session.client(
                     service, region_name=region, endpoint_url=self.endpoint_url, config=config)
             return self._cache[key]

@@ -82,7 +82,7 @@ class Outcome(StrEnum):
 Trigger = Action | Outcome
 Table = Mapping[tuple[State, Trigger], State]
 
-S, A, O = State, Action, Outcome
+S, A, O = State, Action, Outcome  # noqa: E741 - short names keep the table rows readable
 
 OPERATIONAL: Table = MappingProxyType({
     # stage 1: verify the current value at the vendor

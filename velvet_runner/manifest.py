@@ -466,7 +466,8 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        raise ManifestError([f"{source}:{line}: (document): YAML does not parse: {exc.problem}"])
+        raise ManifestError(
+            [f"{source}:{line}: (document): YAML does not parse: {exc.problem}"]) from None
     except yaml.YAMLError as exc:
         raise ManifestError([f"{source}:1: (document): YAML does not parse: {exc}"]) from None
     if node is None:

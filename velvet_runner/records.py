@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr
 
-
 from velvet_runner.machine import Flow, State
 
 

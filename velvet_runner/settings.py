@@ -1,4 +1,4 @@
-"""Settings from the environment, read once (DESIGN.md's contract; defaults are the real vendors)."""
+"""Settings from the environment, read once (DESIGN.md's contract; defaults: the real vendors)."""
 
 from __future__ import annotations
 
