@@ -7,7 +7,9 @@ error tree, and `call` retries the retryable ones with an injected `sleep`.
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +32,16 @@ DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 T = TypeVar("T")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process, as httpx builds it (certifi, or SSL_CERT_FILE).
+
+    Every client shares it: building a context loads the whole CA bundle (tens of milliseconds
+    each), and a stage builds a client per vendor, target kind and notification channel.
+    """
+    return httpx.create_ssl_context()
+
+
 def make_client(base_url: str, *, headers: dict[str, str] | None = None,
                 transport: httpx.BaseTransport | None = None,
                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
@@ -39,6 +51,7 @@ def make_client(base_url: str, *, headers: dict[str, str] | None = None,
         headers={"User-Agent": USER_AGENT, **(headers or {})},
         timeout=timeout,
         transport=transport,
+        verify=tls_context() if transport is None else True,  # a transport brings its own
         limits=httpx.Limits(max_connections=max_connections,
                             max_keepalive_connections=max_connections),
         follow_redirects=False,
@@ -99,7 +112,7 @@ class RetryPolicy:
                 hint = self.rate_limit_probe()
                 if hint is not None:
                     return min(hint, self.max_retry_after)
-        backoff = min(self.cap, self.base * (2 ** attempt))
+        backoff = min(self.cap, self.base * (2.0 ** attempt))
         return backoff * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not crypto
 
     def run(self, fn: Callable[[], T]) -> T:

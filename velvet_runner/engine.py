@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
 
@@ -36,6 +36,7 @@ from velvet_runner.errors import (
     NotFound,
     NotFoundError,
     VendorError,
+    VendorUnavailable,
 )
 from velvet_runner.logs import job_logger
 from velvet_runner.machine import (
@@ -72,6 +73,7 @@ FLAG = "velvet_v2_rotation"
 CRASH_EXIT = 99
 FLUSH_SECONDS = 1.0
 NOTIFY_STATES = frozenset({State.DONE, State.ABORTED, State.REV_LEAKED})
+Holds = Literal["old", "new", "unknown"]
 
 
 class Notifier(Protocol):
@@ -519,6 +521,9 @@ class _Stage:
             self.move(Outcome.FAILED, f"distribute failed: {exc}")
             return
         todo = self._rows(lambda r: r.distribute_status not in DONE_ROW)
+        # What each row held before this attempt: a write the target refused outright (4xx)
+        # changed nothing, so the row still holds that; rollback need not touch it.
+        before = {row.consumer_id: row.holds for row, _ in todo}
         for row, _ in todo:
             self.set_row(row.consumer_id, distribute_status=RowStatus.IN_PROGRESS,
                          holds="unknown", detail=None)
@@ -526,29 +531,32 @@ class _Stage:
         self.crash("distribute_start")
         written = [0]
 
-        def write(consumer: Consumer) -> tuple[RowStatus, str]:
+        def write(consumer: Consumer) -> tuple[RowStatus, str, Holds]:
             target = self.target(consumer)
             hint = getattr(target, "backoff_hint", None)
             try:
                 self.retry(hint).run(lambda: target.write(value))
             except VendorError as exc:
-                return RowStatus.FAILED, str(exc)
+                # 5xx/timeouts may have been applied; refusals (401/403/404/422/429) were not.
+                holds: Holds = ("unknown" if isinstance(exc, VendorUnavailable)
+                                else before.get(consumer.consumer_id, "unknown"))
+                return RowStatus.FAILED, str(exc), holds
             with self._lock:
                 written[0] += 1
                 if written[0] == 1:
                     self.crash("mid_distribute")
-            return RowStatus.SUCCEEDED, "written"
+            return RowStatus.SUCCEEDED, "written", "new"
 
-        def done(consumer: Consumer, result: tuple[RowStatus, str]) -> None:
-            status, detail = result
+        def done(consumer: Consumer, result: tuple[RowStatus, str, Holds]) -> None:
+            status, detail, holds = result
             with self._lock:
                 row = self.job.row(consumer.consumer_id)
                 attempts = row.attempts + 1 if row else 1
             self.set_row(consumer.consumer_id, distribute_status=status, detail=detail,
-                         holds="new" if status == RowStatus.SUCCEEDED else "unknown",
-                         attempts=attempts)
+                         holds=holds, attempts=attempts)
 
-        self._fan_out([c for _, c in todo], write, done)
+        self._fan_out([c for _, c in todo], write, done,
+                      lambda reason: (RowStatus.FAILED, reason, "unknown"))
         self.crash("after_distribute")
         outcome = _outcome([r.distribute_status for r in self.job.consumers])
         failed = [r.consumer_id for r in self.job.consumers if r.distribute_status ==
@@ -662,10 +670,10 @@ class _Stage:
         # Re-evaluate without touching other rows: the stage resumes only if every row is done.
         if self.job.status == State.DISTRIBUTING:
             outcome = _outcome([r.distribute_status for r in self.job.consumers])
-            self.move(outcome, f"distribution {outcome}")
-            if self.job.status == State.DISTRIBUTED:
+            job = self.move(outcome, f"distribution {outcome}")
+            if job.status == State.DISTRIBUTED:
                 return self.advance(act)
-            return self.job
+            return job
         outcome = _outcome([r.validate_status for r in self.job.consumers])
         return self.move(outcome, f"validation {outcome}")
 
@@ -780,7 +788,13 @@ class _Stage:
         minted = self.job.new_fingerprint is not None
         holds = {r.consumer_id: r.holds for r in self.job.consumers}
         orphaned = []
-        if minted:
+        if self._superseded():
+            # Every consumer was proven on the new value: the old one is what nobody needs.
+            orphaned.append({"auth_id": self.job.old_auth_id,
+                             "fingerprint": self.job.old_fingerprint,
+                             "why": "old value superseded: every consumer holds the new value, "
+                                    "and the old one is still live at the vendor"})
+        elif minted:
             orphaned.append({"auth_id": self.job.new_auth_id,
                              "fingerprint": self.job.new_fingerprint,
                              "why": "new value minted and not revoked; it is in the vault's "
@@ -799,12 +813,37 @@ class _Stage:
                 "next_step": steps.get(self.job.status, "check the consumers listed above "
                                        "against runbook section 6f")}
 
+    def _superseded(self) -> bool:
+        """Aborting from validated: the new value is in use everywhere; the old one is the debt."""
+        return self.job.status == State.VALIDATED and self.job.new_fingerprint is not None
+
+    def _promote_for_abort(self) -> str:
+        """The vault must name the value consumers use, or the next rotation verifies (and the
+        operator revokes) the wrong one."""
+        try:
+            pending = self.retry().run(self.vault.pending)
+            if pending is None or pending.job_id != self.job.job_id:
+                return "the vault's pending slot no longer holds this job's value; check the vault"
+            redact.register(pending.value)
+            self.retry().run(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
+        except VendorError as exc:
+            return f"the vault could not be promoted ({exc}); promote the pending value by hand"
+        return "the vault now holds the new value as current"
+
     def abort(self) -> Job:
         residual = self.residual()
+        superseded = self._superseded()
+        if superseded:
+            residual["next_step"] += "; " + self._promote_for_abort()
 
         def record(job: Job) -> None:
             job.report["residual"] = residual
-            if job.new_fingerprint is not None:
+            if superseded and job.old_fingerprint is not None:
+                job.revocation_debt.append(Debt(
+                    auth_id=job.old_auth_id, fingerprint=job.old_fingerprint,
+                    reason="aborted from validated: superseded by the new value, not revoked",
+                    since=self.e.now()))
+            elif not superseded and job.new_fingerprint is not None:
                 job.revocation_debt.append(Debt(
                     auth_id=job.new_auth_id, fingerprint=job.new_fingerprint,
                     reason=f"aborted from {job.status}: minted, not revoked",
@@ -819,7 +858,9 @@ class _Stage:
             old = self._current()
         except (VendorError, InputError) as exc:
             return self.note("rollback_failed", f"cannot read the old value: {exc}")
-        todo = self._rows(lambda r: r.distribute_status != RowStatus.SKIPPED)
+        # Rows still on the old value (never written, or refused outright) are left alone: a
+        # consumer that refused the new value (a deleted app) would refuse the old one too.
+        todo = self._rows(lambda r: r.distribute_status != RowStatus.SKIPPED and r.holds != "old")
 
         def write(consumer: Consumer) -> tuple[RowStatus, str]:
             target = self.target(consumer)
@@ -849,7 +890,7 @@ class _Stage:
 
         def record(job: Job) -> None:
             job.report["rollback"] = {"new_token": new_state}
-            if new_state != "revoked" and job.new_fingerprint is not None:
+            if new_state not in ("revoked", "already revoked") and job.new_fingerprint is not None:
                 job.revocation_debt.append(Debt(
                     auth_id=job.new_auth_id, fingerprint=job.new_fingerprint,
                     reason=f"rolled back; new token {new_state}", since=self.e.now()))
@@ -870,7 +911,7 @@ class _Stage:
                 new_id, using=old, value=new or old))
         except VendorError as exc:
             return f"not revoked ({exc})"
-        return "revoked" if gone else "revoked"
+        return "revoked" if gone else "already revoked"
 
     # --- revocation flow -----------------------------------------------------------------
 
@@ -904,17 +945,19 @@ class _Stage:
                 # Resumed after the roll already happened: the vault holds the rolled value.
                 self.move(Outcome.OK, "already rolled at the vendor")
                 return
-            if self.vendor.CAN_ROLL:
-                rolled = self.vendor.roll(auth_id, current)
-                redact.register(rolled.value)
-                self.crash("after_roll")
-                self.retry().run(lambda: self.vault.set_current(rolled.value,
-                                                                rolled.auth_id or auth_id))
-                detail = "rolled at the vendor: the old value is dead"
-            elif self.vendor.CAN_REVOKE:
-                self.retry().run(lambda: self.vendor.revoke(auth_id, using=current,
-                                                            value=current))
-                detail = "revoked at the vendor"
+            if self.vendor.CAN_ROLL or self.vendor.CAN_REVOKE:
+                try:
+                    detail = self._kill(current, auth_id)
+                except AuthRejected:
+                    # The vendor refuses the value we authenticate with: if it refuses it
+                    # outright, the old value is already dead, which is all this flow is for
+                    # (a crash after a roll whose value was never saved, or an out-of-band
+                    # revoke). Anything else (a scope problem) stays a failure.
+                    if self.retry().run(lambda: self.vendor.is_live(current)):
+                        raise
+                    detail = ("the old value is already refused by the vendor; the vault still "
+                              "holds it, so put a fresh value there by hand (a roll whose "
+                              "value was not saved cannot be recovered)")
             elif self.retry().run(lambda: self.vendor.is_live(current)):
                 self.move(Outcome.FAILED, f"manual_required: {self.cred.vendor} cannot revoke "
                           "by API; delete the token in the vendor's dashboard, then retry_revoke")
@@ -931,6 +974,18 @@ class _Stage:
             job.old_auth_id = auth_id
 
         self.move(Outcome.OK, detail, mutate=record)
+
+    def _kill(self, current: SecretStr, auth_id: str | None) -> str:
+        """Roll (or revoke) the old value at the vendor; the rolled value goes to the vault."""
+        if self.vendor.CAN_ROLL:
+            rolled = self.vendor.roll(auth_id, current)
+            redact.register(rolled.value)
+            self.crash("after_roll")
+            self.retry().run(lambda: self.vault.set_current(rolled.value,
+                                                            rolled.auth_id or auth_id))
+            return "rolled at the vendor: the old value is dead"
+        self.retry().run(lambda: self.vendor.revoke(auth_id, using=current, value=current))
+        return "revoked at the vendor"
 
     def lockout_checks(self) -> None:
         todo = self._rows(lambda r: r.validate_status != RowStatus.SKIPPED

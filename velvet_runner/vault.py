@@ -3,11 +3,12 @@
     NAME                  the current (live) value
     NAME__AUTH_ID         the vendor's id for the current value (runbook section 8)
     NAME__PENDING         the new value, written before any consumer gets it
-    NAME__PENDING_META    {"job_id", "auth_id"} of the pending value
+    NAME__PENDING_META    {"job_id", "auth_id", "fingerprint"} of the pending value
 
 A crashed or retried stage resumes from the pending slot and never mints twice. An operator
 (or Postmark's manual mint) puts a value in NAME__PENDING by hand; it has no META until a job
-claims it.
+claims it. A META whose fingerprint is not the pending value's describes a value that has since
+been replaced by hand (an aborted job's META left behind), so it is ignored.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pydantic import SecretStr
 
 from velvet_runner.errors import NotFound
 from velvet_runner.manifest import AwsSsmParameter, InfisicalSecret
+from velvet_runner.records import fingerprint
 from velvet_runner.targets.base import Target
 
 
@@ -60,12 +62,18 @@ class Vault:
                 meta = json.loads(meta_raw.get_secret_value())
             except ValueError:
                 meta = {}
+            if not isinstance(meta, dict):
+                meta = {}
+        claimed = meta.get("fingerprint")
+        if claimed is not None and claimed != fingerprint(value):
+            meta = {}  # stale: the value was replaced after that job claimed the slot
         return Pending(value, meta.get("job_id"), meta.get("auth_id"))
 
     def set_pending(self, value: SecretStr, *, job_id: str, auth_id: str | None) -> None:
         self._slot("__PENDING").write(value)
-        self._slot("__PENDING_META").write(
-            SecretStr(json.dumps({"job_id": job_id, "auth_id": auth_id}, sort_keys=True)))
+        self._slot("__PENDING_META").write(SecretStr(json.dumps(
+            {"job_id": job_id, "auth_id": auth_id, "fingerprint": fingerprint(value)},
+            sort_keys=True)))
 
     def clear_pending(self) -> None:
         for suffix in ("__PENDING", "__PENDING_META"):

@@ -46,7 +46,7 @@ class Vendor(ABC):
         May also refuse a rotation that cannot succeed (AWS: both key slots in use).
         """
 
-    def check_rotatable(self) -> None:
+    def check_rotatable(self) -> None:  # noqa: B027 - an optional hook, a no-op by default
         """Refuse, at verify, a rotation that cannot succeed (AWS: no free key slot)."""
 
     def mint(self, current: SecretStr, label: str) -> Minted:

@@ -17,6 +17,8 @@ from velvet_runner.manifest import CloudflareCredential
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
 
+PAGE_SIZE = 50  # the most Cloudflare returns per page
+
 
 class CloudflareVendor(Vendor):
     kind: ClassVar[str] = "cloudflare"
@@ -29,16 +31,20 @@ class CloudflareVendor(Vendor):
         self.prefix = ("/user/tokens" if opts.token_type == "user"
                        else f"/accounts/{opts.account_id}/tokens")
 
-    def _call(self, method: str, path: str, value: SecretStr, what: str,
-              **kwargs: Any) -> Any:
+    def _envelope(self, method: str, path: str, value: SecretStr, what: str,
+                  **kwargs: Any) -> dict[str, Any]:
         response = request(self.client, method, self.prefix + path, f"cloudflare {what}",
                            headers={"Authorization": f"Bearer {value.get_secret_value()}"},
                            **kwargs)
-        body = response.json()
+        body: dict[str, Any] = response.json()
         if not body.get("success", False):
             codes = [e.get("code") for e in body.get("errors", [])]
             raise VendorRejected(f"cloudflare {what}: errors {codes}")
-        return body.get("result")
+        return body
+
+    def _call(self, method: str, path: str, value: SecretStr, what: str,
+              **kwargs: Any) -> Any:
+        return self._envelope(method, path, value, what, **kwargs).get("result")
 
     def verify(self, value: SecretStr) -> Identity:
         result = self._call("GET", "/verify", value, "verify token")
@@ -58,11 +64,19 @@ class CloudflareVendor(Vendor):
         return Minted(auth_id=str(created["id"]), value=SecretStr(created["value"]))
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
-        listed = self._call("GET", "?per_page=50", current, "list tokens") or []
-        for token in listed:
-            if token.get("name") == label:
-                return str(token["id"])
-        return None
+        # Every page: an account holds up to 500 tokens, and a label missed here means a second
+        # live token minted for the same job.
+        page = 1
+        while True:
+            body = self._envelope("GET", f"?per_page={PAGE_SIZE}&page={page}", current,
+                                  "list tokens")
+            for token in body.get("result") or []:
+                if token.get("name") == label:
+                    return str(token["id"])
+            pages = (body.get("result_info") or {}).get("total_pages") or 1
+            if page >= int(pages):
+                return None
+            page += 1
 
     def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
         value = self._call("PUT", f"/{auth_id}/value", current, f"roll token {auth_id}", json={})

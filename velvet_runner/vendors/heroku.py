@@ -49,12 +49,18 @@ class HerokuVendor(Vendor):
         return self._minted(created)
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
-        listed = self._call("GET", "/oauth/authorizations", current,
-                            "list authorizations").json()
-        for auth in listed:
-            if auth.get("description") == label:
-                return str(auth["id"])
-        return None
+        # Lists come in pages (206 with Next-Range); a label missed here means minting twice.
+        headers = {**_auth(current), "Range": "id ..; max=1000"}
+        while True:
+            response = request(self.client, "GET", "/oauth/authorizations",
+                               "heroku list authorizations", headers=headers)
+            for auth in response.json():
+                if auth.get("description") == label:
+                    return str(auth["id"])
+            next_range = response.headers.get("Next-Range")
+            if response.status_code != 206 or not next_range:
+                return None
+            headers["Range"] = next_range
 
     def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
         return self._regenerate(auth_id, current)
