@@ -14,11 +14,14 @@ is resumed by running its action again:
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Literal, Protocol
 
 from pydantic import SecretStr
@@ -35,6 +38,7 @@ from velvet_runner.errors import (
     InputError,
     NotFound,
     NotFoundError,
+    VelvetError,
     VendorError,
     VendorUnavailable,
 )
@@ -57,6 +61,7 @@ from velvet_runner.records import (
     Debt,
     Event,
     Job,
+    Lease,
     RowStatus,
     fingerprint,
     new_job_id,
@@ -71,8 +76,10 @@ from velvet_runner.wiring import Wiring
 
 FLAG = "velvet_v2_rotation"
 CRASH_EXIT = 99
+LEASE_TTL = timedelta(minutes=2)
 FLUSH_SECONDS = 1.0
-NOTIFY_STATES = frozenset({State.DONE, State.ABORTED, State.REV_LEAKED})
+# Terminal events page people; rev_done too, so the SEV1 channel hears the leak is closed.
+NOTIFY_STATES = frozenset({State.DONE, State.ABORTED, State.REV_LEAKED, State.REV_DONE})
 Holds = Literal["old", "new", "unknown"]
 
 
@@ -194,7 +201,16 @@ class Engine:
         self._require_env(job.env, f"job {job_id}")
         step(job.flow_type, job.status, act, force_revoke=job.force_revoke)  # refuse early
         stage = _Stage(self, job, cred)
-        return stage.run(act, consumers=list(consumers), ticket=ticket, confirm=confirm)
+        stage.acquire(act)
+        try:
+            stage.run(act, consumers=list(consumers), ticket=ticket, confirm=confirm)
+        except LeakStillOpen as exc:
+            stage.release()
+            exc.job = stage.job
+            raise
+        finally:
+            stage.release()
+        return stage.job
 
 
 class _Stage:
@@ -210,6 +226,8 @@ class _Stage:
         self._vault: Vault | None = None
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._held = False
 
     # --- adapters, lazily ----------------------------------------------------------------
 
@@ -326,8 +344,61 @@ class _Stage:
         self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
 
     def _merge_rows(self, current: Job) -> None:
+        self._renew(current)
         with self._lock:
             current.consumers = [row.model_copy() for row in self.job.consumers]
+
+    # --- the stage lease: one run of a job at a time -------------------------------------
+
+    def acquire(self, act: Action) -> None:
+        """Take the job's lease, so that two runs never drive one job at once.
+
+        In-progress states accept their action again (that is how a crashed stage resumes), so
+        without a lease two concurrent `proceed_mint` runs could both mint. A lease left by a
+        run that died is taken over once it expires, or at once when it was held by a process
+        on this host that no longer exists.
+        """
+        now = self.e.now()
+
+        def apply(current: Job) -> Job:
+            lease = current.lease
+            if lease is not None and lease.owner != self.owner and not _stale(lease, now):
+                raise ConflictError(
+                    f"job {current.job_id} is already running {lease.action} (run {lease.owner},"
+                    f" since {lease.acquired_at:%Y-%m-%dT%H:%M:%SZ}); wait for it to finish, or"
+                    f" if it died, run the action again after "
+                    f"{lease.renewed_at + LEASE_TTL:%Y-%m-%dT%H:%M:%SZ}")
+            current.lease = Lease(owner=self.owner, action=str(act), acquired_at=now,
+                                  renewed_at=now)
+            return current
+
+        self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
+        self._held = True
+
+    def release(self) -> None:
+        if not self._held:
+            return
+        self._held = False
+
+        def apply(current: Job) -> Job | None:
+            if current.lease is None or current.lease.owner != self.owner:
+                return None
+            current.lease = None
+            return current
+
+        try:
+            self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
+        except VelvetError as exc:
+            self.log.warning("could not release the job's lease: %s", exc)
+
+    def _renew(self, current: Job) -> None:
+        if not self._held:
+            return
+        lease = current.lease
+        if lease is None or lease.owner != self.owner:
+            raise ConflictError(f"job {current.job_id}: this run lost its lease to "
+                                f"{lease.owner if lease else 'nobody'}; stopping")
+        lease.renewed_at = self.e.now()
 
     def set_row(self, consumer_id: str, **fields: Any) -> None:
         with self._lock:
@@ -923,6 +994,7 @@ class _Stage:
         elif act == Action.CONFIRM_LEAK_RESOLVED:
             return self.confirm_leak_resolved()
         elif self.job.status in (State.REV_INIT, State.REV_REVOKE_FAILED):
+            self.gate(act)
             self.move(act, "revoking at the vendor")
         while True:
             status = self.job.status
@@ -995,8 +1067,20 @@ class _Stage:
         if leaking:
             self.move(Outcome.FAILED, "SEV1: still accepting the revoked value: "
                       + ", ".join(leaking), data={"leaking_consumers": leaking})
-        else:
-            self.move(Outcome.OK, "every consumer is locked out")
+            return
+        self.move(Outcome.OK, self._lockout_detail(), data={"unchecked": self._unchecked()})
+
+    def _unchecked(self) -> list[str]:
+        """Consumers no automatic check could prove locked out (manual or readback checks)."""
+        return [r.consumer_id for r in self.job.consumers
+                if r.validate_status in (RowStatus.MANUAL_REQUIRED, RowStatus.SKIPPED)
+                and r.detail != "active: false in the manifest"]
+
+    def _lockout_detail(self) -> str:
+        unchecked = self._unchecked()
+        if not unchecked:
+            return "every consumer is locked out"
+        return ("every checked consumer is locked out; verify by hand: " + ", ".join(unchecked))
 
     def leaking(self) -> list[str]:
         return [r.consumer_id for r in self.job.consumers if r.validate_status == RowStatus.FAILED]
@@ -1010,7 +1094,7 @@ class _Stage:
                       + ", ".join(leaking), {"leaking_consumers": leaking})
             raise LeakStillOpen(self.job, leaking)
         self.move(Action.CONFIRM_LEAK_RESOLVED, "re-checked: every consumer is locked out")
-        return self.move(Outcome.OK, "every consumer is locked out")
+        return self.move(Outcome.OK, self._lockout_detail(), data={"unchecked": self._unchecked()})
 
     # --- testing flow --------------------------------------------------------------------
 
@@ -1067,6 +1151,23 @@ class LeakStillOpen(InputError):
         self.job = job
         super().__init__("confirm_leak_resolved refused: still accepting the revoked value: "
                          + ", ".join(leaking))
+
+
+def _stale(lease: Lease, now: Any) -> bool:
+    """Expired, or held by a process of this host that has died (a crashed run)."""
+    if lease.renewed_at + LEASE_TTL < now:
+        return True
+    host, _, rest = lease.owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _outcome(statuses: Iterable[RowStatus]) -> Outcome:

@@ -248,10 +248,13 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
         chosen = []
         if slack is not None:
             chosen.append(Channel("slack", slack))
-        if job.status == State.REV_LEAKED:
+        after_leak = job.status == State.REV_DONE and any(
+            e.to_state == State.REV_LEAKED for e in job.events)
+        if job.status == State.REV_LEAKED or after_leak:
+            # The SEV1 inbox hears of the leak and of its resolution; the issue is opened once.
             if email is not None:
                 chosen.append(Channel("email", email))
-            if issue is not None:
+            if issue is not None and job.status == State.REV_LEAKED:
                 chosen.append(Channel("github_issue", issue))
         return chosen
 

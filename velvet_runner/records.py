@@ -114,6 +114,15 @@ class Debt(_Record):
     settled_at: Timestamp | None = None
 
 
+class Lease(_Record):
+    """Who is running a stage of the job right now; renewed by every write of that run."""
+
+    owner: str  # host:pid:nonce
+    action: str
+    acquired_at: Timestamp
+    renewed_at: Timestamp
+
+
 class Job(_Record):
     job_id: str
     credential: str
@@ -136,6 +145,7 @@ class Job(_Record):
     run_url: str | None = None
     revocation_debt: list[Debt] = Field(default_factory=list)
     report: dict[str, Any] = Field(default_factory=dict)
+    lease: Lease | None = None
 
     def row(self, consumer_id: str) -> ConsumerRow | None:
         return next((r for r in self.consumers if r.consumer_id == consumer_id), None)
