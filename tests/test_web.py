@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from openapi_spec_validator import validate as validate_openapi
 from pydantic import SecretStr
 from starlette.routing import Route
@@ -22,6 +18,7 @@ from starlette.testclient import TestClient
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprint, new_job_id
+from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Change, Store
 from velvet_runner.web import create_app, next_workflow, openapi_document
@@ -387,31 +384,6 @@ def test_no_token_value_in_any_response(client: TestClient, seeded: dict[str, Jo
 # --- SSE ---------------------------------------------------------------------------------
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                    lifespan="on", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "server thread died"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def sse(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """Events as {"event", "data"} and comments as {"comment"}."""
     event: dict[str, Any] = {}
@@ -435,7 +407,8 @@ def test_sse_emits_changes_heartbeats_and_ends_at_terminal(
         settings: Settings, store: Store, seeded: dict[str, Job]) -> None:
     job = seeded["active"]
     app = create_app(settings, store=store, refresh_seconds=0.05, heartbeat_seconds=0.3)
-    with serving(app) as base, httpx.Client(base_url=base, timeout=10) as http:
+    with (ServerThread(app, name="web", lifespan="on") as server,
+          httpx.Client(base_url=server.url, timeout=10) as http):
         url = f"/tokens/{CRED}/rotations/{job.job_id}/stream"
         with http.stream("GET", url) as response:
             assert response.status_code == 200

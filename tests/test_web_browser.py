@@ -6,19 +6,14 @@ own browser download is not used). Saves test-artifacts/status-page.png.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-import uvicorn
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, new_job_id
+from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app
@@ -84,31 +79,6 @@ def distributing_job() -> Job:
     )
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[str]:
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                    lifespan="on", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "server thread died"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
 def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     (tmp_path / "manifest.yml").write_text(MANIFEST)
@@ -141,13 +111,13 @@ def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
 
         store.update(CRED, job.job_id, apply)
 
-    with serving(app) as base, sync_api.sync_playwright() as pw:
+    with ServerThread(app, name="web", lifespan="on") as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
-            page.goto(f"{base}/tokens/{CRED}/rotations/{job.job_id}/view")
+            page.goto(f"{server.url}/tokens/{CRED}/rotations/{job.job_id}/view")
             page.wait_for_selector('#live-state[data-state="live"]', timeout=10_000)
             page.evaluate("window.__velvetNoReload = 42")
             status = page.locator("#job-status")
@@ -181,7 +151,7 @@ def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
                 "rgb(185, 28, 28)")
             page.screenshot(path=str(ARTIFACTS / "status-page.png"), full_page=True)
 
-            page.goto(base + "/")
+            page.goto(server.url + "/")
             page.wait_for_selector("table.grid")
             assert job.job_id[:8] in page.locator("table.grid").inner_text()
             page.screenshot(path=str(ARTIFACTS / "status-index.png"), full_page=True)

@@ -7,9 +7,6 @@ the seeded jobs, whose bodies exercise the Job schema in full.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +14,6 @@ from typing import Any
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
@@ -30,6 +26,7 @@ from schemathesis.specs.openapi.checks import (
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Debt, Event, Job, RowStatus, new_job_id
+from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app, openapi_document
@@ -73,12 +70,6 @@ def _job(status: State) -> Job:
     )
 
 
-class _Server(uvicorn.Server):
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp: Path = tmp_path_factory.mktemp("schemathesis")
@@ -94,21 +85,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     app = create_app(Settings(manifest=tmp / "subscription-manifest.yml",
                               state=str(tmp / "state.git"), cache_dir=tmp / "cache",
                               env="staging"), store=store, refresh_seconds=0.5)
-    server = _Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                    lifespan="on", timeout_graceful_shutdown=1))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive(), "server thread died"
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield {"base": f"http://127.0.0.1:{port}", "jobs": jobs}
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with ServerThread(app, name="web", lifespan="on") as server:
+        yield {"base": server.url, "jobs": jobs}
 
 
 @pytest.fixture(scope="module")

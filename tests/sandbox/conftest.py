@@ -23,11 +23,11 @@ from .support import Fake
 
 
 def _serve(state: Any, make: Callable[[Any], Starlette], base: str = "") -> Iterator[Fake]:
-    server = ServerThread(make(state))
-    server.start()
-    with httpx.Client(base_url=server.url + "/__velvet", timeout=5.0) as control:
+    with (
+        ServerThread(make(state)) as server,
+        httpx.Client(base_url=server.url + "/__velvet", timeout=5.0) as control,
+    ):
         yield Fake(state=state, url=server.url + base, root=server.url, control=control)
-    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -12,23 +12,12 @@ from github import Auth, BadCredentialsException, Github, GithubException
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from velvet_runner.sandbox import github as gh
-from velvet_runner.sandbox.server import ServerThread
 
-START = 1_800_000_000.0
+from .support import FakeClock, reset_client, serve_on_fake_clock
+
 TOKEN = "ghp_velvet_sandbox_token"
 REPO = "acme/app"
 ORG = "acme"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -60,23 +49,14 @@ def seal_for(public_key_b64: str, value: str) -> str:
 
 @pytest.fixture(scope="module")
 def sbx2_github_server() -> Iterator[tuple[gh.State, FakeClock, str]]:
-    clock = FakeClock()
-    state = gh.State(clock=clock)
-    server = ServerThread(gh.create_app(state), name="sbx2-github")
-    server.start()
-    try:
-        yield state, clock, server.url
-    finally:
-        server.stop()
+    yield from serve_on_fake_clock(gh.State, gh.create_app, "sbx2-github")
 
 
 @pytest.fixture
 def sbx2_github(sbx2_github_server: tuple[gh.State, FakeClock, str]) -> Iterator[Sandbox]:
     state, clock, url = sbx2_github_server
     headers = {"Authorization": f"Bearer {TOKEN}", "User-Agent": "velvet-tests"}
-    with httpx.Client(base_url=url, timeout=5, headers=headers) as http:
-        assert http.post("/__velvet/reset").status_code == 200
-        clock.now = START
+    with reset_client(url, clock, headers) as http:
         state.add_token(TOKEN, "velvet-bot")
         state.add_org(ORG)
         state.add_repo(REPO, branches=["main", "release"])

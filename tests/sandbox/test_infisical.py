@@ -11,23 +11,12 @@ import httpx
 import pytest
 
 from velvet_runner.sandbox import infisical
-from velvet_runner.sandbox.server import ServerThread
 
-START = 1_800_000_000.0
+from .support import FakeClock, reset_client, serve_on_fake_clock
+
 PROJECT = "proj-velvet"
 CLIENT_ID = "ci-rotator"
 CLIENT_SECRET = "cs-rotator-0001"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -53,14 +42,7 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def sbx2_infisical_server() -> Iterator[tuple[infisical.State, FakeClock, str]]:
-    clock = FakeClock()
-    state = infisical.State(clock=clock)
-    server = ServerThread(infisical.create_app(state), name="sbx2-infisical")
-    server.start()
-    try:
-        yield state, clock, server.url
-    finally:
-        server.stop()
+    yield from serve_on_fake_clock(infisical.State, infisical.create_app, "sbx2-infisical")
 
 
 @pytest.fixture
@@ -68,9 +50,7 @@ def sbx2_infisical(
     sbx2_infisical_server: tuple[infisical.State, FakeClock, str],
 ) -> Iterator[Sandbox]:
     state, clock, url = sbx2_infisical_server
-    with httpx.Client(base_url=url, timeout=5) as http:
-        assert http.post("/__velvet/reset").status_code == 200
-        clock.now = START
+    with reset_client(url, clock) as http:
         state.add_identity(CLIENT_ID, CLIENT_SECRET, [PROJECT])
         yield Sandbox(state, clock, http)
 

@@ -10,23 +10,12 @@ import httpx
 import pytest
 
 from velvet_runner.sandbox import slack
-from velvet_runner.sandbox.server import ServerThread
 
-START = 1_800_000_000.0
+from .support import FakeClock, reset_client, serve_on_fake_clock
+
 TOKEN = "xoxb-velvet-sandbox"
 CHANNEL = "C0VELVET01"
 JSON_UTF8 = "application/json; charset=utf-8"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
@@ -44,22 +33,13 @@ class Sandbox:
 
 @pytest.fixture(scope="module")
 def sbx2_slack_server() -> Iterator[tuple[slack.State, FakeClock, str]]:
-    clock = FakeClock()
-    state = slack.State(clock=clock)
-    server = ServerThread(slack.create_app(state), name="sbx2-slack")
-    server.start()
-    try:
-        yield state, clock, server.url
-    finally:
-        server.stop()
+    yield from serve_on_fake_clock(slack.State, slack.create_app, "sbx2-slack")
 
 
 @pytest.fixture
 def sbx2_slack(sbx2_slack_server: tuple[slack.State, FakeClock, str]) -> Iterator[Sandbox]:
     state, clock, url = sbx2_slack_server
-    with httpx.Client(base_url=url, timeout=5) as http:
-        assert http.post("/__velvet/reset").status_code == 200
-        clock.now = START
+    with reset_client(url, clock) as http:
         state.burst_per_second = slack.DEFAULT_BURST_PER_SECOND
         state.add_token(TOKEN)
         state.add_channel(CHANNEL, "rotations")

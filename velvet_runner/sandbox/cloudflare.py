@@ -38,11 +38,13 @@ from starlette.routing import BaseRoute, Route
 
 from velvet_runner.sandbox.control import (
     Json,
+    bearer_token,
     build_app,
     control_route,
     fingerprint,
     json_response,
     read_json,
+    token_status_route,
     utc_now,
 )
 
@@ -350,12 +352,12 @@ class _Api:
             if header is None:
                 return error(400, "Missing X-Auth-Key, X-Auth-Email or Authorization headers",
                              BAD_HEADERS)
-            scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or not value.strip():
+            value = bearer_token(header)
+            if value is None:
                 return error(400, "Invalid format for Authorization header", BAD_HEADERS)
             owner = USER if family == "user" else request.path_params.get("account_id", "")
             with self.lock:
-                token = self.state._find_value(value.strip())
+                token = self.state._find_value(value)
                 if family == "account" and owner not in self.state.accounts:
                     return error(404, "Could not route to /accounts/" + owner +
                                  ", perhaps your object identifier is invalid?", BAD_IDENTIFIER)
@@ -566,14 +568,10 @@ def _control_routes(state: CloudflareState) -> list[BaseRoute]:
         state.set_rate_limit_remaining(int(body["remaining"]), body.get("token_id"))
         return json_response({"ok": True})
 
-    async def token_status(request: Request) -> Response:
-        body = await read_json(request) or {}
-        return json_response({"live": state.token_is_live(str(body.get("token", "")))})
-
     return [
         control_route("/tokens", add_token, ["POST"]),
         control_route("/rate-limit", set_rate_limit, ["POST"]),
-        control_route("/token-status", token_status, ["POST"]),
+        token_status_route(state.token_is_live),
     ]
 
 

@@ -269,6 +269,25 @@ def control_route(path: str, endpoint: ControlEndpoint, methods: list[str]) -> R
     return Route(path, guarded, methods=methods)
 
 
+def token_status_route(is_live: Callable[[str], bool]) -> Route:
+    """`POST /token-status` `{"token": ...}` -> `{"live": bool}`: may this value still call?"""
+
+    async def token_status(request: Request) -> Response:
+        body = await read_json(request) or {}
+        return json_response({"live": is_live(str(body.get("token", "")))})
+
+    return control_route("/token-status", token_status, ["POST"])
+
+
+def bearer_token(authorization: str | None, schemes: Sequence[str] = ("bearer",)) -> str | None:
+    """The token of an `Authorization: <scheme> <token>` header (scheme case-insensitive).
+
+    None when the header is missing or empty, names another scheme, or carries no token.
+    """
+    scheme, _, token = (authorization or "").partition(" ")
+    return token.strip() or None if scheme.lower() in schemes else None
+
+
 def build_app(
     name: str,
     routes: list[BaseRoute],

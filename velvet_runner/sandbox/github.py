@@ -68,7 +68,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from velvet_runner.sandbox.control import CONTROL_PREFIX, build_app, json_response
+from velvet_runner.sandbox.control import CONTROL_PREFIX, bearer_token, build_app, json_response
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -823,11 +823,11 @@ class State:
         """User-Agent, token and primary rate limit, in GitHub's order; counts the request."""
         if not headers.get("user-agent", "").strip():
             raise GitHubError(403, MSG_NO_USER_AGENT, plain=True)
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        if scheme.lower() not in ("bearer", "token") or not token.strip():
+        token = bearer_token(headers.get("authorization"), ("bearer", "token"))
+        if token is None:
             raise GitHubError(401, "Requires authentication")
         with self._lock:
-            info = self._tokens.get(token.strip())
+            info = self._tokens.get(token)
             if info is None:
                 raise GitHubError(401, "Bad credentials")
             self._rate_headers()

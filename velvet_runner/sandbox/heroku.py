@@ -32,11 +32,13 @@ from starlette.routing import BaseRoute, Route
 
 from velvet_runner.sandbox.control import (
     Json,
+    bearer_token,
     build_app,
     control_route,
     fingerprint,
     json_response,
     read_json,
+    token_status_route,
     utc_now,
 )
 
@@ -389,11 +391,6 @@ def _accepts_v3(header: str) -> bool:
     return False
 
 
-def _bearer(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    return value.strip() or None if scheme.lower() == "bearer" else None
-
-
 Handler = Callable[[Request, Authorization, User], Awaitable[Response]]
 
 
@@ -411,7 +408,7 @@ class _Api:
             if not _accepts_v3(request.headers.get("accept", "")):
                 return error(406, "The requested API version is not available. Use "
                              "'Accept: application/vnd.heroku+json; version=3'.")
-            token = _bearer(request)
+            token = bearer_token(request.headers.get("authorization"))
             with self.lock:
                 found = self.state._lookup(token) if token else None
                 if found is None:
@@ -672,17 +669,13 @@ def _control_routes(state: HerokuState) -> list[BaseRoute]:
                              refill_per_minute=body.get("refill_per_minute"))
         return json_response({"ok": True})
 
-    async def token_status(request: Request) -> Response:
-        body = await read_json(request) or {}
-        return json_response({"live": state.token_is_live(str(body.get("token", "")))})
-
     return [
         control_route("/users", add_user, ["POST"]),
         control_route("/authorizations", add_authorization, ["POST"]),
         control_route("/apps", add_app, ["POST"]),
         control_route("/rate-limits", get_rate_limits, ["GET"]),
         control_route("/rate-limits", set_rate_limits, ["POST"]),
-        control_route("/token-status", token_status, ["POST"]),
+        token_status_route(state.token_is_live),
     ]
 
 

@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import build_app, json_response
+from velvet_runner.sandbox.control import bearer_token, build_app, json_response
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -557,12 +557,10 @@ class State:
 
     def _authenticate(self, authorization: str | None) -> Identity:
         """The identity behind an `Authorization` header, or the error Infisical gives."""
-        if not authorization:
+        token = bearer_token(authorization)
+        if token is None:
             raise InfisicalError(401, "Token missing")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise InfisicalError(401, "Token missing")
-        parts = token.strip().split(".")
+        parts = token.split(".")
         try:
             if len(parts) != 3:
                 raise ValueError("not three segments")

@@ -33,6 +33,7 @@ from velvet_runner.sandbox.control import (
     fingerprint,
     json_response,
     read_json,
+    token_status_route,
     utc_now,
 )
 
@@ -341,17 +342,13 @@ def _control_routes(state: PostmarkState) -> list[BaseRoute]:
     async def outbox(request: Request) -> Response:
         return json_response({"messages": state.sent()})
 
-    async def token_status(request: Request) -> Response:
-        body = await read_json(request) or {}
-        return json_response({"live": state.token_is_live(str(body.get("token", "")))})
-
     return [
         control_route("/servers", add_server, ["POST"]),
         control_route("/servers/{server_id}/tokens", add_token, ["POST"]),
         control_route("/tokens/{token}", delete_token, ["DELETE"]),
         control_route("/account-tokens", add_account_token, ["POST"]),
         control_route("/outbox", outbox, ["GET"]),
-        control_route("/token-status", token_status, ["POST"]),
+        token_status_route(state.token_is_live),
     ]
 
 

@@ -11,10 +11,12 @@ import logging
 import threading
 import time
 from collections.abc import Generator
+from types import TracebackType
 from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.config import LifespanType
 
 HOST = "127.0.0.1"
 _START_TIMEOUT_SECONDS = 10.0
@@ -29,16 +31,27 @@ class _ThreadServer(uvicorn.Server):
 
 
 class ServerThread:
-    """One ASGI app served by uvicorn on 127.0.0.1 in a daemon thread."""
+    """One ASGI app served by uvicorn on 127.0.0.1 in a daemon thread.
 
-    def __init__(self, app: ASGIApp, port: int = 0, *, name: str = "sandbox") -> None:
+    Also a context manager: `with ServerThread(app) as server:` starts it and stops it after.
+    The fakes need no lifespan; an app with startup/shutdown work passes `lifespan="on"`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        port: int = 0,
+        *,
+        name: str = "sandbox",
+        lifespan: LifespanType = "off",
+    ) -> None:
         config = uvicorn.Config(
             app,
             host=HOST,
             port=port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan=lifespan,
             # Hanging requests (injected faults) must not hold up stop() for long.
             timeout_graceful_shutdown=1,
         )
@@ -79,6 +92,18 @@ class ServerThread:
         if self._thread.is_alive():
             self._server.force_exit = True
             self._thread.join(timeout=5)
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class MotoThread:

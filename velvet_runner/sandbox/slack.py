@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import build_app, json_response
+from velvet_runner.sandbox.control import bearer_token, build_app, json_response
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -299,9 +299,9 @@ async def _params(request: Request) -> tuple[Json, list[str]]:
 
 
 def _token(request: Request, params: Json) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
+    bearer = bearer_token(request.headers.get("authorization"))
+    if bearer is not None:
+        return bearer
     # Form bodies may carry the token as a field; JSON bodies may not.
     form_token = params.get("token")
     return form_token if isinstance(form_token, str) and form_token else None
@@ -317,12 +317,16 @@ def _with_warnings(body: Json, warnings: list[str]) -> Response:
 def create_app(state: State) -> Starlette:
     """The Slack fake as a Starlette app with the shared `/__velvet/` control API."""
 
+    async def authenticated(request: Request) -> tuple[Json, list[str], str]:
+        """Arguments, warnings and the caller's user; raises _MethodError like Slack fails."""
+        params, warnings = await _params(request)
+        if request.headers.get("content-type", "").startswith("application/json"):
+            params.pop("token", None)
+        return params, warnings, state._user_for(_token(request, params))
+
     async def post_message(request: Request) -> Response:
         try:
-            params, warnings = await _params(request)
-            if request.headers.get("content-type", "").startswith("application/json"):
-                params.pop("token", None)
-            user = state._user_for(_token(request, params))
+            params, warnings, user = await authenticated(request)
             body = state._post(user, params)
         except _MethodError as exc:
             return _fail(exc.code)
@@ -332,10 +336,7 @@ def create_app(state: State) -> Starlette:
 
     async def auth_test(request: Request) -> Response:
         try:
-            params, warnings = await _params(request)
-            if request.headers.get("content-type", "").startswith("application/json"):
-                params.pop("token", None)
-            user = state._user_for(_token(request, params))
+            _, warnings, user = await authenticated(request)
         except _MethodError as exc:
             return _fail(exc.code)
         return _with_warnings(
