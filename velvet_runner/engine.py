@@ -14,12 +14,14 @@ is resumed by running its action again:
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, Protocol
@@ -226,6 +228,8 @@ class _Stage:
         self._vault: Vault | None = None
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
+        self._index_of: list[ConsumerRow] | None = None
+        self._index: dict[str, ConsumerRow] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._held = False
 
@@ -400,9 +404,19 @@ class _Stage:
                                 f"{lease.owner if lease else 'nobody'}; stopping")
         lease.renewed_at = self.e.now()
 
+    def _row(self, consumer_id: str) -> ConsumerRow | None:
+        """The in-memory row of a consumer (callers hold self._lock); O(1), not a scan."""
+        rows = self.job.consumers
+        if self._index_of is not rows:
+            self._index = {}
+            for row in rows:
+                self._index.setdefault(row.consumer_id, row)
+            self._index_of = rows
+        return self._index.get(consumer_id)
+
     def set_row(self, consumer_id: str, **fields: Any) -> None:
         with self._lock:
-            row = self.job.row(consumer_id)
+            row = self._row(consumer_id)
             if row is None:
                 return
             for key, value in fields.items():
@@ -507,13 +521,9 @@ class _Stage:
             status = self.job.status
             if status == State.MINTING:
                 self.mint()
-            elif status == State.MINTED:
-                self.move(Outcome.OK, "fanning out to consumers")
-            elif status == State.DISTRIBUTING:
-                self.distribute()
-            elif status == State.DISTRIBUTED:
-                self.move(Outcome.OK, "validating consumers")
-            elif status == State.VALIDATING:
+            elif status in (State.MINTED, State.DISTRIBUTING):
+                self.distribute()  # from minted, its first commit is minted -> distributing
+            elif status in (State.DISTRIBUTED, State.VALIDATING):
                 self.validate(recheck=recheck)
             else:
                 return self.job
@@ -589,6 +599,8 @@ class _Stage:
         try:
             value = self._new_value()
         except (VendorError, InputError) as exc:
+            if self.job.status == State.MINTED:
+                self.move(Outcome.OK, "fanning out to consumers")
             self.move(Outcome.FAILED, f"distribute failed: {exc}")
             return
         todo = self._rows(lambda r: r.distribute_status not in DONE_ROW)
@@ -598,7 +610,12 @@ class _Stage:
         for row, _ in todo:
             self.set_row(row.consumer_id, distribute_status=RowStatus.IN_PROGRESS,
                          holds="unknown", detail=None)
-        self.flush_rows()
+        # Rows are marked in flight in the same commit that enters distributing, before any
+        # consumer is written (rollback after a crash needs to know who may hold the value).
+        if self.job.status == State.MINTED:
+            self.move(Outcome.OK, "fanning out to consumers")
+        else:
+            self.flush_rows()
         self.crash("distribute_start")
         written = [0]
 
@@ -621,7 +638,7 @@ class _Stage:
         def done(consumer: Consumer, result: tuple[RowStatus, str, Holds]) -> None:
             status, detail, holds = result
             with self._lock:
-                row = self.job.row(consumer.consumer_id)
+                row = self._row(consumer.consumer_id)
                 attempts = row.attempts + 1 if row else 1
             self.set_row(consumer.consumer_id, distribute_status=status, detail=detail,
                          holds=holds, attempts=attempts)
@@ -639,6 +656,8 @@ class _Stage:
         try:
             value = self._new_value()
         except (VendorError, InputError) as exc:
+            if self.job.status == State.DISTRIBUTED:
+                self.move(Outcome.OK, "validating consumers")
             self.move(Outcome.FAILED, f"validation failed: {exc}")
             return
         for row in self.job.consumers:
@@ -659,7 +678,10 @@ class _Stage:
         checker = self.wiring.checker()
         for row, _ in todo:
             self.set_row(row.consumer_id, **{field: RowStatus.IN_PROGRESS})
-        self.flush_rows()
+        if self.job.status == State.DISTRIBUTED:
+            self.move(Outcome.OK, "validating consumers")  # with the rows marked in flight
+        else:
+            self.flush_rows()
 
         def check(consumer: Consumer) -> CheckResult:
             target = self.target(consumer)
@@ -684,22 +706,36 @@ class _Stage:
         if not consumers:
             return
         bounds = {kind: threading.BoundedSemaphore(n) for kind, n in self.wiring.bounds.items()}
-        workers = min(len(consumers), sum(self.wiring.bounds.values()))
+        # Threads for the kinds present only: the others' bounds would add idle threads.
+        kinds = Counter(c.kind for c in consumers)
+        workers = sum(min(n, self.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
 
         def bounded(consumer: Consumer) -> Any:
             with bounds[consumer.kind]:
                 return work(consumer)
 
         last_flush = time.monotonic()
+        # Completions arrive on a queue: concurrent.futures.wait(FIRST_COMPLETED) re-arms a
+        # waiter on every pending future per call, O(N) per completion and O(N^2) per fan-out.
+        finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=max(1, workers),
                                 thread_name_prefix="velvet-fanout") as pool:
-            futures: dict[Future[Any], Consumer] = {pool.submit(bounded, c): c
-                                                    for c in consumers}
-            pending = set(futures)
-            while pending:
-                finished, pending = wait(pending, timeout=FLUSH_SECONDS,
-                                         return_when=FIRST_COMPLETED)
-                for future in finished:
+            futures: dict[Future[Any], Consumer] = {}
+            for c in consumers:
+                future = pool.submit(bounded, c)
+                futures[future] = c
+                future.add_done_callback(finished.put)
+            remaining = len(futures)
+            while remaining:
+                wait_for = max(0.0, FLUSH_SECONDS - (time.monotonic() - last_flush))
+                got: Future[Any] | None
+                try:
+                    got = finished.get(timeout=wait_for)
+                except queue.Empty:
+                    got = None
+                if got is not None:
+                    future = got
+                    remaining -= 1
                     consumer = futures[future]
                     try:
                         result = future.result()
@@ -710,7 +746,7 @@ class _Stage:
                         result = (fallback(reason) if fallback is not None
                                   else (RowStatus.FAILED, reason))
                     done(consumer, result)
-                if pending and time.monotonic() - last_flush >= FLUSH_SECONDS:
+                if remaining and time.monotonic() - last_flush >= FLUSH_SECONDS:
                     self.flush_rows()
                     last_flush = time.monotonic()
 

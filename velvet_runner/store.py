@@ -11,6 +11,14 @@ a push that is not a fast-forward, which makes `git push` the compare-and-swap. 
 fetch, re-apply the same change function to the fresh records, and try again; the function may
 refuse (raise) when the change no longer makes sense, for example when another job took the lock.
 
+When the last push to the branch from this Store is still the head we know, the next write
+skips the fetch and builds on that head directly: if someone else pushed since, the push is
+refused and we fetch and retry as above, so the compare-and-swap is unchanged. Only a write
+is ever decided on unfetched data; a decision not to write, or a refusal, is re-checked on a
+fetched head before it is returned. Losers of a race back off for a random time that grows
+with the number of attempts, scaled by how long an attempt takes, so that many writers
+spread out instead of colliding again.
+
 A local cache repository holds fetched objects. Processes sharing a cache take a file lock around
 each fetch-modify-push; processes on other machines (or with other caches) race through the push.
 """
@@ -18,6 +26,7 @@ each fetch-modify-push; processes on other machines (or with other caches) race 
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -36,6 +45,8 @@ from velvet_runner.machine import is_terminal
 from velvet_runner.records import Job, utcnow
 
 MAX_ATTEMPTS = 60
+BACKOFF_CAP_SECONDS = 2.0
+SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CREDENTIAL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 GIT_ENV = {
@@ -82,7 +93,11 @@ class Store:
         key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
         self.cache = (cache_dir or Path(".velvet/cache")).resolve() / key
         self._ref = f"refs/remotes/origin/{branch}"
+        # (path, inode, mtime, size) of the ref file and what it said: git replaces a ref file
+        # by renaming a new one over it, so an unchanged stat means unchanged content.
+        self._head_seen: tuple[tuple[str, int, int, int], str] | None = None
         self._ready = False
+        self._pushed: str | None = None  # the commit our last successful push made the head
 
     # --- git plumbing ----------------------------------------------------------------------
 
@@ -136,8 +151,38 @@ class Store:
         return self._head()
 
     def _head(self) -> str | None:
+        """The remote-tracking ref, read from the cache's files (no git process per read)."""
+        value: str | None
+        ref_file = os.path.join(self.cache, self._ref)  # the status app reads it on every hit
+        try:
+            stat = os.stat(ref_file)
+            key = (ref_file, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+            seen = self._head_seen
+            if seen is not None and seen[0] == key:
+                return seen[1]
+            with open(ref_file, encoding="ascii") as handle:
+                value = handle.read().strip()
+            if SHA_RE.fullmatch(value):
+                self._head_seen = (key, value)
+        except FileNotFoundError:
+            value = self._packed_ref()
+        except (OSError, UnicodeDecodeError):
+            value = "?"
+        if value is None or SHA_RE.fullmatch(value):
+            return value
         proc = self._git("rev-parse", "--verify", "--quiet", self._ref, check=False)
         return proc.stdout.decode().strip() or None
+
+    def _packed_ref(self) -> str | None:
+        try:
+            text = (self.cache / "packed-refs").read_text(encoding="ascii")
+        except FileNotFoundError:
+            return None
+        suffix = " " + self._ref
+        for line in text.splitlines():
+            if line.endswith(suffix) and not line.startswith(("#", "^")):
+                return line[:-len(suffix)]
+        return None
 
     def _ls(self, head: str | None, folder: str) -> list[str]:
         if head is None:
@@ -182,13 +227,18 @@ class Store:
                       env=env)
             tree = self._git("write-tree", env=env).stdout.decode().strip()
         parents = ["-p", head] if head else []
-        return self._git("commit-tree", tree, *parents, "-m", change.message).stdout.decode().strip()
+        commit = self._git("commit-tree", tree, *parents, "-m", change.message)
+        return commit.stdout.decode().strip()
 
     def _push(self, commit: str) -> None:
         proc = self._git("push", "--quiet", "--porcelain", "origin",
                          f"{commit}:refs/heads/{self.branch}", check=False)
         if proc.returncode == 0:
-            self._git("update-ref", self._ref, commit)
+            # git push moves the remote-tracking ref itself (origin's fetch refspec maps it);
+            # set it by hand only when it did not.
+            if self._head() != commit:
+                self._git("update-ref", self._ref, commit)
+            self._pushed = commit
             return
         err = (proc.stderr + proc.stdout).decode(errors="replace")
         if any(s in err for s in ("non-fast-forward", "fetch first", "rejected", "failed to lock",
@@ -206,21 +256,42 @@ class Store:
         called again with fresh data after every lost race, so it must be a pure function of
         what it reads (raising to refuse is fine).
         """
+        fetched_once = False
         for attempt in range(MAX_ATTEMPTS):
+            started = time.monotonic()
             with self._locked():
-                head = self._fetch()
-                change = plan(lambda paths: self._read(head, paths),
-                              lambda folder: self._ls(head, folder))
+                head = self._head()
+                fetched = not (attempt == 0 and self._pushed is not None
+                               and head == self._pushed)
+                if fetched:
+                    head = self._fetch()
+                    fetched_once = True
+                try:
+                    change = plan(functools.partial(self._read, head),
+                                  functools.partial(self._ls, head))
+                except Exception:
+                    if fetched:
+                        raise
+                    change, fetched = None, False  # refused on unfetched data: ask the remote
                 if change is None or not change.files:
-                    return
+                    if fetched:
+                        return
+                    self._pushed = None  # nothing to write, or a refusal: confirm it fetched
+                    continue
                 commit = self._commit(head, change)
                 try:
                     self._push(commit)
                     return
                 except _Rejected:
                     self.retries += 1
-            # jittered backoff outside the lock so that others can make progress
-            self._sleep(min(0.5, 0.01 * (2 ** min(attempt, 6))) * random.random())  # noqa: S311
+                    self._pushed = None
+            if not fetched_once:
+                continue  # the optimistic attempt lost: fetch now, without waiting
+            # Jittered exponential backoff outside the lock, in units of what an attempt costs
+            # here, so that N writers spread over about N attempts' time instead of colliding.
+            unit = max(0.01, time.monotonic() - started)
+            ceiling = min(BACKOFF_CAP_SECONDS, unit * 2 ** min(attempt, 8))
+            self._sleep(ceiling * random.random())  # noqa: S311 - jitter, not crypto
         raise StateWriteLost(f"state branch {self.branch} at {self.url} kept moving; "
                              f"gave up after {MAX_ATTEMPTS} attempts")
 
@@ -340,7 +411,8 @@ class Store:
             if blob is None:
                 raise NotFoundError(f"no job {job_id} for credential {credential}")
             current = Job.from_json(blob)
-            new = apply(current.model_copy(deep=True))
+            # A second parse is a third of the cost of a deep copy for a big job.
+            new = apply(Job.from_json(blob))
             if new is None or new == current:
                 result.append(current)
                 return None

@@ -28,6 +28,7 @@ import contextlib
 import html
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -70,6 +71,7 @@ DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 SCAN_LIMIT = 200  # jobs read per credential to find its last completed rotation
 SSE_RETRY_MS = 3000
+PAGE_CACHE_SIZE = 4096  # rendered JSON bodies kept per head (credential x limit, jobs)
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 MUTATING_METHODS = ("post", "put", "patch", "delete")
 STATIC_DIR = Path(__file__).parent / "web_static"
@@ -157,6 +159,8 @@ class StateView:
         self._ids: dict[str, tuple[str | None, list[str]]] = {}
         self._locks: dict[str, tuple[str | None, str | None]] = {}
         self._creds: tuple[str | None, list[str]] | None = None
+        # Rendered JSON responses: (head, manifest key, response) per page; see page().
+        self._pages: dict[tuple[str, ...], tuple[str | None, object, Response]] = {}
 
     # lifecycle
 
@@ -196,6 +200,32 @@ class StateView:
 
     def head(self) -> str | None:
         return self.store.head(fetch=False)
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def page(self, key: tuple[str, ...], manifest_key: object) -> Response | None:
+        """The response rendered for `key` at the current head and manifest, if any.
+
+        A cached Response is sent as is to every request that hits it: nothing on the way
+        out (uvicorn, Starlette, _ReadOnly) changes a response's headers or body in place.
+        """
+        head = self.head()
+        with self._lock:
+            hit = self._pages.get(key)
+        if hit is not None and hit[0] == head and hit[1] == manifest_key:
+            return hit[2]
+        return None
+
+    def remember(self, key: tuple[str, ...], head: str | None, manifest_key: object,
+                 response: Response) -> None:
+        if not self._stable(head):
+            return
+        with self._lock:
+            if len(self._pages) >= PAGE_CACHE_SIZE:
+                self._pages.clear()
+            self._pages[key] = (head, manifest_key, response)
 
     def _stable(self, before: str | None) -> bool:
         return self.store.head(fetch=False) == before
@@ -312,6 +342,14 @@ class ManifestView:
                 raise _Unavailable(self._error or "the manifest does not load")
             return self._manifest
 
+    def stat_key(self) -> tuple[int, int] | None:
+        """What get() keys its cache on: a page rendered under another key may be stale."""
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size)
+
     def flags(self) -> dict[str, bool]:
         try:
             return load_flags(self.path)
@@ -370,8 +408,13 @@ def _parse_limit(raw: str | None) -> int:
 # --- JSON endpoints ----------------------------------------------------------------------
 
 
-def health(request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok", "service": "velvet"})
+_HEALTH = Response(bytes(JSONResponse({"status": "ok", "service": "velvet"}).body),
+                   media_type="application/json")
+
+
+async def health(request: Request) -> Response:
+    # async and pre-rendered: a liveness probe must not queue behind the thread pool
+    return _HEALTH
 
 
 def flags(request: Request) -> JSONResponse:
@@ -410,20 +453,49 @@ def _subscribers_json(cred: Credential) -> dict[str, Any]:
     }
 
 
-def rotations(request: Request) -> JSONResponse:
-    ctx = _ctx(request)
+async def rotations(request: Request) -> Response:
+    ctx: _Context = request.app.state.velvet
     name = request.path_params["name"]
-    ctx.require_credential(name)
     limit = _parse_limit(request.query_params.get("limit"))
+    return await _cached_json(ctx, ("rotations", name, str(limit)),
+                              lambda: _rotations_json(ctx, name, limit))
+
+
+def _rotations_json(ctx: _Context, name: str, limit: int) -> dict[str, Any]:
+    ctx.require_credential(name)
     jobs = ctx.state.jobs(name, limit)
-    return JSONResponse({"credential": name, "limit": limit,
-                         "jobs": [j.summary() for j in jobs]})
+    return {"credential": name, "limit": limit, "jobs": [j.summary() for j in jobs]}
 
 
-def rotation(request: Request) -> JSONResponse:
-    ctx = _ctx(request)
-    job = ctx.require_job(request.path_params["name"], request.path_params["job_id"])
-    return JSONResponse(job.summary())
+async def rotation(request: Request) -> Response:
+    ctx: _Context = request.app.state.velvet
+    name, job_id = request.path_params["name"], request.path_params["job_id"]
+    return await _cached_json(ctx, ("rotation", name, job_id),
+                              lambda: ctx.require_job(name, job_id).summary())
+
+
+async def _cached_json(ctx: _Context, key: tuple[str, ...],
+                       render: Callable[[], Any]) -> Response:
+    """A read-only JSON page, rendered once per state-branch head.
+
+    Pages only change when the branch (or the manifest) does, so a hit is answered on the
+    event loop from memory: no thread hop, no git, no serialisation. A miss, and anything that
+    raises (404, 503), runs in the thread pool as the synchronous endpoints do.
+    """
+    if ctx.state.started:
+        hit = ctx.state.page(key, ctx.manifest.stat_key())
+        if hit is not None:
+            return hit
+
+    def miss() -> Response:
+        ctx.state.start()
+        manifest_key = ctx.manifest.stat_key()
+        head = ctx.state.head()
+        response = Response(bytes(JSONResponse(render()).body), media_type="application/json")
+        ctx.state.remember(key, head, manifest_key, response)
+        return response
+
+    return await run_in_threadpool(miss)
 
 
 def _sse(event: str, data: Any) -> str:

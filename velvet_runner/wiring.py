@@ -6,7 +6,10 @@ the adapters themselves.
 
 from __future__ import annotations
 
+import ssl
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -15,7 +18,7 @@ import httpx
 
 from velvet_runner.aws import AwsClients
 from velvet_runner.checks import Checker
-from velvet_runner.client import make_client
+from velvet_runner.client import make_client, tls_context
 from velvet_runner.errors import BadArgument
 from velvet_runner.manifest import (
     AwsSsmParameter,
@@ -33,13 +36,70 @@ from velvet_runner.vendors.base import Vendor
 if TYPE_CHECKING:
     from velvet_runner.targets.infisical_secret import InfisicalSession
 
-# How many writes may be in flight at once per target kind (each vendor's fair share).
+# How many writes may be in flight at once per target kind (each vendor's fair share). Heroku's
+# limit is a request budget (4,500 an hour per account), not a concurrency cap: a rotation
+# spends one request per consumer however many run at once, so its bound only has to keep a
+# big fan-out from waiting on round trips (2,000 apps at 100 ms each: 1.6 s at 128 in flight,
+# 3.1 s at 64). Past ~128 threads the runner is CPU-bound on two cores and more threads only
+# add GIL contention (bench/results.md). GitHub asks for at most 100 concurrent requests per
+# client, and SSM's standard throughput is a few writes a second, so those stay low.
 DEFAULT_BOUNDS: dict[str, int] = {
-    "heroku_config_var": 64,
+    "heroku_config_var": 128,
     "github_actions_secret": 32,
     "infisical_secret": 64,
     "aws_ssm_parameter": 32,
 }
+# Connections one thread may hold per client: a fan-out thread has one request in flight.
+PER_THREAD_CONNECTIONS = 4
+
+
+class PerThreadTransport(httpx.BaseTransport):
+    """An HTTP transport that gives each thread a connection pool of its own.
+
+    httpcore's pool serialises every request on one lock and, at each hand-over, matches every
+    queued request against every connection: with the fan-out's threads sharing one pool of
+    `bound` connections that is O(bound^2) work per request (at 2,000 consumers and 64
+    connections, ~15 s of CPU in the pool alone). A fan-out thread only ever has one request in
+    flight, so a small pool of its own never queues and the threads never contend. Pools of
+    threads that have ended are closed when the next thread starts one, and all at close().
+    """
+
+    def __init__(self, verify: ssl.SSLContext) -> None:
+        self._verify = verify
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._pools: dict[int, tuple[weakref.ref[threading.Thread], httpx.HTTPTransport]] = {}
+        self._closed = False
+
+    def _pool(self) -> httpx.HTTPTransport:
+        pool: httpx.HTTPTransport | None = getattr(self._local, "pool", None)
+        if pool is not None:
+            return pool
+        pool = httpx.HTTPTransport(verify=self._verify, limits=httpx.Limits(
+            max_connections=PER_THREAD_CONNECTIONS,
+            max_keepalive_connections=PER_THREAD_CONNECTIONS))
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("transport is closed")
+            for ident, (thread, old) in list(self._pools.items()):
+                alive = thread()
+                if alive is None or not alive.is_alive():
+                    old.close()
+                    del self._pools[ident]
+            self._pools[threading.get_ident()] = (weakref.ref(threading.current_thread()), pool)
+        self._local.pool = pool
+        return pool
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._pool().handle_request(request)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            pools = [pool for _, pool in self._pools.values()]
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
 
 
 class Wiring:
@@ -53,9 +113,16 @@ class Wiring:
         self.aws = AwsClients(settings.aws_endpoint_url)
         self._clients: list[httpx.Client] = []
 
+    def _transport(self) -> httpx.BaseTransport:
+        """The injected transport (tests, sandbox), else one pool per thread per client."""
+        if self.transport is not None:
+            return self.transport
+        # One TLS context for every thread's pool: loading the CA bundle costs milliseconds.
+        return PerThreadTransport(tls_context())
+
     def _client(self, base_url: str, headers: dict[str, str] | None = None,
                 max_connections: int = 64) -> httpx.Client:
-        client = make_client(base_url, headers=headers, transport=self.transport,
+        client = make_client(base_url, headers=headers, transport=self._transport(),
                              max_connections=max_connections)
         self._clients.append(client)
         return client
@@ -152,7 +219,8 @@ class Wiring:
     @cached_property
     def health_client(self) -> httpx.Client:
         # Health URLs are absolute; no base URL, no vendor credentials.
-        client = httpx.Client(transport=self.transport, timeout=httpx.Timeout(10.0, connect=5.0),
+        client = httpx.Client(transport=self._transport(),
+                              timeout=httpx.Timeout(10.0, connect=5.0),
                               follow_redirects=False,
                               limits=httpx.Limits(max_connections=128,
                                                   max_keepalive_connections=128))

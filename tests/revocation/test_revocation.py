@@ -133,7 +133,8 @@ def test_caching_consumer_leaks_notifies_and_resolves_after_restart(
     # resolution; the issue is opened once.
     pages = slack_messages(rev_sandbox, job_id)
     assert len(pages) == 2
-    assert "rev_leaked" in pages[0]["text"] and "rev_done" in pages[1]["text"]
+    assert "rev_leaked" in pages[0]["text"]
+    assert "rev_done" in pages[1]["text"]
     assert len(emails(rev_sandbox, job_id)) == 2
     assert len(issues(rev_sandbox, job_id)) == 1
 
