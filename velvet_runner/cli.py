@@ -242,13 +242,19 @@ def due(now_text: str | None, as_json: bool) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True)
 @click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
-def stuck(as_json: bool, now_text: str | None) -> None:
+@click.option("--settle-debt", is_flag=True,
+              help="First ask each vendor whether revocation-debt tokens still exist.")
+def stuck(as_json: bool, now_text: str | None, settle_debt: bool) -> None:
     """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt."""
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.schedule import parse_now
     from velvet_runner.watchdog import find_stuck, render
 
     settings = _settings()
+    if settle_debt:
+        for row in _engine(settings).settle_debt():
+            click.echo(f"debt {row['credential']} auth id {row['auth_id']}: {row['result']}",
+                       err=True)
     loaded = manifest_mod.load(settings.manifest)
     findings = find_stuck(loaded, _store(settings), parse_now(now_text), env=settings.env)
     if as_json:

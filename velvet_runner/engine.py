@@ -215,6 +215,60 @@ class Engine:
         return stage.job
 
 
+    def settle_debt(self) -> list[dict[str, Any]]:
+        """Ask each vendor whether the tokens listed as revocation debt still exist.
+
+        A token the vendor no longer holds is marked settled on its job (with an event); one the
+        vendor cannot tell about (Postmark, operator-managed) stays listed for a person.
+        """
+        self.require_enabled()
+        report: list[dict[str, Any]] = []
+        for cred in self.manifest.credentials:
+            if self.settings.env is not None and cred.env != self.settings.env:
+                continue
+            jobs = [j for j in self.store.list_jobs(cred.name)
+                    if any(d.settled_at is None for d in j.revocation_debt)]
+            if not jobs:
+                continue
+            vendor = self.wiring.vendor(cred)
+            using = self.wiring.vault(cred).current()
+            for job in jobs:
+                for debt in job.revocation_debt:
+                    if debt.settled_at is not None:
+                        continue
+                    row = {"credential": cred.name, "job_id": job.job_id,
+                           "auth_id": debt.auth_id, "fingerprint": debt.fingerprint}
+                    try:
+                        held = (vendor.exists(debt.auth_id, using=using)
+                                if debt.auth_id is not None and using is not None else None)
+                    except VendorError as exc:
+                        report.append({**row, "result": f"unknown: {exc}"})
+                        continue
+                    if held is False:
+                        self._settle(job, debt.fingerprint)
+                        report.append({**row, "result": "settled: the vendor no longer has it"})
+                    else:
+                        report.append({**row, "result": "still held" if held else
+                                       "unknown: the vendor cannot tell; confirm by hand"})
+        return report
+
+    def _settle(self, job: Job, debt_fingerprint: str) -> None:
+        now = self.now()
+
+        def apply(current: Job) -> Job:
+            for debt in current.revocation_debt:
+                if debt.fingerprint == debt_fingerprint and debt.settled_at is None:
+                    debt.settled_at = now
+                    current.events.append(Event(
+                        at=now, actor=self.actor, action="debt_settled",
+                        from_state=str(current.status), to_state=str(current.status),
+                        detail=f"auth id {debt.auth_id} is gone at the vendor",
+                        data={"auth_id": debt.auth_id, "fingerprint": debt.fingerprint}))
+            return current
+
+        self.store.update(job.credential, job.job_id, apply)
+
+
 class _Stage:
     """One stage run of one job; holds the adapters and the in-memory record."""
 

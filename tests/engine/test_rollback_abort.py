@@ -126,3 +126,30 @@ def test_abort_from_distribute_partial_records_the_new_token_as_debt(eng_world: 
     job = eng_world.job(job.job_id)
     assert [d.auth_id for d in job.revocation_debt] == [job.new_auth_id]
     assert eng_world.vault(HK) == eng_world.world.values[HK]  # the vault is not touched
+
+
+def test_revocation_debt_settles_once_the_vendor_no_longer_has_the_token(
+        eng_world: EngWorld) -> None:
+    """DESIGN: a minted, unrevoked token stays listed until the vendor rejects it."""
+    engine, job = start(eng_world)
+    eng_world.fault("heroku", method="PATCH", path=API_PATCH, status=404)
+    job = engine.run(job.job_id, "proceed_mint")
+    assert job.status == "distribute_partial", last(job)
+    assert eng_world.cli("stage", job.job_id, "abort").returncode == 0
+    eng_world.clear_faults("heroku")
+    new_id = eng_world.job(job.job_id).new_auth_id
+    assert new_id is not None
+
+    # Still held at the vendor: asking does not settle it.
+    still = eng_world.cli("stuck", "--settle-debt", "--json")
+    assert f"auth id {new_id}: still held" in still.stderr
+    assert [d["auth_id"] for d in json.loads(still.stdout)["revocation_debt"]] == [new_id]
+
+    # The operator deletes it at Heroku (runbook 6f); the next check settles it.
+    assert eng_world.sandbox.heroku.revoke_authorization(new_id)
+    settled = eng_world.cli("stuck", "--settle-debt", "--json")
+    assert f"auth id {new_id}: settled" in settled.stderr
+    assert json.loads(settled.stdout)["revocation_debt"] == []
+    record = eng_world.job(job.job_id)
+    assert record.revocation_debt[0].settled_at is not None
+    assert record.events[-1].action == "debt_settled"

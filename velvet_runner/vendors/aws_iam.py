@@ -95,6 +95,9 @@ class AwsIamVendor(Vendor):
             raise err from None
         return True
 
+    def exists(self, auth_id: str, *, using: SecretStr) -> bool | None:
+        return any(k["AccessKeyId"] == auth_id for k in self._keys())
+
     def check_rotatable(self) -> None:
         if self.slots_free() < 1:
             raise VendorRejected(f"both access key slots of {self.user} are in use; delete the "

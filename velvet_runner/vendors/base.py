@@ -78,6 +78,14 @@ class Vendor(ABC):
         """Replace the value in place, killing the old one at once (revocation flow only)."""
         raise InputError(f"{self.kind} credentials cannot be rolled by API")
 
+    def exists(self, auth_id: str, *, using: SecretStr) -> bool | None:
+        """Whether the vendor still holds credential `auth_id` (None: the API cannot tell).
+
+        Settles revocation debt: a token minted and never revoked stays listed until the
+        vendor no longer knows it.
+        """
+        return None
+
     def is_live(self, value: SecretStr) -> bool:
         """Whether the vendor still accepts `value`; vendor outages propagate."""
         from velvet_runner.errors import AuthRejected

@@ -91,6 +91,13 @@ class CloudflareVendor(Vendor):
             return False
         return True
 
+    def exists(self, auth_id: str, *, using: SecretStr) -> bool | None:
+        try:
+            self._call("GET", f"/{auth_id}", using, f"get token {auth_id}")
+        except NotFound:
+            return False
+        return True
+
     def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
         token_id = auth_id or self.verify(current).auth_id
         value = self._call("PUT", f"/{token_id}/value", current, f"roll token {token_id}",

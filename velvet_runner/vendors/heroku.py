@@ -75,6 +75,14 @@ class HerokuVendor(Vendor):
             return False
         return True
 
+    def exists(self, auth_id: str, *, using: SecretStr) -> bool | None:
+        try:
+            self._call("GET", f"/oauth/authorizations/{auth_id}", using,
+                       f"info authorization {auth_id}")
+        except NotFound:
+            return False
+        return True
+
     def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
         if auth_id is None:
             raise VendorRejected("heroku regenerate needs the authorization id "
