@@ -233,11 +233,12 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
             "X-Postmark-Server-Token": settings.postmark_server_token.get_secret_value()},
             transport=transport, timeout=client_timeout), settings.ops_email_from,
             settings.ops_email, link)
-    if settings.github_token and settings.github_repository:
+    issues_token = settings.github_issues_token or settings.github_token
+    if issues_token and settings.github_repository:
         issue = issue_sender(make_client(settings.github_api_url, headers={
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
-            "Authorization": f"Bearer {settings.github_token.get_secret_value()}"},
+            "Authorization": f"Bearer {issues_token.get_secret_value()}"},
             transport=transport, timeout=client_timeout), settings.github_repository, link)
     if slack is None and email is None and issue is None:
         return None

@@ -31,6 +31,8 @@ class Settings(BaseModel):
     infisical_client_id: SecretStr | None = None
     infisical_client_secret: SecretStr | None = None
     github_token: SecretStr | None = None
+    # The App token that writes secrets cannot open issues; Actions passes GITHUB_TOKEN here.
+    github_issues_token: SecretStr | None = None
     slack_token: SecretStr | None = None
     slack_channel: str | None = None
     postmark_server_token: SecretStr | None = None
@@ -68,6 +70,7 @@ class Settings(BaseModel):
             "infisical_client_id": "VELVET_INFISICAL_CLIENT_ID",
             "infisical_client_secret": "VELVET_INFISICAL_CLIENT_SECRET",
             "github_token": "VELVET_GITHUB_TOKEN",
+            "github_issues_token": "VELVET_GITHUB_ISSUES_TOKEN",
             "slack_token": "VELVET_SLACK_TOKEN",
             "slack_channel": "VELVET_SLACK_CHANNEL",
             "postmark_server_token": "VELVET_POSTMARK_SERVER_TOKEN",
