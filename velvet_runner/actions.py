@@ -74,6 +74,7 @@ def in_actions(environ: Environ | None = None) -> bool:
 
 
 def _iso(value: datetime) -> str:
+    # records.iso, without importing pydantic at CLI start (this module loads with the CLI).
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 

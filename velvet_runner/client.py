@@ -85,13 +85,6 @@ def raise_for_vendor(response: httpx.Response, what: str) -> None:
     raise VendorRejected(f"{detail} (request refused)", status=status)
 
 
-def transport_errors(what: str) -> Callable[[httpx.HTTPError], VendorError]:
-    def convert(exc: httpx.HTTPError) -> VendorError:
-        kind = type(exc).__name__
-        return VendorUnavailable(f"{what}: {kind}")
-    return convert
-
-
 @dataclass
 class RetryPolicy:
     """Bounded retries with jittered exponential backoff; 429 honours the vendor's hint."""

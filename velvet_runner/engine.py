@@ -22,7 +22,6 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
@@ -38,7 +37,6 @@ from velvet_runner.errors import (
     FeatureDisabled,
     GateRefused,
     InputError,
-    NotFound,
     NotFoundError,
     VelvetError,
     VendorError,
@@ -52,8 +50,6 @@ from velvet_runner.machine import (
     Outcome,
     State,
     Trigger,
-    allowed,
-    is_terminal,
     step,
 )
 from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
@@ -72,7 +68,7 @@ from velvet_runner.records import (
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.targets.base import Target
-from velvet_runner.vault import Vault
+from velvet_runner.vault import Pending, Vault
 from velvet_runner.vendors.base import Minted, Vendor
 from velvet_runner.wiring import Wiring
 
@@ -93,13 +89,6 @@ class Gate(Protocol):
     """Checks an operator approval before a gated stage (the Actions layer implements it)."""
 
     def check(self, job: Job, action: Action, credential: Credential) -> dict[str, Any] | None: ...
-
-
-@dataclass
-class StageFailed:
-    """Returned (never raised) when a stage ends in a failed or partial state."""
-
-    job: Job
 
 
 class Engine:
@@ -604,11 +593,11 @@ class _Stage:
                   mutate=record)
 
     def _minted_value(self, current: SecretStr, label: str) -> Minted:
-        pending = self.retry().run(self.vault.pending)
-        if pending is not None and pending.job_id == self.job.job_id:
-            redact.register(pending.value)
+        own = self._own_pending()
+        if own is not None:
             self.log.info("resuming with the value already in the pending slot")
-            return Minted(pending.auth_id, pending.value)
+            return Minted(own.auth_id, own.value)
+        pending = self.retry().run(self.vault.pending)
         if not self.vendor.CAN_MINT:
             if pending is None or pending.job_id is not None:
                 raise InputError(f"{self.cred.vendor} cannot mint by API: create the new value "
@@ -631,14 +620,29 @@ class _Stage:
         self.crash("after_vault_write")
         return minted
 
-    def _new_value(self) -> SecretStr:
+    def _own_pending(self) -> Pending | None:
+        """The vault's pending value when it belongs to this job (registered for masking)."""
         pending = self.retry().run(self.vault.pending)
         if pending is None or pending.job_id != self.job.job_id:
+            return None
+        redact.register(pending.value)
+        return pending
+
+    def _promote(self) -> bool:
+        """Make this job's pending value current; False when the slot holds no value of ours."""
+        pending = self._own_pending()
+        if pending is None:
+            return False
+        self.retry().run(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
+        return True
+
+    def _new_value(self) -> SecretStr:
+        pending = self._own_pending()
+        if pending is None:
             raise InputError(f"the vault's pending slot no longer holds job {self.job.job_id}'s "
                              "value; abort this job")
         if fingerprint(pending.value) != self.job.new_fingerprint:
             raise InputError("the vault's pending value does not match the minted one")
-        redact.register(pending.value)
         return pending.value
 
     def _rows(self, select: Callable[[ConsumerRow], bool]) -> list[tuple[ConsumerRow, Consumer]]:
@@ -913,10 +917,7 @@ class _Stage:
         return self._finish_revoke(detail)
 
     def _finish_revoke(self, detail: str) -> Job:
-        pending = self.retry().run(self.vault.pending)
-        if pending is not None and pending.job_id == self.job.job_id:
-            redact.register(pending.value)
-            self.retry().run(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
+        self._promote()
         self.crash("after_promote")
 
         def settle(job: Job) -> None:
@@ -930,11 +931,7 @@ class _Stage:
         if not ticket or not ticket.strip():
             raise GateRefused("mark_manually_revoked needs --ticket with the ticket id")
         if self.job.flow_type == Flow.OPERATIONAL:
-            pending = self.retry().run(self.vault.pending)
-            if pending is not None and pending.job_id == self.job.job_id:
-                redact.register(pending.value)
-                self.retry().run(lambda: self.vault.promote(pending.value,
-                                                            self.job.new_auth_id))
+            self._promote()
 
         def record(job: Job) -> None:
             job.ticket = ticket.strip()
@@ -982,11 +979,8 @@ class _Stage:
         """The vault must name the value consumers use, or the next rotation verifies (and the
         operator revokes) the wrong one."""
         try:
-            pending = self.retry().run(self.vault.pending)
-            if pending is None or pending.job_id != self.job.job_id:
+            if not self._promote():
                 return "the vault's pending slot no longer holds this job's value; check the vault"
-            redact.register(pending.value)
-            self.retry().run(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
         except VendorError as exc:
             return f"the vault could not be promoted ({exc}); promote the pending value by hand"
         return "the vault now holds the new value as current"
@@ -1062,8 +1056,8 @@ class _Stage:
     def _revoke_new(self, old: SecretStr) -> str:
         if self.job.new_fingerprint is None:
             return "never minted"
-        pending = self.retry().run(self.vault.pending)
-        new = pending.value if pending is not None and pending.job_id == self.job.job_id else None
+        pending = self._own_pending()
+        new = pending.value if pending is not None else None
         if not self.vendor.CAN_REVOKE or self.job.new_auth_id is None:
             return "left for manual revocation"
         new_id = self.job.new_auth_id
@@ -1282,6 +1276,3 @@ def stage_failed(job: Job) -> bool:
     """Whether the CLI should exit 1: the stage ended in a failed or partial state."""
     return job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
 
-
-__all__ = ["Engine", "LeakStillOpen", "stage_failed", "allowed", "is_terminal", "NotFound",
-           "AuthRejected"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -728,9 +727,3 @@ def load_flags(manifest_path: str | Path) -> dict[str, bool]:
     ):
         raise ManifestError([f"{file}:1: (document): flags must map names to true/false"])
     return dict(data)
-
-
-def iter_consumers(manifest: Manifest) -> Iterator[tuple[Credential, Consumer]]:
-    for cred in manifest.credentials:
-        for consumer in cred.consumers:
-            yield cred, consumer

@@ -25,11 +25,12 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def _iso(value: datetime) -> str:
+def iso(value: datetime) -> str:
+    """The one timestamp format Velvet writes: UTC, seconds, a trailing Z."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
+Timestamp = Annotated[datetime, PlainSerializer(iso, return_type=str)]
 
 
 _id_lock = threading.Lock()

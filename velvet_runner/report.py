@@ -80,7 +80,6 @@ def mermaid(job: Job) -> str:
     """
     flow = Flow(job.flow_type)
     visited = path(job)
-    taken = set(zip(visited, visited[1:], strict=False))
     lines = ["stateDiagram-v2"]
     seen: set[tuple[str, str]] = set()
     for (src, trigger), dst in TABLES[flow].items():
@@ -96,7 +95,6 @@ def mermaid(job: Job) -> str:
     for state in dict.fromkeys(visited):
         cls = "current" if state == str(job.status) else "visited"
         lines.append(f"    class {state} {cls}")
-    del taken
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from velvet_runner.errors import BadArgument
 from velvet_runner.machine import Flow, State
 from velvet_runner.manifest import Manifest
-from velvet_runner.records import Job, utcnow
+from velvet_runner.records import Job, iso, utcnow
 from velvet_runner.store import Store
 
 
@@ -20,10 +20,6 @@ def parse_now(text: str | None) -> datetime:
     except ValueError:
         raise BadArgument(f"--now {text!r} is not an ISO 8601 time") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def done_at(job: Job) -> datetime:
@@ -71,11 +67,11 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
             continue  # a job is in flight; starting another would be refused anyway
         done = last_done(store, cred.name)
         if done is None:
-            rows.append({"credential": cred.name, "due_at": _iso(now),
+            rows.append({"credential": cred.name, "due_at": iso(now),
                          "reason": "never rotated by Velvet", "schedule": cred.schedule})
             continue
         due_at = done + timedelta(hours=cred.schedule_hours)
         if due_at <= now:
-            rows.append({"credential": cred.name, "due_at": _iso(due_at),
-                         "reason": f"last done {_iso(done)}", "schedule": cred.schedule})
+            rows.append({"credential": cred.name, "due_at": iso(due_at),
+                         "reason": f"last done {iso(done)}", "schedule": cred.schedule})
     return rows

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from velvet_runner.errors import NotFoundError, RotationInFlight, StateWriteLost, VelvetError
 from velvet_runner.machine import is_terminal
-from velvet_runner.records import Job, utcnow
+from velvet_runner.records import Job, iso, utcnow
 
 MAX_ATTEMPTS = 60
 BACKOFF_CAP_SECONDS = 2.0
@@ -436,8 +436,7 @@ def _dumps(data: object) -> bytes:
 
 def _lock_blob(job: Job) -> bytes:
     return _dumps({"job_id": job.job_id, "credential": job.credential,
-                   "flow_type": str(job.flow_type), "acquired_at": job.created_at.strftime(
-                       "%Y-%m-%dT%H:%M:%SZ")})
+                   "flow_type": str(job.flow_type), "acquired_at": iso(job.created_at)})
 
 
 def _idem_path(credential: str, key: str | None) -> str | None:

@@ -19,8 +19,8 @@ from typing import Any
 
 from velvet_runner.machine import OPERATOR_STATES, State, allowed, is_terminal
 from velvet_runner.manifest import Manifest
-from velvet_runner.records import Job
-from velvet_runner.schedule import _iso, due_credentials
+from velvet_runner.records import Job, iso
+from velvet_runner.schedule import due_credentials
 from velvet_runner.store import Store
 
 STUCK_AFTER = timedelta(minutes=5)
@@ -39,7 +39,7 @@ def status_since(job: Job) -> datetime:
 def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
     since = status_since(job)
     return {"credential": job.credential, "job_id": job.job_id, "flow": str(job.flow_type),
-            "status": str(job.status), "since": _iso(since),
+            "status": str(job.status), "since": iso(since),
             "minutes": max(0, int((now - since).total_seconds() // 60)),
             "why": why, "next": [str(a) for a in allowed(job.flow_type, job.status,
                                                           force_revoke=job.force_revoke)]}
@@ -60,7 +60,7 @@ def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                     found["revocation_debt"].append({
                         "credential": job.credential, "job_id": job.job_id,
                         "auth_id": debt.auth_id, "fingerprint": debt.fingerprint,
-                        "reason": debt.reason, "since": _iso(debt.since)})
+                        "reason": debt.reason, "since": iso(debt.since)})
             if is_terminal(job.flow_type, job.status):
                 continue
             age = now - status_since(job)
