@@ -44,6 +44,7 @@ from velvet_runner.errors import (
 )
 from velvet_runner.logs import job_logger
 from velvet_runner.machine import (
+    IN_PROGRESS,
     INITIAL,
     Action,
     Flow,
@@ -274,7 +275,10 @@ class _Stage:
         self._index_of: list[ConsumerRow] | None = None
         self._index: dict[str, ConsumerRow] = {}
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self._held = False
+        self._held = False  # the lease is ours on the branch
+        self._taking: Action | None = None  # the lease to take with the next write
+        self._saved = job.status  # the status on the branch as of our last write (the CAS)
+        self._queued: list[Callable[[Job], Event]] = []  # transitions not yet committed
 
     # --- adapters, lazily ----------------------------------------------------------------
 
@@ -306,40 +310,93 @@ class _Stage:
         return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint)
 
     # --- recording -----------------------------------------------------------------------
+    #
+    # Every write goes through _write: one compare-and-swap commit that carries the rows as
+    # this run sees them, any transitions queued since the last write, and the lease. A
+    # transition with no side effect before the next one may be queued (`defer=True`) so the
+    # two land in one commit: on GitHub each commit is a push, and a push costs about a second.
 
     def move(self, trigger: Trigger, detail: str | None = None, *,
              data: dict[str, Any] | None = None,
-             mutate: Callable[[Job], None] | None = None) -> Job:
-        """One transition, compare-and-swapped against the state we last saw."""
-        expected = self.job.status
+             mutate: Callable[[Job], None] | None = None, defer: bool = False) -> Job:
+        """One transition; written now, or with the next write when `defer` (nothing may
+        touch a vendor or consumer in between: the branch must show where the job stands
+        before any side effect)."""
+        at = self.e.now()
+
+        def transition(job: Job) -> Event:
+            target = step(job.flow_type, job.status, trigger, force_revoke=job.force_revoke)
+            if mutate is not None:
+                mutate(job)
+            event = Event(at=at, actor=self.e.actor, action=str(trigger),
+                          from_state=str(job.status), to_state=str(target), detail=detail,
+                          data=data or {})
+            job.events.append(event)
+            job.status = target
+            return event
+
+        transition(self.job)  # refuses a move the machine does not allow, before writing
+        self._queued.append(transition)
+        return self.job if defer else self._write()
+
+    def note(self, action: str, detail: str, data: dict[str, Any] | None = None) -> Job:
+        """An event without a transition (a refusal, a failed rollback attempt)."""
+        at = self.e.now()
+
+        def add(current: Job) -> None:
+            current.events.append(Event(at=at, actor=self.e.actor, action=action,
+                                        from_state=str(current.status),
+                                        to_state=str(current.status), detail=detail,
+                                        data=data or {}))
+
+        self._write(add)
+        self.log.info("%s: %s", action, detail)
+        return self.job
+
+    def flush_rows(self) -> None:
+        self._write()
+
+    def hold(self) -> None:
+        """Make sure the lease is on the branch; called before any side effect."""
+        if self._taking is not None:
+            self._write()
+
+    def _write(self, change: Callable[[Job], None] | None = None) -> Job:
+        expected, queued, taking = self._saved, list(self._queued), self._taking
         events: list[Event] = []
+        ends = [False]
 
         def apply(current: Job) -> Job:
+            self._claim(current, taking)
             if current.status != expected:
                 raise ConflictError(f"job {current.job_id} moved from {expected} to "
                                     f"{current.status} while this stage ran; re-run status")
-            target = step(current.flow_type, current.status, trigger,
-                          force_revoke=current.force_revoke)
-            self._merge_rows(current)
-            if mutate is not None:
-                mutate(current)
-            event = Event(at=self.e.now(), actor=self.e.actor, action=str(trigger),
-                          from_state=str(current.status), to_state=str(target), detail=detail,
-                          data=data or {})
+            with self._lock:
+                current.consumers = [row.model_copy() for row in self.job.consumers]
             events.clear()
-            events.append(event)
-            current.events.append(event)
-            current.status = target
+            events.extend(transition(current) for transition in queued)
+            if change is not None:
+                change(current)
+            # The move that brings the job to rest ends the stage: release in that commit.
+            ends[0] = bool(events) and current.status not in IN_PROGRESS
+            if ends[0] and current.lease is not None and current.lease.owner == self.owner:
+                current.lease = None
             return current
 
-        previous = self.job.status
         self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
-        self.log.info("%s: %s -> %s%s", trigger, previous, self.job.status,
-                      f" ({detail})" if detail else "")
-        if events and self.e.on_transition is not None:
-            self.e.on_transition(self.job, events[0])
-        if self.job.status in NOTIFY_STATES and self.e.notifier is not None:
-            self._notify(previous)
+        self._queued.clear()
+        self._saved = self.job.status
+        if taking is not None:
+            self._taking, self._held = None, True
+        if ends[0]:
+            self._held = False
+        for event in events:
+            self.log.info("%s: %s -> %s%s", event.action, event.from_state, event.to_state,
+                          f" ({event.detail})" if event.detail else "")
+            if self.e.on_transition is not None:
+                self.e.on_transition(self.job, event)
+        if events and self.job.status in NOTIFY_STATES and self.e.notifier is not None:
+            self._notify(expected)
         return self.job
 
     def _notify(self, previous: State) -> None:
@@ -359,70 +416,23 @@ class _Stage:
         except Exception:  # noqa: BLE001 - recording is best effort too
             self.log.warning("could not record notification results")
 
-    def note(self, action: str, detail: str, data: dict[str, Any] | None = None) -> Job:
-        """An event without a transition (a refusal, a failed rollback attempt)."""
-        expected = self.job.status
-
-        def apply(current: Job) -> Job:
-            if current.status != expected:
-                raise ConflictError(f"job {current.job_id} moved from {expected} to "
-                                    f"{current.status} while this stage ran")
-            self._merge_rows(current)
-            current.events.append(Event(at=self.e.now(), actor=self.e.actor, action=action,
-                                        from_state=str(current.status),
-                                        to_state=str(current.status), detail=detail,
-                                        data=data or {}))
-            return current
-
-        self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
-        self.log.info("%s: %s", action, detail)
-        return self.job
-
-    def flush_rows(self) -> None:
-        expected = self.job.status
-
-        def apply(current: Job) -> Job:
-            if current.status != expected:
-                raise ConflictError(f"job {current.job_id} moved to {current.status} "
-                                    "while this stage ran")
-            self._merge_rows(current)
-            return current
-
-        self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
-
-    def _merge_rows(self, current: Job) -> None:
-        self._renew(current)
-        with self._lock:
-            current.consumers = [row.model_copy() for row in self.job.consumers]
-
     # --- the stage lease: one run of a job at a time -------------------------------------
 
     def acquire(self, act: Action) -> None:
-        """Take the job's lease, so that two runs never drive one job at once.
+        """Take the job's lease with this run's first write, so that two runs never drive
+        one job at once.
 
         In-progress states accept their action again (that is how a crashed stage resumes), so
-        without a lease two concurrent `proceed_mint` runs could both mint. A lease left by a
-        run that died is taken over once it expires, or at once when it was held by a process
-        on this host that no longer exists.
+        without a lease two concurrent `proceed_mint` runs could both mint. Every side effect
+        calls hold() first, which writes the lease alone when no write has carried it yet. A
+        lease left by a run that died is taken over once it expires, or at once when it was
+        held by a process on this host that no longer exists.
         """
-        now = self.e.now()
-
-        def apply(current: Job) -> Job:
-            lease = current.lease
-            if lease is not None and lease.owner != self.owner and not _stale(lease, now):
-                raise ConflictError(
-                    f"job {current.job_id} is already running {lease.action} (run {lease.owner},"
-                    f" since {lease.acquired_at:%Y-%m-%dT%H:%M:%SZ}); wait for it to finish, or"
-                    f" if it died, run the action again after "
-                    f"{lease.renewed_at + LEASE_TTL:%Y-%m-%dT%H:%M:%SZ}")
-            current.lease = Lease(owner=self.owner, action=str(act), acquired_at=now,
-                                  renewed_at=now)
-            return current
-
-        self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
-        self._held = True
+        self._taking = act
 
     def release(self) -> None:
+        """Drop the lease when the stage stopped before a move brought the job to rest."""
+        self._taking = None
         if not self._held:
             return
         self._held = False
@@ -438,14 +448,23 @@ class _Stage:
         except VelvetError as exc:
             self.log.warning("could not release the job's lease: %s", exc)
 
-    def _renew(self, current: Job) -> None:
-        if not self._held:
-            return
-        lease = current.lease
-        if lease is None or lease.owner != self.owner:
-            raise ConflictError(f"job {current.job_id}: this run lost its lease to "
-                                f"{lease.owner if lease else 'nobody'}; stopping")
-        lease.renewed_at = self.e.now()
+    def _claim(self, current: Job, taking: Action | None) -> None:
+        """Take (when `taking`) or renew this run's lease on `current`, or refuse."""
+        lease, now = current.lease, self.e.now()
+        if taking is not None:
+            if lease is not None and lease.owner != self.owner and not _stale(lease, now):
+                raise ConflictError(
+                    f"job {current.job_id} is already running {lease.action} (run {lease.owner},"
+                    f" since {lease.acquired_at:%Y-%m-%dT%H:%M:%SZ}); wait for it to finish, or"
+                    f" if it died, run the action again after "
+                    f"{lease.renewed_at + LEASE_TTL:%Y-%m-%dT%H:%M:%SZ}")
+            current.lease = Lease(owner=self.owner, action=str(taking), acquired_at=now,
+                                  renewed_at=now)
+        elif self._held:
+            if lease is None or lease.owner != self.owner:
+                raise ConflictError(f"job {current.job_id}: this run lost its lease to "
+                                    f"{lease.owner if lease else 'nobody'}; stopping")
+            lease.renewed_at = now
 
     def _row(self, consumer_id: str) -> ConsumerRow | None:
         """The in-memory row of a consumer (callers hold self._lock); O(1), not a scan."""
@@ -588,11 +607,13 @@ class _Stage:
             job.new_auth_id = minted.auth_id
             job.new_fingerprint = new_fp
 
+        # Committed with distribution's first write, which comes before any consumer write.
         self.move(Outcome.OK, "new value in the vault's pending slot",
                   data={"new_auth_id": minted.auth_id, "new_fingerprint": new_fp},
-                  mutate=record)
+                  mutate=record, defer=True)
 
     def _minted_value(self, current: SecretStr, label: str) -> Minted:
+        self.hold()
         own = self._own_pending()
         if own is not None:
             self.log.info("resuming with the value already in the pending slot")
@@ -630,6 +651,7 @@ class _Stage:
 
     def _promote(self) -> bool:
         """Make this job's pending value current; False when the slot holds no value of ours."""
+        self.hold()
         pending = self._own_pending()
         if pending is None:
             return False
@@ -658,7 +680,7 @@ class _Stage:
             value = self._new_value()
         except (VendorError, InputError) as exc:
             if self.job.status == State.MINTED:
-                self.move(Outcome.OK, "fanning out to consumers")
+                self.move(Outcome.OK, "fanning out to consumers", defer=True)
             self.move(Outcome.FAILED, f"distribute failed: {exc}")
             return
         todo = self._rows(lambda r: r.distribute_status not in DONE_ROW)
@@ -707,15 +729,17 @@ class _Stage:
         outcome = _outcome([r.distribute_status for r in self.job.consumers])
         failed = [r.consumer_id for r in self.job.consumers if r.distribute_status ==
                   RowStatus.FAILED]
+        # Ok: committed with validation's first write (checks change nothing anywhere).
         self.move(outcome, f"distribution {outcome}" + (f"; failed: {', '.join(failed)}"
-                                                        if failed else ""))
+                                                        if failed else ""),
+                  defer=outcome == Outcome.OK)
 
     def validate(self, *, recheck: bool = False) -> None:
         try:
             value = self._new_value()
         except (VendorError, InputError) as exc:
             if self.job.status == State.DISTRIBUTED:
-                self.move(Outcome.OK, "validating consumers")
+                self.move(Outcome.OK, "validating consumers", defer=True)
             self.move(Outcome.FAILED, f"validation failed: {exc}")
             return
         for row in self.job.consumers:
@@ -763,6 +787,7 @@ class _Stage:
         """
         if not consumers:
             return
+        self.hold()
         bounds = {kind: threading.BoundedSemaphore(n) for kind, n in self.wiring.bounds.items()}
         # Threads for the kinds present only: the others' bounds would add idle threads.
         kinds = Counter(c.kind for c in consumers)
@@ -879,6 +904,7 @@ class _Stage:
         return self.revoke()
 
     def revoke(self) -> Job:
+        self.hold()
         self.crash("before_revoke")
         try:
             current = self._current()
@@ -1054,6 +1080,7 @@ class _Stage:
                          f"{new_state}", data={"new_token": new_state}, mutate=record)
 
     def _revoke_new(self, old: SecretStr) -> str:
+        self.hold()
         if self.job.new_fingerprint is None:
             return "never minted"
         pending = self._own_pending()
@@ -1092,6 +1119,7 @@ class _Stage:
                 return self.job
 
     def emergency_revoke(self) -> None:
+        self.hold()
         try:
             current = self._current()
             auth_id = self._old_auth_id(None)
