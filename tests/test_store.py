@@ -372,6 +372,25 @@ def test_lock_is_released_in_the_commit_that_makes_the_job_terminal(store: Store
     assert created
 
 
+def test_objects_written_in_process_pass_git_fsck(store: Store, bare_repo: Path) -> None:
+    # The Store writes blobs, trees and commits itself; git must find them well formed (tree
+    # order, modes, no empty trees), on the remote and in the cache alike.
+    jobs = [store.create(make_job(name, key=f"k-{name}"))[0]
+            for name in ("A_CRED", "B", "B_CRED", "B_X", "Z9")]
+    for job in jobs:
+        store.update(job.credential, job.job_id, moved(State.VERIFYING))
+        store.update(job.credential, job.job_id, moved(State.ABORTED))  # deletes its lock
+    root = remote_git(bare_repo, "ls-tree", BRANCH).stdout.decode()
+    assert [line.split("\t")[1] for line in root.splitlines()] == ["idempotency", "jobs"]
+    for repo in (bare_repo, store.cache):
+        fsck = remote_git(repo, "fsck", "--strict", "--no-dangling", check=False)
+        assert fsck.returncode == 0, fsck.stderr.decode()
+    assert sorted(files_on_branch(bare_repo)) == sorted(
+        [f"jobs/{j.credential}/{j.job_id}.json" for j in jobs]
+        + [p for p in files_on_branch(bare_repo) if p.startswith("idempotency/")])
+    assert [store.get(j.credential, j.job_id).status for j in jobs] == [State.ABORTED] * 5
+
+
 @pytest.mark.parametrize(("flow", "path"), [
     (Flow.OPERATIONAL, [State.VERIFYING, State.VERIFIED, State.MINTING, State.MINTED,
                         State.DISTRIBUTING, State.DISTRIBUTED, State.VALIDATING, State.VALIDATED,

@@ -25,6 +25,7 @@ each fetch-modify-push; processes on other machines (or with other caches) race 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import functools
 import hashlib
@@ -35,6 +36,7 @@ import re
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -98,6 +100,7 @@ class Store:
         self._head_seen: tuple[tuple[str, int, int, int], str] | None = None
         self._ready = False
         self._pushed: str | None = None  # the commit our last successful push made the head
+        self._hash = hashlib.sha1  # the cache's object format (sha256 when its config says so)
 
     # --- git plumbing ----------------------------------------------------------------------
 
@@ -126,6 +129,9 @@ class Store:
                            capture_output=True)
             self._git("remote", "add", "origin", self.url, check=False)
             self._git("config", "gc.auto", "0")
+        config = (self.cache / "config").read_text(encoding="utf-8", errors="replace")
+        if re.search(r"(?im)^\s*objectformat\s*=\s*sha256\s*$", config):
+            self._hash = hashlib.sha256
         self._ready = True
 
     @contextmanager
@@ -212,23 +218,58 @@ class Store:
         return result
 
     def _commit(self, head: str | None, change: Change) -> str:
-        with tempfile.TemporaryDirectory(prefix="velvet-index-") as tmp:
-            env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            if head is not None:
-                self._git("read-tree", head, env=env)
-            lines = []
-            for path, content in sorted(change.files.items()):
-                if content is None:
-                    lines.append(f"0 {'0' * 40}\t{path}")
-                else:
-                    sha = self._git("hash-object", "-w", "--stdin", input=content)
-                    lines.append(f"100644 {sha.stdout.decode().strip()}\t{path}")
-            self._git("update-index", "--index-info", input=("\n".join(lines) + "\n").encode(),
-                      env=env)
-            tree = self._git("write-tree", env=env).stdout.decode().strip()
-        parents = ["-p", head] if head else []
-        commit = self._git("commit-tree", tree, *parents, "-m", change.message)
-        return commit.stdout.decode().strip()
+        """Write the change's blobs, the trees above them and the commit as loose objects.
+
+        Built here rather than by read-tree/hash-object/update-index/write-tree/commit-tree:
+        five git processes per write were a third of a write's cost. Only the trees on the
+        changed paths are read (one cat-file) and rewritten; git's object format is stable.
+        """
+        dirs = sorted({"/".join(parts[:i]) for path in change.files
+                       for parts in [path.split("/")] for i in range(len(parts))})
+        raw = self._read(head, dirs) if head is not None else {}
+        trees = {d: _parse_tree(raw.get(d), self._hash().digest_size) for d in dirs}
+        for path, content in change.files.items():
+            folder, _, name = path.rpartition("/")
+            if content is None:
+                trees[folder].pop(name, None)
+            else:
+                trees[folder][name] = (b"100644", self._write_object(b"blob", content))
+        # Deepest first, so that each tree is written before its parent names it.
+        for folder in sorted(dirs, key=lambda d: -d.count("/") if d else 1):
+            if not folder:
+                continue
+            parent, _, name = folder.rpartition("/")
+            entries = trees[folder]
+            if entries:
+                trees[parent][name] = (b"40000", self._write_object(b"tree", _tree(entries)))
+            else:
+                trees[parent].pop(name, None)  # git keeps no empty directories
+        root = self._write_object(b"tree", _tree(trees[""]))
+        stamp = f"velvet <velvet@localhost> {int(time.time())} +0000"
+        body = (f"tree {root}\n" + (f"parent {head}\n" if head else "")
+                + f"author {stamp}\ncommitter {stamp}\n\n{change.message}\n")
+        return self._write_object(b"commit", body.encode())
+
+    def _write_object(self, kind: bytes, data: bytes) -> str:
+        """Store one object in the cache's object directory (a no-op when it is there)."""
+        raw = kind + b" " + str(len(data)).encode() + b"\0" + data
+        sha = self._hash(raw).hexdigest()
+        folder = self.cache / "objects" / sha[:2]
+        path = folder / sha[2:]
+        if path.exists():
+            return sha
+        folder.mkdir(exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix="tmp_obj_")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(zlib.compress(raw))
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return sha
 
     def _push(self, commit: str) -> None:
         proc = self._git("push", "--quiet", "--porcelain", "origin",
@@ -428,6 +469,29 @@ class Store:
 
         self.transact(plan)
         return result[0]
+
+
+def _parse_tree(raw: bytes | None, width: int) -> dict[str, tuple[bytes, str]]:
+    """name -> (mode, object id) of a git tree object ({} for a missing tree)."""
+    entries: dict[str, tuple[bytes, str]] = {}
+    if not raw:
+        return entries
+    pos, size = 0, len(raw)
+    while pos < size:
+        space = raw.index(b" ", pos)
+        nul = raw.index(b"\0", space)
+        entries[raw[space + 1:nul].decode()] = (raw[pos:space], raw[nul + 1:nul + 1 + width].hex())
+        pos = nul + 1 + width
+    return entries
+
+
+def _tree(entries: dict[str, tuple[bytes, str]]) -> bytes:
+    """A git tree object's body; git orders entries by name, a directory as if "name/"."""
+    def order(name: str) -> bytes:
+        return (name + "/" if entries[name][0] == b"40000" else name).encode()
+
+    return b"".join(mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid)
+                    for name in sorted(entries, key=order) for mode, oid in [entries[name]])
 
 
 def _dumps(data: object) -> bytes:
