@@ -11,6 +11,10 @@ Reads a JSON job description on stdin, prints one JSON result line on stdout:
   cpu              CPU seconds spent during proceed_mint by this runner (all threads, plus its
                    git children) and by the sandbox process (the fakes): on 2 cores, the fakes'
                    CPU time is a lower bound on the wall time no runner can beat
+  sequential.cpu_per_consumer
+                   CPU seconds per consumer (write + check) of the runner and of the fakes in
+                   the sequential loop: no contention, so N times it is the least CPU a
+                   rotation of N consumers needs from each process on this machine
 """
 
 from __future__ import annotations
@@ -129,6 +133,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         checked = checker.check(consumer, target, new_value, "live")
         per_consumer.append(time.perf_counter() - t)
         assert checked.status in ("succeeded", "manual_required"), checked
+    seq_cpu = _cpu_per_consumer(spec, sample, wiring, checker, new_value)
     seq_measured = sum(per_consumer)
     seq_total = seq_measured * n / sample_size
 
@@ -147,9 +152,37 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "floor": {"mint": mint_s, "vault_write": vault_s, "slowest_consumer": slowest,
                   "median_consumer": statistics.median(per_consumer), "total": floor},
         "sequential": {"sampled": sample_size, "measured": seq_measured, "total": seq_total,
-                       "extrapolated": sample_size < n},
+                       "extrapolated": sample_size < n, "cpu_per_consumer": seq_cpu},
         "cpu": cpu,
     }
+
+
+def _cpu_per_consumer(spec: dict[str, Any], sample: list[Any], wiring: Any, checker: Any,
+                      value: Any) -> dict[str, float]:
+    """CPU seconds one consumer's write + check costs the runner and the fakes, uncontended.
+
+    Measured with the injected latency lifted (so the loop is short) and with what both
+    processes burn while idle over the same wall time taken off: what remains is the work.
+    """
+    import httpx
+
+    pid = int(spec["sandbox_pid"])
+    control = spec["heroku_control"]
+    with httpx.Client(timeout=30) as http:  # the driver arms the faults again for each N
+        http.delete(f"{control}/faults").raise_for_status()
+    idle_wall = 0.5
+    cpu0, sbx0 = _own_cpu(), _proc_cpu(pid)
+    time.sleep(idle_wall)
+    idle = ((_own_cpu() - cpu0) / idle_wall, (_proc_cpu(pid) - sbx0) / idle_wall)
+    start, cpu0, sbx0 = time.perf_counter(), _own_cpu(), _proc_cpu(pid)
+    for consumer in sample:
+        target = wiring.target(consumer)
+        target.write(value)
+        checker.check(consumer, target, value, "live")
+    wall = time.perf_counter() - start
+    runner = _own_cpu() - cpu0 - idle[0] * wall
+    sandbox = _proc_cpu(pid) - sbx0 - idle[1] * wall
+    return {"runner": max(0.0, runner) / len(sample), "sandbox": max(0.0, sandbox) / len(sample)}
 
 
 def _own_cpu() -> float:
