@@ -133,7 +133,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         checked = checker.check(consumer, target, new_value, "live")
         per_consumer.append(time.perf_counter() - t)
         assert checked.status in ("succeeded", "manual_required"), checked
-    seq_cpu = _cpu_per_consumer(spec, sample, wiring, checker, new_value)
+    cpu_sample = [consumers[int(i * n / min(n, 300))] for i in range(min(n, 300))]
+    seq_cpu = _cpu_per_consumer(spec, cpu_sample, wiring, checker, new_value)
     seq_measured = sum(per_consumer)
     seq_total = seq_measured * n / sample_size
 
@@ -170,7 +171,7 @@ def _cpu_per_consumer(spec: dict[str, Any], sample: list[Any], wiring: Any, chec
     control = spec["heroku_control"]
     with httpx.Client(timeout=30) as http:  # the driver arms the faults again for each N
         http.delete(f"{control}/faults").raise_for_status()
-    idle_wall = 0.5
+    idle_wall = 1.0
     cpu0, sbx0 = _own_cpu(), _proc_cpu(pid)
     time.sleep(idle_wall)
     idle = ((_own_cpu() - cpu0) / idle_wall, (_proc_cpu(pid) - sbx0) / idle_wall)
