@@ -12,9 +12,10 @@ Reads a JSON job description on stdin, prints one JSON result line on stdout:
                    git children) and by the sandbox process (the fakes): on 2 cores, the fakes'
                    CPU time is a lower bound on the wall time no runner can beat
   sequential.cpu_per_consumer
-                   CPU seconds per consumer (write + check) of the runner and of the fakes in
-                   the sequential loop: no contention, so N times it is the least CPU a
-                   rotation of N consumers needs from each process on this machine
+                   CPU seconds per consumer (write + check) of the runner and of the fakes, one
+                   consumer after another over up to 300 of them, latency lifted and idle burn
+                   taken off: no contention, so N times it is the least CPU a rotation of N
+                   consumers needs from each process on this machine
 """
 
 from __future__ import annotations
