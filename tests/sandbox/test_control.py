@@ -44,8 +44,7 @@ async def _hello(request: Request) -> Response:
 def _served() -> Iterator[tuple[_Store, str]]:
     store = _Store()
     app = build_app("toy", [Route("/apps/{name}/config-vars", _hello, methods=["GET", "PATCH"])],
-                    error=_vendor_error, snapshot=store.snapshot, seed=store.seed,
-                    reset=store.reset)
+                    error=_vendor_error, state=store)
     server = ServerThread(app)
     server.start()
     yield store, server.url
@@ -186,8 +185,7 @@ def test_faults_match_decrements_and_expires() -> None:
 
 
 def test_server_binds_loopback_on_a_real_port_and_stops_cleanly() -> None:
-    server = ServerThread(build_app("empty", [], error=_vendor_error, snapshot=dict,
-                                    seed=lambda d: None, reset=lambda: None))
+    server = ServerThread(build_app("empty", [], error=_vendor_error, state=_Store()))
     port = server.start()
     assert port > 0
     assert server.url == f"http://{HOST}:{port}"

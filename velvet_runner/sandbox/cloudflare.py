@@ -590,9 +590,7 @@ def create_app(state: CloudflareState) -> Starlette:
         "cloudflare",
         _Api(state).routes(),
         error=_fault_or_routing_error,
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        state=state,
         extra_control_routes=_control_routes(state),
         prefix=BASE_PATH,
     )

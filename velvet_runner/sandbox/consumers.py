@@ -194,8 +194,6 @@ def create_app(state: ConsumersState) -> Starlette:
         "consumers",
         _routes(state),
         error=_error,
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        state=state,
         extra_control_routes=_control_routes(state),
     )

@@ -27,7 +27,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -288,40 +288,49 @@ def bearer_token(authorization: str | None, schemes: Sequence[str] = ("bearer",)
     return token.strip() or None if scheme.lower() in schemes else None
 
 
+class FakeState(Protocol):
+    """What every fake's state offers the control API."""
+
+    def snapshot(self) -> Json: ...
+
+    def seed(self, data: Json) -> None: ...
+
+    def reset(self) -> None: ...
+
+
 def build_app(
     name: str,
     routes: list[BaseRoute],
     *,
     error: ErrorFactory,
-    snapshot: Callable[[], Json],
-    seed: Callable[[Json], None],
-    reset: Callable[[], None],
+    state: FakeState,
     extra_control_routes: Sequence[BaseRoute] = (),
     prefix: str = "",
 ) -> Starlette:
     """A fake vendor: `routes` (mounted under `prefix`) plus the `/__velvet/` control API.
 
     `error(status, message)` renders the vendor's own error body; it is used for injected
-    faults and for unknown routes, so a client sees the vendor's shape even then.
+    faults and for unknown routes, so a client sees the vendor's shape even then. `state`
+    answers the control API's state, seed and reset.
     """
     faults = Faults()
     log = RequestLog()
 
     async def get_state(request: Request) -> Response:
-        return json_response(snapshot())
+        return json_response(state.snapshot())
 
     async def post_seed(request: Request) -> Response:
         data = await read_json(request)
         if not isinstance(data, dict):
             return json_response({"error": "seed body must be a JSON object"}, 400)
         try:
-            seed(data)
+            state.seed(data)
         except (KeyError, TypeError, ValueError) as exc:
             return json_response({"error": f"bad seed: {exc}"}, 400)
         return json_response({"ok": True})
 
     async def post_reset(request: Request) -> Response:
-        reset()
+        state.reset()
         faults.clear()
         log.clear()
         return json_response({"ok": True})

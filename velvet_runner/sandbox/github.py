@@ -1449,9 +1449,7 @@ def create_app(state: State) -> Starlette:
         "github",
         routes,
         error=error,
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        state=state,
     )
     app.add_middleware(_RateLimitHeaders, state=state)
     return app

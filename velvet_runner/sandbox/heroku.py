@@ -686,9 +686,7 @@ def create_app(state: HerokuState) -> Starlette:
     return build_app(
         "heroku",
         _Api(state).routes(),
-        error=lambda status, message: error(status, message),
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        error=error,
+        state=state,
         extra_control_routes=_control_routes(state),
     )

@@ -895,7 +895,5 @@ def create_app(state: State) -> Starlette:
         "infisical",
         routes,
         error=error,
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        state=state,
     )

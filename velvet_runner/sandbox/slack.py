@@ -361,7 +361,5 @@ def create_app(state: State) -> Starlette:
         "slack",
         routes,
         error=error,
-        snapshot=state.snapshot,
-        seed=state.seed,
-        reset=state.reset,
+        state=state,
     )
