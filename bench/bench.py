@@ -214,14 +214,13 @@ def bench_fanout(rep: Report, sizes: list[int], check: str, tmp: Path,
                     f"{_s(res['cpu']['sandbox'])}; peak RSS {rss / 1024:.0f} MiB")
             per = seq["cpu_per_consumer"]
             need = n * (per["runner"] + per["sandbox"])
-            least = max(floor, need / CORES)
             # The fakes serve from one process (one GIL): their CPU alone bounds any runner.
             fakes_only = max(floor, n * per["sandbox"])
             # Past the bound, writes go in waves: each wave waits out the injected latency.
             waves = -(-n // res["bound"])
             bound_floor = (res["floor"]["mint"] + res["floor"]["vault_write"]
                            + waves * res["floor"]["slowest_consumer"])
-            least = max(least, bound_floor)
+            least = max(floor, need / CORES, bound_floor)
             res["least_ratio"] = least / floor
             res["fakes_only_ratio"] = fakes_only / floor
             rep.out(f"  CPU one consumer needs (write + check, uncontended, latency lifted, idle "

@@ -432,7 +432,6 @@ class _Stage:
 
     def release(self) -> None:
         """Drop the lease when the stage stopped before a move brought the job to rest."""
-        self._taking = None
         if not self._held:
             return
         self._held = False
@@ -675,13 +674,19 @@ class _Stage:
                 out.append((row, consumer))
         return out
 
-    def distribute(self) -> None:
+    def _value_or_fail(self, waiting: State, entering: str, phase: str) -> SecretStr | None:
+        """The new value; or None, the phase entered (from `waiting`) and failed on the job."""
         try:
-            value = self._new_value()
+            return self._new_value()
         except (VendorError, InputError) as exc:
-            if self.job.status == State.MINTED:
-                self.move(Outcome.OK, "fanning out to consumers", defer=True)
-            self.move(Outcome.FAILED, f"distribute failed: {exc}")
+            if self.job.status == waiting:
+                self.move(Outcome.OK, entering, defer=True)
+            self.move(Outcome.FAILED, f"{phase} failed: {exc}")
+            return None
+
+    def distribute(self) -> None:
+        value = self._value_or_fail(State.MINTED, "fanning out to consumers", "distribute")
+        if value is None:
             return
         todo = self._rows(lambda r: r.distribute_status not in DONE_ROW)
         # What each row held before this attempt: a write the target refused outright (4xx)
@@ -735,12 +740,8 @@ class _Stage:
                   defer=outcome == Outcome.OK)
 
     def validate(self, *, recheck: bool = False) -> None:
-        try:
-            value = self._new_value()
-        except (VendorError, InputError) as exc:
-            if self.job.status == State.DISTRIBUTED:
-                self.move(Outcome.OK, "validating consumers", defer=True)
-            self.move(Outcome.FAILED, f"validation failed: {exc}")
+        value = self._value_or_fail(State.DISTRIBUTED, "validating consumers", "validation")
+        if value is None:
             return
         for row in self.job.consumers:
             if row.distribute_status == RowStatus.SKIPPED:

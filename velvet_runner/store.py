@@ -226,7 +226,7 @@ class Store:
         """
         dirs = sorted({"/".join(parts[:i]) for path in change.files
                        for parts in [path.split("/")] for i in range(len(parts))})
-        raw = self._read(head, dirs) if head is not None else {}
+        raw = self._read(head, dirs)
         trees = {d: _parse_tree(raw.get(d), self._hash().digest_size) for d in dirs}
         for path, content in change.files.items():
             folder, _, name = path.rpartition("/")
@@ -235,9 +235,7 @@ class Store:
             else:
                 trees[folder][name] = (b"100644", self._write_object(b"blob", content))
         # Deepest first, so that each tree is written before its parent names it.
-        for folder in sorted(dirs, key=lambda d: -d.count("/") if d else 1):
-            if not folder:
-                continue
+        for folder in sorted(filter(None, dirs), key=lambda d: -d.count("/")):
             parent, _, name = folder.rpartition("/")
             entries = trees[folder]
             if entries:
