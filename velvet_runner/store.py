@@ -380,9 +380,8 @@ class Store:
         """A job by id alone (the CLI's `velvet stage JOB_ID`)."""
         _check_job_id(job_id)
         head = self.head(fetch=fetch)
-        for credential in self._ls(head, "jobs"):
-            blob = self._read(head, [f"jobs/{credential}/{job_id}.json"])
-            content = next(iter(blob.values()))
+        paths = [f"jobs/{credential}/{job_id}.json" for credential in self._ls(head, "jobs")]
+        for content in self._read(head, paths).values():  # one cat-file for every credential
             if content is not None:
                 return Job.from_json(content)
         raise NotFoundError(f"no job {job_id} on the state branch")
