@@ -142,7 +142,6 @@ def write_outputs(job: Job, environ: Environ | None = None) -> None:
 def summary_markdown(job: Job, environ: Environ | None = None) -> str:
     """The step summary: consumer table and mermaid path (report.step_summary), then who
     approved what, which runs touched the job, and what the operator can do next."""
-    from velvet_runner.machine import allowed
     from velvet_runner.redact import scrub
     from velvet_runner.report import step_summary
 
@@ -157,6 +156,14 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
             parts.append(f"| {_iso(event.at)} | `{data.get('approver', event.actor)}` | "
                          f"`{data.get('environment', '')}` | {data.get('kind', event.action)} | "
                          f"{run} |")
+    debt = [d for d in job.revocation_debt if d.settled_at is None]
+    if debt:
+        parts += ["", "### Revocation debt", "",
+                  "Live (or not proven dead) tokens this job made that are not the vault's "
+                  "current value. Revoke them at the vendor, then `velvet stuck --settle-debt`.",
+                  "", "| auth id | fingerprint | since | why |", "|---|---|---|---|"]
+        parts += [f"| `{d.auth_id}` | `{d.fingerprint}` | {_iso(d.since)} | {d.reason} |"
+                  for d in debt]
     dispatched = [e for e in job.events if e.action == DISPATCH_EVENT]
     if dispatched:
         parts += ["", "### Runs started for this job", ""]
@@ -166,7 +173,7 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
     context = run_context(environ)
     if context.get("run_url"):
         parts += ["", f"This run: {context['run_url']} (actor `{context.get('actor', '?')}`)"]
-    nxt = [str(a) for a in allowed(job.flow_type, job.status, force_revoke=job.force_revoke)]
+    nxt = [str(a) for a in job.next_actions()]
     if nxt:
         gated = [f"`{a}` (environment `{environment_for(a, job.env)}`)" if environment_for(
             a, job.env) else f"`{a}`" for a in nxt]

@@ -117,13 +117,16 @@ def manifest_plan(base: str, head: str, markdown: bool) -> None:
 @click.option("--idempotency-key", default=None, help="Same key again returns the same job.")
 @click.option("--force-revoke", is_flag=True,
               help="Allow proceed_revoke from validate_partial (recorded on the job).")
-def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool) -> None:
+@click.option("--preempt", is_flag=True,
+              help="With --flow revocation: abort the credential's in-flight job and start.")
+def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool,
+           preempt: bool) -> None:
     """Create a rotation job for CREDENTIAL (status init) and take its lock."""
     from velvet_runner.machine import Flow
 
     engine = _engine(_settings())
     job, _created = engine.create(credential, Flow(flow), idempotency_key=idempotency_key,
-                                  force_revoke=force_revoke)
+                                  force_revoke=force_revoke, preempt=preempt)
     _emit_job(job)
     _actions_outputs(job)
 
@@ -134,14 +137,17 @@ def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke
 @click.option("--consumer", "consumers", multiple=True, help="Consumer id (repeatable).")
 @click.option("--ticket", default=None, help="Ticket id (proceed_revoke, mark_manually_revoked).")
 @click.option("--confirm", default=None, help="The credential's name, typed back (proceed_revoke).")
+@click.option("--accept-debt", is_flag=True,
+              help="mark_manually_revoked: record a value the vendor still accepts as debt.")
 def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
-          confirm: str | None) -> None:
+          confirm: str | None, accept_debt: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
 
     engine = _engine(_settings())
     try:
-        job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm)
+        job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
+                         accept_debt=accept_debt)
     except LeakStillOpen as exc:
         _emit_job(exc.job)
         _actions_outputs(exc.job)
@@ -157,9 +163,7 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
 
 
 def _allowed(job: Job) -> list[str]:
-    from velvet_runner.machine import allowed
-
-    return [str(a) for a in allowed(job.flow_type, job.status, force_revoke=job.force_revoke)]
+    return [str(a) for a in job.next_actions()]
 
 
 def _print_residual(residual: dict[str, Any]) -> None:

@@ -74,9 +74,10 @@ class ConflictError(VelvetError):
 class RotationInFlight(ConflictError):
     """The credential already has a job in flight."""
 
-    def __init__(self, credential: str, job_id: str) -> None:
+    def __init__(self, credential: str, job_id: str, hint: str = "") -> None:
         self.credential, self.job_id = credential, job_id
-        super().__init__(f"active rotation already in progress for {credential}: job {job_id}")
+        super().__init__(f"active rotation already in progress for {credential}: job {job_id}"
+                         + hint)
 
 
 class StateWriteLost(ConflictError):

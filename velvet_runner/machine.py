@@ -237,24 +237,32 @@ def is_terminal(flow: Flow, state: State) -> bool:
     return state in TERMINAL[flow]
 
 
-def allowed(flow: Flow, state: State, *, force_revoke: bool = False) -> list[Action]:
-    """The operator actions allowed in `state`, in declaration order."""
+def allowed(flow: Flow, state: State, *, force_revoke: bool = False,
+            rolling_back: bool = False) -> list[Action]:
+    """The operator actions allowed in `state`, in declaration order.
+
+    A job in the middle of a rollback may only continue it: its consumers are split between
+    the two values, so revoking either (or walking away) would break some of them.
+    """
     return [
         trigger
         for (src, trigger) in TABLES[flow]
         if src == state
         and isinstance(trigger, Action)
         and (force_revoke or (src, trigger) not in FORCE_REVOKE_ONLY)
+        and (not rolling_back or trigger == A.ROLLBACK)
     ]
 
 
-def step(flow: Flow, state: State, trigger: Trigger, *, force_revoke: bool = False) -> State:
+def step(flow: Flow, state: State, trigger: Trigger, *, force_revoke: bool = False,
+         rolling_back: bool = False) -> State:
     """The state `trigger` leads to from `state`, or ActionNotAllowed naming what is allowed."""
     key = (state, trigger)
     target = TABLES[flow].get(key)
-    if target is None or (key in FORCE_REVOKE_ONLY and not force_revoke):
+    if (target is None or (key in FORCE_REVOKE_ONLY and not force_revoke)
+            or (rolling_back and isinstance(trigger, Action) and trigger != A.ROLLBACK)):
         raise ActionNotAllowed(str(trigger), str(state), [str(a) for a in allowed(
-            flow, state, force_revoke=force_revoke)])
+            flow, state, force_revoke=force_revoke, rolling_back=rolling_back)])
     return target
 
 

@@ -14,11 +14,19 @@ import time
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainSerializer, SecretStr
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    SecretStr,
+    computed_field,
+    model_validator,
+)
 
-from velvet_runner.machine import Flow, State
+from velvet_runner.machine import Action, Flow, State, allowed
 
 
 def utcnow() -> datetime:
@@ -106,13 +114,52 @@ class Event(_Record):
 
 
 class Debt(_Record):
-    """A token that was minted and is not yet proven dead at the vendor."""
+    """A token Velvet made that is live (or not proven dead) and is not the vault's current
+    value. A view of the ledger (`Job.ledger`): the job's JSON keeps it for readers."""
 
     auth_id: str | None
-    fingerprint: str
+    fingerprint: str | None
     reason: str
     since: Timestamp
     settled_at: Timestamp | None = None
+
+
+Role = Literal["old", "new", "rolled"]
+
+
+class Life(StrEnum):
+    """Where a token is in its life; `ledger.py` says which moves are allowed."""
+
+    INTENDED = "intended"  # the intent to create it is committed; the vendor may or may not have
+    MINTED = "minted"  # the vendor issued it; nobody holds it yet
+    HELD = "held"  # in the vault's pending slot (and maybe on consumers)
+    CURRENT = "current"  # the vault's current value
+    REVOKING = "revoking"  # the intent to kill it is committed
+    PROVEN_DEAD = "proven_dead"  # the vendor refuses it (or no longer has it and nobody holds it)
+    DEBT = "debt"  # live or not proven dead, and not the vault's current value
+
+
+class Token(_Record):
+    """One token the job knows: the old one, or one it minted, rolled or regenerated.
+
+    Holds ids and a fingerprint, never the value. `intent` names the side effect committed
+    before it ran (mint, roll, regenerate, revoke); a resumed stage reconciles it with the
+    vendor instead of guessing.
+    """
+
+    token_id: str  # "old", "new", "new-2", "rolled", ... unique within the job
+    role: Role
+    life: Life
+    auth_id: str | None = None
+    fingerprint: str | None = None
+    label: str | None = None  # what the vendor was asked to call it (find by label)
+    # "vault:current", "vault:pending", consumer ids ("id?" where it may hold it)
+    held_by: list[str] = Field(default_factory=list)
+    intent: str | None = None
+    evidence: str | None = None  # why it is known dead (or why it is debt)
+    debt_since: Timestamp | None = None
+    dead_at: Timestamp | None = None
+    updated_at: Timestamp | None = None
 
 
 class Lease(_Record):
@@ -124,7 +171,18 @@ class Lease(_Record):
     renewed_at: Timestamp
 
 
+def _debt_in_schema(schema: dict[str, Any]) -> None:
+    """`revocation_debt` is written to the branch (derived from the ledger): document it."""
+    schema["properties"]["revocation_debt"] = {
+        "title": "Revocation Debt", "type": "array", "readOnly": True,
+        "description": "Derived from `ledger`: every token recorded as debt, settled or not.",
+        "items": Debt.model_json_schema()}
+
+
 class Job(_Record):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True,
+                              json_schema_extra=_debt_in_schema)
+
     job_id: str
     credential: str
     vendor: str
@@ -144,9 +202,40 @@ class Job(_Record):
     new_fingerprint: str | None = None
     ticket: str | None = None
     run_url: str | None = None
-    revocation_debt: list[Debt] = Field(default_factory=list)
+    ledger: list[Token] = Field(default_factory=list)
+    rollback: dict[str, Any] | None = None  # a rollback under way: only rollback may run
     report: dict[str, Any] = Field(default_factory=dict)
     lease: Lease | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _debt_from_ledger(cls, data: Any) -> Any:
+        """`revocation_debt` is derived from the ledger; a record written before the ledger
+        existed carries only the list, which becomes ledger entries."""
+        if not isinstance(data, dict) or "revocation_debt" not in data:
+            return data
+        data = dict(data)
+        listed = data.pop("revocation_debt") or []
+        if not data.get("ledger"):
+            data["ledger"] = [_debt_entry(i, d) for i, d in enumerate(listed)]
+        return data
+
+    def _debt_view(self) -> list[Debt]:
+        return [Debt(auth_id=t.auth_id, fingerprint=t.fingerprint, reason=t.evidence or "",
+                     since=t.debt_since, settled_at=t.dead_at)
+                for t in self.ledger if t.debt_since is not None]
+
+    # Serialised for readers of the branch (status app, stuck, old tooling); never stored twice.
+    revocation_debt: ClassVar[property] = computed_field(return_type=list[Debt])(
+        property(_debt_view))
+
+    def next_actions(self) -> list[Action]:
+        """The operator actions this job allows now (a rollback under way allows only itself)."""
+        return allowed(self.flow_type, self.status, force_revoke=self.force_revoke,
+                       rolling_back=self.rollback is not None)
+
+    def token(self, token_id: str) -> Token | None:
+        return next((t for t in self.ledger if t.token_id == token_id), None)
 
     def row(self, consumer_id: str) -> ConsumerRow | None:
         return next((r for r in self.consumers if r.consumer_id == consumer_id), None)
@@ -161,3 +250,12 @@ class Job(_Record):
     def summary(self) -> dict[str, Any]:
         """The runbook's polling shape plus the job's identity, for stdout and the status app."""
         return self.model_dump(mode="json")
+
+
+def _debt_entry(index: int, debt: Any) -> dict[str, Any]:
+    raw = debt.model_dump() if isinstance(debt, Debt) else dict(debt)
+    settled = raw.get("settled_at")
+    return {"token_id": f"debt-{index + 1}", "role": "new",
+            "life": Life.PROVEN_DEAD if settled else Life.DEBT,
+            "auth_id": raw.get("auth_id"), "fingerprint": raw.get("fingerprint"),
+            "evidence": raw.get("reason"), "debt_since": raw.get("since"), "dead_at": settled}

@@ -94,3 +94,12 @@ def eng_world(eng_sandbox: Sandbox, tmp_path: Path,
         velvet_log.setLevel(old_level)
         eng.clear_faults()
         eng.close()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from .support import CRASH_CELLS
+
+    if CRASH_CELLS:
+        stages = len({stage for stage, _ in CRASH_CELLS})
+        terminalreporter.write_line(f"crash matrix: {len(CRASH_CELLS)} (stage, point) cells "
+                                    f"covered across {stages} stages")

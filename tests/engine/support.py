@@ -52,6 +52,7 @@ SETTLE_SECONDS = "1"
 # A safety net so a hung child fails its test instead of the run; not a timing assertion.
 CHILD_TIMEOUT = 120
 CRASH_EXIT = 99
+CRASH_CELLS: set[tuple[str, str]] = set()  # (stage, point) cells the crash matrix passed
 
 
 def short_sleep(seconds: float) -> None:

@@ -12,7 +12,17 @@ from datetime import datetime
 import httpx
 import pytest
 
-from velvet_runner.sandbox.world import GITHUB_REPOSITORY, OPS_EMAIL, SLACK_CHANNEL, Sandbox, World
+from velvet_runner.sandbox.world import (
+    GITHUB_REPOSITORY,
+    INFISICAL_ENV,
+    INFISICAL_PROJECT,
+    OPS_EMAIL,
+    PLATFORM_EMAIL,
+    SLACK_CHANNEL,
+    VAULT_PATH,
+    Sandbox,
+    World,
+)
 from velvet_runner.settings import Settings
 
 from .conftest import RUN_ID, Cli
@@ -192,24 +202,45 @@ def test_postmark_revocation_waits_for_the_dashboard_delete(
         "infisical-postmark-prod": "succeeded"}
 
 
-def test_revocation_interrupted_after_the_roll_resumes(
+def test_revocation_interrupted_after_the_roll_records_the_lost_value_as_debt(
         rev_cli: Cli, rev_sandbox: Sandbox, rev_world: World) -> None:
+    """Issue #12 case 4: killed between the vendor's roll and the vault write. The resumed run
+    must not say rev_done while an authorization is live with a value nobody holds: it fails,
+    names the authorization, lists it as debt, and finishes once the operator has replaced it."""
     old = rev_world.values["HK_PLATFORM_FULL"]
+    auth_id = rev_world.heroku_auth_ids["HK_PLATFORM_FULL"]
     job_id = rev_cli("rotate", "HK_PLATFORM_FULL", "--flow", "revocation").job["job_id"]
     crashed = rev_cli("stage", job_id, "revoke", env={"VELVET_CRASH_AT": "after_roll"})
     assert crashed.code == 99
     assert not rev_sandbox.heroku.token_is_live(old)  # the roll happened; its value was lost
+    assert auth_id in rev_sandbox.heroku.authorization_ids()  # ... and the authorization lives
 
     resumed = rev_cli("stage", job_id, "revoke")
+    assert resumed.code == 1, resumed.err
+    job = resumed.job
+    assert job["status"] == "rev_revoke_failed"
+    assert auth_id in job["events"][-1]["detail"]
+    assert "retry_revoke" in job["events"][-1]["detail"]
+    [debt] = job["revocation_debt"]
+    assert debt["auth_id"] == auth_id
+    assert debt["settled_at"] is None
+    lives = {t["role"]: t["life"] for t in job["ledger"]}
+    assert lives == {"old": "proven_dead", "rolled": "debt"}
+    stuck = rev_cli("stuck", "--json")
+    assert [d["auth_id"] for d in stuck.json()["revocation_debt"]] == [auth_id]
 
-    # Rolling again with the vault's value (which the first roll killed) is refused; the job
-    # must see that the old value is dead, which is all an emergency revocation is for, rather
-    # than loop in rev_revoke_failed on every retry.
-    assert resumed.code == 0, resumed.err
-    assert resumed.job["status"] == "rev_done", resumed.job["events"][-1]["detail"]
-    revoked = [e for e in resumed.job["events"] if e["to_state"] == "rev_revoked"]
-    assert "already refused" in revoked[0]["detail"]
-    assert not rev_sandbox.heroku.token_is_live(old)
+    # The operator deletes the lost authorization in the dashboard, makes a fresh one and puts
+    # it in the vault (with its id), then retries: the lost one is proven gone.
+    assert rev_sandbox.heroku.revoke_authorization(auth_id)
+    fresh_id, fresh = rev_sandbox.heroku.add_authorization(PLATFORM_EMAIL, description="by hand")
+    for suffix, value in (("", fresh), ("__AUTH_ID", fresh_id)):
+        rev_sandbox.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
+                                         "HK_PLATFORM_FULL" + suffix, value)
+    done = rev_cli("stage", job_id, "retry_revoke")
+    assert done.code == 0, done.err
+    assert done.job["status"] == "rev_done", done.job["events"][-1]["detail"]
+    assert [d["settled_at"] is not None for d in done.job["revocation_debt"]] == [True]
+    assert {t["life"] for t in done.job["ledger"] if t["life"] != "current"} == {"proven_dead"}
 
 
 def test_sandbox_env_configures_the_sev1_issue_channel(rev_sandbox: Sandbox,

@@ -38,6 +38,10 @@ class Vendor(ABC):
     CAN_MINT: ClassVar[bool] = True
     CAN_REVOKE: ClassVar[bool] = True
     CAN_ROLL: ClassVar[bool] = False
+    # A lost value can be replaced in place under the same id (recover_minted).
+    CAN_REGENERATE: ClassVar[bool] = False
+    # is_live answers truthfully: without it nothing but a person can prove a token dead.
+    CAN_PROBE: ClassVar[bool] = True
 
     @abstractmethod
     def verify(self, value: SecretStr) -> Identity:
@@ -64,7 +68,8 @@ class Vendor(ABC):
         return None
 
     def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
-        """Get a usable value for a credential minted before a crash lost its value."""
+        """Regenerate, in place, a credential minted before a crash lost its value (only where
+        CAN_REGENERATE: the lost value dies with it)."""
         raise InputError(f"{self.kind} cannot recover a minted credential")
 
     def revoke(self, auth_id: str | None, *, using: SecretStr, value: SecretStr) -> bool:

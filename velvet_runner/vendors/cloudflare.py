@@ -23,6 +23,7 @@ PAGE_SIZE = 50  # the most Cloudflare returns per page
 class CloudflareVendor(Vendor):
     kind: ClassVar[str] = "cloudflare"
     CAN_ROLL: ClassVar[bool] = True
+    CAN_REGENERATE: ClassVar[bool] = True
 
     def __init__(self, config: CloudflareCredential, client: httpx.Client) -> None:
         self.config = config

@@ -26,6 +26,7 @@ def _auth(value: SecretStr) -> dict[str, str]:
 class HerokuVendor(Vendor):
     kind: ClassVar[str] = "heroku"
     CAN_ROLL: ClassVar[bool] = True
+    CAN_REGENERATE: ClassVar[bool] = True
 
     def __init__(self, config: HerokuCredential, client: httpx.Client) -> None:
         self.config = config

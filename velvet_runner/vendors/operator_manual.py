@@ -19,6 +19,7 @@ class OperatorManualVendor(Vendor):
     kind: ClassVar[str] = "operator_manual"
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
+    CAN_PROBE: ClassVar[bool] = False
 
     def __init__(self, config: OperatorManualCredential) -> None:
         self.config = config

@@ -1,0 +1,301 @@
+"""The engine: runs one stage of one job, and keeps every token it makes in the job's ledger.
+
+    __init__     Engine: create (preempting for emergencies), run, settle_debt; preconditions
+    context      Run: one stage's journal, credential, adapters, values and proofs of death
+    journal      the only writer of the record and the ledger: intents, outcomes, the lease
+    handlers     HANDLERS[(flow, action)] beside machine.TABLES
+    operational  verify, mint -> distribute -> validate, proceed_revoke, revoke
+    recovery     rows marked by hand, mark_manually_revoked, abort (residual, debt), rollback
+    revocation   emergency revoke, lockout checks, leak resolution
+    dry_run      the testing flow
+    fanout       bounded concurrent work over consumers
+
+Stages are idempotent: an interrupted stage is resumed by running its action again, and it
+reconciles what the ledger says it was about to do with the vault and the vendor.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from velvet_runner import ledger
+from velvet_runner.errors import (
+    BadArgument,
+    ConflictError,
+    FeatureDisabled,
+    InputError,
+    NotFoundError,
+    RotationInFlight,
+    VendorError,
+)
+from velvet_runner.logs import job_logger
+from velvet_runner.machine import (
+    INITIAL,
+    Action,
+    Flow,
+    State,
+    allowed,
+    step,
+)
+from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
+from velvet_runner.records import ConsumerRow, Event, Job, Life, RowStatus, new_job_id, utcnow
+from velvet_runner.settings import Settings
+from velvet_runner.store import Store
+from velvet_runner.wiring import Wiring
+
+from .context import CRASH_EXIT, Args, Run
+from .handlers import HANDLERS
+from .journal import LEASE_TTL
+from .revocation import LeakStillOpen
+
+__all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "LeakStillOpen", "Notifier",
+           "stage_failed"]
+
+FLAG = "velvet_v2_rotation"
+
+
+class Notifier(Protocol):
+    def job_changed(self, job: Job, previous: State) -> list[dict[str, Any]]: ...
+
+
+class Gate(Protocol):
+    """Checks an operator approval before a gated stage (the Actions layer implements it)."""
+
+    def check(self, job: Job, action: Action, credential: Credential) -> dict[str, Any] | None: ...
+
+
+class Engine:
+    def __init__(self, settings: Settings, manifest: Manifest, store: Store, wiring: Wiring,
+                 *, flags: dict[str, bool] | None = None, notifier: Notifier | None = None,
+                 gate: Gate | None = None, now: Callable[[], Any] = utcnow,
+                 on_transition: Callable[[Job, Event], None] | None = None) -> None:
+        self.settings = settings
+        self.manifest = manifest
+        self.store = store
+        self.wiring = wiring
+        self.flags = flags if flags is not None else {}
+        self.notifier = notifier
+        self.gate = gate
+        self.now = now
+        self.actor = settings.actor or "unknown"
+        self.on_transition = on_transition
+
+    # --- preconditions -------------------------------------------------------------------
+
+    def require_enabled(self) -> None:
+        if not self.flags.get(FLAG, False):
+            raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
+                                  "anything; use the vendor's manual SOP (runbook section 1)")
+
+    def _credential(self, name: str) -> Credential:
+        cred = self.manifest.credential(name)
+        if cred is None:
+            raise NotFoundError(f"credential {name} is not in the manifest "
+                                f"({self.settings.manifest}); use the per-credential SOP in "
+                                "docs/ops/runbooks/rotation/")
+        return cred
+
+    def _require_env(self, env: str, what: str) -> None:
+        if self.settings.env is None:
+            raise BadArgument("VELVET_ENV is not set; set it to the environment this runner "
+                              "serves (prod or staging)")
+        if env != self.settings.env:
+            raise BadArgument(f"{what} is env {env} but this runner is VELVET_ENV="
+                              f"{self.settings.env}; run it against the {env} Velvet")
+
+    def _rotatable(self, cred: Credential) -> list[Consumer]:
+        if cred.name in BOOTSTRAP_CREDENTIALS:
+            raise InputError(f"{cred.name} is one of Velvet's own bootstrap credentials; rotate "
+                             f"it by hand: {BOOTSTRAP_CREDENTIALS[cred.name]}")
+        if not cred.active:
+            raise InputError(f"{cred.name} has active: false in the manifest; fix the manifest "
+                             "first or rotate it manually per the vendor SOP (runbook section 1)")
+        live = [c for c in cred.consumers if c.env == cred.env and c.active]
+        if not live:
+            raise InputError(f"{cred.name} has no active {cred.env} consumers registered; use the "
+                             "per-credential SOP in docs/ops/runbooks/rotation/")
+        return live
+
+    # --- creating a job ------------------------------------------------------------------
+
+    def create(self, name: str, flow: Flow = Flow.OPERATIONAL, *,
+               idempotency_key: str | None = None, force_revoke: bool = False,
+               preempt: bool = False) -> tuple[Job, bool]:
+        """Create a job in its initial state and take the credential's lock.
+
+        An emergency revocation never waits behind routine work: with `preempt` it aborts the
+        credential's in-flight job through its normal abort (residual recorded, its minted
+        token listed as debt) and starts in the same call.
+        """
+        self.require_enabled()
+        if preempt and flow != Flow.REVOCATION:
+            raise BadArgument("--preempt applies to --flow revocation only")
+        cred = self._credential(name)
+        self._require_env(cred.env, f"credential {name}")
+        self._rotatable(cred)
+        job = self._new_job(cred, flow, idempotency_key, force_revoke)
+        try:
+            stored, created = self.store.create(job)
+        except RotationInFlight as exc:
+            if flow != Flow.REVOCATION:
+                raise
+            if not preempt:
+                raise RotationInFlight(name, exc.job_id, hint=(
+                    f"; an emergency revocation takes over with: velvet rotate {name} --flow "
+                    f"revocation --preempt (aborts job {exc.job_id}, residual recorded)")) from None
+            self._preempt(exc.job_id, name)
+            stored, created = self.store.create(job)
+        if created:
+            job_logger("engine", stored.job_id).info(
+                "created %s job for %s by %s", flow, name, self.actor)
+        return stored, created
+
+    def _new_job(self, cred: Credential, flow: Flow, idempotency_key: str | None,
+                 force_revoke: bool) -> Job:
+        now = self.now()
+        rows = []
+        for consumer in cred.consumers:
+            if consumer.env != cred.env:
+                continue  # another environment's Velvet serves it
+            row = ConsumerRow(consumer_id=consumer.consumer_id, kind=consumer.kind,
+                              target=consumer.describe(), updated_at=now)
+            if not consumer.active:
+                row.distribute_status = row.validate_status = RowStatus.SKIPPED
+                row.detail = "active: false in the manifest"
+            rows.append(row)
+        return Job(job_id=new_job_id(), credential=cred.name, vendor=cred.vendor, flow_type=flow,
+                   env=cred.env, status=INITIAL[flow], created_at=now, updated_at=now,
+                   actor=self.actor, idempotency_key=idempotency_key, force_revoke=force_revoke,
+                   consumers=rows, run_url=_run_url(),
+                   events=[Event(at=now, actor=self.actor, action="create",
+                                 to_state=str(INITIAL[flow]), detail=f"{flow} job created",
+                                 data={"force_revoke": force_revoke} if force_revoke else {})])
+
+    def _preempt(self, holder_id: str, name: str) -> None:
+        holder = self.store.find(holder_id)
+        if holder.flow_type == Flow.REVOCATION:
+            raise ConflictError(f"job {holder_id} is already an emergency revocation of {name} "
+                                f"({holder.status}); continue it: velvet status --job "
+                                f"{holder_id}")
+        if Action.ABORT not in allowed(holder.flow_type, holder.status,
+                                       force_revoke=holder.force_revoke):
+            raise ConflictError(
+                f"job {holder_id} is in {holder.status}, which cannot be aborted: the old "
+                f"value's revoke is under way. Finish it (velvet stage {holder_id} retry_revoke, "
+                "or mark_manually_revoked --ticket T); that revokes the value the emergency is "
+                "about")
+        job_logger("engine", holder_id).warning(
+            "preempted by an emergency revocation of %s: aborting", name)
+        self.run(holder_id, Action.ABORT, preempted=True)
+
+    # --- running a stage -----------------------------------------------------------------
+
+    def run(self, job_id: str, action: str, *, consumers: Sequence[str] = (),
+            ticket: str | None = None, confirm: str | None = None,
+            accept_debt: bool = False, preempted: bool = False) -> Job:
+        try:
+            act = Action(action)
+        except ValueError:
+            raise BadArgument(f"unknown action {action!r}; actions: "
+                              f"{', '.join(a.value for a in Action)}") from None
+        self.require_enabled()
+        if accept_debt and act != Action.MARK_MANUALLY_REVOKED:
+            raise BadArgument("--accept-debt applies to mark_manually_revoked only")
+        job = self.store.find(job_id)
+        cred = self._credential(job.credential)
+        self._require_env(job.env, f"job {job_id}")
+        rolling_back = job.rollback is not None
+        if rolling_back and act != Action.ROLLBACK:
+            raise BadArgument(f"job {job_id} is in the middle of a rollback (consumers are split "
+                              "between the old and new values); only finishing it is allowed: "
+                              f"velvet stage {job_id} rollback")
+        step(job.flow_type, job.status, act, force_revoke=job.force_revoke,
+             rolling_back=rolling_back)  # refuse early
+        run = Run(self, job, cred)
+        run.journal.acquire(act)
+        if preempted:
+            run.journal.note("preempted", "an emergency revocation of this credential takes "
+                             "over: aborting")
+        try:
+            HANDLERS[(job.flow_type, act)](run, act, Args(list(consumers), ticket, confirm,
+                                                          accept_debt))
+        except LeakStillOpen as exc:
+            exc.job = run.job
+            raise
+        finally:
+            run.journal.release()
+        return run.job
+
+    # --- revocation debt -----------------------------------------------------------------
+
+    def settle_debt(self) -> list[dict[str, Any]]:
+        """Ask each vendor whether the tokens listed as revocation debt are dead.
+
+        A token the vendor refuses (or whose id it no longer has, its value held by nobody) is
+        proven dead on its job's ledger, with an event; one it cannot tell about (Postmark,
+        operator-managed) stays listed for a person.
+        """
+        self.require_enabled()
+        report: list[dict[str, Any]] = []
+        for cred in self.manifest.credentials:
+            if self.settings.env is not None and cred.env != self.settings.env:
+                continue
+            jobs = [j for j in self.store.list_jobs(cred.name) if ledger.debt(j)]
+            for job in jobs:
+                report += self._settle_job(job, cred)
+        return report
+
+    def _settle_job(self, job: Job, cred: Credential) -> list[dict[str, Any]]:
+        run = Run(self, job, cred)
+        using = run.vault.current()
+        rows: list[dict[str, Any]] = []
+        for token in ledger.debt(job):
+            row = {"credential": cred.name, "job_id": job.job_id, "token_id": token.token_id,
+                   "auth_id": token.auth_id, "fingerprint": token.fingerprint}
+            try:
+                proof = run.prove_dead(token, run.value_of(token), using=using)
+            except VendorError as exc:
+                rows.append({**row, "result": f"unknown: {exc}"})
+                continue
+            if proof.dead:
+                self._settle(job, token.token_id, proof.evidence)
+                rows.append({**row, "result": f"settled: {proof.evidence}"})
+            else:
+                rows.append({**row, "result": ("still held: " if proof.probed
+                                               else "unknown: confirm by hand: ")
+                             + proof.evidence})
+        return rows
+
+    def _settle(self, job: Job, token_id: str, evidence: str) -> None:
+        now = self.now()
+
+        def apply(current: Job) -> Job:
+            token = current.token(token_id)
+            if token is not None and token.life == Life.DEBT:
+                ledger.set_life(token, Life.PROVEN_DEAD, now, evidence=evidence)
+                current.events.append(Event(
+                    at=now, actor=self.actor, action="debt_settled",
+                    from_state=str(current.status), to_state=str(current.status),
+                    detail=f"auth id {token.auth_id}: {evidence}",
+                    data={"auth_id": token.auth_id, "fingerprint": token.fingerprint,
+                          "token_id": token_id}))
+            return current
+
+        self.store.update(job.credential, job.job_id, apply)
+
+
+def _run_url() -> str | None:
+    server = os.environ.get("GITHUB_SERVER_URL")
+    repo = os.environ.get("GITHUB_REPOSITORY")
+    run = os.environ.get("GITHUB_RUN_ID")
+    if server and repo and run:
+        return f"{server}/{repo}/actions/runs/{run}"
+    return None
+
+
+def stage_failed(job: Job) -> bool:
+    """Whether the CLI should exit 1: the stage ended in a failed or partial state."""
+    return job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
+

@@ -1,0 +1,238 @@
+"""One stage run: the job's journal, its credential, the adapters and the injected seams.
+
+Handlers (`operational`, `recovery`, `revocation`, `dry_run`) are module functions of a `Run`;
+the values they work with are read here (from the vault, never from the record) and passed
+explicitly to whatever needs them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import SecretStr
+
+from velvet_runner import ledger, redact
+from velvet_runner.client import RetryPolicy
+from velvet_runner.errors import BadArgument, InputError, VendorError
+from velvet_runner.machine import Action
+from velvet_runner.manifest import Consumer, Credential
+from velvet_runner.records import ConsumerRow, Job, Life, Role, Token, fingerprint
+from velvet_runner.targets.base import Target
+from velvet_runner.vault import Pending, Vault
+from velvet_runner.vendors.base import Vendor
+
+from .journal import Journal
+
+if TYPE_CHECKING:
+    from velvet_runner.engine import Engine
+
+CRASH_EXIT = 99
+
+
+@dataclass(frozen=True)
+class Args:
+    """What the operator passed to `velvet stage`."""
+
+    consumers: list[str] = field(default_factory=list)
+    ticket: str | None = None
+    confirm: str | None = None
+    accept_debt: bool = False
+
+
+@dataclass(frozen=True)
+class Proof:
+    """Whether a token is proven dead, and the evidence either way (never a value)."""
+
+    dead: bool
+    evidence: str
+    probed: bool = True  # False: the vendor offers no probe (a person's word is the evidence)
+
+
+class Run:
+    def __init__(self, engine: Engine, job: Job, cred: Credential) -> None:
+        self.e = engine
+        self.cred = cred
+        self.wiring = engine.wiring
+        self.journal = Journal(engine, job)
+        self.log = self.journal.log
+        self._vendor: Vendor | None = None
+        self._vault: Vault | None = None
+        self._targets: dict[str, Target] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def job(self) -> Job:
+        return self.journal.job
+
+    # --- adapters, lazily ----------------------------------------------------------------
+
+    @property
+    def vendor(self) -> Vendor:
+        if self._vendor is None:
+            self._vendor = self.wiring.vendor(self.cred)
+        return self._vendor
+
+    @property
+    def vault(self) -> Vault:
+        if self._vault is None:
+            self._vault = self.wiring.vault(self.cred)
+        return self._vault
+
+    def target(self, consumer: Consumer) -> Target:
+        with self._lock:
+            if consumer.consumer_id not in self._targets:
+                self._targets[consumer.consumer_id] = self.wiring.target(consumer)
+            return self._targets[consumer.consumer_id]
+
+    def consumer(self, consumer_id: str) -> Consumer:
+        consumer = self.cred.consumer(consumer_id)
+        if consumer is None:
+            raise BadArgument(f"consumer {consumer_id} is not registered for {self.cred.name}")
+        return consumer
+
+    def rows(self, select: Callable[[ConsumerRow], bool]) -> list[tuple[ConsumerRow, Consumer]]:
+        out = []
+        for row in self.job.consumers:
+            consumer = self.cred.consumer(row.consumer_id)
+            if consumer is not None and select(row):
+                out.append((row, consumer))
+        return out
+
+    def retry(self, hint: Callable[[], float | None] | None = None) -> RetryPolicy:
+        return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint)
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        return self.retry().run(fn)
+
+    def crash(self, point: str) -> None:
+        """Exit hard at a side-effect boundary when VELVET_CRASH_AT names it (crash tests)."""
+        if self.e.settings.crash_at == point:
+            self.log.warning("VELVET_CRASH_AT=%s: exiting hard", point)
+            os._exit(CRASH_EXIT)
+
+    def gate(self, act: Action) -> None:
+        if self.e.gate is None:
+            return
+        approval = self.e.gate.check(self.job, act, self.cred)
+        if approval:
+            self.journal.note("approval", f"{act} approved by {approval.get('approver')}",
+                              approval)
+
+    # --- values (from the vault; registered for masking the moment they are read) --------
+
+    def current(self) -> SecretStr:
+        current: SecretStr | None = self.call(self.vault.current)
+        if current is None:
+            raise InputError(f"the vault {self.vault.describe()} holds no current value")
+        redact.register(current)
+        return current
+
+    def vault_auth_id(self, from_vendor: str | None = None) -> str | None:
+        try:
+            companion = self.call(self.vault.auth_id)
+        except VendorError:
+            companion = None
+        return companion or from_vendor
+
+    def own_pending(self) -> Pending | None:
+        """The vault's pending value when it belongs to this job (registered for masking)."""
+        pending: Pending | None = self.call(self.vault.pending)
+        if pending is None or pending.job_id != self.job.job_id:
+            return None
+        redact.register(pending.value)
+        return pending
+
+    def new_value(self) -> SecretStr:
+        pending = self.own_pending()
+        if pending is None:
+            raise InputError(f"the vault's pending slot no longer holds job {self.job.job_id}'s "
+                             "value; abort this job")
+        if fingerprint(pending.value) != self.job.new_fingerprint:
+            raise InputError("the vault's pending value does not match the minted one")
+        return pending.value
+
+    def value_of(self, token: Token) -> SecretStr | None:
+        """The value of a ledger entry where Velvet still holds it (vault current/pending)."""
+        if token.fingerprint is None:
+            return None
+        for value in (self._read(self.vault.current), self._read(self._pending_value)):
+            if value is not None and fingerprint(value) == token.fingerprint:
+                redact.register(value)
+                return value
+        return None
+
+    def _pending_value(self) -> SecretStr | None:
+        pending = self.vault.pending()
+        return pending.value if pending is not None else None
+
+    def _read(self, read: Callable[[], SecretStr | None]) -> SecretStr | None:
+        try:
+            value: SecretStr | None = self.call(read)
+        except VendorError:
+            return None
+        return value
+
+    def promote(self) -> bool:
+        """Make this job's pending value current; False when the slot holds no value of ours."""
+        self.journal.hold()
+        pending = self.own_pending()
+        if pending is None:
+            return False
+        self.call(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
+        return True
+
+    # --- proof of death ------------------------------------------------------------------
+
+    def prove_dead(self, token: Token, value: SecretStr | None, *,
+                   using: SecretStr | None = None) -> Proof:
+        """Ask the vendor whether `token` is dead: it refuses the value, or (where nobody holds
+        the value) it no longer has the id. Vendor outages propagate as VendorError."""
+        if not self.vendor.CAN_PROBE:
+            return Proof(False, f"{self.cred.vendor} offers no probe: nothing can prove the "
+                         "token dead but a person", probed=False)
+        if value is not None:
+            if self.call(lambda: self.vendor.is_live(value)):
+                return Proof(False, f"the vendor still accepts {_name(token)}")
+            return Proof(True, f"{_name(token)} is refused by the vendor")
+        if token.auth_id is not None and using is not None:
+            auth_id = token.auth_id
+            held = self.call(lambda: self.vendor.exists(auth_id, using=using))
+            if held is False:
+                return Proof(True, f"the vendor no longer has auth id {auth_id}, and no one "
+                             "holds its value")
+            if held:
+                return Proof(False, f"the vendor still has auth id {auth_id}")
+        return Proof(False, f"{_name(token)} cannot be probed: its value was never stored and "
+                     "the vendor cannot say whether its id still exists")
+
+    def entry(self, role: Role) -> Token | None:
+        return ledger.latest(self.job, role)
+
+    def ensure_old(self, value: SecretStr, auth_id: str | None, *, defer: bool = True) -> str:
+        """The ledger entry of the value the job starts from (made at verify; records written
+        before the ledger existed get it on their next stage)."""
+        old = ledger.latest(self.job, "old")
+        if old is not None:
+            return old.token_id
+        at = self.e.now()
+        fp = fingerprint(value)
+        holders = [ledger.VAULT_CURRENT] + [r.consumer_id for r in self.job.consumers
+                                            if r.holds == "old"]
+
+        def add(job: Job) -> None:
+            if ledger.latest(job, "old") is None:
+                ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
+                           held_by=holders)
+
+        self.journal.change(add, defer=defer)
+        return "old"
+
+
+def _name(token: Token) -> str:
+    what = {"old": "the old value", "new": "the new value", "rolled": "the rolled value"}
+    ident = f" (auth id {token.auth_id})" if token.auth_id else ""
+    return f"{what[token.role]}{ident}"

@@ -1,0 +1,317 @@
+"""The emergency revocation flow: kill the value at the vendor, then expect every consumer
+to be locked out; a consumer that still accepts it is a SEV1 (`rev_leaked`).
+
+The roll (or revoke) is announced in the ledger with the move into `rev_revoking`; a resumed
+run reads the vault and the vendor to learn whether it happened, and a rolled value that never
+reached the vault is revocation debt, never a silent `rev_done`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pydantic import SecretStr
+
+from velvet_runner import ledger, redact
+from velvet_runner.errors import AuthRejected, InputError, VendorError
+from velvet_runner.machine import Action, Outcome, State
+from velvet_runner.records import Job, Life, RowStatus, fingerprint
+
+from .context import Args, Run
+from .operational import check_rows
+from .recovery import _ticket, manual_proof
+
+INACTIVE = "active: false in the manifest"
+
+
+class LeakStillOpen(InputError):
+    """confirm_leak_resolved refused: some consumer still accepts the revoked value."""
+
+    exit_code = 1
+
+    def __init__(self, job: Job, leaking: list[str]) -> None:
+        self.job = job
+        super().__init__("confirm_leak_resolved refused: still accepting the revoked value: "
+                         + ", ".join(leaking))
+
+
+def revoke(run: Run, act: Action, args: Args) -> Job:
+    j = run.journal
+    resumed = run.job.status == State.REV_REVOKING
+    if run.job.status in (State.REV_INIT, State.REV_REVOKE_FAILED):
+        run.gate(act)
+        try:
+            current = run.current()
+        except (VendorError, InputError) as exc:
+            j.move(act, "revoking at the vendor")
+            return j.move(Outcome.FAILED, f"revoke failed: {exc}")
+        auth_id = run.vault_auth_id()
+        j.move(act, "revoking at the vendor",
+               mutate=lambda job: _announce(run, job, current, auth_id))
+    return _continue(run, resumed=resumed)
+
+
+def _continue(run: Run, *, resumed: bool) -> Job:
+    phases: dict[State, Callable[[], object]] = {
+        State.REV_REVOKING: lambda: emergency_revoke(run, resumed=resumed),
+        State.REV_REVOKED: lambda: run.journal.move(Outcome.OK,
+                                                    "checking every consumer is locked out"),
+        State.REV_VALIDATING: lambda: lockout_checks(run),
+    }
+    while (phase := phases.get(run.job.status)) is not None:
+        phase()
+    return run.job
+
+
+def _announce(run: Run, job: Job, current: SecretStr, auth_id: str | None) -> None:
+    """The intent to kill the value in the vault, committed before the vendor is called."""
+    at, fp = run.e.now(), fingerprint(current)
+    old = ledger.latest(job, "old")
+    if old is None:
+        old = ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
+                         held_by=[ledger.VAULT_CURRENT])
+    if old.life == Life.PROVEN_DEAD:
+        return  # dead already (a lost roll): the retry only settles what is left
+    job.old_fingerprint, job.old_auth_id = fp, auth_id
+    rolls = run.vendor.CAN_ROLL
+    ledger.set_life(old, Life.REVOKING, at)
+    old.intent = "roll" if rolls else "revoke"
+    rolled = ledger.latest(job, "rolled")
+    if rolls and (rolled is None or rolled.life not in (Life.INTENDED,)):
+        ledger.add(job, "rolled", Life.INTENDED, at, auth_id=auth_id, intent="roll")
+
+
+def emergency_revoke(run: Run, *, resumed: bool) -> None:
+    j = run.journal
+    j.hold()
+    try:
+        current = run.current()
+    except (VendorError, InputError) as exc:
+        j.move(Outcome.FAILED, f"revoke failed: {exc}")
+        return
+    old = run.entry("old")
+    if old is None:  # a record from before the ledger: announce now
+        auth_id = run.vault_auth_id()
+        j.change(lambda job: _announce(run, job, current, auth_id))
+        old = run.entry("old")
+    assert old is not None  # noqa: S101 - announced above
+    rolled = run.entry("rolled")
+    if old.life == Life.PROVEN_DEAD and old.fingerprint == fingerprint(current):
+        j.move(Outcome.FAILED, f"the vault still holds the revoked value: put a fresh value in "
+               f"{run.vault.describe()} (regenerate auth id {old.auth_id} at "
+               f"{run.cred.vendor}), then {_next(run, 'retry_revoke')}")
+        return
+    if old.fingerprint != fingerprint(current) or old.life == Life.PROVEN_DEAD:
+        _vault_moved_on(run, current)
+        return
+    auth_id = old.auth_id
+    try:
+        if run.vendor.CAN_ROLL:
+            detail = _roll(run, current, auth_id, resumed=resumed,
+                           rolled_id=rolled.token_id if rolled else None)
+            if detail is None:
+                return  # a lost roll: failed and recorded
+        elif run.vendor.CAN_REVOKE:
+            run.call(lambda: run.vendor.revoke(auth_id, using=current, value=current))
+            run.crash("after_roll")
+            detail = "revoked at the vendor"
+        else:
+            detail = "the vendor cannot revoke by API"
+        proof = run.prove_dead(j.token(old.token_id), current)
+    except (VendorError, InputError) as exc:
+        _back_to_current(run, old.token_id)
+        j.move(Outcome.FAILED, f"revoke failed: {exc}")
+        return
+    if not proof.dead:
+        _back_to_current(run, old.token_id)
+        what = ("manual_required: " + run.cred.vendor + " cannot revoke by API; delete the "
+                "token in the vendor's dashboard, then " + _next(run, "retry_revoke")
+                if not run.vendor.CAN_REVOKE and not run.vendor.CAN_ROLL
+                else f"revoke not proven: {proof.evidence}; {_next(run, 'retry_revoke')}")
+        if not proof.probed:
+            what = (f"manual_required: {proof.evidence}; revoke it in the vendor's dashboard, "
+                    f"then {_next(run, 'mark_manually_revoked --ticket T')}")
+        j.move(Outcome.FAILED, what)
+        return
+    j.settle(old.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
+    j.move(Outcome.OK, f"{detail}; {proof.evidence}")
+
+
+def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
+          rolled_id: str | None) -> str | None:
+    """Roll the value in place; the rolled value goes to the vault. None: the roll happened
+    before a crash and its value was lost (recorded as debt, the job failed)."""
+    j = run.journal
+    try:
+        rolled = run.vendor.roll(auth_id, current)
+    except AuthRejected:
+        # The vendor refuses the value we authenticate with. The old value may be dead
+        # already: killed out of band, or by a roll of ours whose value a crash lost.
+        if run.call(lambda: run.vendor.is_live(current)):
+            raise
+        if resumed and rolled_id is not None:
+            _lost_roll(run, rolled_id, auth_id)
+            return None
+        if rolled_id is not None:
+            j.settle(rolled_id, Life.PROVEN_DEAD, evidence="never issued: the vendor refused "
+                     "the roll because the value was already dead")
+        return ("the old value is already refused by the vendor; the vault still holds it, "
+                "so put a fresh value there by hand")
+    redact.register(rolled.value)
+    run.crash("after_roll")
+    new_auth = rolled.auth_id or auth_id
+    run.call(lambda: run.vault.set_current(rolled.value, new_auth))
+    run.crash("after_vault_write")
+    _settle_rolled(run, rolled.value, new_auth)
+    return "rolled at the vendor: the old value is dead"
+
+
+def _vault_moved_on(run: Run, current: SecretStr) -> None:
+    """The vault no longer holds the old value: the roll's value reached it before a crash,
+    or (after a lost roll) the operator stored a fresh one. Settle what that proves."""
+    j = run.journal
+    old, rolled = run.entry("old"), run.entry("rolled")
+    assert old is not None  # noqa: S101 - the caller read it
+    vault_auth = run.vault_auth_id()
+    for token in (old, rolled):
+        if token is None or token.life not in (Life.REVOKING, Life.DEBT):
+            continue
+        if token.auth_id is not None and token.auth_id == vault_auth:
+            proof_text = f"replaced in place: auth id {token.auth_id} now has the vault's value"
+        else:
+            try:
+                proof = run.prove_dead(token, None, using=current)
+            except VendorError as exc:
+                j.move(Outcome.FAILED, f"revoke check failed: {exc}; {_next(run, 'retry_revoke')}")
+                return
+            if not proof.dead:
+                j.move(Outcome.FAILED, f"the vault holds a new value but {proof.evidence}; "
+                       f"revoke it at {run.cred.vendor}, then {_next(run, 'retry_revoke')}")
+                return
+            proof_text = proof.evidence
+        j.settle(token.token_id, Life.PROVEN_DEAD, evidence=proof_text)
+    if rolled is not None and rolled.life == Life.INTENDED:
+        _settle_rolled(run, current, vault_auth)
+    else:
+        fp = fingerprint(current)
+
+        def adopt(job: Job) -> None:
+            if not any(t.fingerprint == fp for t in job.ledger):
+                ledger.add(job, "rolled", Life.CURRENT, run.e.now(), auth_id=vault_auth,
+                           fingerprint=fp, held_by=[ledger.VAULT_CURRENT])
+
+        j.change(adopt, defer=True)
+    j.move(Outcome.OK, "the old value is dead at the vendor; the vault holds a new value")
+
+
+def _settle_rolled(run: Run, value: SecretStr, auth_id: str | None = None) -> None:
+    rolled = run.entry("rolled")
+    if rolled is None or rolled.life not in (Life.INTENDED, Life.MINTED):
+        return
+    run.journal.settle(rolled.token_id, Life.CURRENT, fingerprint=fingerprint(value),
+                       held_by=[ledger.VAULT_CURRENT], auth_id=auth_id or rolled.auth_id)
+
+
+def _lost_roll(run: Run, rolled_id: str, auth_id: str | None) -> None:
+    j = run.journal
+    old = run.entry("old")
+    lost = (f"the roll of auth id {auth_id} happened before a crash and its new value was "
+            "lost: that authorization is live with a value that no vault or consumer holds")
+    j.settle(rolled_id, Life.DEBT, evidence=lost)
+    if old is not None:
+        j.settle(old.token_id, Life.PROVEN_DEAD, evidence="the vendor refuses the old value")
+    j.move(Outcome.FAILED, f"revoke incomplete: {lost}. Regenerate (or delete) auth id "
+           f"{auth_id} at {run.cred.vendor}, put the new value in {run.vault.describe()}, then "
+           f"{_next(run, 'retry_revoke')}")
+
+
+def _back_to_current(run: Run, old_id: str) -> None:
+    """The kill did not happen (or is not proven): the value is still the vault's current."""
+    j = run.journal
+    if j.token(old_id).life == Life.REVOKING:
+        j.settle(old_id, Life.CURRENT)
+    rolled = run.entry("rolled")
+    if rolled is not None and rolled.life == Life.INTENDED:
+        j.settle(rolled.token_id, Life.PROVEN_DEAD, evidence="never issued: the roll failed")
+
+
+def _next(run: Run, action: str) -> str:
+    return f"velvet stage {run.job.job_id} {action}"
+
+
+def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
+    ticket = _ticket(args, act)
+    current = run.current()
+    old = run.entry("old")
+    if old is None:
+        auth_id = run.vault_auth_id()
+        run.journal.change(lambda job: _announce(run, job, current, auth_id))
+        old = run.entry("old")
+    assert old is not None  # noqa: S101 - announced above
+    if old.fingerprint != fingerprint(current):
+        value = run.value_of(old)
+    else:
+        value = current
+    if value is None:
+        life, evidence = Life.PROVEN_DEAD, (f"the vault no longer holds it; the operator's ticket"
+                                            f" {ticket} is the evidence")
+    else:
+        life, evidence = manual_proof(run, old.token_id, value, ticket, args)
+    old_id = old.token_id
+
+    def record(job: Job) -> None:
+        job.ticket = ticket
+        token = job.token(old_id)
+        if token is not None and token.life != Life.PROVEN_DEAD:
+            ledger.set_life(token, life, run.e.now(), evidence=evidence)
+        rolled = ledger.latest(job, "rolled")
+        if rolled is not None and rolled.life == Life.INTENDED:
+            ledger.set_life(rolled, Life.PROVEN_DEAD, run.e.now(),
+                            evidence="never issued: revoked by hand instead")
+
+    run.journal.move(act, f"revoked by hand (ticket {ticket}): {evidence}",
+                     data={"ticket": ticket, "evidence": evidence}, mutate=record)
+    return _continue(run, resumed=False)
+
+
+def lockout_checks(run: Run) -> None:
+    j = run.journal
+    todo = run.rows(lambda r: r.validate_status != RowStatus.SKIPPED or r.detail != INACTIVE)
+    check_rows(run, todo, None, "revoked", settle=True)
+    leaking = leaking_rows(run.job)
+    if leaking:
+        j.move(Outcome.FAILED, "SEV1: still accepting the revoked value: " + ", ".join(leaking),
+               data={"leaking_consumers": leaking})
+        return
+    j.move(Outcome.OK, lockout_detail(run.job), data={"unchecked": unchecked(run.job)})
+
+
+def unchecked(job: Job) -> list[str]:
+    """Consumers no automatic check could prove locked out (manual or readback checks)."""
+    return [r.consumer_id for r in job.consumers
+            if r.validate_status in (RowStatus.MANUAL_REQUIRED, RowStatus.SKIPPED)
+            and r.detail != INACTIVE]
+
+
+def lockout_detail(job: Job) -> str:
+    left = unchecked(job)
+    if not left:
+        return "every consumer is locked out"
+    return "every checked consumer is locked out; verify by hand: " + ", ".join(left)
+
+
+def leaking_rows(job: Job) -> list[str]:
+    return [r.consumer_id for r in job.consumers if r.validate_status == RowStatus.FAILED]
+
+
+def confirm_leak_resolved(run: Run, act: Action, args: Args) -> Job:
+    j = run.journal
+    todo = run.rows(lambda r: r.validate_status == RowStatus.FAILED)
+    check_rows(run, todo, None, "revoked", settle=False)
+    leaking = leaking_rows(run.job)
+    if leaking:
+        j.note("confirm_leak_resolved_refused", "still accepting the revoked value: "
+               + ", ".join(leaking), {"leaking_consumers": leaking})
+        raise LeakStillOpen(run.job, leaking)
+    j.move(act, "re-checked: every consumer is locked out")
+    return j.move(Outcome.OK, lockout_detail(run.job), data={"unchecked": unchecked(run.job)})
