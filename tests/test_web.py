@@ -472,7 +472,8 @@ def test_index_lists_every_credential(client: TestClient, seeded: dict[str, Job]
     assert "<header" in page
     assert "<nav" in page
     assert '<th scope="col">Next due</th>' in page
-    row = re.search(rf"<tr><th scope=\"row\"><a href=\"/tokens/{CRED}/view\">.*?</tr>", page)
+    row = re.search(rf"<tr><th scope=\"row\"><a href=\"/tokens/{CRED}/view\">.*?</tr>", page,
+                    re.S)
     assert row is not None
     cells = row.group(0)
     assert seeded["active"].job_id in cells  # the current job (lock holder) and last rotation
@@ -481,7 +482,12 @@ def test_index_lists_every_credential(client: TestClient, seeded: dict[str, Job]
     assert "2026-04-01 00:00 UTC" in cells
     assert "(in 59d 0h)" in cells
     assert "PM_SERVER_MAIL" in page
-    assert "due now (never rotated by Velvet)" in page
+    # its only consumer is inactive: `velvet due` never lists it, and the page agrees
+    pm = re.search(r'<tr><th scope="row"><a href="/tokens/PM_SERVER_MAIL/view">.*?</tr>', page,
+                   re.S)
+    assert pm is not None
+    assert "no active prod consumers" in pm.group(0)
+    assert "due now" not in pm.group(0)
 
 
 def test_staging_banner(settings: Settings, store: Store, seeded: dict[str, Job]) -> None:
@@ -521,7 +527,7 @@ def test_job_page(client: TestClient, store: Store, seeded: dict[str, Job]) -> N
     set_row(store, job, "github-actions-heroku-api-key", distribute_status=RowStatus.SUCCEEDED)
     page = client.get(f"/tokens/{CRED}/rotations/{job.job_id}/view").text
     assert "<script>alert" not in page
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quotes&#34;" in page
     assert 'aria-live="polite"' in page
     assert 'class="row-status tone-bad" data-status="failed"' in page
     assert 'class="row-status tone-ok" data-status="succeeded"' in page
@@ -604,16 +610,21 @@ def test_openapi_is_served_valid_and_matches_the_routes(client: TestClient) -> N
     assert doc == json.loads(json.dumps(openapi_document()))
     validate_openapi(doc)
     app = client.app
-    routes = {r.path for r in app.routes if isinstance(r, Route)}  # type: ignore[attr-defined]
-    assert routes == set(doc["paths"])
+    routes = {r.path: r.methods for r in app.routes if isinstance(r, Route)}  # type: ignore[attr-defined]
+    assert set(routes) == set(doc["paths"])
     for path, item in doc["paths"].items():
-        assert set(item) == {"get", "post", "put", "patch", "delete"}, path
+        # only the methods that exist (HEAD is implied by GET); the rest answer 405
+        assert set(item) == {m.lower() for m in routes[path] if m != "HEAD"} == {"get"}, path
         params = {p["name"] for p in item["get"].get("parameters", []) if p["in"] == "path"}
         assert params == set(re.findall(r"{(\w+)}", path)), path
         if params:
             assert "404" in item["get"]["responses"], path
-        for method in ("post", "put", "patch", "delete"):
-            assert set(item[method]["responses"]) == {"405"}
+        concrete = path.replace("{name}", CRED).replace("{job_id}", new_job_id())
+        refused = client.request("DELETE", concrete)
+        assert refused.status_code == 405, path
+        assert refused.headers["allow"] == ", ".join(sorted(routes[path])), path
+    assert len({op["operationId"] for item in doc["paths"].values() for op in item.values()}) \
+        == len(doc["paths"])
     assert "400" in doc["paths"]["/tokens/{name}/rotations"]["get"]["responses"]
     limit = doc["paths"]["/tokens/{name}/rotations"]["get"]["parameters"][1]
     assert limit["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}
@@ -663,3 +674,61 @@ def test_unreadable_record_and_stray_folder(client: TestClient, store: Store,
     assert "not-a-credential" not in client.get("/").text
     stream = client.get(f"/tokens/{CRED}/rotations/{broken}/stream")
     assert stream.status_code == 503
+
+
+# --- what the page says agrees with `velvet due` (timeline's answers) --------------------
+
+
+def index_row(page: str, name: str = CRED) -> str:
+    row = re.search(rf'<tr><th scope="row"><a href="/tokens/{name}/view">.*?</tr>', page, re.S)
+    assert row is not None
+    return row.group(0)
+
+
+def test_a_dry_run_is_not_the_last_rotation(settings: Settings, store: Store) -> None:
+    done = make_job(State.DONE, at=DONE_AT)
+    dry = make_job(State.DONE, flow=Flow.TESTING, path=["init", "verifying", "done"])
+    store.transact(lambda read, ls: Change(
+        {f"jobs/{CRED}/{j.job_id}.json": j.to_json().encode() for j in (done, dry)}, "seed"))
+    with TestClient(create_app(settings, store=store, now=lambda: NOW)) as c:
+        row = index_row(c.get("/").text)
+    assert done.job_id in row
+    assert dry.job_id not in row
+    assert "2026-01-01 00:00 UTC" in row  # last completed: the operational one
+
+
+def test_the_page_reads_every_job_as_schedule_does(settings: Settings, store: Store) -> None:
+    from velvet_runner.manifest import load
+    from velvet_runner.schedule import due_credentials
+
+    done = make_job(State.DONE, at=DONE_AT)
+    later = [make_job(State.DONE, flow=Flow.TESTING, path=["init", "verifying", "done"])
+             for _ in range(250)]  # more than any recent window
+    store.transact(lambda read, ls: Change(
+        {f"jobs/{CRED}/{j.job_id}.json": j.to_json().encode() for j in [done, *later]}, "seed"))
+    with TestClient(create_app(settings, store=store, now=lambda: NOW)) as c:
+        row = index_row(c.get("/").text)
+    assert "2026-04-01 00:00 UTC" in row  # due: 90 days after the one real rotation
+    assert "never" not in row
+    at_due = datetime(2026, 4, 2, tzinfo=UTC)
+    [due] = [r for r in due_credentials(load(settings.manifest), store, at_due, env="prod")
+             if r["credential"] == CRED]
+    assert due["due_at"] == "2026-04-01T00:00:00Z"
+
+
+def test_no_open_stage_button_while_the_stage_runs(client: TestClient, store: Store,
+                                                    seeded: dict[str, Job]) -> None:
+    job = seeded["active"]  # distributing: stage 2 is at work
+    page = client.get(f"/tokens/{CRED}/rotations/{job.job_id}/view").text
+    section = page.split('id="next-stage"', 1)[1].split("</section>", 1)[0]
+    assert "Open Stage 2" not in section
+    assert 'class="button"' not in section
+    assert "Stage 2 — mint + distribute is running now" in section
+    set_status(store, job, State.DISTRIBUTED)  # still inside stage 2
+    page = client.get(f"/tokens/{CRED}/rotations/{job.job_id}/view").text
+    assert "Open Stage 2" not in page
+    set_status(store, job, State.VALIDATING)
+    set_status(store, job, State.VALIDATED)  # stage 2 ended: stage 3 is next, to open
+    page = client.get(f"/tokens/{CRED}/rotations/{job.job_id}/view").text
+    assert ('<a class="button" href="https://github.com/raxx/ops/actions/workflows/'
+            'velvet-stage-3-revoke.yml">Open Stage 3') in page

@@ -141,9 +141,16 @@ def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
                 assert "succeeded" in cell.inner_text()
                 assert "tone-ok" in (cell.get_attribute("class") or "")
             assert "distributed" in page.locator("ol.path li.current").inner_text()
+            # stage 2 is still at work: nothing offers to open it again
+            assert "is running now" in page.locator("#next-stage").inner_text()
+            assert page.locator("#next-stage a.button").count() == 0
+            set_status(State.VALIDATING)
+            set_status(State.VALIDATED)
             link = page.locator("#next-stage a.button")
+            link.wait_for(timeout=10_000)
             assert link.get_attribute("href") == (
-                "https://github.com/raxx/ops/actions/workflows/velvet-stage-2-mint.yml")
+                "https://github.com/raxx/ops/actions/workflows/velvet-stage-3-revoke.yml")
+            assert page.evaluate("window.__velvetNoReload") == 42
             # the banner is red for prod and says so in words
             banner = page.locator("header.banner")
             assert "PRODUCTION" in banner.inner_text()

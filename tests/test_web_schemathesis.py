@@ -2,16 +2,23 @@
 
 The app runs under uvicorn on 127.0.0.1 (a real socket, as in production). Generated requests
 rarely name a real credential or job, so a second test replays the same checks on requests for
-the seeded jobs, whose bodies exercise the Job schema in full.
+the seeded jobs, whose bodies exercise the Job schema in full. A third runs the schemathesis
+command itself, every check and phase, against `velvet serve`, and expects no failure at all.
 """
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -70,18 +77,24 @@ def _job(status: State) -> Job:
     )
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    tmp: Path = tmp_path_factory.mktemp("schemathesis")
+def seed(tmp: Path) -> tuple[Store, list[Job]]:
+    """The manifest, flags and two finished jobs (terminal: their streams end at once)."""
     (tmp / "subscription-manifest.yml").write_text(MANIFEST)
     (tmp / "flags.yml").write_text("velvet_v2_rotation: true\n")
     store = Store(str(tmp / "state.git"), cache_dir=tmp / "cache")
     jobs = []
-    for status in (State.DONE, State.ABORTED):  # terminal: their streams end at once
+    for status in (State.DONE, State.ABORTED):
         job = _job(State.VALIDATED)
         store.create(job)
         jobs.append(store.update(CRED, job.job_id,
                                  lambda j, s=status: j.model_copy(update={"status": s})))
+    return store, jobs
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp: Path = tmp_path_factory.mktemp("schemathesis")
+    store, jobs = seed(tmp)
     app = create_app(Settings(manifest=tmp / "subscription-manifest.yml",
                               state=str(tmp / "state.git"), cache_dir=tmp / "cache",
                               env="staging"), store=store, refresh_seconds=0.5)
@@ -139,3 +152,42 @@ def test_real_records_conform(api_schema: Any, served: dict[str, Any]) -> None:
         response = case.call_and_validate(checks=CHECKS, timeout=10)
         statuses.append(response.status_code)
     assert statuses == [200, 200, 200, 200, 400, 200, 200, 200, 200, 200, 200]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_schemathesis_run_against_velvet_serve_finds_nothing(tmp_path: Path) -> None:
+    seed(tmp_path)
+    port = _free_port()
+    env = {**os.environ, "VELVET_MANIFEST": str(tmp_path / "subscription-manifest.yml"),
+           "VELVET_STATE": str(tmp_path / "state.git"), "VELVET_CACHE_DIR": str(tmp_path / "c"),
+           "VELVET_ENV": "prod"}
+    server = subprocess.Popen([sys.executable, "-m", "velvet_runner", "serve", "--port",
+                               str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):  # wait until it listens (a safety net, not a timing assertion)
+            try:
+                if httpx.get(base + "/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            server.kill()
+            pytest.fail(f"velvet serve did not start: {server.communicate()[1][-2000:]}")
+        run = subprocess.run(
+            [str(Path(sys.executable).parent / "schemathesis"), "run", base + "/openapi.json",
+             "--checks", "all", "--max-examples", "20", "--seed", "1", "--no-color"],
+            cwd=tmp_path, capture_output=True, text=True, check=False, timeout=600)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    summary = run.stdout[-3000:]
+    assert run.returncode == 0, summary
+    assert "Failures:" not in run.stdout, summary
+    assert " passed" in summary

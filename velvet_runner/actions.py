@@ -255,14 +255,6 @@ def _four_eyes(login: str | None, job: Job, allowed: set[str],
                               "(four eyes)")
 
 
-def _entered_current_state(job: Job) -> datetime:
-    """When the job last moved into its current status (approvals must come after it)."""
-    for event in reversed(job.events):
-        if event.to_state == str(job.status) and event.from_state != event.to_state:
-            return event.at
-    return job.created_at
-
-
 class ActionsGate:
     """Checks a gated stage's approval through the GitHub API before any side effect."""
 
@@ -354,7 +346,9 @@ class ActionsGate:
     def _fallback_approval(self, job: Job, action: Action, environment: str,
                            allowed: set[str], initiators: dict[str, str | None],
                            base: dict[str, Any]) -> dict[str, Any]:
-        since = _entered_current_state(job)
+        from velvet_runner.timeline import since as entered_status
+
+        since = entered_status(job)  # approvals must come after it
         candidates = [e for e in job.events if e.action == FALLBACK_EVENT
                       and e.data.get("action") == str(action)
                       and e.data.get("environment") == environment and e.at >= since]
@@ -465,6 +459,7 @@ def record_fallback_approval(settings: Settings, manifest: Manifest, store: Stor
     """
     from velvet_runner.machine import Action, allowed
     from velvet_runner.records import Event
+    from velvet_runner.timeline import require_serves
 
     env = _environ(environ)
     if not in_actions(env):
@@ -481,9 +476,7 @@ def record_fallback_approval(settings: Settings, manifest: Manifest, store: Stor
     environment = environment_for(str(act), job.env)
     if environment is None:
         raise BadArgument(f"{act} needs no approval; gated actions: {', '.join(GATED)}")
-    if settings.env is not None and settings.env != job.env:
-        raise BadArgument(f"job {job_id} is env {job.env} but this runner is VELVET_ENV="
-                          f"{settings.env}")
+    require_serves(settings.env, job.env, f"job {job_id}")
     cred = manifest.credential(job.credential)
     if cred is None:
         raise InputError(f"credential {job.credential} is not in the manifest")
@@ -659,6 +652,7 @@ def dispatch_command(workflow: str, pairs: Sequence[str], ref: str | None, job_i
     GITHUB_TOKEN may dispatch workflows.
     """
     from velvet_runner.settings import Settings
+    from velvet_runner.timeline import require_env
 
     env = os.environ
     settings = Settings.from_env()
@@ -672,9 +666,8 @@ def dispatch_command(workflow: str, pairs: Sequence[str], ref: str | None, job_i
         rows = json.loads(Path(due_file).read_text(encoding="utf-8") or "[]")
         if not isinstance(rows, list):
             raise BadArgument(f"{due_file} is not the list `velvet due --json` prints")
-        if settings.env is None:
-            raise BadArgument("VELVET_ENV is not set")
-        for result in dispatch_due(api, repository, workflow, ref, rows, env=settings.env,
+        for result in dispatch_due(api, repository, workflow, ref, rows,
+                                   env=require_env(settings.env),
                                    stagger_seconds=stagger):
             click.echo(f"{result['credential']}: started {workflow} "
                        f"{result.get('html_url') or '(run id not returned)'}")

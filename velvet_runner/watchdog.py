@@ -8,8 +8,8 @@
     overdue               credentials whose schedule says they should have rotated by now
     revocation_debt       tokens minted and not yet proven dead (rolled back, aborted, superseded)
 
-How long a job has been in its status is read from its events (the last transition into it),
-so a note added later (a notification, a refused confirmation) does not reset the clock.
+How long a job has been in its status is `timeline.since` (the last transition into it), so a
+note added later (a notification, a refused confirmation) does not reset the clock.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from velvet_runner import timeline
 from velvet_runner.machine import OPERATOR_STATES, State, allowed, is_terminal
 from velvet_runner.manifest import Manifest
 from velvet_runner.records import Job, iso
@@ -28,16 +29,8 @@ GATE_STATES = frozenset({State.VERIFIED, State.VALIDATED})
 SECTIONS = ("stuck", "waiting_on_operator", "approvals_waiting", "overdue", "revocation_debt")
 
 
-def status_since(job: Job) -> datetime:
-    """When the job entered its current status (its last real transition)."""
-    for event in reversed(job.events):
-        if event.to_state == job.status and event.from_state != event.to_state:
-            return event.at
-    return job.updated_at
-
-
 def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
-    since = status_since(job)
+    since = timeline.since(job)
     return {"credential": job.credential, "job_id": job.job_id, "flow": str(job.flow_type),
             "status": str(job.status), "since": iso(since),
             "minutes": max(0, int((now - since).total_seconds() // 60)),
@@ -46,14 +39,15 @@ def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
 
 
 def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
-               env: str | None = None) -> dict[str, list[dict[str, Any]]]:
+               env: str | None) -> dict[str, list[dict[str, Any]]]:
+    served = timeline.require_env(env)
     store.refresh()
     found: dict[str, list[dict[str, Any]]] = {section: [] for section in SECTIONS}
     names = sorted(set(store.credentials(fetch=False)) | {c.name for c in manifest.credentials})
     for name in names:
         # Every job, not a recent window: an old aborted job's orphaned token is still debt.
         for job in store.list_jobs(name, None, fetch=False):
-            if env and job.env != env:
+            if not timeline.serves(served, job.env):
                 continue
             for debt in job.revocation_debt:
                 if debt.settled_at is None:
@@ -63,7 +57,7 @@ def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                         "reason": debt.reason, "since": iso(debt.since)})
             if is_terminal(job.flow_type, job.status):
                 continue
-            age = now - status_since(job)
+            age = now - timeline.since(job)
             if job.status in OPERATOR_STATES:
                 found["waiting_on_operator"].append(_job_row(job, now, "needs an operator action"))
             elif job.status in GATE_STATES:
@@ -75,7 +69,8 @@ def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                        else "interrupted mid-stage: re-run its action to resume")
                 found["stuck"].append(_job_row(job, now, f"same status for over 5 minutes; "
                                                          f"{why}"))
-    found["overdue"].extend(due_credentials(manifest, store, now, env=env))
+    found["overdue"].extend(due_credentials(manifest, store, now, env=served,
+                                             fetch=False))
     return found
 
 
@@ -106,7 +101,7 @@ def render(findings: dict[str, list[dict[str, Any]]]) -> str:
         elif section == "overdue":
             out += _table(["CREDENTIAL", "SCHEDULE", "DUE SINCE", "REASON"],
                           [[r["credential"], str(r.get("schedule") or "-"),
-                            "-" if r["reason"].startswith("never") else r["due_at"],
+                            r["due_at"],
                             r["reason"]] for r in rows])
         else:
             out += _table(["CREDENTIAL", "JOB", "STATUS", "SINCE", "MIN", "NEXT"],
