@@ -156,6 +156,12 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
             parts.append(f"| {_iso(event.at)} | `{data.get('approver', event.actor)}` | "
                          f"`{data.get('environment', '')}` | {data.get('kind', event.action)} | "
                          f"{run} |")
+    unproven = job.unproven_rows()
+    if any(unproven.values()):
+        parts += ["", "### Rows Velvet did not prove", ""]
+        parts += [f"- {kind.replace('_', ' ')}: " + ", ".join(f"`{c}`" for c in ids)
+                  for kind, ids in unproven.items() if ids]
+        parts += ["", "These keep (or may keep) the old value: revoking it cuts them off."]
     debt = [d for d in job.revocation_debt if d.settled_at is None]
     if debt:
         parts += ["", "### Revocation debt", "",

@@ -19,6 +19,7 @@ from velvet_runner.errors import VelvetError
 
 if TYPE_CHECKING:
     from velvet_runner.engine import Engine
+    from velvet_runner.engine.progress import Progress
     from velvet_runner.records import Job
     from velvet_runner.settings import Settings
     from velvet_runner.store import Store
@@ -42,7 +43,7 @@ def _store(settings: Settings) -> Store:
     return Store(settings.state, settings.state_branch, settings.cache_dir)
 
 
-def _engine(settings: Settings) -> Engine:
+def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.engine import Engine
     from velvet_runner.logs import setup
@@ -52,8 +53,30 @@ def _engine(settings: Settings) -> Engine:
     setup()
     manifest = manifest_mod.load(settings.manifest)
     flags = manifest_mod.load_flags(settings.manifest)
-    return Engine(settings, manifest, _store(settings), Wiring(settings), flags=flags,
-                  notifier=notifier_from_settings(settings), gate=_gate(settings, manifest))
+    wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
+    return Engine(settings, manifest, _store(settings), wiring, flags=flags,
+                  notifier=notifier_from_settings(settings), gate=_gate(settings, manifest),
+                  progress=progress)
+
+
+def _progress() -> Progress:
+    """Progress on stderr, and Ctrl-C as a request to stop at the next safe point (a second
+    Ctrl-C stops at once; a resume reconciles either way)."""
+    import signal
+
+    from velvet_runner.engine.progress import Progress
+
+    progress = Progress(lambda line: click.echo(line, err=True))
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if progress.stop.is_set():
+            raise KeyboardInterrupt
+        progress.stop.set()
+        click.echo("velvet: stopping at the next safe point (Ctrl-C again to stop now)",
+                   err=True)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return progress
 
 
 def _gate(settings: Settings, manifest: Any) -> Any:
@@ -144,7 +167,7 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
 
-    engine = _engine(_settings())
+    engine = _engine(_settings(), _progress())
     try:
         job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
                          accept_debt=accept_debt)

@@ -18,6 +18,7 @@ import httpx
 from pydantic import SecretStr
 
 from velvet_runner import manifest as manifest_mod
+from velvet_runner import timeline
 from velvet_runner.engine import Engine
 from velvet_runner.machine import Action, Flow, State
 from velvet_runner.manifest import HttpCheck
@@ -101,9 +102,7 @@ def _prove(cred: manifest_mod.Credential, wiring: Wiring, old: SecretStr | None,
         echo("proof: FAILED — the vault's current value is not accepted")
         proven = False
     with httpx.Client(timeout=10) as http:
-        for consumer in cred.consumers:
-            if not consumer.active or consumer.env != cred.env:
-                continue
+        for consumer in timeline.live_consumers(cred):
             if isinstance(consumer.healthcheck, HttpCheck):
                 status = http.get(str(consumer.healthcheck.url)).status_code
                 good = status == consumer.healthcheck.expect_status

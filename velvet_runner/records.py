@@ -234,6 +234,16 @@ class Job(_Record):
         return allowed(self.flow_type, self.status, force_revoke=self.force_revoke,
                        rolling_back=self.rollback is not None)
 
+    def unproven_rows(self) -> dict[str, list[str]]:
+        """Rows a person vouched for, and rows left out: they keep (or may keep) the old value
+        that proceed_revoke is about to revoke, so its confirmation and summary name them."""
+        def having(status: RowStatus) -> list[str]:
+            return [r.consumer_id for r in self.consumers
+                    if status in (r.distribute_status, r.validate_status)]
+
+        return {"skipped_consumers": having(RowStatus.SKIPPED),
+                "manually_confirmed_consumers": having(RowStatus.MANUALLY_CONFIRMED)}
+
     def token(self, token_id: str) -> Token | None:
         return next((t for t in self.ledger if t.token_id == token_id), None)
 

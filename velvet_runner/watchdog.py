@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from velvet_runner import timeline
-from velvet_runner.machine import OPERATOR_STATES, State, allowed, is_terminal
+from velvet_runner.machine import OPERATOR_STATES, State, is_terminal
 from velvet_runner.manifest import Manifest
 from velvet_runner.records import Job, iso
 from velvet_runner.schedule import due_credentials
@@ -34,8 +34,7 @@ def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
     return {"credential": job.credential, "job_id": job.job_id, "flow": str(job.flow_type),
             "status": str(job.status), "since": iso(since),
             "minutes": max(0, int((now - since).total_seconds() // 60)),
-            "why": why, "next": [str(a) for a in allowed(job.flow_type, job.status,
-                                                          force_revoke=job.force_revoke)]}
+            "why": why, "next": [str(a) for a in job.next_actions()]}
 
 
 def find_stuck(manifest: Manifest, store: Store, now: datetime, *,

@@ -310,3 +310,50 @@ def test_a_vendor_that_cannot_regenerate_revokes_the_lost_key_and_mints_once_mor
     assert keys == {old_id, resumed.new_auth_id}
     done = revoke(engine, resumed)
     assert done.status == "done", last(done)
+
+
+# --- manual_confirm is verified where the target reads back (issue #16) --------------------
+
+
+def test_manual_confirm_of_a_row_that_never_got_the_value_is_refused(eng_world: EngWorld) -> None:
+    """Every write to one app failed with 500; before revoke its old value still passes its
+    healthcheck, so trusting the operator's click would cut it off at revoke."""
+    engine, job = start(eng_world)
+    api_row = "heroku-config-api-prod"
+    eng_world.fault("heroku", method="PATCH", path="/apps/raxx-api-prod/config-vars", status=500)
+    job = engine.run(job.job_id, "proceed_mint")
+    assert job.status == "distribute_partial", last(job)
+    refused = eng_world.cli("stage", job.job_id, "manual_confirm", "--consumer", api_row)
+    assert refused.returncode == 2, refused.stderr
+    assert f"manual_confirm refused: {api_row} does not hold the new value" in refused.stderr
+    assert "--ticket" in refused.stderr and "Traceback" not in refused.stderr
+    assert eng_world.job(job.job_id).status == "distribute_partial"
+
+    # With the operator's evidence it is accepted, and the evidence is on the record.
+    vouched = eng_world.cli_job("stage", job.job_id, "manual_confirm", "--consumer", api_row,
+                                "--ticket", "OPS-77")
+    event = next(e for e in reversed(vouched.events) if e.action == "manual_confirm")
+    assert "OPS-77" in event.data["evidence"][api_row]
+    eng_world.clear_faults("heroku")
+    done = eng_world.cli_job("stage", job.job_id, "proceed_revoke", "--ticket", ticket(HK),
+                             "--confirm", HK)
+    revoking = next(e for e in done.events if e.action == "proceed_revoke")
+    assert revoking.data["manually_confirmed_consumers"] == [api_row]
+    assert api_row in (revoking.detail or "")
+    summary = (eng_world.workdir / "step-summary.md").read_text()
+    assert "Rows Velvet did not prove" in summary and api_row in summary
+
+
+def test_manual_confirm_of_a_row_holding_the_new_value_reads_it_back(eng_world: EngWorld) -> None:
+    engine, job = start(eng_world)
+    api_row = "heroku-config-api-prod"
+    eng_world.fault("heroku", method="PATCH", path="/apps/raxx-api-prod/config-vars", status=500)
+    job = engine.run(job.job_id, "proceed_mint")
+    eng_world.clear_faults("heroku")
+    pending = eng_world.vault(HK, "__PENDING")
+    assert pending is not None
+    eng_world.sandbox.heroku.set_config_vars("raxx-api-prod", {"HEROKU_API_KEY": pending})
+    job = engine.run(job.job_id, "manual_confirm", consumers=[api_row])
+    assert job.status == "validated", last(job)
+    confirmed = next(e for e in job.events if e.action == "manual_confirm")
+    assert confirmed.data["evidence"][api_row] == "reads back the new value"

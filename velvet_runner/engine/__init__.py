@@ -20,7 +20,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from velvet_runner import ledger
+from velvet_runner import ledger, timeline
 from velvet_runner.errors import (
     BadArgument,
     ConflictError,
@@ -48,10 +48,11 @@ from velvet_runner.wiring import Wiring
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
 from .journal import LEASE_TTL
+from .progress import Interrupted, Progress
 from .revocation import LeakStillOpen
 
-__all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "LeakStillOpen", "Notifier",
-           "stage_failed"]
+__all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
+           "Notifier", "Progress", "stage_failed"]
 
 FLAG = "velvet_v2_rotation"
 
@@ -70,7 +71,8 @@ class Engine:
     def __init__(self, settings: Settings, manifest: Manifest, store: Store, wiring: Wiring,
                  *, flags: dict[str, bool] | None = None, notifier: Notifier | None = None,
                  gate: Gate | None = None, now: Callable[[], Any] = utcnow,
-                 on_transition: Callable[[Job, Event], None] | None = None) -> None:
+                 on_transition: Callable[[Job, Event], None] | None = None,
+                 progress: Progress | None = None) -> None:
         self.settings = settings
         self.manifest = manifest
         self.store = store
@@ -81,6 +83,7 @@ class Engine:
         self.now = now
         self.actor = settings.actor or "unknown"
         self.on_transition = on_transition
+        self.progress = progress if progress is not None else Progress()
 
     # --- preconditions -------------------------------------------------------------------
 
@@ -98,12 +101,7 @@ class Engine:
         return cred
 
     def _require_env(self, env: str, what: str) -> None:
-        if self.settings.env is None:
-            raise BadArgument("VELVET_ENV is not set; set it to the environment this runner "
-                              "serves (prod or staging)")
-        if env != self.settings.env:
-            raise BadArgument(f"{what} is env {env} but this runner is VELVET_ENV="
-                              f"{self.settings.env}; run it against the {env} Velvet")
+        timeline.require_serves(self.settings.env, env, what)
 
     def _rotatable(self, cred: Credential) -> list[Consumer]:
         if cred.name in BOOTSTRAP_CREDENTIALS:
@@ -112,7 +110,7 @@ class Engine:
         if not cred.active:
             raise InputError(f"{cred.name} has active: false in the manifest; fix the manifest "
                              "first or rotate it manually per the vendor SOP (runbook section 1)")
-        live = [c for c in cred.consumers if c.env == cred.env and c.active]
+        live = timeline.live_consumers(cred)
         if not live:
             raise InputError(f"{cred.name} has no active {cred.env} consumers registered; use the "
                              "per-credential SOP in docs/ops/runbooks/rotation/")
@@ -224,6 +222,13 @@ class Engine:
         except LeakStillOpen as exc:
             exc.job = run.job
             raise
+        except Interrupted:
+            resume = _resume_command(job_id, act, consumers, ticket, confirm)
+            run.journal.stopping = True
+            run.journal.note("interrupted", "stopped by the operator (Ctrl-C) at a safe point; "
+                             f"resume with: {resume}")
+            raise Interrupted(f"stopped at a safe point: job {job_id} is {run.job.status}; "
+                              f"resume with: {resume}") from None
         finally:
             run.journal.release()
         return run.job
@@ -239,8 +244,9 @@ class Engine:
         """
         self.require_enabled()
         report: list[dict[str, Any]] = []
+        runner_env = timeline.require_env(self.settings.env)
         for cred in self.manifest.credentials:
-            if self.settings.env is not None and cred.env != self.settings.env:
+            if not timeline.serves(runner_env, cred.env):
                 continue
             jobs = [j for j in self.store.list_jobs(cred.name) if ledger.debt(j)]
             for job in jobs:
@@ -284,6 +290,15 @@ class Engine:
             return current
 
         self.store.update(job.credential, job.job_id, apply)
+
+
+def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,
+                    confirm: str | None) -> str:
+    words = ["velvet", "stage", job_id, str(act)]
+    words += [w for c in consumers for w in ("--consumer", c)]
+    words += ["--ticket", ticket] if ticket else []
+    words += ["--confirm", confirm] if confirm else []
+    return " ".join(words)
 
 
 def _run_url() -> str | None:

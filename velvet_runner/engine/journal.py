@@ -48,7 +48,10 @@ class Journal:
         self._taking: Action | None = None  # the lease to take with the next write
         self._saved = job.status  # the status on the branch as of our last write (the CAS)
         self._queued: list[Callable[[Job], Event | None]] = []  # not yet committed
-        self.announced: set[str] = set()  # intents this run made (no earlier run acted on them)
+        # intents this run made (no earlier run acted on them)
+        self.announced: set[str] = set()
+        self.stopping = False  # recording an interruption: no further checkpoints
+        self.checkpoints = True  # off while a fan-out saves rows from its loop
 
     # --- transitions and events ----------------------------------------------------------
 
@@ -215,6 +218,9 @@ class Journal:
                 self.e.on_transition(self.job, event)
         if events and self.job.status in NOTIFY_STATES and self.e.notifier is not None:
             self._notify(expected)
+        # Every committed write is a safe point to stop at (a resume reconciles from here).
+        if self.checkpoints and not self.stopping and self.job.status in IN_PROGRESS:
+            self.e.progress.checkpoint()
         return self.job
 
     def _notify(self, previous: State) -> None:

@@ -315,7 +315,7 @@ def distribute(run: Run) -> None:
                   attempts=attempts)
 
     fan_out(run, [c for _, c in todo], write, done,
-            lambda reason: (RowStatus.FAILED, reason, "unknown"))
+            lambda reason: (RowStatus.FAILED, reason, "unknown"), what="distributing")
     run.crash("after_distribute")
     result = outcome(r.distribute_status for r in run.job.consumers)
     failed = [r.consumer_id for r in run.job.consumers if r.distribute_status == RowStatus.FAILED]
@@ -370,7 +370,9 @@ def check_rows(run: Run, todo: list[tuple[ConsumerRow, Consumer]], value: Secret
             run.crash(crash_point)
 
     fan_out(run, [c for _, c in todo], check, done,
-            lambda reason: CheckResult(RowStatus.FAILED, reason))
+            lambda reason: CheckResult(RowStatus.FAILED, reason),
+            what="checking" if settle else "re-checking",
+            settle=checker.settle_seconds if settle else None)
 
 
 # --- stage 3: revoke -------------------------------------------------------------------
@@ -415,8 +417,11 @@ def proceed_revoke(run: Run, act: Action, args: Args) -> Job:
                 ledger.set_life(old, Life.REVOKING, run.e.now())
                 old.intent = "revoke"
 
-        j.move(Action.PROCEED_REVOKE, f"revoking the old value (ticket {ticket})",
-               data={"ticket": ticket, "unvalidated_consumers": unvalidated}, mutate=record)
+        unproven = run.job.unproven_rows()
+        j.move(Action.PROCEED_REVOKE, f"revoking the old value (ticket {ticket})"
+               + "".join(f"; {kind}: {', '.join(ids)}" for kind, ids in unproven.items() if ids),
+               data={"ticket": ticket, "unvalidated_consumers": unvalidated, **unproven},
+               mutate=record)
     return revoke(run)
 
 

@@ -39,21 +39,30 @@ def mark_rows(run: Run, act: Action, args: Args) -> Job:
     field = "distribute_status" if distributing else "validate_status"
     status = (RowStatus.MANUALLY_CONFIRMED if act == Action.MANUAL_CONFIRM
               else RowStatus.SKIPPED)
+    evidence: dict[str, str] = {}
     for cid in consumer_ids:
-        run.consumer(cid)
+        consumer = run.consumer(cid)
         row = run.job.row(cid)
         if row is None:
             raise BadArgument(f"consumer {cid} is not part of job {run.job.job_id}")
         if getattr(row, field) in DONE_ROW:
             raise BadArgument(f"consumer {cid} is already {getattr(row, field)}")
+        if act == Action.MANUAL_CONFIRM:
+            evidence[cid] = _confirm_evidence(run, consumer, args.ticket)
     for cid in consumer_ids:
-        extra: dict[str, Any] = {field: status, "detail": f"{act} by {run.e.actor}"}
+        extra: dict[str, Any] = {field: status, "detail": f"{act} by {run.e.actor}"
+                                 + (f": {evidence[cid]}" if cid in evidence else "")}
         if distributing and act == Action.MANUAL_CONFIRM:
             extra["holds"] = "new"  # runbook 6c option B: the operator pushed it by hand
         if distributing and act == Action.SKIP_CONSUMER:
             extra["validate_status"] = RowStatus.SKIPPED
         j.set_row(cid, **extra)
-    j.move(act, f"{', '.join(consumer_ids)} {status}", data={"consumers": consumer_ids})
+    data: dict[str, Any] = {"consumers": consumer_ids}
+    if evidence:
+        data["evidence"] = evidence
+    if args.ticket:
+        data["ticket"] = args.ticket
+    j.move(act, f"{', '.join(consumer_ids)} {status}", data=data)
     # Re-evaluate without touching other rows: the stage resumes only if every row is done.
     if run.job.status == State.DISTRIBUTING:
         result = outcome(r.distribute_status for r in run.job.consumers)
@@ -63,6 +72,29 @@ def mark_rows(run: Run, act: Action, args: Args) -> Job:
         return job
     result = outcome(r.validate_status for r in run.job.consumers)
     return j.move(result, f"validation {result}")
+
+
+def _confirm_evidence(run: Run, consumer: Consumer, ticket: str | None) -> str:
+    """manual_confirm is checked where the target can be read back: the row must hold the new
+    value, or the operator's ticket must say why it is right anyway."""
+    target = run.target(consumer)
+    if not target.READABLE:
+        return (f"{consumer.kind} cannot be read back; taken on the operator's word"
+                + (f" (ticket {ticket})" if ticket else ""))
+    try:
+        stored = target.fingerprint()
+    except VendorError as exc:
+        stored, why = None, f"could not be read back ({exc})"
+    else:
+        why = ("holds no value" if stored is None else "does not hold the new value "
+               f"(it holds {stored})")
+    if stored is not None and stored == run.job.new_fingerprint:
+        return "reads back the new value"
+    if ticket:
+        return f"{why}; confirmed on the operator's evidence (ticket {ticket})"
+    raise BadArgument(f"manual_confirm refused: {consumer.consumer_id} {why}. Push the new value "
+                      "to it and confirm again, or give --ticket with your evidence that it is "
+                      "right")
 
 
 # --- revoked by hand -------------------------------------------------------------------
@@ -316,7 +348,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
             failures.append(consumer.consumer_id)
             j.set_row(consumer.consumer_id, holds="unknown", detail=f"rollback: {detail}")
 
-    fan_out(run, [c for _, c in todo], write, done)
+    fan_out(run, [c for _, c in todo], write, done, what="rolling back")
     if failures:
         return j.note("rollback_failed", "could not restore the old value on "
                       + ", ".join(sorted(failures)) + f"; run velvet stage {run.job.job_id} "

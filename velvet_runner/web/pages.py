@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from velvet_runner import report
-from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State, allowed
+from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State
 from velvet_runner.machine import is_terminal as _is_terminal
 from velvet_runner.manifest import Credential, Manifest
 from velvet_runner.records import DONE_ROW, Job, RowStatus
@@ -121,7 +121,7 @@ class NextStage:
 def next_workflow(job: Job) -> tuple[str, str, list[Action]] | None:
     """(workflow file, label, allowed actions) of what runs the job next; None when finished."""
     flow, state = job.flow_type, State(job.status)
-    actions = allowed(flow, state, force_revoke=job.force_revoke)
+    actions = job.next_actions()
     if not actions:
         return None
     if state in OPERATOR_STATES:
