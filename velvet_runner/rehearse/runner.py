@@ -112,7 +112,7 @@ def local_repositories(workflow: Path, project: Path) -> list[str]:
                 continue
             name, _, ref = uses.partition("@")
             if name == PROJECT_ACTION:
-                mappings.append(f"{uses}={project}")
+                mappings.append(f"{uses}={project}")  # an export: act tars the folder
                 todo.append((project / "action.yml",
                              yaml.safe_load((project / "action.yml").read_text("utf-8"))))
                 continue
@@ -171,6 +171,7 @@ class Rehearsal:
                          repos=[GITHUB_REPOSITORY, GITHUB_PLATFORM_REPO])
             self._state_repo()
             self._python()
+            self.project = self._export()
         except BaseException:
             self.sandbox.stop()
             raise
@@ -195,6 +196,20 @@ class Rehearsal:
             f'[url "{state}"]\n\tinsteadOf = {self.server_url}/{GITHUB_REPOSITORY}.git\n'
             "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
             encoding="utf-8")
+
+    def _export(self) -> Path:
+        """The repository's files (tracked and new, not ignored): what a caller's `uses:` of
+        this action gets. act copies a --local-repository folder whole, .venv included."""
+        target = self.folder / "project"
+        shutil.rmtree(target, ignore_errors=True)
+        listed = subprocess.run(["git", "-C", str(self.root), "ls-files", "-co",
+                                 "--exclude-standard", "-z"], capture_output=True, check=True)
+        for name in filter(None, listed.stdout.decode().split("\0")):
+            source = self.root / name
+            if source.is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / name)
+        return target
 
     def _python(self) -> None:
         """The stand-in setup-python's virtualenv (made once per rehearsal folder)."""
@@ -320,7 +335,7 @@ class Rehearsal:
         gh_run = self.sandbox.github._repos[info.repo].runs[info.run_id]
         out = self.folder / "runs" / str(info.run_id)
         try:
-            mappings = local_repositories(workflow, self.root)
+            mappings = local_repositories(workflow, self.project)
         except InputError as exc:
             out.mkdir(parents=True, exist_ok=True)
             (out / "log.txt").write_text(f"refused: {exc}\n", encoding="utf-8")
@@ -343,9 +358,9 @@ class Rehearsal:
             proc = subprocess.run(command, env=env, capture_output=True, text=True,
                                   timeout=RUN_TIMEOUT_SECONDS, check=False, cwd=workdir)
             code, stdout = proc.returncode, proc.stdout + proc.stderr
-        except subprocess.TimeoutExpired as exc:
-            code, stdout = -1, f"{exc.stdout or ''}\nact timed out\n"
-        log, summary, outputs = _parse_act(stdout)
+        except subprocess.TimeoutExpired:
+            code, stdout = -1, "act timed out\n"
+        log, summary, outputs = _parse_act(self._scrub(stdout))
         (out / "log.txt").write_text(log, encoding="utf-8")
         (out / "summary.md").write_text(summary, encoding="utf-8")
         (out / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n",
@@ -359,6 +374,15 @@ class Rehearsal:
                            out, outputs)
         self.results[info.run_id] = result
         return result
+
+    def _scrub(self, text: str) -> str:
+        """act masks the secrets it was given in its messages, not in the fields of its JSON
+        lines (a step output's value): every value the rehearsal or the sandbox issued goes."""
+        values = {*self.sandbox.token_values(), *self.tokens.values(), self.app_token}
+        for value in sorted((v for v in values if len(v) >= 8), key=len, reverse=True):
+            text = text.replace(value, "***")
+            text = text.replace(json.dumps(value)[1:-1], "***")
+        return text
 
     # -- reporting ----------------------------------------------------------------------
 
