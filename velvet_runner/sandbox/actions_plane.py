@@ -234,7 +234,9 @@ class ActionsPlane:
         specs = []
         for path in sorted((root / ".github" / "workflows").glob("*.y*ml")):
             spec = WorkflowSpec.read(path)
-            required = [n for n, s in spec.inputs.items() if (s or {}).get("required")]
+            # Omitted inputs take their defaults: only a required input without one must be sent.
+            required = [n for n, s in spec.inputs.items()
+                        if (s or {}).get("required") and (s or {}).get("default") is None]
             self.state.add_workflow(repo, spec.file, list(spec.inputs), required=required,
                                     dispatchable="workflow_dispatch" in spec.triggers,
                                     name=spec.name)
