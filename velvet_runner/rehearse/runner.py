@@ -352,7 +352,8 @@ class Rehearsal:
         for mapping in mappings:
             command += ["--local-repository", mapping]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VELVET_", "GITHUB_"))}
-        env.update({"XDG_CACHE_HOME": str(self.folder / "cache"),
+        env.update({"ACT_DISABLE_VERSION_CHECK": "1",  # act asks api.nektosact.com otherwise
+                    "XDG_CACHE_HOME": str(self.folder / "cache"),
                     "GIT_CONFIG_GLOBAL": str(self.gitconfig), "GIT_CONFIG_NOSYSTEM": "1"})
         try:
             proc = subprocess.run(command, env=env, capture_output=True, text=True,
