@@ -16,6 +16,7 @@ import click
 
 from velvet_runner.actions import COMMANDS as ACTIONS_COMMANDS
 from velvet_runner.errors import VelvetError
+from velvet_runner.rehearse.cli import rehearse
 
 if TYPE_CHECKING:
     from velvet_runner.engine import Engine
@@ -326,6 +327,7 @@ def demo(credential: str) -> None:
 # rotations) live with the rest of the GitHub Actions layer.
 for _command in ACTIONS_COMMANDS:
     cli.add_command(_command)
+cli.add_command(rehearse)
 
 
 def _fail(message: str, code: int) -> NoReturn:

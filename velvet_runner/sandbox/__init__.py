@@ -16,7 +16,12 @@ __all__ = ["Sandbox", "main"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from velvet_runner.sandbox import world
+        try:
+            from velvet_runner.sandbox import world
+        except ImportError as exc:  # the sandbox is an extra: stage installs leave it out
+            from velvet_runner.errors import InputError
 
+            raise InputError(f"the sandbox needs {exc.name}: pip install "
+                             "'velvet-runner[sandbox]'") from None
         return getattr(world, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,6 +24,9 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
     POST   /repos/{owner}/{repo}/actions/workflows/{id or file}/dispatches
     GET    /repos/{owner}/{repo}/actions/runs/{run_id}
     GET    /repos/{owner}/{repo}/actions/runs/{run_id}/approvals
+    GET    /repos/{owner}/{repo}/actions/runs
+    GET | POST /repos/{owner}/{repo}/actions/runs/{run_id}/pending_deployments
+                                            (with an ActionsPlane attached: actions_plane.py)
     POST   /repos/{owner}/{repo}/issues
     GET    /repos/{owner}/{repo}/issues/{number}
 
@@ -68,6 +71,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from velvet_runner.sandbox.actions_plane import ActionsPlane
 from velvet_runner.sandbox.control import CONTROL_PREFIX, bearer_token, build_app, json_response
 
 Json = dict[str, Any]
@@ -395,6 +399,7 @@ class State:
     def __init__(self, *, clock: Clock = time.time) -> None:
         self.clock = clock
         self._lock = threading.RLock()
+        self.plane: ActionsPlane | None = None  # actions_plane.ActionsPlane attaches itself
         self._reset()
 
     def _reset(self) -> None:
@@ -1347,6 +1352,8 @@ def create_app(state: State) -> Starlette:
                     "at": now,
                 }
             )
+            if state.plane is not None:
+                state.plane.dispatched(repo, run, inputs)
             if not details:
                 return _no_content()
             run_json = views.run(repo, run)
@@ -1374,6 +1381,27 @@ def create_app(state: State) -> Starlette:
             repo = repo_of(request, token)
             run = find_run(repo, request.path_params["run_id"])
             return json_response([views.approval(repo, a) for a in run.approvals])
+
+    async def list_runs(request: Request, token: _Token, views: _Views) -> Response:
+        with state._lock:
+            repo = repo_of(request, token)
+            rows = [views.run(repo, repo.runs[i]) for i in sorted(repo.runs, reverse=True)]
+            return json_response({"total_count": len(rows), "workflow_runs": rows})
+
+    async def pending_deployments(request: Request, token: _Token, views: _Views) -> Response:
+        body = await _body(request) if request.method == "POST" else {}
+        with state._lock:
+            repo = repo_of(request, token)
+            run = find_run(repo, request.path_params["run_id"])
+            if state.plane is None:
+                return json_response([])
+            if request.method == "GET":
+                return json_response(state.plane.pending_deployments(
+                    repo, run, token.login, views.user, lambda e: views.environment(repo, e)))
+            try:
+                return json_response(state.plane.review(repo, run, token.login, body))
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
 
     async def create_issue(request: Request, token: _Token, views: _Views) -> Response:
         body = await _body(request)
@@ -1439,6 +1467,8 @@ def create_app(state: State) -> Starlette:
         (f"{wf}/dispatches", dispatch, ["POST"]),
         (run, get_run, ["GET"]),
         (f"{run}/approvals", get_approvals, ["GET"]),
+        (f"{r}/actions/runs", list_runs, ["GET"]),
+        (f"{run}/pending_deployments", pending_deployments, ["GET", "POST"]),
         (f"{r}/issues", create_issue, ["POST"]),
         (f"{r}/issues/{{number}}", get_issue, ["GET"]),
     ]

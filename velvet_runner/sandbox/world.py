@@ -183,7 +183,7 @@ class Sandbox:
     def env(self, workdir: str | Path) -> dict[str, str]:
         """Everything Velvet reads from the environment, pointing at this sandbox."""
         self._require_started()
-        work = Path(workdir)
+        work = Path(workdir).resolve()  # a workflow's working directory is elsewhere
         return {
             "VELVET_HEROKU_API_URL": self.urls["heroku"],
             "VELVET_CLOUDFLARE_API_URL": self.urls["cloudflare"],
@@ -281,7 +281,7 @@ class Sandbox:
     def seed_world(self, workdir: str | Path) -> World:
         """Create the demo world's credentials and consumers; write manifest/ into workdir."""
         self._require_started()
-        work = Path(workdir)
+        work = Path(workdir).resolve()  # a workflow's working directory is elsewhere
         (work / "manifest").mkdir(parents=True, exist_ok=True)
         world = World(manifest_path=work / "manifest" / "subscription-manifest.yml",
                       flags_path=work / "manifest" / "flags.yml")

