@@ -49,9 +49,11 @@ def test_up_dispatch_and_approve_as_a_login(tmp_path):
                           "-f", "credential=HK_PLATFORM_FULL", "-f", "env=prod")
         assert started.returncode == 0, started.stderr
         stage1 = started.stdout.split()[1].rstrip(":")
-        table = _wait_for(folder, lambda out: "velvet-stage-2-mint.yml" in out)
+        # Stage 1 dispatches stage 2 before its own run is marked finished: wait for both.
+        done = f"{stage1}  velvet-stage-1-verify.yml  workflow_dispatch  alice  success"
+        table = _wait_for(folder, lambda out: "velvet-stage-2-mint.yml" in out and done in out)
         [stage2] = [line.split()[0] for line in table.splitlines() if "stage-2" in line]
-        assert f"{stage1}  velvet-stage-1-verify.yml  workflow_dispatch  alice  success" in table
+        assert done in table
 
         stranger = _velvet(folder, "approve", stage2, "--as", "carol")
         assert stranger.returncode == 2

@@ -262,3 +262,28 @@ def test_a_schedule_tick_starts_stage_1_once_even_when_it_repeats(rehearsal):
     assert stage1.outputs["credential"] == "AWS_DEPLOY_KEY"
     assert stage1.actor == "github-actions[bot]"
     assert _only_waiting(rh, STAGE2)
+
+
+def test_an_emergency_revocation_preempts_a_rotation_waiting_for_approval(rehearsal):
+    """Issue #12: the revocation workflow's `preempt` input aborts the credential's in-flight
+    job (here the one the schedule tick left waiting for stage 2) and revokes in one run."""
+    rh = rehearsal
+    credential = "AWS_DEPLOY_KEY"
+    stage2 = _only_waiting(rh, STAGE2)
+    refused = rh.dispatch("velvet-revocation.yml", {"credential": credential,
+                                                    "ticket": "INC-9", "env": "prod"},
+                          as_login="alice")
+    rh.approve(refused, "bob", comment="INC-9")
+    [first] = rh.drain()
+    assert first.conclusion == "failure"
+    assert "--preempt" in first.log  # the refusal names the command that takes over
+
+    emergency = rh.dispatch("velvet-revocation.yml", {"credential": credential,
+                                                      "ticket": "INC-9", "env": "prod",
+                                                      "preempt": "true"}, as_login="alice")
+    rh.approve(emergency, "bob", comment="INC-9")
+    [revoked] = rh.drain()
+    assert "preempted by an emergency revocation" in revoked.log, revoked.log
+    assert revoked.outputs["status"] in ("rev_done", "rev_leaked"), revoked.log
+    rh.approve(stage2, "bob", reject=True)
+    _no_values(rh, revoked.log, revoked.summary, json.dumps(revoked.outputs))

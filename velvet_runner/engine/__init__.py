@@ -4,11 +4,14 @@
     context      Run: one stage's journal, credential, adapters, values and proofs of death
     journal      the only writer of the record and the ledger: intents, outcomes, the lease
     handlers     HANDLERS[(flow, action)] beside machine.TABLES
-    operational  verify, mint -> distribute -> validate, proceed_revoke, revoke
+    operational  verify, then mint -> distribute -> validate
+    mint         minting under the ledger: at most one value issued per intent
+    revoke       stage 3: re-check, revoke the old value, prove it dead, promote the vault
     recovery     rows marked by hand, mark_manually_revoked, abort (residual, debt), rollback
     revocation   emergency revoke, lockout checks, leak resolution
     dry_run      the testing flow
     fanout       bounded concurrent work over consumers
+    progress     lines for the operator, and Ctrl-C as a request to stop at a safe point
 
 Stages are idempotent: an interrupted stage is resumed by running its action again, and it
 reconciles what the ledger says it was about to do with the vault and the vendor.

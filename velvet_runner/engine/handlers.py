@@ -9,7 +9,7 @@ from types import MappingProxyType
 from velvet_runner.machine import Action, Flow
 from velvet_runner.records import Job
 
-from . import dry_run, operational, recovery, revocation
+from . import dry_run, operational, recovery, revocation, revoke
 from .context import Args, Run
 
 Handler = Callable[[Run, Action, Args], Job]
@@ -24,8 +24,8 @@ HANDLERS: Mapping[tuple[Flow, Action], Handler] = MappingProxyType({
     (F.OPERATIONAL, A.RETRY_VALIDATION): operational.retry_validation,
     (F.OPERATIONAL, A.MANUAL_CONFIRM): recovery.mark_rows,
     (F.OPERATIONAL, A.SKIP_CONSUMER): recovery.mark_rows,
-    (F.OPERATIONAL, A.PROCEED_REVOKE): operational.proceed_revoke,
-    (F.OPERATIONAL, A.RETRY_REVOKE): operational.retry_revoke,
+    (F.OPERATIONAL, A.PROCEED_REVOKE): revoke.proceed_revoke,
+    (F.OPERATIONAL, A.RETRY_REVOKE): revoke.retry_revoke,
     (F.OPERATIONAL, A.MARK_MANUALLY_REVOKED): recovery.mark_manually_revoked,
     (F.OPERATIONAL, A.ABORT): recovery.abort,
     (F.OPERATIONAL, A.ROLLBACK): recovery.rollback,

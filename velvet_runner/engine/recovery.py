@@ -20,7 +20,8 @@ from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, iso
 
 from .context import Args, Run
 from .fanout import fan_out
-from .operational import advance, make_current, outcome
+from .operational import advance, outcome
+from .revoke import make_current
 
 
 class StillLive(InputError):

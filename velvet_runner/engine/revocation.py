@@ -45,10 +45,21 @@ def revoke(run: Run, act: Action, args: Args) -> Job:
         except (VendorError, InputError) as exc:
             j.move(act, "revoking at the vendor")
             return j.move(Outcome.FAILED, f"revoke failed: {exc}")
-        auth_id = run.vault_auth_id()
+        auth_id = _auth_id(run, current)
         j.move(act, "revoking at the vendor",
                mutate=lambda job: _announce(run, job, current, auth_id))
     return _continue(run, resumed=resumed)
+
+
+def _auth_id(run: Run, current: SecretStr) -> str | None:
+    """The vault's NAME__AUTH_ID, or what the vendor says the value is (an AWS key id)."""
+    auth_id = run.vault_auth_id()
+    if auth_id is None:
+        try:
+            auth_id = run.call(lambda: run.vendor.verify(current)).auth_id
+        except VendorError:
+            return None
+    return auth_id
 
 
 def _continue(run: Run, *, resumed: bool) -> Job:
