@@ -266,7 +266,7 @@ def _actions_outputs(job: Job) -> None:
 @click.option("--job", "job_id", default=None, help="One job by id.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
 @click.option("--all-events", is_flag=True,
-              help=f"With --job: every event, not only the last {10}.")
+              help="With --job: every event, not only the last 10.")
 @output_option
 def status(credential: str | None, job_id: str | None, limit: int, all_events: bool,
            as_json: bool | None) -> None:
