@@ -131,3 +131,18 @@ def test_proceed_revoke_is_shown_with_its_ticket_and_typed_back_name() -> None:
         f"velvet stage J proceed_revoke --ticket <TICKET> --confirm {CRED}")
     assert command("J", Action.SKIP_CONSUMER, consumers=["a", "b"]) == (
         "velvet stage J skip_consumer --consumer a --consumer b")
+
+
+def test_a_stage_on_a_terminal_ends_with_what_to_run_next(run_velvet: RunVelvet,
+                                                          tmp_path: Path) -> None:
+    job = _job(run_velvet)
+    ran = run_in_pty("stage", job["job_id"], "abort", cwd=tmp_path)
+    assert ran.code == 0, ran.err
+    lines = ran.out.rstrip("\n").splitlines()
+    assert lines[0] == f"{CRED}: job {job['job_id']} (operational, env prod)"
+    assert lines[1].startswith("Status: aborted")
+    assert lines[-3:] == ["Nothing left to run on this job.", "Next:",
+                          f"  velvet status --job {job['job_id']}"]
+    again = run_velvet("stage", job["job_id"], "abort")
+    assert again.returncode == 2
+    assert "can't abort when in aborted" in again.stderr
