@@ -516,3 +516,80 @@ def test_a_corrupt_job_of_another_credential_does_not_break_listing(store: Store
     assert store.job_ids(CRED) == [job.job_id]
     updated = store.update(CRED, job.job_id, moved(State.VERIFYING))
     assert updated.status == State.VERIFYING
+
+
+# --- records that do not parse, history that went away, repositories that are not there -------
+
+
+def _write(store: Store, files: dict[str, bytes | None]) -> None:
+    store.transact(lambda read, ls: Change(files, "by hand"))
+
+
+def test_a_corrupt_job_is_skipped_by_listings_and_named(store: Store) -> None:
+    from velvet_runner.errors import CorruptRecord
+
+    good, _ = store.create(make_job())
+    bad_path = f"jobs/{CRED}/00000000-0000-7000-8000-000000000000.json"
+    _write(store, {bad_path: b'{"secret-ish": '})
+    assert [j.job_id for j in store.list_jobs(CRED)] == [good.job_id]
+    assert len(store.problems) == 1
+    assert bad_path in store.problems[0]
+    assert "secret-ish" not in store.problems[0]
+    with pytest.raises(CorruptRecord, match="invalid JSON") as info:
+        store.get(CRED, "00000000-0000-7000-8000-000000000000")
+    assert info.value.path == bad_path
+    assert isinstance(info.value, ValueError)  # what callers caught before
+
+
+def test_a_corrupt_lock_refuses_create_and_is_left_by_a_terminal_move(store: Store,
+                                                                      bare_repo: Path) -> None:
+    from velvet_runner.errors import CorruptRecord
+    from velvet_runner.store import UNREADABLE_LOCK
+
+    job, _ = store.create(make_job())
+    _write(store, {f"locks/{CRED}.json": b"[]"})
+    with pytest.raises(CorruptRecord, match=f"locks/{CRED}.json"):
+        store.create(make_job())
+    assert store.lock_holder(CRED) == UNREADABLE_LOCK
+    store.update(CRED, job.job_id, moved(State.ABORTED))  # the job's own move is not lost
+    assert json.loads(blob(bare_repo, f"jobs/{CRED}/{job.job_id}.json"))["status"] == "aborted"
+    assert blob(bare_repo, f"locks/{CRED}.json") == b"[]"  # whose lock it is cannot be told
+
+
+def test_history_this_cache_saw_must_stay(store: Store, bare_repo: Path,
+                                          tmp_path: Path) -> None:
+    from velvet_runner.errors import StateHistoryLost
+
+    store.create(make_job())
+    seen = branch_head(bare_repo)
+    other = Store(str(bare_repo), BRANCH, tmp_path / "cache-elsewhere")
+    other.refresh()
+    # Someone replaces the branch with unrelated history.
+    empty_tree = subprocess.run(["git", "--git-dir", str(bare_repo), "hash-object", "-t",
+                                 "tree", "-w", "--stdin"], input=b"", capture_output=True,
+                                check=True).stdout.decode().strip()
+    orphan = subprocess.run(["git", "--git-dir", str(bare_repo), "-c", "user.name=x", "-c",
+                             "user.email=x@x", "commit-tree", empty_tree, "-m", "orphan"],
+                            capture_output=True, check=True).stdout.decode().strip()
+    remote_git(bare_repo, "update-ref", f"refs/heads/{BRANCH}", orphan)
+    with pytest.raises(StateHistoryLost, match="was replaced"):
+        store.refresh()
+    with pytest.raises(StateHistoryLost):
+        store.create(make_job())
+    assert store.head(fetch=False) == seen  # readers keep the history they know
+    remote_git(bare_repo, "update-ref", "-d", f"refs/heads/{BRANCH}")
+    with pytest.raises(StateHistoryLost, match="is gone"):
+        other.refresh()
+    remote_git(bare_repo, "update-ref", f"refs/heads/{BRANCH}", seen or "")
+    assert store.refresh() == seen  # restored: accepted again
+
+
+def test_a_missing_local_repository_is_created_only_when_allowed(tmp_path: Path) -> None:
+    from velvet_runner.errors import BadArgument
+
+    missing = tmp_path / "typo.git"
+    with pytest.raises(BadArgument, match="no state repository at"):
+        Store(str(missing), BRANCH, tmp_path / "cache", create=False).refresh()
+    assert not missing.exists()
+    Store(str(missing), BRANCH, tmp_path / "cache").refresh()
+    assert (missing / "HEAD").exists()

@@ -8,9 +8,10 @@ starts fast.
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -26,10 +27,42 @@ if TYPE_CHECKING:
     from velvet_runner.store import Store
 
 FLOWS = ("operational", "revocation", "testing")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _emit_job(job: Job) -> None:
     click.echo(job.to_json(), nl=False)
+
+
+# --- the Output rule (DESIGN.md, Amendments): people on a terminal, JSON everywhere else ------
+
+
+def output_option(command: F) -> F:
+    """`--json/--human`; neither means JSON unless stdout is a terminal outside Actions."""
+    return click.option(
+        "--json/--human", "as_json", default=None,
+        help="JSON (the default when stdout is not a terminal, and in GitHub Actions) or a "
+             "short summary for people ending with the next command (the default on a "
+             "terminal).")(command)
+
+
+def wants_json(as_json: bool | None) -> bool:
+    if as_json is not None:
+        return as_json
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return True
+    try:
+        return not sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return True
+
+
+def _finish(store: Store) -> None:
+    """Name every record a listing read had to skip; exit 2 when there was any."""
+    for problem in store.problems:
+        click.echo(f"velvet: {problem}", err=True)
+    if store.problems:
+        sys.exit(2)
 
 
 def _settings() -> Settings:
@@ -41,7 +74,8 @@ def _settings() -> Settings:
 def _store(settings: Settings) -> Store:
     from velvet_runner.store import Store
 
-    return Store(settings.state, settings.state_branch, settings.cache_dir)
+    return Store(settings.state, settings.state_branch, settings.cache_dir,
+                 create=settings.may_create_state)
 
 
 def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
@@ -108,7 +142,11 @@ def manifest_check(path: str | None) -> None:
 
     target = path or str(_settings().manifest)
     loaded = manifest_mod.load(target)
-    manifest_mod.load_flags(target)
+    typos = manifest_mod.unknown_flag_warnings(target)
+    if typos:
+        from velvet_runner.errors import ManifestError
+
+        raise ManifestError(typos)
     consumers = sum(len(c.consumers) for c in loaded.credentials)
     click.echo(f"{target}: ok ({len(loaded.credentials)} credentials, {consumers} consumers)")
 
@@ -143,47 +181,92 @@ def manifest_plan(base: str, head: str, markdown: bool) -> None:
               help="Allow proceed_revoke from validate_partial (recorded on the job).")
 @click.option("--preempt", is_flag=True,
               help="With --flow revocation: abort the credential's in-flight job and start.")
+@output_option
 def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool,
-           preempt: bool) -> None:
+           preempt: bool, as_json: bool | None) -> None:
     """Create a rotation job for CREDENTIAL (status init) and take its lock."""
     from velvet_runner.machine import Flow
 
     engine = _engine(_settings())
-    job, _created = engine.create(credential, Flow(flow), idempotency_key=idempotency_key,
-                                  force_revoke=force_revoke, preempt=preempt)
-    _emit_job(job)
+    job, created = engine.create(credential, Flow(flow), idempotency_key=idempotency_key,
+                                 force_revoke=force_revoke, preempt=preempt)
+    if wants_json(as_json):
+        _emit_job(job)
+    else:
+        from velvet_runner.human import job_summary
+
+        click.echo(job_summary(job, note=None if created else
+                               "(an existing job: this idempotency key made it before)"),
+                   nl=False)
     _actions_outputs(job)
+    _finish(engine.store)
 
 
 @cli.command()
 @click.argument("job_id")
 @click.argument("action")
-@click.option("--consumer", "consumers", multiple=True, help="Consumer id (repeatable).")
-@click.option("--ticket", default=None, help="Ticket id (proceed_revoke, mark_manually_revoked).")
+@click.option("--consumer", "consumers", multiple=True,
+              help="Consumer id, repeatable (manual_confirm, skip_consumer).")
+@click.option("--ticket", default=None,
+              help="Ticket id (proceed_revoke, mark_manually_revoked; revoke's incident).")
 @click.option("--confirm", default=None, help="The credential's name, typed back (proceed_revoke).")
 @click.option("--accept-debt", is_flag=True,
               help="mark_manually_revoked: record a value the vendor still accepts as debt.")
+@output_option
 def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
-          confirm: str | None, accept_debt: bool) -> None:
+          confirm: str | None, accept_debt: bool, as_json: bool | None) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
+    from velvet_runner.machine import Option
 
+    _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
+                             Option.CONFIRM: confirm is not None,
+                             Option.ACCEPT_DEBT: accept_debt})
     engine = _engine(_settings(), _progress())
+    as_json = wants_json(as_json)
     try:
         job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
                          accept_debt=accept_debt)
     except LeakStillOpen as exc:
-        _emit_job(exc.job)
-        _actions_outputs(exc.job)
+        _show_job(exc.job, as_json)
         raise
-    _emit_job(job)
-    _actions_outputs(job)
+    _show_job(job, as_json)
     if "residual" in job.report and job.status == "aborted":
         _print_residual(job.report["residual"])
     if stage_failed(job):
-        click.echo(f"velvet: job {job.job_id} is {job.status}; allowed next: "
-                   f"{', '.join(_allowed(job)) or 'none'}", err=True)
+        if as_json:  # the summary for people already ends with these commands
+            click.echo(f"velvet: job {job.job_id} is {job.status}; allowed next: "
+                       f"{', '.join(_allowed(job)) or 'none'}", err=True)
+        for problem in engine.store.problems:
+            click.echo(f"velvet: {problem}", err=True)
         sys.exit(1)
+    _finish(engine.store)
+
+
+def _show_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        _emit_job(job)
+    else:
+        from velvet_runner.human import job_summary
+
+        click.echo(job_summary(job), nl=False)
+    _actions_outputs(job)
+
+
+def _refuse_options(action: str, given: dict[Any, bool]) -> None:
+    """An option the action does not take is an error, not something silently ignored."""
+    from velvet_runner.errors import BadArgument
+    from velvet_runner.machine import OPTIONS, Action, options_refused
+
+    try:
+        act = Action(action)
+    except ValueError:
+        return  # the engine names the unknown action and lists the known ones
+    refused = options_refused(act, [option for option, present in given.items() if present])
+    if refused:
+        takes = ", ".join(f"--{o}" for o in OPTIONS[act]) or "no options"
+        raise BadArgument(f"{', '.join(f'--{o}' for o in refused)} does not apply to {act} "
+                          f"({act} takes {takes})")
 
 
 def _allowed(job: Job) -> list[str]:
@@ -210,20 +293,26 @@ def _actions_outputs(job: Job) -> None:
 @click.argument("credential", required=False)
 @click.option("--job", "job_id", default=None, help="One job by id.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(credential: str | None, job_id: str | None, limit: int, as_json: bool) -> None:
+@click.option("--all-events", is_flag=True,
+              help="With --job: every event, not only the last 10.")
+@output_option
+def status(credential: str | None, job_id: str | None, limit: int, all_events: bool,
+           as_json: bool | None) -> None:
     """Jobs of CREDENTIAL (newest first), one job, or every credential's latest job."""
+    from velvet_runner import human
     from velvet_runner import manifest as manifest_mod
-    from velvet_runner.report import status_table
 
     settings = _settings()
     store = _store(settings)
+    as_json = wants_json(as_json)
     if job_id is not None:
         job = store.get(credential, job_id) if credential else store.find(job_id)
         if as_json:
             _emit_job(job)
         else:
-            click.echo(status_table([job], detail=True), nl=False)
+            click.echo(human.job_detail(job, events=None if all_events else human.EVENTS_SHOWN),
+                       nl=False)
+        _finish(store)
         return
     if credential is not None:
         jobs = store.list_jobs(credential, limit)
@@ -234,7 +323,8 @@ def status(credential: str | None, job_id: str | None, limit: int, as_json: bool
         if as_json:
             click.echo(json.dumps([j.summary() for j in jobs], indent=2, sort_keys=True))
         else:
-            click.echo(status_table(jobs), nl=False)
+            click.echo(human.credential_jobs(credential, jobs), nl=False)
+        _finish(store)
         return
     loaded = manifest_mod.load(settings.manifest)
     store.refresh()
@@ -243,40 +333,45 @@ def status(credential: str | None, job_id: str | None, limit: int, as_json: bool
         click.echo(json.dumps({name: (jobs[0].summary() if jobs else None)
                                for name, jobs in latest.items()}, indent=2, sort_keys=True))
     else:
-        click.echo(status_table([j[0] for j in latest.values() if j],
-                                credentials=list(latest)), nl=False)
+        click.echo(human.overview({name: jobs[0] if jobs else None
+                                   for name, jobs in latest.items()}), nl=False)
+    _finish(store)
 
 
 @cli.command()
 @click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
-@click.option("--json", "as_json", is_flag=True)
-def due(now_text: str | None, as_json: bool) -> None:
+@output_option
+def due(now_text: str | None, as_json: bool | None) -> None:
     """Credentials whose schedule says rotate now."""
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.schedule import due_credentials, parse_now
 
     settings = _settings()
     loaded = manifest_mod.load(settings.manifest)
-    rows = due_credentials(loaded, _store(settings), parse_now(now_text), env=settings.env)
-    if as_json:
+    store = _store(settings)
+    rows = due_credentials(loaded, store, parse_now(now_text), env=settings.env)
+    if wants_json(as_json):
         click.echo(json.dumps(rows, indent=2, sort_keys=True))
-        return
-    if not rows:
-        click.echo("nothing is due")
-    for row in rows:
-        click.echo(f"{row['credential']}\tdue since {row['due_at']}\t({row['reason']})")
+    else:
+        from velvet_runner.human import due_summary
+
+        click.echo(due_summary(rows), nl=False)
+    _finish(store)
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True)
+@output_option
 @click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
 @click.option("--settle-debt", is_flag=True,
               help="First ask each vendor whether revocation-debt tokens still exist.")
-def stuck(as_json: bool, now_text: str | None, settle_debt: bool) -> None:
-    """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt."""
+def stuck(as_json: bool | None, now_text: str | None, settle_debt: bool) -> None:
+    """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt.
+
+    Exits 1 whenever it lists anything (so a scheduled run fails visibly), 0 when nothing.
+    """
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.schedule import parse_now
-    from velvet_runner.watchdog import find_stuck, render
+    from velvet_runner.watchdog import find_stuck
 
     settings = _settings()
     if settle_debt:
@@ -284,27 +379,36 @@ def stuck(as_json: bool, now_text: str | None, settle_debt: bool) -> None:
             click.echo(f"debt {row['credential']} auth id {row['auth_id']}: {row['result']}",
                        err=True)
     loaded = manifest_mod.load(settings.manifest)
-    findings = find_stuck(loaded, _store(settings), parse_now(now_text), env=settings.env)
-    if as_json:
+    store = _store(settings)
+    findings = find_stuck(loaded, store, parse_now(now_text), env=settings.env)
+    if wants_json(as_json):
         click.echo(json.dumps(findings, indent=2, sort_keys=True))
     else:
-        click.echo(render(findings), nl=False)
+        from velvet_runner.human import stuck_summary
+
+        click.echo(stuck_summary(findings), nl=False)
+    _finish(store)
     if any(findings.values()):
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=None, type=int, envvar="PORT", help="Default $PORT or 8000.")
+@click.option("--port", default=None, type=click.IntRange(1, 65535), envvar="PORT",
+              help="Default $PORT or 8000.")
 def serve(host: str, port: int | None) -> None:
     """Serve the read-only status app."""
     from velvet_runner.web import serve as serve_app
 
-    serve_app(host, port or 8000, _settings())
+    settings = _settings()
+    if not settings.may_create_state:
+        _store(settings).head(fetch=False)  # a missing VELVET_STATE is refused before serving
+    serve_app(host, port or 8000, settings)
 
 
 @cli.command()
-@click.option("--port", default=None, type=int, help="First port (default: any free ports).")
+@click.option("--port", default=None, type=click.IntRange(1, 65000),
+              help="First port (default: any free ports).")
 @click.option("--dir", "workdir", default=".velvet/sandbox", show_default=True,
               type=click.Path(file_okay=False), help="Where the sandbox manifest is written.")
 def sandbox(port: int | None, workdir: str) -> None:
@@ -358,13 +462,26 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _report(exc: VelvetError) -> NoReturn:
-    from velvet_runner.errors import ManifestError
+    from velvet_runner.errors import FeatureDisabled, ManifestError
 
     if isinstance(exc, ManifestError):
         for reason in exc.reasons:
             click.echo(reason, err=True)
         sys.exit(exc.exit_code)
+    if isinstance(exc, FeatureDisabled):
+        _fail(f"{exc}\nvelvet: {_flag_explanation()}", exc.exit_code)
     _fail(str(exc), exc.exit_code)
+
+
+def _flag_explanation() -> str:
+    """Why the flag reads as off: a missing file, a missing or misspelled key, or false."""
+    from velvet_runner import manifest as manifest_mod
+
+    try:
+        path = _settings().manifest
+    except VelvetError as exc:
+        return str(exc)
+    return manifest_mod.explain_flag(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

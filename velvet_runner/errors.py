@@ -5,10 +5,12 @@
     │   ├── ManifestError                 holds "file:line: field: message" reasons
     │   ├── ActionNotAllowed              names the state and the allowed actions
     │   ├── BadArgument
-    │   └── NotFoundError                 unknown credential or job
+    │   ├── NotFoundError                 unknown credential or job
+    │   └── CorruptRecord                 a file on the state branch does not parse (named)
     ├── ConflictError                 3
     │   ├── RotationInFlight              names the job holding the credential's lock
-    │   └── StateWriteLost                compare-and-swap lost too many times
+    │   ├── StateWriteLost                compare-and-swap lost too many times
+    │   └── StateHistoryLost              the state branch lost commits this cache had seen
     ├── FeatureDisabled               4
     ├── GateRefused                   2   approval missing or not allowed (Actions gates)
     └── VendorError                       caught by the engine; becomes a failed/partial state
@@ -61,6 +63,18 @@ class NotFoundError(InputError):
     """An unknown credential, consumer or job."""
 
 
+class CorruptRecord(InputError, ValueError):
+    """A job, lock or idempotency file on the state branch does not parse; names the file.
+
+    Also a ValueError, which is what a record that does not validate has always raised.
+    """
+
+    def __init__(self, path: str, where: str, reason: str) -> None:
+        self.path, self.where, self.reason = path, where, reason
+        super().__init__(f"{path} on {where} is not a valid record ({reason}); fix or remove "
+                         "it on the state branch by hand")
+
+
 class GateRefused(InputError):
     """An operator gate (approval, ticket, typed-back name) is not satisfied."""
 
@@ -82,6 +96,10 @@ class RotationInFlight(ConflictError):
 
 class StateWriteLost(ConflictError):
     """The state branch moved under us more times than we retry."""
+
+
+class StateHistoryLost(ConflictError):
+    """The state branch no longer contains a commit this cache saw (force-pushed or deleted)."""
 
 
 class FeatureDisabled(VelvetError):

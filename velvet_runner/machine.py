@@ -10,7 +10,7 @@ them again: a stage interrupted by a crash is resumed by re-running the same act
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -269,3 +269,46 @@ def step(flow: Flow, state: State, trigger: Trigger, *, force_revoke: bool = Fal
 def states(flow: Flow) -> set[State]:
     table = TABLES[flow]
     return {src for src, _ in table} | set(table.values())
+
+
+# --- the options each action takes ------------------------------------------------------------
+#
+# Which `velvet stage` options apply to which action, and whether the action needs them
+# (True) or merely accepts them (False). An option an action does not take is refused rather
+# than ignored, and the next commands printed for operators are built from the same table.
+
+
+class Option(StrEnum):
+    CONSUMER = "consumer"
+    TICKET = "ticket"
+    CONFIRM = "confirm"
+    ACCEPT_DEBT = "accept-debt"
+
+
+OPTIONS: Mapping[Action, Mapping[Option, bool]] = MappingProxyType({
+    A.VERIFY: {},
+    A.PROCEED_MINT: {},
+    A.PROCEED_REVOKE: {Option.TICKET: True, Option.CONFIRM: True},
+    A.RETRY_VERIFY: {},
+    A.RETRY_DISTRIBUTE: {},
+    A.MANUAL_CONFIRM: {Option.CONSUMER: True, Option.TICKET: False},  # evidence for a row
+    # that does not read back the new value
+    A.SKIP_CONSUMER: {Option.CONSUMER: True},
+    A.RETRY_VALIDATION: {},
+    A.RETRY_REVOKE: {},
+    A.MARK_MANUALLY_REVOKED: {Option.TICKET: True, Option.ACCEPT_DEBT: False},
+    A.ABORT: {},
+    A.ROLLBACK: {},
+    A.CONFIRM_LEAK_RESOLVED: {},
+    A.REVOKE: {Option.TICKET: False},  # the incident ticket (the revocation workflow passes it)
+})
+
+# Actions that end a job early rather than move it on (listed after the others for people).
+STOP_ACTIONS: frozenset[Action] = frozenset({A.ABORT, A.ROLLBACK})
+
+
+def options_refused(action: Action, given: Iterable[Option]) -> list[Option]:
+    """The options in `given` that `action` does not take, in declaration order."""
+    takes = OPTIONS[action]
+    wanted = set(given)
+    return [o for o in Option if o in wanted and o not in takes]

@@ -8,8 +8,11 @@ be pointed back at the file.
 
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import re
+import stat
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -44,6 +47,17 @@ BOOTSTRAP_CREDENTIALS: dict[str, str] = {
 # Nodes that alias expansion may add on top of the document's own: a billion-laughs document
 # stops here, while a big manifest written out in full (no aliases) is never refused for size.
 MAX_NODES = 20_000
+# Deeper nesting than any manifest needs; the composer and the loader recurse once per level.
+MAX_DEPTH = 64
+# A manifest (or flags.yml) bigger than this is refused before it is read; a generated manifest
+# of 10,000 consumers is about 3 MB.
+MAX_BYTES = 32 * 1024 * 1024
+# The flags Velvet itself reads from flags.yml (others may sit beside them and are served at
+# /flags); a key close to one of these is almost certainly a typo of it.
+ROTATION_FLAG = "velvet_v2_rotation"
+KNOWN_FLAGS: dict[str, str] = {
+    ROTATION_FLAG: "off: every mutating command refuses (exit 4)",
+}
 NAME_RE = r"^[A-Z][A-Z0-9_]{0,127}$"
 CONSUMER_ID_RE = r"^[a-z0-9][a-z0-9-]{0,99}$"
 SCHEDULE_RE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
@@ -389,6 +403,50 @@ class _TooLarge(Exception):
         self.line = line
 
 
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _check_depth(text: str) -> None:
+    """Raise _TooDeep where collections nest deeper than MAX_DEPTH.
+
+    The event stream is produced without recursion (PyYAML's parser is a state machine),
+    unlike composing, so a document of 100,000 nested `[` is refused here instead of
+    exhausting the stack. libyaml is tried first for speed; where it refuses the document
+    (it has its own nesting limit), PyYAML's parser looks again. A syntax error before that
+    depth is left for `_compose` to word.
+    """
+    if _FAST_COMPOSER is not None:
+        try:
+            _event_depth(_FAST_COMPOSER(text))
+            return
+        except yaml.YAMLError:
+            pass
+    try:
+        _event_depth(yaml.SafeLoader(text))
+    except yaml.YAMLError:
+        return
+
+
+def _event_depth(loader: Any) -> None:
+    depth = 0
+    try:
+        while True:
+            event = loader.get_event()
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark = event.start_mark
+                    raise _TooDeep(mark.line + 1 if mark is not None else 1)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.StreamEndEvent):
+                return
+    finally:
+        loader.dispose()
+
+
 class _BadTag(Exception):
     def __init__(self, line: int, tag: str) -> None:
         self.line, self.tag = line, tag
@@ -559,6 +617,8 @@ def _plain_data(text: str) -> Any:
                 if event.anchor is not None or event.tag not in (
                         None, "!", _MAP if mapping else _SEQ):
                     raise _NotPlain
+                if len(stack) >= MAX_DEPTH:
+                    raise _TooDeep(event.start_mark.line + 1)
                 stack.append([{} if mapping else [], _NO_KEY])
             elif kind is yaml.MappingEndEvent or kind is yaml.SequenceEndEvent:
                 attach(stack.pop()[0], False)
@@ -585,6 +645,8 @@ def _parse_plain(text: str, source: str) -> Manifest | None:
         data = _plain_data(text)
     except _NotPlain:
         return None
+    except _TooDeep as exc:
+        raise _too_deep(source, exc.line) from None
     if not isinstance(data, dict):
         return None
     try:
@@ -603,6 +665,10 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
         return fast
     # Every problem is reported by the located loader, with its line.
     doc = _Located(source)
+    try:
+        _check_depth(text)
+    except _TooDeep as exc:
+        raise _too_deep(source, exc.line) from None
     try:
         node = _compose(text)
     except yaml.MarkedYAMLError as exc:
@@ -647,6 +713,11 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
         raise ManifestError(sorted(set(doc.problems), key=_by_line))
     assert manifest is not None  # noqa: S101 - no problems means validation passed
     return manifest
+
+
+def _too_deep(source: str, line: int) -> ManifestError:
+    return ManifestError([f"{source}:{line}: (document): nested more than {MAX_DEPTH} levels "
+                          "deep; refusing to load it"])
 
 
 def _by_line(reason: str) -> tuple[int, str]:
@@ -697,25 +768,65 @@ def _as_list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def read_limited(path: str | Path, what: str = "file") -> str | None:
+    """The UTF-8 text of the regular file at `path` (None when it does not exist).
+
+    Anything else (a directory, a device such as /dev/zero, a FIFO) and anything over
+    MAX_BYTES is refused with a ManifestError naming the file, before it is read: reading
+    /dev/zero would never return. The FIFO is opened non-blocking so the open cannot hang.
+    """
+    file = Path(path)
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError([f"{file}:1: ({what}): not a regular file; refusing to read it"])
+        if info.st_size > MAX_BYTES:
+            raise ManifestError([f"{file}:1: ({what}): {info.st_size} bytes is over the "
+                                 f"{MAX_BYTES}-byte limit; refusing to read it"])
+        try:
+            raw = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_BYTES:  # it grew while we looked
+        raise ManifestError([f"{file}:1: ({what}): over the {MAX_BYTES}-byte limit; "
+                             "refusing to read it"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ManifestError([f"{file}:{line}: ({what}): not UTF-8 text"]) from None
+
+
 def load(path: str | Path) -> Manifest:
     """Load and validate the manifest file at `path`."""
     file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError([f"{file}:1: (file): no such file"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError([f"{file}:1: (file): cannot read: {exc}"]) from None
+    text = read_limited(file)
+    if text is None:
+        raise ManifestError([f"{file}:1: (file): no such file"])
     return parse(text, str(file))
+
+
+def flags_path(manifest_path: str | Path) -> Path:
+    return Path(manifest_path).parent / "flags.yml"
 
 
 def load_flags(manifest_path: str | Path) -> dict[str, bool]:
     """Feature flags from flags.yml beside the manifest; a missing file means every flag off."""
-    file = Path(manifest_path).parent / "flags.yml"
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    file = flags_path(manifest_path)
+    text = read_limited(file)
+    if text is None:
         return {}
+    try:
+        _check_depth(text)
+        data = yaml.safe_load(text)
+    except _TooDeep as exc:
+        raise _too_deep(str(file), exc.line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1
@@ -727,3 +838,52 @@ def load_flags(manifest_path: str | Path) -> dict[str, bool]:
     ):
         raise ManifestError([f"{file}:1: (document): flags must map names to true/false"])
     return dict(data)
+
+
+def explain_flag(manifest_path: str | Path, name: str = ROTATION_FLAG) -> str:
+    """Why flag `name` reads as off: the file, the key, and the keys Velvet knows.
+
+    The engine only sees "off"; this turns a missing file, a missing key or a misspelled one
+    into something an operator can fix.
+    """
+    file = flags_path(manifest_path)
+    known = ", ".join(sorted(KNOWN_FLAGS))
+    try:
+        flags = load_flags(manifest_path)
+    except ManifestError as exc:
+        return "; ".join(exc.reasons)
+    if not file.exists():
+        return (f"{file} does not exist, so every flag is off; create it with "
+                f"`{name}: true` to enable Velvet (known flags: {known})")
+    if name in flags:
+        line = _key_line(file, name)
+        return f"{file}:{line}: {name} is set to {str(flags[name]).lower()}"
+    others = sorted(flags)
+    near = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
+    hint = f"; {near[0]!r} looks like a misspelling of it" if near else ""
+    listed = ", ".join(others) if others else "none"
+    return (f"{file} has no key {name}, so it is off{hint} (keys in the file: {listed}; "
+            f"known flags: {known})")
+
+
+def unknown_flag_warnings(manifest_path: str | Path) -> list[str]:
+    """'file:line: key: ...' for keys that look like misspellings of a flag Velvet reads."""
+    file = flags_path(manifest_path)
+    flags = load_flags(manifest_path)
+    out = []
+    for key in sorted(flags):
+        if key in KNOWN_FLAGS:
+            continue
+        near = difflib.get_close_matches(key, list(KNOWN_FLAGS), n=1, cutoff=0.75)
+        if near and near[0] not in flags:
+            out.append(f"{file}:{_key_line(file, key)}: {key}: not a flag Velvet reads; did you "
+                       f"mean {near[0]}? (known flags: {', '.join(sorted(KNOWN_FLAGS))})")
+    return out
+
+
+def _key_line(file: Path, key: str) -> int:
+    text = read_limited(file) or ""
+    for number, line in enumerate(text.splitlines(), 1):
+        if re.match(rf"^\s*['\"]?{re.escape(key)}['\"]?\s*:", line):
+            return number
+    return 1

@@ -10,12 +10,14 @@ from pydantic import BaseModel, ConfigDict, SecretStr
 
 from velvet_runner.errors import BadArgument
 
+DEFAULT_STATE = ".velvet/state.git"
+
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     manifest: Path = Path("manifest/subscription-manifest.yml")
-    state: str = ".velvet/state.git"
+    state: str = DEFAULT_STATE
     state_branch: str = "velvet-state"
     cache_dir: Path | None = None
     env: str | None = None
@@ -43,6 +45,15 @@ class Settings(BaseModel):
     actor: str | None = None
     crash_at: str | None = None
     settle_seconds: float = 30.0
+
+    @property
+    def may_create_state(self) -> bool:
+        """Whether a missing state repository may be created: only the default local one.
+
+        Anything named in VELVET_STATE must exist already, so a typo there is refused instead
+        of silently becoming a new, empty state branch with no jobs and no locks.
+        """
+        return Path(self.state).resolve() == Path(DEFAULT_STATE).resolve()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

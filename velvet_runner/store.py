@@ -21,6 +21,16 @@ spread out instead of colliding again.
 
 A local cache repository holds fetched objects. Processes sharing a cache take a file lock around
 each fetch-modify-push; processes on other machines (or with other caches) race through the push.
+A cache (and the default local state repository) is built aside under a creation lock and
+renamed into place, so processes starting together never see a half-made repository.
+
+The cache remembers the newest head it has seen (`refs/velvet/seen/<branch>`). A fetch whose
+head does not contain it (the branch was force-pushed to other history, or deleted) is refused
+with StateHistoryLost: the jobs, locks and orphaned tokens that history recorded are not
+silently forgotten. Deleting the cache accepts the new history.
+
+A record that does not parse is named (CorruptRecord, exit 2). Listing reads skip it, so every
+other job stays readable, and remember it in `problems` for the caller to report.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -42,7 +53,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from velvet_runner.errors import NotFoundError, RotationInFlight, StateWriteLost, VelvetError
+from pydantic import ValidationError
+
+from velvet_runner.errors import (
+    BadArgument,
+    CorruptRecord,
+    NotFoundError,
+    RotationInFlight,
+    StateHistoryLost,
+    StateWriteLost,
+    VelvetError,
+)
 from velvet_runner.machine import is_terminal
 from velvet_runner.records import Job, iso, utcnow
 
@@ -59,6 +80,8 @@ GIT_ENV = {
     "GIT_TERMINAL_PROMPT": "0",
     "GIT_CONFIG_NOSYSTEM": "1",
 }
+# What lock_holder answers for a lock file that does not parse: held, by a job nobody can name.
+UNREADABLE_LOCK = "?"
 
 
 class GitError(VelvetError):
@@ -85,16 +108,21 @@ class Store:
     """Read and write job records on the state branch of `url` (a git URL or a local path)."""
 
     def __init__(self, url: str, branch: str = "velvet-state", cache_dir: Path | None = None,
-                 *, sleep: Callable[[float], None] = time.sleep) -> None:
+                 *, sleep: Callable[[float], None] = time.sleep, create: bool = True) -> None:
+        """`create`: make a missing local repository at `url` (the CLI allows it only for
+        the default one, so that a typo in VELVET_STATE is refused, not silently created)."""
         self.url = url
         self.branch = branch
         self._sleep = sleep
+        self._create = create
+        self.problems: list[str] = []  # records skipped by listing reads, each named
         self.retries = 0  # pushes lost to a race since construction (benchmarks read it)
         if _is_local(url):
             self.url = str(Path(url).resolve())
         key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
         self.cache = (cache_dir or Path(".velvet/cache")).resolve() / key
         self._ref = f"refs/remotes/origin/{branch}"
+        self._seen_file = self.cache / "refs" / "velvet" / "seen" / branch
         # (path, inode, mtime, size) of the ref file and what it said: git replaces a ref file
         # by renaming a new one over it, so an unchanged stat means unchanged content.
         self._head_seen: tuple[tuple[str, int, int, int], str] | None = None
@@ -120,15 +148,18 @@ class Store:
         if self._ready:
             return
         if _is_local(self.url) and not Path(self.url).exists():
-            Path(self.url).parent.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["git", "init", "--quiet", "--bare", self.url], check=True,
-                           capture_output=True)
+            if not self._create:
+                raise BadArgument(
+                    f"no state repository at {self.url} (VELVET_STATE); Velvet creates only "
+                    f"its default one: fix the path, or create it with "
+                    f"`git init --bare {self.url}`")
+            create_repository(Path(self.url))
         if not (self.cache / "HEAD").exists():
-            self.cache.mkdir(parents=True, exist_ok=True)
-            subprocess.run(["git", "init", "--quiet", "--bare", str(self.cache)], check=True,
-                           capture_output=True)
-            self._git("remote", "add", "origin", self.url, check=False)
-            self._git("config", "gc.auto", "0")
+            def setup(tmp: Path) -> None:
+                for args in (("remote", "add", "origin", self.url), ("config", "gc.auto", "0")):
+                    _run_git("--git-dir", str(tmp), *args)
+
+            create_repository(self.cache, setup)
         config = (self.cache / "config").read_text(encoding="utf-8", errors="replace")
         if re.search(r"(?im)^\s*objectformat\s*=\s*sha256\s*$", config):
             self._hash = hashlib.sha256
@@ -145,16 +176,61 @@ class Store:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _fetch(self) -> str | None:
+        seen = self._seen()
         proc = self._git("fetch", "--quiet", "--no-tags", "origin",
                          f"+refs/heads/{self.branch}:{self._ref}", check=False)
         if proc.returncode != 0:
             err = proc.stderr.decode(errors="replace")
             if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
+                if seen is not None:
+                    raise self._lost(seen, None)
                 self._git("update-ref", "-d", self._ref, check=False)
                 return None
             raise GitError(f"cannot fetch state branch {self.branch} from {self.url}: "
                            f"{err.strip()[:300]}")
-        return self._head()
+        head = self._head()
+        if head is None:
+            if seen is not None:
+                raise self._lost(seen, None)
+            return None
+        if seen is None:
+            self._set_seen(head)
+        elif head != seen:
+            if self._git("merge-base", "--is-ancestor", seen, head, check=False).returncode:
+                raise self._lost(seen, head)
+            self._set_seen(head)
+        return head
+
+    # --- the history this cache has seen ---------------------------------------------------
+
+    def _seen(self) -> str | None:
+        try:
+            value = self._seen_file.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            return None
+        return value if SHA_RE.fullmatch(value) else None
+
+    def _set_seen(self, commit: str) -> None:
+        if self._seen() == commit:
+            return
+        self._seen_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self._seen_file.parent, prefix=".seen-")
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(commit + "\n")
+        os.replace(tmp, self._seen_file)
+
+    def _lost(self, seen: str, head: str | None) -> StateHistoryLost:
+        """Refuse the fetched head, and keep reading the history we know meanwhile."""
+        self._git("update-ref", self._ref, seen, check=False)
+        what = ("is gone" if head is None else
+                f"was replaced: its head {head[:12]} does not contain {seen[:12]}")
+        return StateHistoryLost(
+            f"state branch {self.branch} at {self.url} {what}, though this machine saw it at "
+            f"commit {seen[:12]} (force-pushed or deleted). The jobs, locks and revocation "
+            f"debt that history recorded would be forgotten, so Velvet refuses to go on. "
+            f"Restore the branch (for example push {seen[:12]} back from another clone), or, "
+            f"if the new history is intended, "
+            f"delete the cache {self.cache} to accept it")
 
     def _head(self) -> str | None:
         """The remote-tracking ref, read from the cache's files (no git process per read)."""
@@ -277,6 +353,7 @@ class Store:
             # set it by hand only when it did not.
             if self._head() != commit:
                 self._git("update-ref", self._ref, commit)
+            self._set_seen(commit)
             self._pushed = commit
             return
         err = (proc.stderr + proc.stdout).decode(errors="replace")
@@ -365,31 +442,74 @@ class Store:
         if limit is not None:
             ids = ids[:limit]
         blobs = self._read(head, [f"jobs/{credential}/{i}.json" for i in ids])
-        return [Job.from_json(b) for b in blobs.values() if b is not None]
+        jobs = []
+        for path, blob in blobs.items():
+            if blob is None:
+                continue
+            try:
+                jobs.append(self._job(path, blob))
+            except CorruptRecord as exc:
+                self._problem(str(exc))
+        return jobs
 
     def get(self, credential: str, job_id: str, *, fetch: bool = True) -> Job:
         _check_credential(credential)
         _check_job_id(job_id)
         blob = self._read(self.head(fetch=fetch), [f"jobs/{credential}/{job_id}.json"])
-        content = next(iter(blob.values()))
+        path, content = next(iter(blob.items()))
         if content is None:
             raise NotFoundError(f"no job {job_id} for credential {credential}")
-        return Job.from_json(content)
+        return self._job(path, content)
 
     def find(self, job_id: str, *, fetch: bool = True) -> Job:
         """A job by id alone (the CLI's `velvet stage JOB_ID`)."""
         _check_job_id(job_id)
         head = self.head(fetch=fetch)
         paths = [f"jobs/{credential}/{job_id}.json" for credential in self._ls(head, "jobs")]
-        for content in self._read(head, paths).values():  # one cat-file for every credential
+        for path, content in self._read(head, paths).items():  # one cat-file for them all
             if content is not None:
-                return Job.from_json(content)
+                return self._job(path, content)
         raise NotFoundError(f"no job {job_id} on the state branch")
 
     def lock_holder(self, credential: str, *, fetch: bool = True) -> str | None:
-        blob = self._read(self.head(fetch=fetch), [f"locks/{credential}.json"])
-        content = next(iter(blob.values()))
-        return json.loads(content)["job_id"] if content else None
+        """The job id holding the credential's lock; UNREADABLE_LOCK for one that won't parse."""
+        path = f"locks/{credential}.json"
+        content = self._read(self.head(fetch=fetch), [path])[path]
+        if content is None:
+            return None
+        try:
+            return self._lock_job_id(path, content)
+        except CorruptRecord as exc:
+            self._problem(str(exc))
+            return UNREADABLE_LOCK
+
+    # --- parsing what the branch holds ---------------------------------------------------
+
+    def _where(self) -> str:
+        return f"state branch {self.branch} of {self.url}"
+
+    def _job(self, path: str, blob: bytes) -> Job:
+        try:
+            return Job.from_json(blob)
+        except ValidationError as exc:
+            raise CorruptRecord(path, self._where(), _why(exc)) from None
+
+    def _lock_job_id(self, path: str, blob: bytes) -> str:
+        return self._json_fields(path, blob, "job_id")["job_id"]
+
+    def _json_fields(self, path: str, blob: bytes, *names: str) -> dict[str, str]:
+        try:
+            data = json.loads(blob)
+        except ValueError:
+            raise CorruptRecord(path, self._where(), "not JSON") from None
+        if not isinstance(data, dict) or not all(isinstance(data.get(n), str) for n in names):
+            raise CorruptRecord(path, self._where(), "expected a JSON object with "
+                                + " and ".join(f"a string {n}" for n in names))
+        return {n: data[n] for n in names}
+
+    def _problem(self, message: str) -> None:
+        if message not in self.problems:
+            self.problems.append(message)
 
     # --- writes --------------------------------------------------------------------------
 
@@ -407,16 +527,17 @@ class Store:
             result.clear()
             paths = [lock_path] + ([idem_path] if idem_path else [])
             found = read(paths)
-            if idem_path and found[idem_path]:
-                ref = json.loads(found[idem_path] or b"{}")
-                existing = read([f"jobs/{ref['credential']}/{ref['job_id']}.json"])
-                blob = next(iter(existing.values()))
+            idem = found[idem_path] if idem_path else None
+            if idem_path and idem:
+                ref = self._json_fields(idem_path, idem, "credential", "job_id")
+                existing_path = f"jobs/{ref['credential']}/{ref['job_id']}.json"
+                blob = read([existing_path])[existing_path]
                 if blob is not None:
-                    result.append((Job.from_json(blob), False))
+                    result.append((self._job(existing_path, blob), False))
                     return None
-            if found[lock_path]:
-                holder = json.loads(found[lock_path] or b"{}")["job_id"]
-                raise RotationInFlight(job.credential, holder)
+            lock = found[lock_path]
+            if lock:
+                raise RotationInFlight(job.credential, self._lock_job_id(lock_path, lock))
             files: dict[str, bytes | None] = {
                 f"jobs/{job.credential}/{job.job_id}.json": job.to_json().encode(),
                 lock_path: _lock_blob(job),
@@ -448,7 +569,7 @@ class Store:
             blob = found[path]
             if blob is None:
                 raise NotFoundError(f"no job {job_id} for credential {credential}")
-            current = Job.from_json(blob)
+            current = self._job(path, blob)
             # A second parse is a third of the cost of a deep copy for a big job.
             new = apply(Job.from_json(blob))
             if new is None or new == current:
@@ -457,15 +578,67 @@ class Store:
             new.updated_at = utcnow()
             files: dict[str, bytes | None] = {path: new.to_json().encode()}
             lock = found[lock_path]
-            if is_terminal(new.flow_type, new.status) and lock is not None and (
-                json.loads(lock)["job_id"] == job_id
-            ):
-                files[lock_path] = None
+            if is_terminal(new.flow_type, new.status) and lock is not None:
+                try:
+                    holder: str | None = self._lock_job_id(lock_path, lock)
+                except CorruptRecord as exc:
+                    # Whose lock it is cannot be told: leave it for a person, keep the record.
+                    holder = None
+                    self._problem(str(exc))
+                if holder == job_id:
+                    files[lock_path] = None
             result.append(new)
             return Change(files, f"{credential}: {job_id} {current.status} -> {new.status}")
 
         self.transact(plan)
         return result[0]
+
+
+def _why(exc: ValidationError) -> str:
+    """pydantic's complaint without the input it echoes: the fields and what is wrong."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return "invalid JSON: " + errors[0]["msg"].removeprefix("Invalid JSON: ")
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '(record)'}: {e['msg']}"
+             for e in errors[:3]]
+    more = f"; and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return "; ".join(parts) + more
+
+
+def _run_git(*args: str) -> None:
+    proc = subprocess.run(["git", *args], capture_output=True, check=False,
+                          env={**os.environ, **GIT_ENV})
+    if proc.returncode != 0:
+        raise GitError(f"git {' '.join(args)} failed: "
+                       f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+
+
+def create_repository(target: Path, setup: Callable[[Path], None] | None = None) -> None:
+    """`git init --bare target`, safe against other processes doing the same at once.
+
+    The repository is built beside the target and renamed into place under a lock, so a
+    concurrent reader sees either no repository or a complete one.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with open(target.parent / f".{target.name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            if (target / "HEAD").exists():
+                return
+            if target.exists():  # half-made (a crash, or a Velvet without this lock): set aside
+                os.rename(target, target.with_name(
+                    f".{target.name}.broken-{os.getpid()}-{time.time_ns()}"))
+            tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
+            try:
+                _run_git("init", "--quiet", "--bare", str(tmp))
+                if setup is not None:
+                    setup(tmp)
+                os.rename(tmp, target)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _parse_tree(raw: bytes | None, width: int) -> dict[str, tuple[bytes, str]]:

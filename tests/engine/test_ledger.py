@@ -326,7 +326,8 @@ def test_manual_confirm_of_a_row_that_never_got_the_value_is_refused(eng_world: 
     refused = eng_world.cli("stage", job.job_id, "manual_confirm", "--consumer", api_row)
     assert refused.returncode == 2, refused.stderr
     assert f"manual_confirm refused: {api_row} does not hold the new value" in refused.stderr
-    assert "--ticket" in refused.stderr and "Traceback" not in refused.stderr
+    assert "--ticket" in refused.stderr
+    assert "Traceback" not in refused.stderr
     assert eng_world.job(job.job_id).status == "distribute_partial"
 
     # With the operator's evidence it is accepted, and the evidence is on the record.
@@ -341,7 +342,8 @@ def test_manual_confirm_of_a_row_that_never_got_the_value_is_refused(eng_world: 
     assert revoking.data["manually_confirmed_consumers"] == [api_row]
     assert api_row in (revoking.detail or "")
     summary = (eng_world.workdir / "step-summary.md").read_text()
-    assert "Rows Velvet did not prove" in summary and api_row in summary
+    assert "Rows Velvet did not prove" in summary
+    assert api_row in summary
 
 
 def test_manual_confirm_of_a_row_holding_the_new_value_reads_it_back(eng_world: EngWorld) -> None:

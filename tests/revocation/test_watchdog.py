@@ -46,7 +46,7 @@ def _ids(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def test_nothing_to_report_is_exit_0(rev_cli: Cli, rev_unscheduled: Path) -> None:
-    table = rev_cli("stuck")
+    table = rev_cli("stuck", "--human")
     assert table.code == 0, table.err
     assert table.out == "nothing is stuck\n"
 
@@ -70,7 +70,7 @@ def test_a_job_left_in_one_status_is_stuck_after_five_minutes(
     assert row["minutes"] == 6
     assert "never started" in row["why"]
     assert "verify" in row["next"]
-    table = rev_cli("stuck", "--now", _later(job, 6))
+    table = rev_cli("stuck", "--human", "--now", _later(job, 6))
     assert table.code == 1
     assert "stuck (1):" in table.out
     assert "CREDENTIAL" in table.out
@@ -127,7 +127,7 @@ def test_jobs_waiting_on_an_operator_are_listed_at_once(
     assert "rollback" in waiting[partial]["next"]
     assert waiting[refused]["next"] == ["retry_verify", "abort"]
     assert findings["stuck"] == findings["approvals_waiting"] == []
-    table = rev_cli("stuck")
+    table = rev_cli("stuck", "--human")
     assert table.code == 1
     assert "waiting on operator (3):" in table.out
     for job_id in (refused, partial, leaked):
@@ -192,7 +192,7 @@ def test_revocation_debt_lists_orphans_until_proven_dead(
     assert debt["fingerprint"] == aborted["new_fingerprint"]
     assert "aborted" in debt["reason"]
     assert findings["stuck"] == findings["waiting_on_operator"] == []
-    table = rev_cli("stuck")
+    table = rev_cli("stuck", "--human")
     assert "revocation debt (1):" in table.out
     assert orphan in table.out
     assert second not in table.out
@@ -231,7 +231,7 @@ def test_overdue_credentials_follow_their_schedule(
     assert row["due_at"] == iso(done_at + timedelta(days=90))
     assert row["reason"] == f"last done {iso(done_at)}"
     assert row["schedule"] == "90d"
-    table = rev_cli("stuck", "--now", iso(done_at + timedelta(days=91)))
+    table = rev_cli("stuck", "--human", "--now", iso(done_at + timedelta(days=91)))
     assert table.code == 1
     assert "overdue (" in table.out
     line = next(x for x in table.out.splitlines() if "HK_PLATFORM_FULL" in x)

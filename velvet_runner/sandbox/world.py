@@ -544,8 +544,15 @@ def main(port: int | None = None, workdir: str | Path | None = None,
     try:
         sandbox.start()
         sandbox.seed_world(workdir)
-        for key, value in sorted(sandbox.env(workdir).items()):
+        env = sandbox.env(workdir)
+        # The sandbox's own state repository: Velvet creates none but its default implicitly.
+        from velvet_runner.store import create_repository
+
+        create_repository(Path(env["VELVET_STATE"]))
+        for key, value in sorted(env.items()):
             echo(f"{key}={value}")
+        echo(f"# consumers service: {sandbox.urls['consumers']} "
+             "(GET /consumers/<consumer_id>/health, GET /__velvet/consumers)")
         echo(f"# fakes on {HOST}; control API under <url>/__velvet/; Ctrl-C to stop")
         threading.Event().wait()
     except KeyboardInterrupt:
