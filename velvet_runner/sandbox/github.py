@@ -69,6 +69,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from velvet_runner.sandbox.control import CONTROL_PREFIX, bearer_token, build_app, json_response
+from velvet_runner.sandbox.ratelimit import github_limits, github_reject
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -1450,6 +1451,10 @@ def create_app(state: State) -> Starlette:
         routes,
         error=error,
         state=state,
+        # Secondary limits (100 concurrent, points per endpoint, content-generating requests):
+        # sandbox/ratelimit.py, settable and reported at /__velvet/limits.
+        limiter=github_limits(),
+        reject=github_reject(),
     )
     app.add_middleware(_RateLimitHeaders, state=state)
     return app
