@@ -729,7 +729,7 @@ class _Stage:
                          holds=holds, attempts=attempts)
 
         self._fan_out([c for _, c in todo], write, done,
-                      lambda reason: (RowStatus.FAILED, reason, "unknown"))
+                      lambda reason: (RowStatus.FAILED, reason, "unknown"), spends=True)
         self.crash("after_distribute")
         outcome = _outcome([r.distribute_status for r in self.job.consumers])
         failed = [r.consumer_id for r in self.job.consumers if r.distribute_status ==
@@ -780,7 +780,7 @@ class _Stage:
 
     def _fan_out(self, consumers: list[Consumer], work: Callable[[Consumer], Any],
                  done: Callable[[Consumer, Any], None],
-                 fallback: Callable[[str], Any] | None = None) -> None:
+                 fallback: Callable[[str], Any] | None = None, *, spends: bool = False) -> None:
         """Run `work` for every consumer concurrently, bounded per target kind.
 
         One failing row never blocks the others; rows are saved at most once a second so the
@@ -788,10 +788,19 @@ class _Stage:
         """
         if not consumers:
             return
+        kinds = Counter(c.kind for c in consumers)
+        # Rate budgets (budget.py): say so before a fan-out they stretch past a minute, and
+        # record the waits after it (the job's events and the step summary show both).
+        waited0 = self.wiring.budgets.totals().waited
+        if spends:
+            expected, why = self.wiring.budget_estimate(kinds)
+            if expected > 60:
+                self.log.warning("rate budgets: this fan-out takes about %.0f s (%s)",
+                                 expected, why)
+                self.note("budget_wait", f"expected about {expected:.0f} s: {why}")
         self.hold()
         bounds = {kind: threading.BoundedSemaphore(n) for kind, n in self.wiring.bounds.items()}
         # Threads for the kinds present only: the others' bounds would add idle threads.
-        kinds = Counter(c.kind for c in consumers)
         workers = sum(min(n, self.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
 
         def bounded(consumer: Consumer) -> Any:
@@ -833,6 +842,13 @@ class _Stage:
                 if remaining and time.monotonic() - last_flush >= FLUSH_SECONDS:
                     self.flush_rows()
                     last_flush = time.monotonic()
+        totals = self.wiring.budgets.totals()
+        if totals.waited - waited0 >= 1.0:
+            reasons = ", ".join(f"{k or 'other'} {v:.0f} s" for k, v in sorted(
+                totals.reasons.items(), key=lambda kv: -kv[1]))
+            self.note("budget_wait", f"writes waited {totals.waited - waited0:.0f} s for the "
+                      f"vendors' rate budgets, summed over threads (longest wait "
+                      f"{totals.longest:.1f} s; {reasons})")
 
     # --- recoveries on rows --------------------------------------------------------------
 
@@ -1062,7 +1078,7 @@ class _Stage:
                 failures.append(consumer.consumer_id)
                 self.set_row(consumer.consumer_id, holds="unknown", detail=f"rollback: {detail}")
 
-        self._fan_out([c for _, c in todo], write, done)
+        self._fan_out([c for _, c in todo], write, done, spends=True)
         if failures:
             return self.note("rollback_failed", "could not restore the old value on "
                              + ", ".join(sorted(failures)) + "; run rollback again",

@@ -10,14 +10,14 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from velvet_runner.aws import AwsClients
-from velvet_runner.budget import Budgets
+from velvet_runner.budget import Budget, Budgets
 from velvet_runner.checks import Checker
 from velvet_runner.client import make_client, tls_context
 from velvet_runner.errors import BadArgument
@@ -222,6 +222,33 @@ class Wiring:
                               vendor="infisical")
         return InfisicalSession(client, self._secret("infisical_client_id"),
                                 self._secret("infisical_client_secret"))
+
+    # --- rate budgets ---------------------------------------------------------------------
+
+    def budget_for_kind(self, kind: str) -> Budget | None:
+        """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
+        accounts = {
+            "heroku_config_var": ("heroku", self.settings.heroku_api_url, "heroku_token"),
+            "github_actions_secret": ("github", self.settings.github_api_url, "github_token"),
+        }
+        if kind not in accounts:
+            return None
+        vendor, url, secret = accounts[kind]
+        if getattr(self.settings, secret) is None:
+            return None
+        return self.budgets.get(vendor, url, f"Bearer {self._secret(secret)}")
+
+    def budget_estimate(self, kinds: Mapping[Any, int]) -> tuple[float, str]:
+        """Seconds the budgets need for one write per consumer, and what binds the longest."""
+        best, why = 0.0, ""
+        for kind, count in kinds.items():
+            budget = self.budget_for_kind(str(kind))
+            if budget is None:
+                continue
+            seconds, reason = budget.estimate(count)
+            if seconds > best:
+                best, why = seconds, f"{budget.policy.vendor} {reason}"
+        return best, why
 
     # --- checks ---------------------------------------------------------------------------
 

@@ -390,10 +390,11 @@ def build_app(
     if limiter is not None:
         from velvet_runner.sandbox.ratelimit import LimitMiddleware, route_template
 
-        # Inside the faults: an injected fault is not traffic the vendor counted.
-        middleware.append(Middleware(LimitMiddleware, limiter=limiter,
-                                     reject=reject or (lambda r: error(429, "rate limited")),
-                                     endpoint=route_template(vendor)))
+        refuse = reject or (lambda r: error(429, "rate limited"))
+        middleware.insert(0, Middleware(LimitMiddleware, limiter=limiter, reject=refuse,
+                                        part="concurrency"))
+        middleware.append(Middleware(LimitMiddleware, limiter=limiter, reject=refuse,
+                                     part="rate", endpoint=route_template(vendor)))
     app = Starlette(
         routes=[Mount(CONTROL_PREFIX, routes=control), *vendor],
         middleware=middleware,

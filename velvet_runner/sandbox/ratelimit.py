@@ -251,14 +251,21 @@ Reject = Callable[[Refusal], Response]
 
 
 class LimitMiddleware:
-    """Counts every vendor request against a Limiter; answers a refusal the vendor's way."""
+    """Counts every vendor request against a Limiter; answers a refusal the vendor's way.
 
-    def __init__(self, app: ASGIApp, *, limiter: Limiter, reject: Reject,
+    Installed twice around a fake's fault middleware: outside it with `part="concurrency"`
+    (a request is in flight from its arrival, injected latency included), inside it with
+    `part="rate"` (an injected fault is not traffic the vendor counted, and a refusal shows in
+    the request log).
+    """
+
+    def __init__(self, app: ASGIApp, *, limiter: Limiter, reject: Reject, part: str,
                  endpoint: Callable[[Scope], str] = lambda scope: str(scope.get("path", "")),
                  key: Callable[[Scope], str] = token_key) -> None:
         self.app = app
         self.limiter = limiter
         self.reject = reject
+        self.part = part
         self.endpoint = endpoint
         self.key = key
 
@@ -267,14 +274,19 @@ class LimitMiddleware:
         if scope["type"] != "http" or path.startswith(CONTROL_PREFIX + "/"):
             await self.app(scope, receive, send)
             return
-        admitted = self.limiter.enter()
-        try:
-            refusal = (self.limiter.spend(scope["method"], self.endpoint(scope), self.key(scope))
-                       if admitted else Refusal("concurrency", 1))
+        if self.part == "rate":
+            refusal = self.limiter.spend(scope["method"], self.endpoint(scope), self.key(scope))
             if refusal is None:
                 await self.app(scope, receive, send)
-                return
-            await self.reject(refusal)(scope, receive, send)
+            else:
+                await self.reject(refusal)(scope, receive, send)
+            return
+        admitted = self.limiter.enter()
+        try:
+            if admitted:
+                await self.app(scope, receive, send)
+            else:
+                await self.reject(Refusal("concurrency", 1))(scope, receive, send)
         finally:
             self.limiter.leave()
 
