@@ -127,14 +127,19 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         budgets = Budgets(time_scale=scale)
         wiring = Wiring(settings, budgets=budgets)
     store = Store(settings.state, settings.state_branch, settings.cache_dir)
+    marks: list[tuple[float, str]] = []
     engine = Engine(settings, manifest, store, wiring,
-                    flags=manifest_mod.load_flags(settings.manifest))
+                    flags=manifest_mod.load_flags(settings.manifest),
+                    on_transition=lambda job, event: marks.append(
+                        (time.perf_counter(), f"{event.from_state}->{event.to_state}")))
     job, _ = engine.create(cred.name, Flow.OPERATIONAL)
     job = engine.run(job.job_id, Action.VERIFY)
     assert job.status == "verified", job.status
+    marks.clear()
     start = time.perf_counter()
     job = engine.run(job.job_id, Action.PROCEED_MINT)
     wall = time.perf_counter() - start
+    transitions = [f"{m}@{t - start:.2f}s" for t, m in marks]
     totals = budgets.totals()
     by_kind: dict[str, int] = {}
     for r in job.consumers:
@@ -143,7 +148,21 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             by_kind[kind] = by_kind.get(kind, 0) + 1
     budget_events = [e.detail for e in job.events if e.action == "budget_wait"]
 
-    # --- latency floor parts, measured alone after the run ---------------------------------
+    bounds = {"github": min(wiring.bounds["github_actions_secret"],
+                            budgets.policies["github"].concurrency),
+              "heroku": min(wiring.bounds["heroku_config_var"],
+                            budgets.policies["heroku"].concurrency)}
+    wiring.close()
+
+    # --- latency floor parts, measured alone after the run, on fresh windows ----------------
+    import httpx
+
+    from velvet_runner.client import RetryPolicy
+
+    fakes = {name: httpx.get(f"{spec[name + '_control']}/limits").json()
+             for name in ("github", "heroku")}
+    httpx.post(f"{spec['github_control']}/limits", json={"reset": True}).raise_for_status()
+    wiring = Wiring(settings, budgets=Budgets(time_scale=scale))
     vault = wiring.vault(cred)
     pending = vault.pending()
     assert pending is not None
@@ -165,14 +184,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         for consumer, sink in ((gh_consumer, gh_write), (hk_consumer, hk_write)):
             target = wiring.target(consumer)
             t = time.perf_counter()
-            target.write(pending.value)
+            RetryPolicy().run(lambda target=target: target.write(pending.value))
             sink.append(time.perf_counter() - t)
-    bounds = {"github": min(wiring.bounds["github_actions_secret"],
-                            budgets.policies["github"].concurrency),
-              "heroku": min(wiring.bounds["heroku_config_var"],
-                            budgets.policies["heroku"].concurrency)}
     wiring.close()
-    return {"mode": spec["mode"], "wall": wall, "status": str(job.status),
+    return {"mode": spec["mode"], "wall": wall, "status": str(job.status), "fakes": fakes,
+            "transitions": transitions,
             "written": by_kind, "runner_rejected": totals.rejected,
             "waited": totals.waited, "wait_reasons": totals.reasons,
             "budget_events": budget_events, "bounds": bounds,
@@ -242,16 +258,15 @@ def bench_budget(rep: Any, tmp: Path, results: dict[str, Any], *, scale: float,
                         "method": method, "path": path, "latency_ms": LATENCY_MS,
                         "times": None, "status": None}).raise_for_status()
             spec = {"workdir": str(work), "env": world["env"], "credential": world["credential"],
-                    "mode": mode, "scale": scale}
+                    "mode": mode, "scale": scale, "github_control": world["github_control"],
+                    "heroku_control": world["heroku_control"]}
             out, _, _ = run_child_rss([str(Path(__file__).resolve()), "--child"],
                                       json.dumps(spec), timeout=1800)
             res = json.loads(out.strip().splitlines()[-1])
-            with httpx.Client(timeout=30) as http:
-                fakes = {name: http.get(f"{world[name + '_control']}/limits").json()
-                         for name in ("github", "heroku")}
+            fakes = res["fakes"]
             floor = budget_floor(res["floor_parts"], github, heroku_vars, scale,
                                  res["bounds"]["heroku"])
-            res.update(floor=floor, fakes=fakes, ratio=res["wall"] / floor["total"])
+            res.update(floor=floor, ratio=res["wall"] / floor["total"])
             results.setdefault("budget", {})[mode] = res
             rejected = sum(f["rejected"] for f in fakes.values())
             breaches = ", ".join(f"{b['rule']} {b['count']}" for f in fakes.values()
@@ -268,6 +283,7 @@ def bench_budget(rep: Any, tmp: Path, results: dict[str, Any], *, scale: float,
             if res["wait_reasons"]:
                 rep.out("  waits (summed over threads): " + ", ".join(
                     f"{k or 'other'} {v:.1f} s" for k, v in sorted(res["wait_reasons"].items())))
+            rep.out("  transitions: " + ", ".join(res["transitions"]))
             for detail in res["budget_events"]:
                 rep.out(f"  job event: {detail}")
             rows.append([label, f"{res['wall']:.2f} s", f"{floor['total']:.2f} s",

@@ -327,14 +327,17 @@ class Budget:
             if cost <= 0:
                 continue
             span = self._real(window.seconds)
-            while log and log[0][1] <= now - span:
-                log.popleft()
+            # Answers arrive out of order: an entry leaves when its own answer is old enough.
+            if log and any(e[1] <= now - span for e in log):
+                live = [e for e in log if e[1] > now - span]
+                log.clear()
+                log.extend(live)
             used = sum(e[2] for e in log)
             if used + cost <= window.limit:
                 continue
             # The earliest time enough answered entries leave the window for this one to fit.
             need = used + cost - window.limit
-            for entry in log:
+            for entry in sorted(log, key=lambda e: e[1]):
                 need -= entry[2]
                 if need <= 0:
                     if math.isinf(entry[1]):

@@ -179,3 +179,24 @@ def request(client: httpx.Client, method: str, url: str, what: str,
         raise VendorUnavailable(f"{what}: {type(exc).__name__}") from None
     raise_for_vendor(response, what)
     return response
+
+
+def follow_links(client: httpx.Client, url: str, what: str, *,
+                 send: Callable[[str], httpx.Response] | None = None) -> list[object]:
+    """Every item of a GitHub listing, following `Link: <…>; rel="next"` to the last page.
+
+    A page is a JSON array, or an object holding one (`{"total_count", "secrets": [...]}`).
+    """
+    items: list[object] = []
+    next_url: str | None = url
+    seen: set[str] = set()
+    while next_url is not None and next_url not in seen:
+        seen.add(next_url)
+        response = send(next_url) if send is not None else request(client, "GET", next_url, what)
+        body = response.json()
+        if isinstance(body, dict):
+            body = next((v for v in body.values() if isinstance(v, list)), [])
+        items.extend(body if isinstance(body, list) else [])
+        link = response.links.get("next")
+        next_url = link.get("url") if link else None
+    return items

@@ -22,6 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import Any, Literal, Protocol
 
@@ -799,23 +800,19 @@ class _Stage:
                                  expected, why)
                 self.note("budget_wait", f"expected about {expected:.0f} s: {why}")
         self.hold()
-        bounds = {kind: threading.BoundedSemaphore(n) for kind, n in self.wiring.bounds.items()}
-        # Threads for the kinds present only: the others' bounds would add idle threads.
-        workers = sum(min(n, self.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
-
-        def bounded(consumer: Consumer) -> Any:
-            with bounds[consumer.kind]:
-                return work(consumer)
-
         last_flush = time.monotonic()
         # Completions arrive on a queue: concurrent.futures.wait(FIRST_COMPLETED) re-arms a
         # waiter on every pending future per call, O(N) per completion and O(N^2) per fan-out.
         finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
-        with ThreadPoolExecutor(max_workers=max(1, workers),
-                                thread_name_prefix="velvet-fanout") as pool:
+        # One pool per target kind, as many threads as its bound: a kind waiting on its
+        # vendor's rate budget never holds threads another kind could use.
+        with ExitStack() as stack:
+            pools = {kind: stack.enter_context(ThreadPoolExecutor(
+                max_workers=max(1, min(n, self.wiring.bounds.get(kind, 1))),
+                thread_name_prefix=f"velvet-fanout-{kind}")) for kind, n in kinds.items()}
             futures: dict[Future[Any], Consumer] = {}
             for c in consumers:
-                future = pool.submit(bounded, c)
+                future = pools[c.kind].submit(work, c)
                 futures[future] = c
                 future.add_done_callback(finished.put)
             remaining = len(futures)
