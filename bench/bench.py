@@ -619,7 +619,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", choices=("http", "none"), default="http")
     parser.add_argument("--bound", type=int, default=None,
                         help="fan-out: override the heroku_config_var concurrency bound")
-    parser.add_argument("--scale", type=float, default=60.0,
+    parser.add_argument("--scale", type=float, default=10.0,
                         help="budget: how much faster the vendors' clocks run (fakes and runner)")
     parser.add_argument("--out", default=str(HERE / "results.md"))
     parser.add_argument("--json", default=None, help="also write raw figures as JSON here")

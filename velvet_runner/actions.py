@@ -159,6 +159,10 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
             parts.append(f"| {_iso(event.at)} | `{data.get('approver', event.actor)}` | "
                          f"`{data.get('environment', '')}` | {data.get('kind', event.action)} | "
                          f"{run} |")
+    waits = [e for e in job.events if e.action == "budget_wait"]
+    if waits:
+        parts += ["", "### Waits for the vendors' rate budgets", ""]
+        parts += [f"- {_iso(e.at)}: {e.detail}" for e in waits]
     dispatched = [e for e in job.events if e.action == DISPATCH_EVENT]
     if dispatched:
         parts += ["", "### Runs started for this job", ""]

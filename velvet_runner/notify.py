@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from velvet_runner.budget import Budgets
+from velvet_runner.budget import Budgets, github_rate_limited
 from velvet_runner.client import make_client, retry_after
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Job
@@ -149,7 +149,8 @@ class Notifier:
 
 
 def _check(response: httpx.Response, what: str) -> None:
-    if response.status_code == 429:
+    # A rate limit (a 429, or GitHub's rate-limit 403) is a wait, not a refusal.
+    if response.status_code == 429 or github_rate_limited(response):
         raise NotifyError(f"{what}: HTTP 429", retryable=True, wait=retry_after(response))
     if response.status_code >= 500:
         raise NotifyError(f"{what}: HTTP {response.status_code}", retryable=True)

@@ -226,3 +226,20 @@ def _cred(vendor: str, name: str) -> dict[str, Any]:
                       "secret_path": "/velvet", "name": name},
             "consumers": [{"consumer_id": "c1", "kind": "heroku_config_var", "env": "prod",
                            "app": "some-app", "var": "KEY", "healthcheck": {"type": "none"}}]}
+
+
+def test_github_listings_follow_link_to_the_last_page() -> None:
+    """GitHub pages with `Link: <...>; rel="next"` (client.py's own unit test: MockTransport)."""
+    from velvet_runner.client import follow_links
+
+    def pages(request: httpx.Request) -> httpx.Response:
+        page = int(request.url.params.get("page", "1"))
+        headers = ({"Link": f'<{request.url.copy_set_param("page", page + 1)}>; rel="next"'}
+                   if page < 3 else {})
+        return httpx.Response(200, headers=headers, json={
+            "total_count": 7, "secrets": [{"name": f"S{page}{i}"} for i in range(3 if page < 3
+                                                                                  else 1)]})
+
+    with httpx.Client(base_url="http://github.test", transport=httpx.MockTransport(pages)) as c:
+        items = follow_links(c, "/repos/o/r/actions/secrets?per_page=3", "secrets")
+    assert [i["name"] for i in items] == ["S10", "S11", "S12", "S20", "S21", "S22", "S30"]
