@@ -164,7 +164,10 @@ class Budget:
         self._logs: list[deque[list[float]]] = [deque() for _ in policy.windows]
         self._tokens = policy.bucket.capacity if policy.bucket else 0.0
         self._filled = clock()
-        self._known = policy.bucket is None  # a bucket's level is unknown until reported
+        # A bucket's level is unknown until the first answer reports it: until then it is
+        # taken as full, so at most `concurrency` requests can overshoot it (and are waited out,
+        # never refused) instead of every fan-out paying a round trip before it starts.
+        self._known = policy.bucket is None
         self._remaining: float | None = None
         self._reset_in: float | None = None  # real seconds from _reported_at
         self._reported_at = clock()
@@ -315,8 +318,6 @@ class Budget:
         if self.in_flight >= policy.concurrency:
             return 5.0, "concurrency"  # woken by a release
         if policy.bucket is not None:
-            if not self._known and self.in_flight > 0:
-                return 5.0, "first answer"  # the bucket's level arrives with the first answer
             self._refill(now)
             if self._tokens < 1:
                 return (1 - self._tokens) / (policy.bucket.per_second * self.scale), "bucket"

@@ -840,7 +840,8 @@ class _Stage:
                     self.flush_rows()
                     last_flush = time.monotonic()
         totals = self.wiring.budgets.totals()
-        if totals.waited - waited0 >= 1.0:
+        workers = sum(min(n, self.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
+        if (totals.waited - waited0) / max(1, workers) >= 1.0:  # a second per thread or more
             reasons = ", ".join(f"{k or 'other'} {v:.0f} s" for k, v in sorted(
                 totals.reasons.items(), key=lambda kv: -kv[1]))
             self.note("budget_wait", f"writes waited {totals.waited - waited0:.0f} s for the "
