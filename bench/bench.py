@@ -580,6 +580,11 @@ def goals(rep: Report, results: dict[str, Any]) -> None:
             ratio = fan[n]["wall"] / fan[n]["floor"]["total"]
             row(f"fan-out N={n}: proceed_mint <= {limit}x floor", f"{ratio:.2f}x",
                 ratio <= limit)
+    paced = results.get("budget", {}).get("paced")
+    if paced:
+        rejected = sum(f["rejected"] for f in paced["fakes"].values())
+        row("budget: paced proceed_mint <= 1.1x budget floor, 0 rejected",
+            f"{paced['ratio']:.2f}x, {rejected} rejected", paced["ratio"] <= 1.1 and not rejected)
     if "contention" in results:
         c = results["contention"]
         row("contention: zero lost updates, every transition written",

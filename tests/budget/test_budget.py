@@ -243,3 +243,16 @@ def test_github_listings_follow_link_to_the_last_page() -> None:
     with httpx.Client(base_url="http://github.test", transport=httpx.MockTransport(pages)) as c:
         items = follow_links(c, "/repos/o/r/actions/secrets?per_page=3", "secrets")
     assert [i["name"] for i in items] == ["S10", "S11", "S12", "S20", "S21", "S22", "S30"]
+
+
+def test_budget_estimates_what_binds_before_a_fan_out() -> None:
+    """What the engine prints before a long fan-out: 500 secret writes need six more windows
+    of GitHub's 80 content-generating requests a minute; 2,000 Heroku writes fit the bucket."""
+    from velvet_runner.budget import POLICIES, Budget
+
+    seconds, why = Budget(POLICIES["github"]).estimate(500)
+    assert seconds == 6 * 60
+    assert why.startswith("content-generating requests per minute")
+    assert Budget(POLICIES["heroku"]).estimate(2000) == (0.0, "")
+    assert Budget(POLICIES["heroku"]).estimate(4600)[1] == "request bucket refill"
+    assert Budget(POLICIES["github"], time_scale=60).estimate(500)[0] == 6
