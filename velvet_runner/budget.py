@@ -174,6 +174,7 @@ class Budget:
         self._paused_until = 0.0
         self._next_slot = 0.0
         self.stats = Stats()
+        self.waiting: dict[str, int] = {}  # callers waiting now, by what holds them
 
     # --- seconds ------------------------------------------------------------------------------
 
@@ -202,7 +203,11 @@ class Budget:
                 if wait <= 0:
                     break
                 reason = why
-                self._cond.wait(timeout=min(wait, 5.0))
+                self.waiting[why] = self.waiting.get(why, 0) + 1
+                try:
+                    self._cond.wait(timeout=min(wait, 5.0))
+                finally:
+                    self.waiting[why] -= 1
             self.in_flight += 1
             entries: list[list[float] | None] = []
             for window, log in zip(self.policy.windows, self._logs, strict=True):
@@ -413,6 +418,16 @@ class Budgets:
 
     def of(self, vendor: str) -> list[Budget]:
         return [b for b in self.all().values() if b.policy.vendor == vendor]
+
+    def waiting_now(self) -> str:
+        """Who waits for which budget right now, for a progress line ("" when nobody does)."""
+        parts = []
+        for budget in self.all().values():
+            with budget._cond:
+                held = {why: n for why, n in budget.waiting.items() if n > 0}
+            for why, n in sorted(held.items()):
+                parts.append(f"{n} waiting for {budget.policy.vendor}'s {why}")
+        return "; ".join(parts)
 
     def totals(self) -> Stats:
         out = Stats()

@@ -839,6 +839,10 @@ class _Stage:
                 if remaining and time.monotonic() - last_flush >= FLUSH_SECONDS:
                     self.flush_rows()
                     last_flush = time.monotonic()
+                    waiting = self.wiring.budgets.waiting_now()
+                    if waiting:
+                        self.log.info("fan-out: %d of %d to go; %s", remaining,
+                                      len(consumers), waiting)
         totals = self.wiring.budgets.totals()
         workers = sum(min(n, self.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
         if (totals.waited - waited0) / max(1, workers) >= 1.0:  # a second per thread or more

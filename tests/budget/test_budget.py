@@ -256,3 +256,30 @@ def test_budget_estimates_what_binds_before_a_fan_out() -> None:
     assert Budget(POLICIES["heroku"]).estimate(2000) == (0.0, "")
     assert Budget(POLICIES["heroku"]).estimate(4600)[1] == "request bucket refill"
     assert Budget(POLICIES["github"], time_scale=60).estimate(500)[0] == 6
+
+
+def test_waits_are_named_while_they_last(gh: Fake) -> None:
+    """The fan-out's progress line names who waits for which budget."""
+    import threading
+
+    _github_world(gh)
+    budgets = Budgets(time_scale=SCALE)
+    seen: list[str] = []
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if text := budgets.waiting_now():
+                seen.append(text)
+            stop.wait(0.02)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        with _github_client(gh, budgets) as client:
+            assert _write_secrets(client, 200) == ["ok"] * 200
+    finally:
+        stop.set()
+        watcher.join()
+    assert any("waiting for github's content-generating requests per minute" in s for s in seen)
+    assert budgets.waiting_now() == ""
