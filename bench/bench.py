@@ -5,7 +5,7 @@ measured under the same conditions as the figures it is compared with. Each load
 bounded in count and in time.
 
     bench/run                      all five benchmarks, table on stdout, bench/results.md
-    bench/run --only fanout,web    a subset (fanout, contention, startup, web, manifest)
+    bench/run --only fanout,web    a subset (fanout, budget, contention, startup, web, manifest)
     bench/run --quick              smaller sizes, for checking the harness itself
     bench/run --sizes 500,2000     chosen fan-out sizes
 
@@ -47,7 +47,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 PY = sys.executable
 CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 VELVET = str(Path(PY).parent / "velvet")
-SECTIONS = ("fanout", "contention", "startup", "web", "manifest")
+SECTIONS = ("fanout", "budget", "contention", "startup", "web", "manifest")
 
 
 # --- output ------------------------------------------------------------------------------
@@ -580,6 +580,11 @@ def goals(rep: Report, results: dict[str, Any]) -> None:
             ratio = fan[n]["wall"] / fan[n]["floor"]["total"]
             row(f"fan-out N={n}: proceed_mint <= {limit}x floor", f"{ratio:.2f}x",
                 ratio <= limit)
+    paced = results.get("budget", {}).get("paced")
+    if paced:
+        rejected = sum(f["rejected"] for f in paced["fakes"].values())
+        row("budget: paced proceed_mint <= 1.1x budget floor, 0 rejected",
+            f"{paced['ratio']:.2f}x, {rejected} rejected", paced["ratio"] <= 1.1 and not rejected)
     if "contention" in results:
         c = results["contention"]
         row("contention: zero lost updates, every transition written",
@@ -619,6 +624,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", choices=("http", "none"), default="http")
     parser.add_argument("--bound", type=int, default=None,
                         help="fan-out: override the heroku_config_var concurrency bound")
+    parser.add_argument("--scale", type=float, default=10.0,
+                        help="budget: how much faster the vendors' clocks run (fakes and runner)")
     parser.add_argument("--out", default=str(HERE / "results.md"))
     parser.add_argument("--json", default=None, help="also write raw figures as JSON here")
     args = parser.parse_args(argv)
@@ -642,6 +649,11 @@ def main(argv: list[str] | None = None) -> int:
             sizes = ([int(x) for x in args.sizes.split(",")] if args.sizes
                      else [10, 100] if args.quick else [10, 100, 500, 2000])
             bench_fanout(rep, sizes, args.check, tmp, results, args.bound)
+        if "budget" in only:
+            from budget import bench_budget
+
+            bench_budget(rep, tmp, results, scale=args.scale,
+                         **({"github": 100, "heroku_vars": 400} if args.quick else {}))
         if "contention" in only:
             bench_contention(rep, tmp, results, transitions=10 if args.quick else 50)
         if "startup" in only:

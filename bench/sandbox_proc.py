@@ -10,6 +10,8 @@ Commands (one JSON object per line):
         one Heroku user + authorization (the credential to rotate), N apps holding it in a
         config var, the credential's vault in Infisical, a manifest in workdir/manifest/;
         answers {"env": {...}, "credential": "BENCH_FANOUT_500", "consumers": [...]}
+    {"cmd": "budget_world", "workdir": "/tmp/x", "github": 500, "heroku_vars": 2000}
+        the budget benchmark's world (budget.py)
     {"cmd": "manifest_world", "workdir": "/tmp/x"}   the plain sandbox env (no world)
     {"cmd": "stop"}
 """
@@ -85,6 +87,11 @@ def main() -> None:
                 if cmd == "fanout_world":
                     answer = fanout_world(sbx, Path(msg["workdir"]), int(msg["n"]),
                                           msg.get("check", "http"))
+                elif cmd == "budget_world":
+                    from budget import budget_world
+
+                    answer = budget_world(sbx, Path(msg["workdir"]), int(msg["github"]),
+                                          int(msg["heroku_vars"]))
                 elif cmd == "env":
                     answer = {"env": sbx.env(Path(msg["workdir"]))}
                 elif cmd == "stop":

@@ -38,11 +38,13 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from velvet_runner.errors import BadArgument, ConflictError, GateRefused, InputError
+from velvet_runner.errors import BadArgument, ConflictError, GateRefused, InputError, VelvetError
 
 if TYPE_CHECKING:
+    import httpx
     from pydantic import SecretStr
 
+    from velvet_runner.budget import Budgets
     from velvet_runner.machine import Action
     from velvet_runner.manifest import Credential, Manifest
     from velvet_runner.records import Job
@@ -170,6 +172,10 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
                   "", "| auth id | fingerprint | since | why |", "|---|---|---|---|"]
         parts += [f"| `{d.auth_id}` | `{d.fingerprint}` | {_iso(d.since)} | {d.reason} |"
                   for d in debt]
+    waits = [e for e in job.events if e.action == "budget_wait"]
+    if waits:
+        parts += ["", "### Waits for the vendors' rate budgets", ""]
+        parts += [f"- {_iso(e.at)}: {e.detail}" for e in waits]
     dispatched = [e for e in job.events if e.action == DISPATCH_EVENT]
     if dispatched:
         parts += ["", "### Runs started for this job", ""]
@@ -196,43 +202,91 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
 
 
 class GitHubApi:
-    """The few REST calls the Actions layer makes, through PyGithub's requester."""
+    """The Actions layer's GitHub calls, through Velvet's one GitHub client.
 
-    def __init__(self, token: SecretStr | str | None, api_url: str) -> None:
+    One httpx client for every GitHub call Velvet makes (secret targets, the issue channel,
+    this gate and dispatcher), built by `client.make_client` with GitHub's rate-limit rules in
+    its budget (budget.py) and one classification of GitHub's errors (`raise_for_vendor`):
+    rather than PyGithub's GithubRetry, because a budget must be shared by every caller of an
+    account and paced before requests are sent (concurrency, points, content-generating
+    windows), which a per-session urllib3 retry that reacts after a rejection cannot do.
+    A rate-limit answer is waited out (RetryPolicy); other errors come back as (status, data).
+    """
+
+    def __init__(self, token: SecretStr | str | None, api_url: str, *,
+                 budgets: Budgets | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         from pydantic import SecretStr
 
         self._token = SecretStr(token) if isinstance(token, str) else token
         self.api_url = api_url.rstrip("/")
-        self._requester: Any = None
+        self._budgets = budgets
+        self._sleep = sleep
+        self._client: httpx.Client | None = None
 
     @property
-    def requester(self) -> Any:
+    def client(self) -> httpx.Client:
         if self._token is None:
             raise GateRefused("no GitHub token: set VELVET_GATE_TOKEN to the workflow's "
                               "GITHUB_TOKEN (actions: read) so the runner can check approvals")
-        if self._requester is None:
-            from github import Auth, Github
+        if self._client is None:
+            from velvet_runner.budget import Budgets
+            from velvet_runner.client import make_client
 
-            gh = Github(auth=Auth.Token(self._token.get_secret_value()), base_url=self.api_url,
-                        retry=None, seconds_between_requests=None, seconds_between_writes=None)
-            self._requester = gh.requester
-        return self._requester
+            self._client = make_client(self.api_url, headers={
+                "Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28",
+                "Authorization": f"Bearer {self._token.get_secret_value()}"},
+                budgets=self._budgets or Budgets(), vendor="github")
+        return self._client
+
+    def _send(self, verb: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        import httpx
+
+        from velvet_runner.client import RetryPolicy, raise_for_vendor
+        from velvet_runner.errors import RateLimited, VendorUnavailable
+
+        def once() -> httpx.Response:
+            try:
+                response = self.client.request(verb, path, json=body)
+            except httpx.HTTPError as exc:
+                raise VendorUnavailable(f"GitHub {verb} {path}: {type(exc).__name__}") from None
+            try:
+                raise_for_vendor(response, f"GitHub {verb} {path}")
+            except (RateLimited, VendorUnavailable):
+                raise
+            except VelvetError:
+                pass  # the caller reads the status
+            return response
+
+        return RetryPolicy(sleep=self._sleep).run(once)
 
     def call(self, verb: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:
         """(status, data); GitHub errors become (status, data) too, never a traceback."""
-        from github import GithubException
-
+        response = self._send(verb, path, body)
         try:
-            _headers, data = self.requester.requestJsonAndCheck(verb, path, input=body)
-        except GithubException as exc:
-            return exc.status, exc.data
-        return (200 if data is not None else 204), data
+            data = response.json() if response.content else None
+        except ValueError:
+            data = None
+        return response.status_code, data
 
     def get(self, path: str, what: str) -> Any:
         status, data = self.call("GET", path)
         if status >= 400:
             raise GateRefused(f"cannot read {what} from GitHub ({path}): HTTP {status}")
         return data
+
+    def get_all(self, path: str, what: str) -> list[Any]:
+        """A listing, every page of it (GitHub's `Link: rel="next"`)."""
+        from velvet_runner.client import follow_links
+
+        def send(url: str) -> httpx.Response:
+            response = self._send("GET", url)
+            if response.status_code >= 400:
+                raise GateRefused(f"cannot read {what} from GitHub ({path}): "
+                                  f"HTTP {response.status_code}")
+            return response
+
+        return follow_links(self.client, path, what, send=send)
 
 
 def _login(user: object) -> str | None:
@@ -325,7 +379,7 @@ class ActionsGate:
                               initiators: dict[str, str | None],
                               base: dict[str, Any]) -> dict[str, Any]:
         path = f"/repos/{self.repository}/actions/runs/{self.run_id}/approvals"
-        entries = self.api.get(path, f"the approvals of run {self.run_id}") or []
+        entries = self.api.get_all(path, f"the approvals of run {self.run_id}")
         mine = [e for e in entries if environment in {
             env.get("name") for env in e.get("environments") or []}]
         approved = [e for e in mine if e.get("state") == "approved"]

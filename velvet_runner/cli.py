@@ -90,7 +90,8 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
     flags = manifest_mod.load_flags(settings.manifest)
     wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
     return Engine(settings, manifest, _store(settings), wiring, flags=flags,
-                  notifier=notifier_from_settings(settings), gate=_gate(settings, manifest),
+                  notifier=notifier_from_settings(settings, budgets=wiring.budgets),
+                  gate=_gate(settings, manifest),
                   progress=progress)
 
 

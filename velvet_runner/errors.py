@@ -16,7 +16,7 @@
     └── VendorError                       caught by the engine; becomes a failed/partial state
         ├── AuthRejected                  401/403: the value is not (or no longer) accepted
         ├── NotFound                      404
-        ├── RateLimited                   429 (retry_after seconds, when the vendor says)
+        ├── RateLimited                   429, or GitHub's rate-limit 403: wait, never "refused"
         ├── VendorRejected                other 4xx: the request itself is wrong
         └── VendorUnavailable             5xx, timeouts, connection errors (retryable)
 
@@ -136,10 +136,12 @@ class RateLimited(VendorError):
     retryable = True
 
     def __init__(
-        self, message: str, *, status: int | None = 429, retry_after: float | None = None
+        self, message: str, *, status: int | None = 429, retry_after: float | None = None,
+        paused: bool = False,
     ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        self.paused = paused  # the account's rate budget already holds callers back
 
 
 class VendorUnavailable(VendorError):

@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from velvet_runner.budget import Budgets, github_rate_limited
 from velvet_runner.client import make_client, retry_after
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Job
@@ -148,7 +149,8 @@ class Notifier:
 
 
 def _check(response: httpx.Response, what: str) -> None:
-    if response.status_code == 429:
+    # A rate limit (a 429, or GitHub's rate-limit 403) is a wait, not a refusal.
+    if response.status_code == 429 or github_rate_limited(response):
         raise NotifyError(f"{what}: HTTP 429", retryable=True, wait=retry_after(response))
     if response.status_code >= 500:
         raise NotifyError(f"{what}: HTTP {response.status_code}", retryable=True)
@@ -211,13 +213,19 @@ def job_link(settings: Settings) -> Callable[[Job], str | None]:
 def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | None = None,
                            *, timeout: float = REQUEST_TIMEOUT_SECONDS,
                            sleep: Callable[[float], None] = time.sleep,
-                           deadline: float = DEADLINE_SECONDS) -> Notifier | None:
+                           deadline: float = DEADLINE_SECONDS,
+                           budgets: Budgets | None = None) -> Notifier | None:
     """Channels configured by settings; None when nothing is configured.
+
+    `budgets` are the run's rate budgets (`Wiring.budgets`), so a GitHub issue or a Slack
+    message draws from the same account budget as the run's writes; a rate-limit answer is
+    waited out when its wait fits inside the deadline.
 
     `timeout` is the per-request timeout (tests of a hanging vendor shorten it); `sleep` is the
     pause between retries.
     """
     client_timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
+    budgets = budgets if budgets is not None else Budgets()
     link = job_link(settings)
     slack: Send | None = None
     email: Send | None = None
@@ -226,12 +234,14 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
         slack = slack_sender(make_client(settings.slack_api_url, headers={
             "Authorization": f"Bearer {settings.slack_token.get_secret_value()}",
             "Content-Type": "application/json; charset=utf-8"}, transport=transport,
-            timeout=client_timeout), settings.slack_channel, link)
+            timeout=client_timeout, budgets=budgets, vendor="slack"), settings.slack_channel,
+            link)
     if settings.postmark_server_token and settings.ops_email:
         email = email_sender(make_client(settings.postmark_api_url, headers={
             "Accept": "application/json",
             "X-Postmark-Server-Token": settings.postmark_server_token.get_secret_value()},
-            transport=transport, timeout=client_timeout), settings.ops_email_from,
+            transport=transport, timeout=client_timeout, budgets=budgets, vendor="postmark"),
+            settings.ops_email_from,
             settings.ops_email, link)
     issues_token = settings.github_issues_token or settings.github_token
     if issues_token and settings.github_repository:
@@ -239,7 +249,8 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
             "Authorization": f"Bearer {issues_token.get_secret_value()}"},
-            transport=transport, timeout=client_timeout), settings.github_repository, link)
+            transport=transport, timeout=client_timeout, budgets=budgets, vendor="github"),
+            settings.github_repository, link)
     if slack is None and email is None and issue is None:
         return None
 

@@ -10,13 +10,14 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from velvet_runner.aws import AwsClients
+from velvet_runner.budget import Budget, Budgets
 from velvet_runner.checks import Checker
 from velvet_runner.client import make_client, tls_context
 from velvet_runner.errors import BadArgument
@@ -105,8 +106,12 @@ class PerThreadTransport(httpx.BaseTransport):
 class Wiring:
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep,
-                 bounds: dict[str, int] | None = None) -> None:
+                 bounds: dict[str, int] | None = None,
+                 budgets: Budgets | None = None) -> None:
         self.settings = settings
+        # One rate budget per vendor account, shared by every client below (and the notifier
+        # when it is given `wiring.budgets`): budget.py.
+        self.budgets = budgets if budgets is not None else Budgets()
         self.transport = transport
         self.sleep = sleep
         self.bounds = {**DEFAULT_BOUNDS, **(bounds or {})}
@@ -121,9 +126,10 @@ class Wiring:
         return PerThreadTransport(tls_context())
 
     def _client(self, base_url: str, headers: dict[str, str] | None = None,
-                max_connections: int = 64) -> httpx.Client:
+                max_connections: int = 64, *, vendor: str) -> httpx.Client:
         client = make_client(base_url, headers=headers, transport=self._transport(),
-                             max_connections=max_connections)
+                             max_connections=max_connections, budgets=self.budgets,
+                             vendor=vendor)
         self._clients.append(client)
         return client
 
@@ -158,15 +164,17 @@ class Wiring:
     @cached_property
     def heroku_client(self) -> httpx.Client:
         return self._client(self.settings.heroku_api_url,
-                            {"Accept": "application/vnd.heroku+json; version=3"})
+                            {"Accept": "application/vnd.heroku+json; version=3"},
+                            vendor="heroku")
 
     @cached_property
     def cloudflare_client(self) -> httpx.Client:
-        return self._client(self.settings.cloudflare_api_url)
+        return self._client(self.settings.cloudflare_api_url, vendor="cloudflare")
 
     @cached_property
     def postmark_client(self) -> httpx.Client:
-        return self._client(self.settings.postmark_api_url, {"Accept": "application/json"})
+        return self._client(self.settings.postmark_api_url, {"Accept": "application/json"},
+                            vendor="postmark")
 
     # --- targets --------------------------------------------------------------------------
 
@@ -194,7 +202,7 @@ class Wiring:
         return self._client(self.settings.heroku_api_url, {
             "Accept": "application/vnd.heroku+json; version=3",
             "Authorization": f"Bearer {token}",
-        }, max_connections=self.bounds["heroku_config_var"])
+        }, max_connections=self.bounds["heroku_config_var"], vendor="heroku")
 
     @cached_property
     def github_client(self) -> httpx.Client:
@@ -203,16 +211,44 @@ class Wiring:
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
             "Authorization": f"Bearer {token}",
-        }, max_connections=self.bounds["github_actions_secret"])
+        }, max_connections=self.bounds["github_actions_secret"], vendor="github")
 
     @cached_property
     def infisical_session(self) -> InfisicalSession:
         from velvet_runner.targets.infisical_secret import InfisicalSession
 
         client = self._client(self.settings.infisical_api_url,
-                              max_connections=self.bounds["infisical_secret"])
+                              max_connections=self.bounds["infisical_secret"],
+                              vendor="infisical")
         return InfisicalSession(client, self._secret("infisical_client_id"),
                                 self._secret("infisical_client_secret"))
+
+    # --- rate budgets ---------------------------------------------------------------------
+
+    def budget_for_kind(self, kind: str) -> Budget | None:
+        """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
+        accounts = {
+            "heroku_config_var": ("heroku", self.settings.heroku_api_url, "heroku_token"),
+            "github_actions_secret": ("github", self.settings.github_api_url, "github_token"),
+        }
+        if kind not in accounts:
+            return None
+        vendor, url, secret = accounts[kind]
+        if getattr(self.settings, secret) is None:
+            return None
+        return self.budgets.get(vendor, url, f"Bearer {self._secret(secret)}")
+
+    def budget_estimate(self, kinds: Mapping[Any, int]) -> tuple[float, str]:
+        """Seconds the budgets need for one write per consumer, and what binds the longest."""
+        best, why = 0.0, ""
+        for kind, count in kinds.items():
+            budget = self.budget_for_kind(str(kind))
+            if budget is None:
+                continue
+            seconds, reason = budget.estimate(count)
+            if seconds > best:
+                best, why = seconds, f"{budget.policy.vendor} {reason}"
+        return best, why
 
     # --- checks ---------------------------------------------------------------------------
 

@@ -181,3 +181,25 @@ def test_cloudflare_rotation_creates_new_and_deletes_old(eng_world: EngWorld) ->
     assert current is not None
     assert cf.token_is_live(current)
     assert set(eng_world.consumer_values(CF).values()) == {current}
+
+
+# --- GitHub rate limits --------------------------------------------------------------------
+
+GITHUB_ROW = "github-actions-heroku-api-key"
+GITHUB_PUT = "/repos/raxx/platform/actions/secrets/HEROKU_API_KEY"
+
+
+def test_github_rate_limit_403_is_waited_out_and_the_row_succeeds(eng_world: EngWorld) -> None:
+    """GitHub answers the secret write with its secondary rate limit (403, retry-after, the
+    documented message): the runner waits and writes again; the row ends `succeeded`, never
+    "credential refused"."""
+    engine, job = start(eng_world)
+    eng_world.fault("github", method="PUT", path=GITHUB_PUT, status=403, times=1, retry_after=1,
+                    message="You have exceeded a secondary rate limit. Please wait a few "
+                            "minutes before you try again.")
+    job = engine.run(job.job_id, "proceed_mint")
+    assert job.status == "validated", last(job)
+    github = row(job, GITHUB_ROW)
+    assert (github.distribute_status, github.validate_status) == (RowStatus.SUCCEEDED,
+                                                                  RowStatus.SUCCEEDED)
+    assert [p["status"] for p in eng_world.requests("github", "PUT", GITHUB_PUT)] == [403, 204]

@@ -8,11 +8,11 @@ at most once a second.
 from __future__ import annotations
 
 import queue
-import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
 from velvet_runner.manifest import Consumer
@@ -30,34 +30,37 @@ _NOT_STARTED = object()  # a consumer left alone because the operator stopped th
 def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any],
             done: Callable[[Consumer, Any], None],
             fallback: Callable[[str], Any] | None = None, *, what: str = "consumers",
-            settle: float | None = None) -> None:
+            settle: float | None = None, spends: bool = False) -> None:
     """Run `work` for every consumer concurrently and hand each result to `done`.
 
     An exception from `work` (an adapter bug) becomes `fallback(reason)` for that row alone.
     On Ctrl-C, consumers not yet started are left as they are (a resume runs them), the rows
     are saved, and Interrupted is raised. `settle` (seconds) adds the time left in a settle
-    window to the progress line.
+    window to the progress line. `spends`: the work writes to vendors, so the rate budgets
+    (budget.py) are asked up front how long it will take, and the waits are recorded after.
     """
     if not consumers:
         return
+    wiring, progress = run.wiring, run.e.progress
+    limits = wiring.bounds
+    kinds: Counter[str] = Counter(c.kind for c in consumers)
+    waited0 = wiring.budgets.totals().waited
+    if spends:
+        expected, why = wiring.budget_estimate(kinds)
+        if expected > 60:
+            progress.phase(f"velvet: {what} will take about {expected:.0f} s ({why})")
+            run.journal.note("budget_wait", f"expected about {expected:.0f} s: {why}")
     run.journal.hold()
-    progress = run.e.progress
     progress.phase(f"velvet: {what}: {len(consumers)} consumer(s)")
     started = time.monotonic()
-    limits = run.wiring.bounds
-    bounds = {kind: threading.BoundedSemaphore(n) for kind, n in limits.items()}
-    # Threads for the kinds present only: the others' bounds would add idle threads.
-    kinds = Counter(c.kind for c in consumers)
-    workers = sum(min(n, limits.get(kind, 1)) for kind, n in kinds.items())
 
-    def bounded(consumer: Consumer) -> Any:
-        with bounds[consumer.kind]:
-            if progress.stop.is_set():
-                return _NOT_STARTED
-            try:
-                return work(consumer)
-            except Interrupted:
-                return _NOT_STARTED
+    def guarded(consumer: Consumer) -> Any:
+        if progress.stop.is_set():
+            return _NOT_STARTED
+        try:
+            return work(consumer)
+        except Interrupted:
+            return _NOT_STARTED
 
     last_flush = time.monotonic()
     finished_count = stopped = 0
@@ -66,11 +69,15 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
     finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
     run.journal.checkpoints = False  # the loop's saves are not stopping points; its end is
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers),
-                                thread_name_prefix="velvet-fanout") as pool:
+        # One pool per target kind, as many threads as its bound: a kind waiting on its
+        # vendor's rate budget never holds threads another kind could use.
+        with ExitStack() as stack:
+            pools = {kind: stack.enter_context(ThreadPoolExecutor(
+                max_workers=max(1, min(n, limits.get(kind, 1))),
+                thread_name_prefix=f"velvet-fanout-{kind}")) for kind, n in kinds.items()}
             futures: dict[Future[Any], Consumer] = {}
             for c in consumers:
-                future = pool.submit(bounded, c)
+                future = pools[c.kind].submit(guarded, c)
                 futures[future] = c
                 future.add_done_callback(finished.put)
             remaining = len(futures)
@@ -102,10 +109,26 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
                     left = ("" if settle is None else
                             f"; settle window {max(0.0, settle - (last_flush - started)):.0f} s"
                             " left")
+                    waiting = wiring.budgets.waiting_now()
                     progress.note(f"velvet: {what}: {finished_count} of {len(consumers)} "
-                                  f"done{left}")
+                                  f"done{left}" + (f"; {waiting}" if waiting else ""))
     finally:
         run.journal.checkpoints = True
+    _note_waits(run, kinds, waited0)
     if stopped:
         run.journal.flush_rows()
         progress.checkpoint()
+
+
+def _note_waits(run: Run, kinds: Mapping[str, int], waited0: float) -> None:
+    """Record the rate-budget waits of a fan-out that waited a second per thread or more (the
+    job's events and the step summary show them)."""
+    totals = run.wiring.budgets.totals()
+    workers = sum(min(n, run.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
+    if (totals.waited - waited0) / max(1, workers) < 1.0:
+        return
+    reasons = ", ".join(f"{k or 'other'} {v:.0f} s" for k, v in sorted(
+        totals.reasons.items(), key=lambda kv: -kv[1]))
+    run.journal.note("budget_wait", f"writes waited {totals.waited - waited0:.0f} s for the "
+                     f"vendors' rate budgets, summed over threads (longest wait "
+                     f"{totals.longest:.1f} s; {reasons})")

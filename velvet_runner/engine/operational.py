@@ -159,7 +159,8 @@ def distribute(run: Run) -> None:
                   attempts=attempts)
 
     fan_out(run, [c for _, c in todo], write, done,
-            lambda reason: (RowStatus.FAILED, reason, "unknown"), what="distributing")
+            lambda reason: (RowStatus.FAILED, reason, "unknown"), what="distributing",
+            spends=True)
     run.crash("after_distribute")
     result = outcome(r.distribute_status for r in run.job.consumers)
     failed = [r.consumer_id for r in run.job.consumers if r.distribute_status == RowStatus.FAILED]

@@ -349,7 +349,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
             failures.append(consumer.consumer_id)
             j.set_row(consumer.consumer_id, holds="unknown", detail=f"rollback: {detail}")
 
-    fan_out(run, [c for _, c in todo], write, done, what="rolling back")
+    fan_out(run, [c for _, c in todo], write, done, what="rolling back", spends=True)
     if failures:
         return j.note("rollback_failed", "could not restore the old value on "
                       + ", ".join(sorted(failures)) + f"; run velvet stage {run.job.job_id} "

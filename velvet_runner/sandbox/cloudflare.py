@@ -11,7 +11,8 @@ What it reproduces, because adapters depend on it:
   with status disabled, but authenticates nothing else); roll (`PUT …/value`) kills the old
   value in the same instant and answers a bare string; DELETE answers `{"id"}`.
 - Quotas (50 user tokens, 500 per account) and a per-token window of 1200 requests per 5
-  minutes with `Ratelimit`/`Ratelimit-Policy` headers and 429 + Retry-After when spent.
+  minutes with `Ratelimit`/`Ratelimit-Policy` headers and 429 + Retry-After when spent, on
+  the limiter's vendor time (`/__velvet/limits` sets its time scale and reports refusals).
 
 Codes the docs do not pin down, chosen here and exported so tests and adapters agree:
 VALIDATION_ERROR (1001) for a bad body, QUOTA_EXCEEDED (1002) when a quota is full and
@@ -47,6 +48,7 @@ from velvet_runner.sandbox.control import (
     token_status_route,
     utc_now,
 )
+from velvet_runner.sandbox.ratelimit import Limiter
 
 BASE_PATH = "/client/v4"
 
@@ -167,6 +169,8 @@ class CloudflareState:
     def __init__(self, user_id: str | None = None,
                  account_ids: Iterable[str] = (DEFAULT_ACCOUNT_ID,)) -> None:
         self._lock = threading.RLock()
+        # Vendor time (settable time scale), requests in flight and refusals (ratelimit.py).
+        self.limiter = Limiter("cloudflare")
         self.user_id = user_id or uuid.uuid4().hex
         self._initial_accounts = list(account_ids)
         self.reset()
@@ -256,7 +260,7 @@ class CloudflareState:
         with self._lock:
             ids = [token_id] if token_id else list(self._tokens)
             for tid in ids:
-                self._windows[tid] = _Window(time.monotonic(),
+                self._windows[tid] = _Window(self.limiter.now(),
                                              max(0, RATE_LIMIT_REQUESTS - remaining))
 
     def token_values(self) -> list[str]:
@@ -274,7 +278,7 @@ class CloudflareState:
 
     def _spend(self, token_id: str) -> tuple[bool, int, int]:
         """(allowed, remaining, seconds to window reset) for one request by this token."""
-        now = time.monotonic()
+        now = self.limiter.now()
         window = self._windows.get(token_id)
         if window is None or now - window.started >= RATE_LIMIT_WINDOW_SECONDS:
             window = self._windows[token_id] = _Window(now)
@@ -372,6 +376,7 @@ class _Api:
                 allowed, remaining, reset_in = self.state._spend(token.id)
                 token.last_used_on = utc_now()
             if not allowed:
+                self.state.limiter.breach("requests_per_5_minutes")
                 response = error(429, "Rate limited. Please wait and consider throttling your "
                                  "request speed", RATE_LIMITED)
                 response.headers["Retry-After"] = str(reset_in)
@@ -591,6 +596,7 @@ def create_app(state: CloudflareState) -> Starlette:
         _Api(state).routes(),
         error=_fault_or_routing_error,
         state=state,
+        limiter=state.limiter,
         extra_control_routes=_control_routes(state),
         prefix=BASE_PATH,
     )

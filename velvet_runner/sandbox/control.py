@@ -9,6 +9,7 @@ A fake is its vendor routes plus a control API under `/__velvet/`, a prefix no v
     DELETE /__velvet/faults     clear every fault (and release hanging requests)
     GET    /__velvet/faults     the faults still armed
     GET    /__velvet/requests   method, path and status of every vendor request, oldest first
+    GET | POST /__velvet/limits the vendor's rate limits, time scale and breaches (ratelimit.py)
 
 Faults apply to vendor routes only, so a test can always reach the control API to clear them.
 The request log never holds bodies or headers: it may be printed by a failing test, and the
@@ -27,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -36,6 +37,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from velvet_runner.sandbox.ratelimit import Limiter, Refusal
 
 CONTROL_PREFIX = "/__velvet"
 HANG_LIMIT_SECONDS = 120.0
@@ -306,12 +310,18 @@ def build_app(
     state: FakeState,
     extra_control_routes: Sequence[BaseRoute] = (),
     prefix: str = "",
+    limiter: Limiter | None = None,
+    reject: Callable[[Refusal], Response] | None = None,
 ) -> Starlette:
     """A fake vendor: `routes` (mounted under `prefix`) plus the `/__velvet/` control API.
 
     `error(status, message)` renders the vendor's own error body; it is used for injected
     faults and for unknown routes, so a client sees the vendor's shape even then. `state`
     answers the control API's state, seed and reset.
+
+    `limiter` (sandbox/ratelimit.py) counts every vendor request against the vendor's published
+    limits and `reject` renders a refusal; its settings and breaches are served at
+    `/__velvet/limits`, and a reset restores the real numbers.
     """
     faults = Faults()
     log = RequestLog()
@@ -331,6 +341,8 @@ def build_app(
 
     async def post_reset(request: Request) -> Response:
         state.reset()
+        if limiter is not None:
+            limiter.restore()
         faults.clear()
         log.clear()
         return json_response({"ok": True})
@@ -362,6 +374,7 @@ def build_app(
         Route("/faults", delete_faults, methods=["DELETE"]),
         Route("/requests", get_requests, methods=["GET"]),
         *extra_control_routes,
+        *(limiter.control_routes() if limiter is not None else ()),
     ]
     vendor: list[BaseRoute] = [Mount(prefix, routes=routes)] if prefix else list(routes)
 
@@ -371,14 +384,25 @@ def build_app(
             return json_response({"error": exc.detail}, exc.status_code)
         return error(exc.status_code, exc.detail)
 
+    middleware = [
+        Middleware(_FaultMiddleware, faults=faults, log=log, error=error, prefix=prefix)
+    ]
+    if limiter is not None:
+        from velvet_runner.sandbox.ratelimit import LimitMiddleware, route_template
+
+        refuse = reject or (lambda r: error(429, "rate limited"))
+        middleware.insert(0, Middleware(LimitMiddleware, limiter=limiter, reject=refuse,
+                                        part="concurrency"))
+        if limiter.rules:  # a fake with windows of its own (GitHub); others only count
+            middleware.append(Middleware(LimitMiddleware, limiter=limiter, reject=refuse,
+                                         part="rate", endpoint=route_template(vendor)))
     app = Starlette(
         routes=[Mount(CONTROL_PREFIX, routes=control), *vendor],
-        middleware=[
-            Middleware(_FaultMiddleware, faults=faults, log=log, error=error, prefix=prefix)
-        ],
+        middleware=middleware,
         exception_handlers={HTTPException: http_error},
     )
     app.state.name = name
     app.state.faults = faults
     app.state.request_log = log
+    app.state.limiter = limiter
     return app

@@ -73,6 +73,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from velvet_runner.sandbox.actions_plane import ActionsPlane
 from velvet_runner.sandbox.control import CONTROL_PREFIX, bearer_token, build_app, json_response
+from velvet_runner.sandbox.ratelimit import github_limits, github_reject
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -1480,6 +1481,10 @@ def create_app(state: State) -> Starlette:
         routes,
         error=error,
         state=state,
+        # Secondary limits (100 concurrent, points per endpoint, content-generating requests):
+        # sandbox/ratelimit.py, settable and reported at /__velvet/limits.
+        limiter=github_limits(),
+        reject=github_reject(),
     )
     app.add_middleware(_RateLimitHeaders, state=state)
     return app

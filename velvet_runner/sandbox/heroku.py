@@ -11,7 +11,10 @@ What it reproduces, because adapters depend on it:
   `invalid_params`), answers the complete map, and counts a release and a restart.
 - A per-account rate-limit bucket (4500, refilled 75/minute): `RateLimit-Remaining` on every
   authenticated response, 429 `rate_limit` with *no* Retry-After when empty, and
-  `GET /account/rate-limits` free of charge.
+  `GET /account/rate-limits` free of charge. The bucket runs on the limiter's vendor time, so
+  `/__velvet/limits` `{"time_scale": 60}` refills it 60 times faster.
+- `Range` pagination of the authorization list: 200 per page unless `max=` asks for up to
+  1000, `206 Partial Content` with `Next-Range` while more remain, 416 for a bad Range.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from velvet_runner.sandbox.control import (
     token_status_route,
     utc_now,
 )
+from velvet_runner.sandbox.ratelimit import Limiter
 
 ACCEPT_MEDIA_TYPE = "application/vnd.heroku+json"
 SCOPES = frozenset({"global", "identity", "read", "write", "read-protected", "write-protected"})
@@ -140,6 +144,8 @@ class HerokuState:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
+        # Vendor time (settable time scale), requests in flight and refusals (ratelimit.py).
+        self.limiter = Limiter("heroku")
         self.reset()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -296,7 +302,7 @@ class HerokuState:
     ) -> None:
         """Set the bucket of one user (or every user, and the default for new ones)."""
         with self._lock:
-            now = time.monotonic()
+            now = self.limiter.now()
             users = [u for u in self._users.values() if email is None or u.email == email]
             if email is not None and not users:
                 raise KeyError(email)
@@ -339,11 +345,11 @@ class HerokuState:
         return bucket
 
     def _peek(self, user_id: str) -> int:
-        return int(self._bucket(user_id, time.monotonic()).remaining)
+        return int(self._bucket(user_id, self.limiter.now()).remaining)
 
     def _spend(self, user_id: str) -> int | None:
         """One request's worth; None when the bucket is empty."""
-        bucket = self._bucket(user_id, time.monotonic())
+        bucket = self._bucket(user_id, self.limiter.now())
         if bucket.remaining < 1:
             return None
         bucket.remaining -= 1
@@ -417,6 +423,7 @@ class _Api:
                 remaining = (self.state._peek(user.id) if free
                              else self.state._spend(user.id))
             if remaining is None:
+                self.state.limiter.breach("bucket")
                 response = error(429, "Your account reached the API rate limit\n"
                                  "Please wait a few minutes before making new requests")
                 response.headers["RateLimit-Remaining"] = "0"
@@ -491,11 +498,30 @@ class _Api:
     async def list_authorizations(
         self, request: Request, auth: Authorization, user: User
     ) -> Response:
+        parsed = _parse_range(request.headers.get("range"))
+        if parsed is None:
+            return error(416, "Invalid Range header; expected e.g. 'id ..; max=200'.")
+        field_name, start, exclusive, page_max, descending = parsed
         with self.lock:
             mine = sorted((a for a in self.state._auths.values() if a.user_id == user.id),
-                          key=lambda a: (a.created_at, a.id))
-            return json_response(
-                [self.state._authorization_json(a, with_token=False) for a in mine])
+                          key=lambda a: (str(getattr(a, field_name)), a.id),
+                          reverse=descending)
+            if start:
+                mine = [a for a in mine if (str(getattr(a, field_name)) < start if descending
+                                            else str(getattr(a, field_name)) > start)
+                        or (not exclusive and str(getattr(a, field_name)) == start)]
+            page, more = mine[:page_max], len(mine) > page_max
+            response = json_response(
+                [self.state._authorization_json(a, with_token=False) for a in page],
+                206 if more else 200)
+            if page:
+                first, last = (str(getattr(page[i], field_name)) for i in (0, -1))
+                response.headers["Content-Range"] = f"{field_name} {first}..{last}"
+            if more:
+                order = "; order=desc" if descending else ""
+                response.headers["Next-Range"] = (
+                    f"{field_name} ]{getattr(page[-1], field_name)}..; max={page_max}{order}")
+            return response
 
     async def authorization_info(
         self, request: Request, auth: Authorization, user: User
@@ -634,6 +660,37 @@ class _Api:
         ]
 
 
+PAGE_DEFAULT = 200  # Heroku's default page size; a Range may ask for up to PAGE_MAX
+PAGE_MAX = 1000
+_RANGE = re.compile(r"^\s*(id|created_at)\s*(\])?([^.;\s]*)\s*\.\.\s*([^;\s]*)\s*(;.*)?$")
+
+
+def _parse_range(header: str | None) -> tuple[str, str, bool, int, bool] | None:
+    """Heroku's `Range: <field> [<start>]..[<end>]; max=N, order=asc|desc` (a `]` before the
+    start excludes it, as a Next-Range does); (field, start, exclusive, max, desc), None if bad.
+    """
+    if header is None or not header.strip():
+        return "id", "", False, PAGE_DEFAULT, False
+    match = _RANGE.match(header)
+    if match is None:
+        return None
+    field_name, exclusive, start, _end, params = match.groups()
+    page_max, descending = PAGE_DEFAULT, False
+    for param in (params or "").lstrip(";").replace(";", ",").split(","):
+        key, _, value = (p.strip() for p in param.partition("="))
+        if key == "max":
+            if not value.isdigit() or not 1 <= int(value) <= PAGE_MAX:
+                return None
+            page_max = int(value)
+        elif key == "order":
+            if value not in ("asc", "desc"):
+                return None
+            descending = value == "desc"
+        elif key:
+            return None
+    return field_name, start, exclusive is not None, page_max, descending
+
+
 def _auth_not_found() -> Response:
     return error(404, "Couldn't find that authorization.", resource="oauth_authorization")
 
@@ -689,4 +746,5 @@ def create_app(state: HerokuState) -> Starlette:
         error=error,
         state=state,
         extra_control_routes=_control_routes(state),
+        limiter=state.limiter,
     )

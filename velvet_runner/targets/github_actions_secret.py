@@ -8,6 +8,7 @@ consumers are validated by their health checks, not by readback.
 from __future__ import annotations
 
 import base64
+import weakref
 from typing import Any, ClassVar
 
 import httpx
@@ -18,6 +19,9 @@ from velvet_runner.errors import NotFound, VendorRejected
 from velvet_runner.manifest import GithubActionsSecret
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
+
+_KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
+    weakref.WeakKeyDictionary())
 
 
 class GithubActionsSecretTarget(Target):
@@ -36,22 +40,35 @@ class GithubActionsSecretTarget(Target):
             self.base = f"/repos/{config.repository}/actions/secrets"
         self.what = config.describe()
 
-    def _public_key(self) -> tuple[str, bytes]:
+    def _public_key(self, *, fresh: bool = False) -> tuple[str, bytes]:
+        # One GET per scope and client, not per secret: 500 secrets in one repository would
+        # otherwise spend 500 requests of GitHub's budget on the same key.
+        cache = _KEYS.setdefault(self.client, {})
+        if not fresh and self.base in cache:
+            return cache[self.base]
         key = request(self.client, "GET", f"{self.base}/public-key",
                       f"public key for {self.what}").json()
-        return str(key["key_id"]), base64.b64decode(key["key"])
+        cache[self.base] = (str(key["key_id"]), base64.b64decode(key["key"]))
+        return cache[self.base]
 
     def write(self, value: SecretStr) -> None:
         from nacl.public import PublicKey, SealedBox
 
-        key_id, key = self._public_key()
-        sealed = SealedBox(PublicKey(key)).encrypt(value.get_secret_value().encode("utf-8"))
-        body: dict[str, Any] = {"encrypted_value": base64.b64encode(sealed).decode("ascii"),
-                                "key_id": key_id}
-        if self.config.org:
-            body["visibility"] = self.config.visibility
-        request(self.client, "PUT", f"{self.base}/{self.config.secret}", f"PUT {self.what}",
-                json=body)
+        for fresh in (False, True):
+            key_id, key = self._public_key(fresh=fresh)
+            sealed = SealedBox(PublicKey(key)).encrypt(value.get_secret_value().encode("utf-8"))
+            body: dict[str, Any] = {"encrypted_value": base64.b64encode(sealed).decode("ascii"),
+                                    "key_id": key_id}
+            if self.config.org:
+                body["visibility"] = self.config.visibility
+            try:
+                request(self.client, "PUT", f"{self.base}/{self.config.secret}",
+                        f"PUT {self.what}", json=body)
+                return
+            except VendorRejected as exc:
+                # 422: the scope's key changed since it was cached; fetch it again, once.
+                if fresh or exc.status != 422:
+                    raise
 
     def read(self) -> SecretStr | None:
         raise VendorRejected(f"{self.what}: GitHub never returns secret values")
@@ -74,7 +91,7 @@ class GithubActionsSecretTarget(Target):
         if self.config.repository:
             request(self.client, "GET", f"/repos/{self.config.repository}",
                     f"GET repository {self.config.repository}")
-        key_id, key = self._public_key()
+        key_id, key = self._public_key(fresh=True)
         if len(key) != 32:
             raise VendorRejected(f"{self.what}: public key is not a Curve25519 key")
         updated = self.updated_at()

@@ -66,16 +66,17 @@ class CloudflareVendor(Vendor):
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
         # Every page: an account holds up to 500 tokens, and a label missed here means a second
-        # live token minted for the same job.
+        # live token minted for the same job. Pages run until a short one: `total_pages` is
+        # not always there, and a missing one does not mean a single page.
         page = 1
         while True:
             body = self._envelope("GET", f"?per_page={PAGE_SIZE}&page={page}", current,
                                   "list tokens")
-            for token in body.get("result") or []:
+            tokens = body.get("result") or []
+            for token in tokens:
                 if token.get("name") == label:
                     return str(token["id"])
-            pages = (body.get("result_info") or {}).get("total_pages") or 1
-            if page >= int(pages):
+            if len(tokens) < PAGE_SIZE:
                 return None
             page += 1
 
