@@ -128,15 +128,26 @@ def seed(store: Store, jobs: list[Job]) -> None:
         {f"jobs/{j.credential}/{j.job_id}.json": j.to_json().encode() for j in jobs}, "seed"))
 
 
+def _table(text: str, after: str) -> list[list[str]]:
+    """The rows of the table that follows the line starting with `after` (the summary's
+    column header is skipped; the table ends at a blank line or the "Next:" commands)."""
+    lines = text.split(after, 1)[1].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.strip() or line.startswith("Next:"):
+            break
+        rows.append(line.split())
+    return rows
+
+
 def due_since_by_due(text: str) -> dict[str, str]:
-    # `velvet due`: CREDENTIAL<TAB>due since WHEN<TAB>(REASON)
-    rows = [line.split("\t") for line in text.splitlines() if "\t" in line]
-    return {cred: since.removeprefix("due since ") for cred, since, _ in rows}
+    # `velvet due --human`: CREDENTIAL  DUE SINCE  REASON
+    return {cells[0]: cells[1] for cells in _table(text, "due for rotation")}
 
 
 def due_since_by_stuck(text: str) -> dict[str, str]:
-    lines = text.split("overdue (", 1)[1].split("\n\n", 1)[0].splitlines()[2:]
-    return {cells[0]: cells[2] for cells in (line.split() for line in lines)}
+    # `velvet stuck --human`, overdue section: CREDENTIAL  SCHEDULE  DUE SINCE  REASON
+    return {cells[0]: cells[2] for cells in _table(text, "overdue (")}
 
 
 def test_due_and_stuck_agree_on_due_since(run_velvet: Callable[..., Any], bare_repo: Path,
@@ -147,8 +158,8 @@ def test_due_and_stuck_agree_on_due_since(run_velvet: Callable[..., Any], bare_r
     seed(store, [done] + [done_job(T0 + timedelta(days=2), flow=Flow.TESTING)
                           for _ in range(250)])
     now = iso(T0 + timedelta(days=120))
-    due = run_velvet("due", "--now", now)
-    stuck = run_velvet("stuck", "--now", now)
+    due = run_velvet("due", "--now", now, "--human")
+    stuck = run_velvet("stuck", "--now", now, "--human")
     assert due.returncode == 0, due.stderr
     assert stuck.returncode == 1, stuck.stderr
     by_due, by_stuck = due_since_by_due(due.stdout), due_since_by_stuck(stuck.stdout)
@@ -174,3 +185,4 @@ def test_a_staging_runner_reports_only_staging(run_velvet: Callable[..., Any]) -
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
     assert json.loads(run_velvet("due", "--json").stdout) != []
+

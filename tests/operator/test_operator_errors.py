@@ -55,8 +55,10 @@ def test_a_missing_flag_or_file_says_so(run_velvet: RunVelvet, manifest_dir: Pat
     (["verify", "--ticket", "T-1"], "--ticket does not apply to verify (verify takes no options)"),
     (["proceed_mint", "--consumer", "x"], "--consumer does not apply to proceed_mint"),
     (["abort", "--confirm", CRED, "--ticket", "T"], "--ticket, --confirm does not apply to abort"),
-    (["manual_confirm", "--consumer", "x", "--ticket", "T"],
-     "--ticket does not apply to manual_confirm (manual_confirm takes --consumer)"),
+    (["manual_confirm", "--consumer", "x", "--confirm", "X"],
+     "--confirm does not apply to manual_confirm (manual_confirm takes --consumer, --ticket)"),
+    (["proceed_mint", "--accept-debt"],
+     "--accept-debt does not apply to proceed_mint (proceed_mint takes no options)"),
 ])
 def test_options_an_action_does_not_take_are_refused(run_velvet: RunVelvet, args: list[str],
                                                      refused: str) -> None:

@@ -300,6 +300,10 @@ class Sandbox:
             encoding="utf-8")
         world.flags_path.write_text("velvet_v2_rotation: true\n", encoding="utf-8")
         world.manifest()  # refuse to hand out a manifest Velvet would reject
+        # The sandbox's own state repository: Velvet creates none but its default implicitly.
+        from velvet_runner.store import create_repository
+
+        create_repository(Path(self.env(work)["VELVET_STATE"]))
         return world
 
     # Each credential below: mint at its vendor, store in its vault, copy to every consumer,
@@ -545,10 +549,6 @@ def main(port: int | None = None, workdir: str | Path | None = None,
         sandbox.start()
         sandbox.seed_world(workdir)
         env = sandbox.env(workdir)
-        # The sandbox's own state repository: Velvet creates none but its default implicitly.
-        from velvet_runner.store import create_repository
-
-        create_repository(Path(env["VELVET_STATE"]))
         for key, value in sorted(env.items()):
             echo(f"{key}={value}")
         echo(f"# consumers service: {sandbox.urls['consumers']} "
