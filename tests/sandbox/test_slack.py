@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import slack
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
@@ -187,7 +188,12 @@ def test_snapshot_round_trip_and_auth_test_changes_nothing(sbx2_slack: Sandbox) 
     sbx2_slack.http.post("/api/auth.test", headers={"Authorization": f"Bearer {TOKEN}"})
     sbx2_slack.post({"channel": "C_UNKNOWN", "text": "refused"})
     assert sbx2_slack.state.snapshot() == before
+    assert TOKEN not in json.dumps(before)
+    assert {"token": fingerprint(TOKEN), "user": "velvet-bot"} in before["tokens"]
+    assert TOKEN in sbx2_slack.state.token_values()
+    clear = sbx2_slack.state.snapshot(reveal=True)
     fresh = slack.State(clock=sbx2_slack.clock)
-    fresh.seed(before)
+    fresh.seed(clear)
+    assert fresh.snapshot(reveal=True) == clear
     assert fresh.snapshot() == before
     assert sbx2_slack.http.post("/__velvet/seed", json={"bogus": 1}).status_code == 400

@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response
+from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -85,6 +85,7 @@ class State:
     Public helpers:
 
         add_token(token, *, user="velvet-bot")
+        token_values() -> list[str]  every accepted token (leak scans)
         add_channel(id, name=None, *, archived=False, member=True)
         messages -> list[dict]       every accepted post, oldest first:
                                      {channel, ts, text, blocks, thread_ts, user}
@@ -108,14 +109,17 @@ class State:
 
     # -- snapshot / seed / reset -------------------------------------------------------------
 
-    def snapshot(self) -> Json:
-        """Tokens, channels and posted messages; `seed(snapshot())` restores it.
+    def snapshot(self, reveal: bool = False) -> Json:
+        """Tokens (as fingerprints), channels and posted messages, as `GET /__velvet/state`
+        shows them; with `reveal=True` (in process only) `seed(snapshot(reveal=True))` restores it.
 
         The rate-limit window is left out: it is traffic, not state a run leaves behind.
         """
         with self._lock:
             return {
-                "tokens": [{"token": t, "user": u} for t, u in sorted(self._tokens.items())],
+                "tokens": [
+                    {"token": shown(t, reveal), "user": u} for t, u in sorted(self._tokens.items())
+                ],
                 "channels": [self._channels[c].snapshot() for c in sorted(self._channels)],
                 "messages": [json.loads(json.dumps(m)) for m in self._messages],
             }
@@ -148,6 +152,11 @@ class State:
             self._reset()
 
     # -- public helpers ----------------------------------------------------------------------
+
+    def token_values(self) -> list[str]:
+        """Every token the fake accepts (for leak scans)."""
+        with self._lock:
+            return sorted(self._tokens)
 
     def add_token(self, token: str, *, user: str = "velvet-bot") -> None:
         self.seed({"tokens": [{"token": token, "user": user}]})

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from nacl.public import PrivateKey
 
+from velvet_runner.sandbox.control import shown
 from velvet_runner.sandbox.github.common import Json, _iso
 
 
@@ -20,11 +21,9 @@ class KeyPair:
     def public_b64(self) -> str:
         return base64.b64encode(bytes(self.private.public_key)).decode("ascii")
 
-    def snapshot(self) -> Json:
-        return {
-            "key_id": self.key_id,
-            "private_key": base64.b64encode(bytes(self.private)).decode("ascii"),
-        }
+    def snapshot(self, reveal: bool = False) -> Json:
+        private = base64.b64encode(bytes(self.private)).decode("ascii")
+        return {"key_id": self.key_id, "private_key": shown(private, reveal)}
 
 
 @dataclass
@@ -36,10 +35,10 @@ class Secret:
     visibility: str | None = None  # org secrets only
     selected_repository_ids: list[int] = field(default_factory=list)
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         row: Json = {
             "name": self.name,
-            "value": self.value,
+            "value": shown(self.value, reveal),
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -70,10 +69,10 @@ class SecretScope:
     key: KeyPair
     secrets: dict[str, Secret] = field(default_factory=dict)
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
-            "key": self.key.snapshot(),
-            "secrets": [self.secrets[n].snapshot() for n in sorted(self.secrets)],
+            "key": self.key.snapshot(reveal),
+            "secrets": [self.secrets[n].snapshot(reveal) for n in sorted(self.secrets)],
         }
 
 
@@ -89,7 +88,7 @@ class Environment:
     protected_branches: bool = False
     created_at: float = 0.0
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
             "id": self.id,
             "name": self.name,
@@ -99,7 +98,7 @@ class Environment:
             "branches": None if self.branches is None else list(self.branches),
             "protected_branches": self.protected_branches,
             "created_at": self.created_at,
-            **self.scope.snapshot(),
+            **self.scope.snapshot(reveal),
         }
 
 
@@ -213,7 +212,7 @@ class Repo:
     def full_name(self) -> str:
         return f"{self.owner}/{self.name}"
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
             "full_name": self.full_name,
             "id": self.id,
@@ -221,8 +220,10 @@ class Repo:
             "default_branch": self.default_branch,
             "branches": list(self.branches),
             "created_at": self.created_at,
-            **self.scope.snapshot(),
-            "environments": [self.environments[n].snapshot() for n in sorted(self.environments)],
+            **self.scope.snapshot(reveal),
+            "environments": [
+                self.environments[n].snapshot(reveal) for n in sorted(self.environments)
+            ],
             "workflows": [self.workflows[f].snapshot() for f in sorted(self.workflows)],
             "runs": [self.runs[i].snapshot() for i in sorted(self.runs)],
             "issues": [i.snapshot() for i in self.issues],
@@ -236,8 +237,8 @@ class Org:
     name: str
     scope: SecretScope
 
-    def snapshot(self) -> Json:
-        return {"name": self.name, "id": self.id, **self.scope.snapshot()}
+    def snapshot(self, reveal: bool = False) -> Json:
+        return {"name": self.name, "id": self.id, **self.scope.snapshot(reveal)}
 
 
 @dataclass

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from nacl.public import PrivateKey
 from starlette.datastructures import Headers
 
-from velvet_runner.sandbox.control import bearer_token
+from velvet_runner.sandbox.control import bearer_token, shown
 from velvet_runner.sandbox.github.common import (
     _KEY_ID_BASE,
     MSG_NO_USER_AGENT,
@@ -75,6 +75,7 @@ class State:
         approve(repo, run_id, environment, login, comment="", *, state="approved")
         set_secret(scope, name, value)              store a plaintext as if PUT
         secret_plaintext(scope, name) -> str | None
+        token_values() -> list[str]                 every accepted token (leak scans)
         secret_names(scope) -> list[str]
         public_key(scope) -> (key_id, base64 public key)
         rotate_key(scope) -> new key_id             the old key_id is refused from then on
@@ -124,27 +125,29 @@ class State:
 
     # -- snapshot / seed / reset -------------------------------------------------------------
 
-    def snapshot(self) -> Json:
-        """Everything, sorted; `seed(snapshot())` on a reset state reproduces it.
+    def snapshot(self, reveal: bool = False) -> Json:
+        """Everything, sorted, as `GET /__velvet/state` shows it.
 
-        Includes tokens, users, repos (with secrets and plaintexts, key pairs, environments,
-        workflows, runs, approvals, issues, dispatches) and orgs. Rate-limit counters are left
-        out: every request moves them, and the snapshot shows what a run changed.
+        Includes tokens, users, repos (with secrets, key pairs, environments, workflows, runs,
+        approvals, issues, dispatches) and orgs. Tokens, secret values and private keys appear
+        as fingerprints; with `reveal=True` (in process only) as values, and then
+        `seed(snapshot(reveal=True))` on a reset state reproduces it. Rate-limit counters are
+        left out: every request moves them, and the snapshot shows what a run changed.
         """
         with self._lock:
             return {
                 "sequence": self._seq,
                 "tokens": [
                     {
-                        "token": t,
+                        "token": shown(t, reveal),
                         "login": info.login,
                         "repos": None if info.repos is None else sorted(info.repos),
                     }
                     for t, info in sorted(self._tokens.items())
                 ],
                 "users": dict(sorted(self._users.items())),
-                "repos": [self._repos[n].snapshot() for n in sorted(self._repos)],
-                "orgs": [self._orgs[n].snapshot() for n in sorted(self._orgs)],
+                "repos": [self._repos[n].snapshot(reveal) for n in sorted(self._repos)],
+                "orgs": [self._orgs[n].snapshot(reveal) for n in sorted(self._orgs)],
             }
 
     def seed(self, data: Json) -> None:
@@ -482,6 +485,11 @@ class State:
             target = self._scope(scope)
             target.key = self._new_key()
             return target.key.key_id
+
+    def token_values(self) -> list[str]:
+        """Every token the fake accepts (for leak scans)."""
+        with self._lock:
+            return sorted(self._tokens)
 
     def dispatches(self, repo: str) -> list[Json]:
         with self._lock:
