@@ -197,3 +197,20 @@ def test_snapshot_round_trip_and_auth_test_changes_nothing(sbx2_slack: Sandbox) 
     assert fresh.snapshot(reveal=True) == clear
     assert fresh.snapshot() == before
     assert sbx2_slack.http.post("/__velvet/seed", json={"bogus": 1}).status_code == 400
+
+
+def test_seed_and_snapshot_are_the_snapshot_model(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.post({"channel": CHANNEL, "text": "modelled"})
+    clear = sbx2_slack.state.snapshot(reveal=True)
+    restored = slack.Snapshot.model_validate(clear)
+    assert restored.model_dump(mode="json", context={"reveal": True}) == clear
+    bad_channel = {"channels": [{"id": "C9", "colour": "red"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=bad_channel).status_code == 400
+    no_token = {"tokens": [{"user": "x"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=no_token).status_code == 400
+    seeded = {"tokens": [{"token": "xoxb-seeded", "user": "seeder"}], "channels": [{"id": "C9"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=seeded).status_code == 200
+    assert "xoxb-seeded" in sbx2_slack.state.token_values()
+    shown = sbx2_slack.http.get("/__velvet/state").json()
+    assert {"id": "C9", "name": "c9", "archived": False, "member": True} in shown["channels"]
+    assert {"token": fingerprint("xoxb-seeded"), "user": "seeder"} in shown["tokens"]
