@@ -11,6 +11,7 @@ import pytest
 from github import Auth, BadCredentialsException, Github, GithubException
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import github as gh
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
@@ -444,11 +445,11 @@ def test_reads_leave_the_snapshot_unchanged_and_it_round_trips(sbx2_github: Sand
     assert sbx2_github.state.snapshot() == before
 
     sbx2_github.http.put(f"{REPO_API}/secrets/NEW", json=sbx2_github.seal(REPO_API, "n"))
-    after = sbx2_github.state.snapshot()
-    assert after != before
+    after = sbx2_github.state.snapshot(reveal=True)
+    assert after != sbx2_github.state.snapshot(reveal=False) != before
     fresh = gh.State(clock=sbx2_github.clock)
     fresh.seed(after)
-    assert fresh.snapshot() == after
+    assert fresh.snapshot(reveal=True) == after
     # the seeded copy still opens boxes sealed for the original's keys
     assert fresh.public_key(f"repo:{REPO}") == sbx2_github.state.public_key(f"repo:{REPO}")
 
@@ -467,3 +468,25 @@ def test_seed_over_http(sbx2_github: Sandbox) -> None:
     assert sbx2_github.state.secret_plaintext("repo:acme/seeded", "PRE") == "existing"
     assert sbx2_github.http.get("/repos/acme/seeded/environments/prod").status_code == 200
     assert sbx2_github.http.post("/__velvet/seed", json={"repos": [{}]}).status_code == 400
+
+
+def test_the_state_route_shows_tokens_secrets_and_private_keys_as_fingerprints(
+    sbx2_github: Sandbox,
+) -> None:
+    sbx2_github.state.set_secret(f"repo:{REPO}", "EXISTING", "v0-clear-value")
+    text = sbx2_github.http.get("/__velvet/state").text
+    clear = sbx2_github.state.snapshot(reveal=True)
+    [repo] = [r for r in clear["repos"] if r["full_name"] == REPO]
+    assert "v0-clear-value" not in text
+    assert TOKEN not in text
+    assert repo["key"]["private_key"] not in text
+    shown = sbx2_github.http.get("/__velvet/state").json()
+    [shown_repo] = [r for r in shown["repos"] if r["full_name"] == REPO]
+    assert {"name": "EXISTING", "value": fingerprint("v0-clear-value")}.items() <= (
+        [s for s in shown_repo["secrets"] if s["name"] == "EXISTING"][0].items()
+    )
+    assert shown_repo["key"]["private_key"] == fingerprint(repo["key"]["private_key"])
+    assert fingerprint(TOKEN) in [t["token"] for t in shown["tokens"]]
+    # the values stay reachable in process, through the fake's own methods
+    assert sbx2_github.state.secret_plaintext(f"repo:{REPO}", "EXISTING") == "v0-clear-value"
+    assert TOKEN in sbx2_github.state.token_values()

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import infisical
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
@@ -386,12 +387,25 @@ def test_snapshot_ignores_reads_and_logins_and_round_trips(sbx2_infisical: Sandb
     assert before == sbx2_infisical.state.snapshot()
 
     sbx2_infisical.http.post("/api/v4/secrets/B", json=v4_body(secretValue="2"), headers=headers)
-    changed = sbx2_infisical.state.snapshot()
-    assert changed != before
+    changed = sbx2_infisical.state.snapshot(reveal=True)
+    assert sbx2_infisical.state.snapshot() != before
 
     fresh = infisical.State(clock=sbx2_infisical.clock)
     fresh.seed(changed)
-    assert fresh.snapshot() == changed
+    assert fresh.snapshot(reveal=True) == changed
+
+
+def test_the_state_route_shows_client_secrets_and_values_as_fingerprints(
+    sbx2_infisical: Sandbox,
+) -> None:
+    sbx2_infisical.state.set_secret(PROJECT, "prod", "/", "A", "clear-value-1")
+    text = sbx2_infisical.http.get("/__velvet/state").text
+    assert "clear-value-1" not in text
+    assert CLIENT_SECRET not in text
+    assert fingerprint("clear-value-1") in text
+    assert fingerprint(CLIENT_SECRET) in text
+    assert sbx2_infisical.state.secret_value(PROJECT, "prod", "/", "A") == "clear-value-1"
+    assert CLIENT_SECRET in sbx2_infisical.state.token_values()
 
 
 def test_seed_over_http(sbx2_infisical: Sandbox) -> None:

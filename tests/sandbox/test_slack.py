@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import slack
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
@@ -187,7 +188,29 @@ def test_snapshot_round_trip_and_auth_test_changes_nothing(sbx2_slack: Sandbox) 
     sbx2_slack.http.post("/api/auth.test", headers={"Authorization": f"Bearer {TOKEN}"})
     sbx2_slack.post({"channel": "C_UNKNOWN", "text": "refused"})
     assert sbx2_slack.state.snapshot() == before
+    assert TOKEN not in json.dumps(before)
+    assert {"token": fingerprint(TOKEN), "user": "velvet-bot"} in before["tokens"]
+    assert TOKEN in sbx2_slack.state.token_values()
+    clear = sbx2_slack.state.snapshot(reveal=True)
     fresh = slack.State(clock=sbx2_slack.clock)
-    fresh.seed(before)
+    fresh.seed(clear)
+    assert fresh.snapshot(reveal=True) == clear
     assert fresh.snapshot() == before
     assert sbx2_slack.http.post("/__velvet/seed", json={"bogus": 1}).status_code == 400
+
+
+def test_seed_and_snapshot_are_the_snapshot_model(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.post({"channel": CHANNEL, "text": "modelled"})
+    clear = sbx2_slack.state.snapshot(reveal=True)
+    restored = slack.Snapshot.model_validate(clear)
+    assert restored.model_dump(mode="json", context={"reveal": True}) == clear
+    bad_channel = {"channels": [{"id": "C9", "colour": "red"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=bad_channel).status_code == 400
+    no_token = {"tokens": [{"user": "x"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=no_token).status_code == 400
+    seeded = {"tokens": [{"token": "xoxb-seeded", "user": "seeder"}], "channels": [{"id": "C9"}]}
+    assert sbx2_slack.http.post("/__velvet/seed", json=seeded).status_code == 200
+    assert "xoxb-seeded" in sbx2_slack.state.token_values()
+    shown = sbx2_slack.http.get("/__velvet/state").json()
+    assert {"id": "C9", "name": "c9", "archived": False, "member": True} in shown["channels"]
+    assert {"token": fingerprint("xoxb-seeded"), "user": "seeder"} in shown["tokens"]

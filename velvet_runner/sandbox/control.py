@@ -2,7 +2,8 @@
 
 A fake is its vendor routes plus a control API under `/__velvet/`, a prefix no vendor uses:
 
-    GET    /__velvet/state      snapshot of the whole in-memory state (deterministic JSON)
+    GET    /__velvet/state      snapshot of the whole in-memory state (deterministic JSON;
+                                secrets as `records.fingerprint`s, never in clear)
     POST   /__velvet/seed       JSON merged into the state
     POST   /__velvet/reset      empty state, no faults, empty request log
     POST   /__velvet/faults     add a fault (body: see FaultSpec.from_json)
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import hashlib
 import json
 import re
 import threading
@@ -37,6 +37,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from velvet_runner.records import fingerprint
 
 if TYPE_CHECKING:
     from velvet_runner.sandbox.ratelimit import Limiter, Refusal
@@ -227,9 +229,10 @@ def _default_message(spec: FaultSpec) -> str:
     return f"Injected fault: HTTP {spec.status}"
 
 
-def fingerprint(value: str) -> str:
-    """How a snapshot shows a secret: enough to see it changed, never the value itself."""
-    return "sha256:" + hashlib.sha256(value.encode("utf-8")).hexdigest()[:16]
+def shown(value: str, reveal: bool) -> str:
+    """How a snapshot shows a secret: its fingerprint (`records.fingerprint`), enough to see it
+    changed; `reveal=True` (in process only, never over HTTP) the value, so seeding restores it."""
+    return value if reveal else fingerprint(value)
 
 
 def utc_now() -> str:

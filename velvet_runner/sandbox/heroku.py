@@ -33,12 +33,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.control import (
     Json,
     bearer_token,
     build_app,
     control_route,
-    fingerprint,
     json_response,
     read_json,
     token_status_route,

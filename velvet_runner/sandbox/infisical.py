@@ -47,7 +47,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response
+from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -162,10 +162,10 @@ class ClientSecret:
     # Login side effect: not part of the snapshot (see State.snapshot).
     num_uses: int = 0
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
             "id": self.id,
-            "client_secret": self.secret,
+            "client_secret": shown(self.secret, reveal),
             "description": self.description,
             "num_uses_limit": self.num_uses_limit,
             "ttl": self.ttl,
@@ -201,12 +201,12 @@ class Identity:
     def ua_id(self) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"ua:{self.identity_id}"))
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
             "identity_id": self.identity_id,
             "client_id": self.client_id,
             "projects": sorted(self.projects),
-            "client_secrets": [c.snapshot() for c in self.client_secrets],
+            "client_secrets": [c.snapshot(reveal) for c in self.client_secrets],
         }
 
 
@@ -230,14 +230,14 @@ class Secret:
     def key(self) -> SecretKey:
         return (self.project, self.environment, self.path, self.name)
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
         return {
             "id": self.id,
             "project": self.project,
             "environment": self.environment,
             "path": self.path,
             "name": self.name,
-            "value": self.value,
+            "value": shown(self.value, reveal),
             "comment": self.comment,
             "version": self.version,
             "created_at": self.created_at,
@@ -300,6 +300,7 @@ class State:
         secret_value(project, env, path, name) -> str | None
         login_count(client_id) -> int             successful logins, all client secrets
         issued_tokens() -> list[str]              every access token handed out (leak scans)
+        token_values() -> list[str]               every client secret (leak scans)
     """
 
     def __init__(self, *, clock: Clock = time.time, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
@@ -322,8 +323,10 @@ class State:
 
     # -- snapshot / seed / reset -------------------------------------------------------------
 
-    def snapshot(self) -> Json:
-        """Identities (with client secrets) and secrets, sorted; `seed(snapshot())` restores it.
+    def snapshot(self, reveal: bool = False) -> Json:
+        """Identities (with client secrets) and secrets, sorted, as `GET /__velvet/state` shows
+        them: client secrets and secret values as fingerprints. With `reveal=True` (in process
+        only) they are values, and `seed(snapshot(reveal=True))` restores the state.
 
         Login side effects are left out on purpose: issued access tokens, failed-login counters,
         lockouts and client-secret use counts. A read-only probe logs in, and the snapshot is
@@ -332,8 +335,10 @@ class State:
         with self._lock:
             return {
                 "sequence": self._seq,
-                "identities": [self._identities[c].snapshot() for c in sorted(self._identities)],
-                "secrets": [self._secrets[k].snapshot() for k in sorted(self._secrets)],
+                "identities": [
+                    self._identities[c].snapshot(reveal) for c in sorted(self._identities)
+                ],
+                "secrets": [self._secrets[k].snapshot(reveal) for k in sorted(self._secrets)],
             }
 
     def seed(self, data: Json) -> None:
@@ -435,6 +440,13 @@ class State:
         """Every access token issued since the last reset, sorted; not part of the snapshot."""
         with self._lock:
             return sorted(t.value for t in self._tokens.values())
+
+    def token_values(self) -> list[str]:
+        """Every client secret of every identity, revoked ones included, sorted."""
+        with self._lock:
+            return sorted(
+                c.secret for i in self._identities.values() for c in i.client_secrets
+            )
 
     def login_count(self, client_id: str) -> int:
         with self._lock:

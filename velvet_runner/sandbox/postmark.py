@@ -26,11 +26,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.control import (
     Json,
     build_app,
     control_route,
-    fingerprint,
     json_response,
     read_json,
     token_status_route,

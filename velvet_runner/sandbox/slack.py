@@ -24,16 +24,22 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializationInfo,
+    field_serializer,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response
+from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -68,15 +74,48 @@ def _fail(code: str) -> Response:
     return json_response({"ok": False, "error": code})
 
 
-@dataclass
-class Channel:
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class TokenRow(_Model):
+    """A token the fake accepts and the user it calls as; shown as a fingerprint."""
+
+    token: str
+    user: str = "velvet-bot"
+
+    @field_serializer("token")
+    def _show(self, token: str, info: SerializationInfo) -> str:
+        return shown(token, bool((info.context or {}).get("reveal")))
+
+
+class Channel(_Model):
     id: str
-    name: str
+    name: str | None = None  # None or "": the id in lower case
     archived: bool = False
     member: bool = True
 
-    def snapshot(self) -> Json:
-        return {"id": self.id, "name": self.name, "archived": self.archived, "member": self.member}
+    @model_validator(mode="after")
+    def _default_name(self) -> Channel:
+        self.name = self.name or self.id.lower()
+        return self
+
+
+class Message(_Model):
+    """An accepted post: {channel, ts, text, blocks, attachments, thread_ts, user}; a seed may
+    carry more fields, and they are kept."""
+
+    model_config = ConfigDict(extra="allow", coerce_numbers_to_str=True)
+    channel: str
+    ts: str
+
+
+class Snapshot(_Model):
+    """The fake's state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges it."""
+
+    tokens: list[TokenRow] = []
+    channels: list[Channel] = []
+    messages: list[Message] = []
 
 
 class State:
@@ -85,6 +124,7 @@ class State:
     Public helpers:
 
         add_token(token, *, user="velvet-bot")
+        token_values() -> list[str]  every accepted token (leak scans)
         add_channel(id, name=None, *, archived=False, member=True)
         messages -> list[dict]       every accepted post, oldest first:
                                      {channel, ts, text, blocks, thread_ts, user}
@@ -100,47 +140,37 @@ class State:
         self._reset()
 
     def _reset(self) -> None:
-        self._tokens: dict[str, str] = {}  # token -> user name
+        self._tokens: dict[str, TokenRow] = {}
         self._channels: dict[str, Channel] = {}
-        self._messages: list[Json] = []
+        self._messages: list[Message] = []
         self._last_ts = 0.0
         self._recent: dict[str, deque[float]] = {}
 
     # -- snapshot / seed / reset -------------------------------------------------------------
 
-    def snapshot(self) -> Json:
-        """Tokens, channels and posted messages; `seed(snapshot())` restores it.
+    def snapshot(self, reveal: bool = False) -> Json:
+        """The `Snapshot` model, sorted: tokens as fingerprints unless `reveal=True` (in process
+        only), and then `seed(snapshot(reveal=True))` restores the state.
 
         The rate-limit window is left out: it is traffic, not state a run leaves behind.
         """
         with self._lock:
-            return {
-                "tokens": [{"token": t, "user": u} for t, u in sorted(self._tokens.items())],
-                "channels": [self._channels[c].snapshot() for c in sorted(self._channels)],
-                "messages": [json.loads(json.dumps(m)) for m in self._messages],
-            }
+            model = Snapshot(
+                tokens=[self._tokens[t] for t in sorted(self._tokens)],
+                channels=[self._channels[c] for c in sorted(self._channels)],
+                messages=self._messages,
+            )
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge `data`: {tokens: [{token, user?}], channels: [{id, name?, archived?, member?}],
-        messages: [{channel, ts, text, ...}]}. Raises KeyError/TypeError/ValueError if bad."""
-        unknown = set(data) - {"tokens", "channels", "messages"}
-        if unknown:
-            raise ValueError(f"unknown seed keys: {sorted(unknown)}")
+        """Merge a `Snapshot`-shaped document (tokens by value, channels by id; messages are
+        appended). Raises ValueError (pydantic's ValidationError) if it is malformed."""
+        model = Snapshot.model_validate(data)
         with self._lock:
-            for row in data.get("tokens", []):
-                self._tokens[str(row["token"])] = str(row.get("user", "velvet-bot"))
-            for row in data.get("channels", []):
-                channel_id = str(row["id"])
-                self._channels[channel_id] = Channel(
-                    id=channel_id,
-                    name=str(row.get("name") or channel_id.lower()),
-                    archived=bool(row.get("archived", False)),
-                    member=bool(row.get("member", True)),
-                )
-            for row in data.get("messages", []):
-                message = dict(row)
-                message["channel"] = str(message["channel"])
-                self._last_ts = max(self._last_ts, float(message["ts"]))
+            self._tokens.update((row.token, row) for row in model.tokens)
+            self._channels.update((channel.id, channel) for channel in model.channels)
+            for message in model.messages:
+                self._last_ts = max(self._last_ts, float(message.ts))
                 self._messages.append(message)
 
     def reset(self) -> None:
@@ -149,18 +179,25 @@ class State:
 
     # -- public helpers ----------------------------------------------------------------------
 
+    def token_values(self) -> list[str]:
+        """Every token the fake accepts (for leak scans)."""
+        with self._lock:
+            return sorted(self._tokens)
+
     def add_token(self, token: str, *, user: str = "velvet-bot") -> None:
-        self.seed({"tokens": [{"token": token, "user": user}]})
+        with self._lock:
+            self._tokens[token] = TokenRow(token=token, user=user)
 
     def add_channel(
         self, id: str, name: str | None = None, *, archived: bool = False, member: bool = True
     ) -> None:
-        self.seed({"channels": [{"id": id, "name": name, "archived": archived, "member": member}]})
+        with self._lock:
+            self._channels[id] = Channel(id=id, name=name, archived=archived, member=member)
 
     @property
     def messages(self) -> list[Json]:
         with self._lock:
-            return [json.loads(json.dumps(m)) for m in self._messages]
+            return [m.model_dump(mode="json") for m in self._messages]
 
     # -- API operations ----------------------------------------------------------------------
 
@@ -169,10 +206,10 @@ class State:
         if not token:
             raise _MethodError("not_authed")
         with self._lock:
-            user = self._tokens.get(token)
-        if user is None:
+            row = self._tokens.get(token)
+        if row is None:
             raise _MethodError("invalid_auth")
-        return user
+        return row.user
 
     def _channel(self, ref: str) -> Channel:
         ref = ref.strip()
@@ -222,16 +259,18 @@ class State:
             if self._rate_limited(channel.id):
                 return None
             ts = self._next_ts()
-            record: Json = {
-                "channel": channel.id,
-                "ts": ts,
-                "text": text or "",
-                "blocks": blocks,
-                "attachments": attachments,
-                "thread_ts": params.get("thread_ts"),
-                "user": user,
-            }
-            self._messages.append(record)
+            thread_ts = params.get("thread_ts")
+            self._messages.append(
+                Message(
+                    channel=channel.id,
+                    ts=ts,
+                    text=text or "",
+                    blocks=blocks,
+                    attachments=attachments,
+                    thread_ts=thread_ts,
+                    user=user,
+                )
+            )
             message: Json = {
                 "type": "message",
                 "subtype": "bot_message",
@@ -245,8 +284,8 @@ class State:
                 message["blocks"] = blocks
             if attachments:
                 message["attachments"] = attachments
-            if record["thread_ts"]:
-                message["thread_ts"] = record["thread_ts"]
+            if thread_ts:
+                message["thread_ts"] = thread_ts
             return {"ok": True, "channel": channel.id, "ts": ts, "message": message}
 
 

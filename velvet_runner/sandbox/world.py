@@ -211,12 +211,10 @@ class Sandbox:
 
     def token_values(self) -> list[str]:
         """Every secret value the sandbox or its fakes ever issued, for leak scans."""
-        values: list[str] = [*self._secrets, *self.heroku.token_values(),
-                             *self.cloudflare.token_values(), *self.postmark.token_values()]
-        for identity in self.infisical.snapshot()["identities"]:
-            values += [c["client_secret"] for c in identity["client_secrets"]]
-        values += [t["token"] for t in self.github.snapshot()["tokens"]]
-        values += [t["token"] for t in self.slack.snapshot()["tokens"]]
+        values: list[str] = [*self._secrets]
+        for fake in (self.heroku, self.cloudflare, self.postmark, self.infisical, self.github,
+                     self.slack):
+            values += fake.token_values()
         values += self._moto_secret_keys()
         return sorted(set(values))
 

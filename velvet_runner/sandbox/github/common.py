@@ -1,0 +1,85 @@
+"""What every part of the GitHub fake shares: limits, the error type and body, small helpers."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from velvet_runner.sandbox.control import json_response
+
+Json = dict[str, Any]
+Clock = Callable[[], float]
+
+DOCS = "https://docs.github.com/rest"
+RATE_LIMIT = 5000
+RATE_WINDOW_SECONDS = 3600
+MAX_SECRET_BYTES = 48 * 1024
+MAX_DISPATCH_INPUTS = 25
+_KEY_ID_BASE = 3_380_204_578_043_523_000
+_BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VISIBILITIES = ("all", "private", "selected")
+MSG_NO_USER_AGENT = (
+    "Request forbidden by administrative rules. Please make sure your request has a "
+    "User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api"
+    "#user-agent-required). Check https://developer.github.com for other possible causes.\n"
+)
+
+
+class GitHubError(Exception):
+    """An API error, rendered as `{"message", "documentation_url", "status"}`."""
+
+    def __init__(
+        self, status: int, message: str, errors: list[Json] | None = None, *, plain: bool = False
+    ) -> None:
+        super().__init__(status, message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.plain = plain  # GitHub answers a missing User-Agent in text, not JSON
+
+
+def error(status: int, message: str, errors: list[Json] | None = None) -> Response:
+    """GitHub's error body; also used by the control layer for injected faults."""
+    body: Json = {"message": message, "documentation_url": DOCS, "status": str(status)}
+    if errors:
+        body["errors"] = errors
+    response = json_response(body, status)
+    if status == 429 or (status == 403 and "rate limit" in message.lower()):
+        response.headers["retry-after"] = "60"
+    return response
+
+
+def _not_found() -> GitHubError:
+    return GitHubError(404, "Not Found")
+
+
+def _invalid(detail: str) -> GitHubError:
+    return GitHubError(422, f"Invalid request.\n\n{detail}")
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(int(seconds), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _body(request: Request) -> Json:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise GitHubError(400, "Problems parsing JSON") from None
+    if not isinstance(data, dict):
+        raise GitHubError(400, "Body should be a JSON object")
+    return data
+
+
+def _no_content() -> Response:
+    return Response(status_code=204)

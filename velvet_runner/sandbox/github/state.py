@@ -1,0 +1,556 @@
+"""The GitHub fake's whole memory (`State`): seed, snapshot, reset, the test helpers and the
+request gate (User-Agent, token, primary rate limit).
+
+Secret scopes. Every secret store is named by a scope string, used by `State.secret_plaintext`,
+`State.set_secret`, `State.public_key` and `State.rotate_key`:
+
+    "repo:{owner}/{repo}"            repository Actions secrets
+    "env:{owner}/{repo}:{env}"       one environment's secrets
+    "org:{org}"                      organisation Actions secrets
+
+Each scope has its own Curve25519 key pair with a stable numeric-string `key_id`. A `PUT` must
+name the scope's current `key_id` and carry a sealed box that scope's private key opens;
+otherwise 422, as GitHub answers. The fake keeps the decrypted plaintext so tests can check
+exactly what was stored; the API itself never returns it.
+
+Every request needs a `User-Agent` (else 403) and a token (`Bearer` or `token`; missing: 401
+"Requires authentication", unknown: 401 "Bad credentials"). Every response carries the
+`x-ratelimit-*` headers; `State.set_rate_limit` can exhaust the primary limit (403).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+import zlib
+from typing import TYPE_CHECKING
+
+from nacl.public import PrivateKey
+from starlette.datastructures import Headers
+
+from velvet_runner.sandbox.control import bearer_token, shown
+from velvet_runner.sandbox.github.common import (
+    _KEY_ID_BASE,
+    MSG_NO_USER_AGENT,
+    RATE_LIMIT,
+    RATE_WINDOW_SECONDS,
+    Clock,
+    GitHubError,
+    Json,
+    _not_found,
+)
+from velvet_runner.sandbox.github.records import (
+    Approval,
+    Environment,
+    Issue,
+    KeyPair,
+    Org,
+    Repo,
+    Run,
+    Secret,
+    SecretScope,
+    Workflow,
+    _Token,
+)
+
+if TYPE_CHECKING:
+    from velvet_runner.sandbox.actions_plane import ActionsPlane
+
+
+class State:
+    """The fake's whole memory. Every method takes the lock; call them from any thread.
+
+    Public helpers (repo arguments are "owner/name"):
+
+        add_token(token, login="velvet-bot", repos=None)
+        add_repo(full_name, *, private=True, default_branch="main", branches=None) -> repo id
+        add_org(name) -> org id
+        add_environment(repo, name, reviewers=None, prevent_self_review=True, *,
+                        wait_timer=0, branches=None, protected_branches=False) -> env id
+        add_workflow(repo, file, inputs, *, required=(), dispatchable=True, name=None) -> id
+        add_run(repo, actor, *, workflow=None, triggering_actor=None, status="waiting",
+                run_attempt=1, head_branch=None) -> run id
+        approve(repo, run_id, environment, login, comment="", *, state="approved")
+        set_secret(scope, name, value)              store a plaintext as if PUT
+        secret_plaintext(scope, name) -> str | None
+        token_values() -> list[str]                 every accepted token (leak scans)
+        secret_names(scope) -> list[str]
+        public_key(scope) -> (key_id, base64 public key)
+        rotate_key(scope) -> new key_id             the old key_id is refused from then on
+        dispatches(repo) -> list[dict]              {workflow, ref, inputs, actor, run_id, at}
+        issues(repo) -> list[dict]                  {number, id, title, body, labels, user, ...}
+        set_rate_limit(limit=5000, remaining=None)  remaining=0 exhausts the primary limit
+
+    Scope strings: "repo:owner/name", "env:owner/name:envname", "org:name".
+    """
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.RLock()
+        self.plane: ActionsPlane | None = None  # actions_plane.ActionsPlane attaches itself
+        self._reset()
+
+    def _reset(self) -> None:
+        self._seq = 1000
+        self._tokens: dict[str, _Token] = {}
+        self._users: dict[str, int] = {}
+        self._repos: dict[str, Repo] = {}
+        self._orgs: dict[str, Org] = {}
+        self._rate_limit = RATE_LIMIT
+        self._rate_used = 0
+        self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+
+    def _next_id(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _new_key(self, seed: Json | None = None) -> KeyPair:
+        if seed:
+            raw = base64.b64decode(str(seed["private_key"]), validate=True)
+            return KeyPair(str(seed["key_id"]), PrivateKey(raw))
+        return KeyPair(str(_KEY_ID_BASE + self._next_id()), PrivateKey.generate())
+
+    def _user_id(self, login: str) -> int:
+        """The user's id, registering the user (a state change) on first sight."""
+        if login not in self._users:
+            self._users[login] = self._next_id()
+        return self._users[login]
+
+    def _peek_user_id(self, login: str) -> int:
+        """The user's id without registering it: rendering a response must not change state."""
+        known = self._users.get(login)
+        return known if known is not None else 10_000_000 + zlib.crc32(login.encode())
+
+    # -- snapshot / seed / reset -------------------------------------------------------------
+
+    def snapshot(self, reveal: bool = False) -> Json:
+        """Everything, sorted, as `GET /__velvet/state` shows it.
+
+        Includes tokens, users, repos (with secrets, key pairs, environments, workflows, runs,
+        approvals, issues, dispatches) and orgs. Tokens, secret values and private keys appear
+        as fingerprints; with `reveal=True` (in process only) as values, and then
+        `seed(snapshot(reveal=True))` on a reset state reproduces it. Rate-limit counters are
+        left out: every request moves them, and the snapshot shows what a run changed.
+        """
+        with self._lock:
+            return {
+                "sequence": self._seq,
+                "tokens": [
+                    {
+                        "token": shown(t, reveal),
+                        "login": info.login,
+                        "repos": None if info.repos is None else sorted(info.repos),
+                    }
+                    for t, info in sorted(self._tokens.items())
+                ],
+                "users": dict(sorted(self._users.items())),
+                "repos": [self._repos[n].snapshot(reveal) for n in sorted(self._repos)],
+                "orgs": [self._orgs[n].snapshot(reveal) for n in sorted(self._orgs)],
+            }
+
+    def seed(self, data: Json) -> None:
+        """Merge `data` (the snapshot's shape; ids, keys and timestamps optional).
+
+        Raises KeyError, TypeError or ValueError on a malformed document.
+        """
+        unknown = set(data) - {"sequence", "tokens", "users", "repos", "orgs"}
+        if unknown:
+            raise ValueError(f"unknown seed keys: {sorted(unknown)}")
+        with self._lock:
+            self._seq = max(self._seq, int(data.get("sequence", 0)))
+            for login, user_id in dict(data.get("users", {})).items():
+                self._users[str(login)] = int(user_id)
+            for row in data.get("tokens", []):
+                repos = row.get("repos")
+                self._tokens[str(row["token"])] = _Token(
+                    str(row.get("login", "velvet-bot")),
+                    None if repos is None else {str(r) for r in repos},
+                )
+                self._user_id(str(row.get("login", "velvet-bot")))
+            for row in data.get("orgs", []):
+                self._seed_org(row)
+            for row in data.get("repos", []):
+                self._seed_repo(row)
+
+    def _seed_secrets(self, scope: SecretScope, rows: list[Json]) -> None:
+        now = self.clock()
+        for row in rows:
+            name = str(row["name"]).upper()
+            scope.secrets[name] = Secret(
+                name=name,
+                value=str(row["value"]),
+                created_at=float(row.get("created_at", now)),
+                updated_at=float(row.get("updated_at", now)),
+                visibility=row.get("visibility"),
+                selected_repository_ids=[int(i) for i in row.get("selected_repository_ids", [])],
+            )
+
+    def _seed_org(self, row: Json) -> None:
+        name = str(row["name"])
+        org = self._orgs.get(name)
+        if org is None:
+            scope = SecretScope(f"org:{name}", self._new_key(row.get("key")))
+            org = Org(int(row.get("id") or self._next_id()), name, scope)
+            self._orgs[name] = org
+        self._seed_secrets(org.scope, row.get("secrets", []))
+
+    def _seed_repo(self, row: Json) -> None:
+        full_name = str(row["full_name"])
+        owner, sep, name = full_name.partition("/")
+        if not sep or not owner or not name or "/" in name:
+            raise ValueError(f"repository must be owner/name, got {full_name!r}")
+        repo = self._repos.get(full_name)
+        now = self.clock()
+        if repo is None:
+            default_branch = str(row.get("default_branch", "main"))
+            branches = [str(b) for b in row.get("branches") or [default_branch]]
+            if default_branch not in branches:
+                branches.insert(0, default_branch)
+            repo = Repo(
+                id=int(row.get("id") or self._next_id()),
+                owner=owner,
+                name=name,
+                scope=SecretScope(f"repo:{full_name}", self._new_key(row.get("key"))),
+                private=bool(row.get("private", True)),
+                default_branch=default_branch,
+                branches=branches,
+                created_at=float(row.get("created_at", now)),
+            )
+            self._repos[full_name] = repo
+            if owner not in self._orgs:
+                self._user_id(owner)
+        self._seed_secrets(repo.scope, row.get("secrets", []))
+        for env in row.get("environments", []):
+            self._seed_environment(repo, env)
+        for wf in row.get("workflows", []):
+            file = str(wf["file"])
+            repo.workflows[file] = Workflow(
+                id=int(wf.get("id") or self._next_id()),
+                file=file,
+                name=str(wf.get("name") or file),
+                inputs=[str(i) for i in wf.get("inputs", [])],
+                required=[str(i) for i in wf.get("required", [])],
+                dispatchable=bool(wf.get("dispatchable", True)),
+                created_at=float(wf.get("created_at", now)),
+            )
+        for run in row.get("runs", []):
+            self._seed_run(repo, run)
+        for issue in row.get("issues", []):
+            repo.issues.append(
+                Issue(
+                    number=int(issue["number"]),
+                    id=int(issue.get("id") or self._next_id()),
+                    title=str(issue["title"]),
+                    body=issue.get("body"),
+                    labels=[str(label) for label in issue.get("labels", [])],
+                    user=str(issue.get("user", "velvet-bot")),
+                    created_at=float(issue.get("created_at", now)),
+                )
+            )
+        repo.dispatches.extend(dict(d) for d in row.get("dispatches", []))
+
+    def _seed_environment(self, repo: Repo, row: Json) -> Environment:
+        name = str(row["name"])
+        reviewers = row.get("reviewers")
+        branches = row.get("branches")
+        protected = bool(row.get("protected_branches", False))
+        if branches is not None and protected:
+            raise ValueError("an environment uses protected branches or custom branches, not both")
+        env = repo.environments.get(name)
+        if env is None:
+            scope = SecretScope(f"env:{repo.full_name}:{name}", self._new_key(row.get("key")))
+            env = Environment(
+                id=int(row.get("id") or self._next_id()),
+                name=name,
+                scope=scope,
+                created_at=float(row.get("created_at", self.clock())),
+            )
+            repo.environments[name] = env
+        env.reviewers = None if reviewers is None else [str(r) for r in reviewers]
+        env.prevent_self_review = bool(row.get("prevent_self_review", True))
+        env.wait_timer = int(row.get("wait_timer", 0))
+        env.branches = None if branches is None else [str(b) for b in branches]
+        env.protected_branches = protected
+        for login in env.reviewers or []:
+            self._user_id(login)
+        self._seed_secrets(env.scope, row.get("secrets", []))
+        return env
+
+    def _seed_run(self, repo: Repo, row: Json) -> Run:
+        actor = str(row["actor"])
+        run = Run(
+            id=int(row.get("id") or self._next_id()),
+            actor=actor,
+            triggering_actor=str(row.get("triggering_actor") or actor),
+            workflow=row.get("workflow"),
+            status=str(row.get("status", "queued")),
+            conclusion=row.get("conclusion"),
+            run_attempt=int(row.get("run_attempt", 1)),
+            head_branch=str(row.get("head_branch") or repo.default_branch),
+            event=str(row.get("event", "workflow_dispatch")),
+            created_at=float(row.get("created_at", self.clock())),
+            approvals=[
+                Approval(
+                    str(a["environment"]),
+                    str(a["login"]),
+                    str(a.get("comment", "")),
+                    str(a.get("state", "approved")),
+                )
+                for a in row.get("approvals", [])
+            ],
+        )
+        for login in (run.actor, run.triggering_actor, *(a.login for a in run.approvals)):
+            self._user_id(login)
+        repo.runs[run.id] = run
+        return run
+
+    def reset(self) -> None:
+        with self._lock:
+            self._reset()
+
+    # -- public helpers ----------------------------------------------------------------------
+
+    def add_token(
+        self, token: str, login: str = "velvet-bot", repos: list[str] | None = None
+    ) -> None:
+        """Accept `token` as `login`; `repos` limits which repositories it can see."""
+        self.seed({"tokens": [{"token": token, "login": login, "repos": repos}]})
+
+    def add_repo(
+        self,
+        full_name: str,
+        *,
+        private: bool = True,
+        default_branch: str = "main",
+        branches: list[str] | None = None,
+    ) -> int:
+        with self._lock:
+            self._seed_repo(
+                {
+                    "full_name": full_name,
+                    "private": private,
+                    "default_branch": default_branch,
+                    "branches": branches,
+                }
+            )
+            return self._repos[full_name].id
+
+    def add_org(self, name: str) -> int:
+        with self._lock:
+            self._seed_org({"name": name})
+            return self._orgs[name].id
+
+    def add_environment(
+        self,
+        repo: str,
+        name: str,
+        reviewers: list[str] | None = None,
+        prevent_self_review: bool = True,
+        *,
+        wait_timer: int = 0,
+        branches: list[str] | None = None,
+        protected_branches: bool = False,
+    ) -> int:
+        """Create or reconfigure an environment. `reviewers=None` means no required-reviewers
+        rule at all; `branches` sets a custom deployment branch policy with those patterns."""
+        with self._lock:
+            env = self._seed_environment(
+                self._repos[repo],
+                {
+                    "name": name,
+                    "reviewers": reviewers,
+                    "prevent_self_review": prevent_self_review,
+                    "wait_timer": wait_timer,
+                    "branches": branches,
+                    "protected_branches": protected_branches,
+                },
+            )
+            return env.id
+
+    def add_workflow(
+        self,
+        repo: str,
+        file: str,
+        inputs: list[str],
+        *,
+        required: list[str] | tuple[str, ...] = (),
+        dispatchable: bool = True,
+        name: str | None = None,
+    ) -> int:
+        with self._lock:
+            target = self._repos[repo]
+            self._seed_repo(
+                {
+                    "full_name": repo,
+                    "workflows": [
+                        {
+                            "file": file,
+                            "name": name or file,
+                            "inputs": inputs,
+                            "required": list(required),
+                            "dispatchable": dispatchable,
+                        }
+                    ],
+                }
+            )
+            return target.workflows[file].id
+
+    def add_run(
+        self,
+        repo: str,
+        actor: str,
+        *,
+        workflow: str | None = None,
+        triggering_actor: str | None = None,
+        status: str = "waiting",
+        run_attempt: int = 1,
+        head_branch: str | None = None,
+    ) -> int:
+        with self._lock:
+            run = self._seed_run(
+                self._repos[repo],
+                {
+                    "actor": actor,
+                    "triggering_actor": triggering_actor,
+                    "workflow": workflow,
+                    "status": status,
+                    "run_attempt": run_attempt,
+                    "head_branch": head_branch,
+                },
+            )
+            return run.id
+
+    def approve(
+        self,
+        repo: str,
+        run_id: int,
+        environment: str,
+        login: str,
+        comment: str = "",
+        *,
+        state: str = "approved",
+    ) -> None:
+        """Record a review of `run_id` for `environment` (which must exist)."""
+        with self._lock:
+            target = self._repos[repo]
+            if environment not in target.environments:
+                raise KeyError(f"no environment {environment!r} in {repo}")
+            target.runs[run_id].approvals.append(Approval(environment, login, comment, state))
+            self._user_id(login)
+
+    def _scope(self, scope: str) -> SecretScope:
+        kind, _, rest = scope.partition(":")
+        if kind == "repo" and rest in self._repos:
+            return self._repos[rest].scope
+        if kind == "org" and rest in self._orgs:
+            return self._orgs[rest].scope
+        if kind == "env":
+            repo, _, env = rest.partition(":")
+            if repo in self._repos and env in self._repos[repo].environments:
+                return self._repos[repo].environments[env].scope
+        raise KeyError(f"unknown secret scope {scope!r}")
+
+    def set_secret(self, scope: str, name: str, value: str) -> None:
+        with self._lock:
+            target = self._scope(scope)
+            existing = target.secrets.get(name.upper())
+            if existing is not None:
+                existing.value = value
+                existing.updated_at = self.clock()
+                return
+            row: Json = {"name": name, "value": value}
+            if scope.startswith("org:"):
+                row["visibility"] = "all"
+            self._seed_secrets(target, [row])
+
+    def secret_plaintext(self, scope: str, name: str) -> str | None:
+        """The decrypted value last stored under `name` in `scope`, or None."""
+        with self._lock:
+            secret = self._scope(scope).secrets.get(name.upper())
+            return None if secret is None else secret.value
+
+    def secret_names(self, scope: str) -> list[str]:
+        with self._lock:
+            return sorted(self._scope(scope).secrets)
+
+    def public_key(self, scope: str) -> tuple[str, str]:
+        with self._lock:
+            key = self._scope(scope).key
+            return key.key_id, key.public_b64
+
+    def rotate_key(self, scope: str) -> str:
+        with self._lock:
+            target = self._scope(scope)
+            target.key = self._new_key()
+            return target.key.key_id
+
+    def token_values(self) -> list[str]:
+        """Every token the fake accepts (for leak scans)."""
+        with self._lock:
+            return sorted(self._tokens)
+
+    def dispatches(self, repo: str) -> list[Json]:
+        with self._lock:
+            return [json.loads(json.dumps(d)) for d in self._repos[repo].dispatches]
+
+    def issues(self, repo: str) -> list[Json]:
+        with self._lock:
+            return [i.snapshot() for i in self._repos[repo].issues]
+
+    def set_rate_limit(self, limit: int = RATE_LIMIT, remaining: int | None = None) -> None:
+        """Reset the primary rate-limit window; `remaining=0` makes every call a 403."""
+        with self._lock:
+            self._rate_limit = limit
+            self._rate_used = limit - (limit if remaining is None else remaining)
+            self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+
+    # -- request gate ------------------------------------------------------------------------
+
+    def _rate_headers(self) -> dict[str, str]:
+        with self._lock:
+            if self.clock() >= self._rate_reset:
+                self._rate_used = 0
+                self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+            return {
+                "x-ratelimit-limit": str(self._rate_limit),
+                "x-ratelimit-remaining": str(max(self._rate_limit - self._rate_used, 0)),
+                "x-ratelimit-used": str(self._rate_used),
+                "x-ratelimit-reset": str(int(self._rate_reset)),
+                "x-ratelimit-resource": "core",
+            }
+
+    def _gate(self, headers: Headers) -> _Token:
+        """User-Agent, token and primary rate limit, in GitHub's order; counts the request."""
+        if not headers.get("user-agent", "").strip():
+            raise GitHubError(403, MSG_NO_USER_AGENT, plain=True)
+        token = bearer_token(headers.get("authorization"), ("bearer", "token"))
+        if token is None:
+            raise GitHubError(401, "Requires authentication")
+        with self._lock:
+            info = self._tokens.get(token)
+            if info is None:
+                raise GitHubError(401, "Bad credentials")
+            self._rate_headers()
+            if self._rate_used >= self._rate_limit:
+                raise GitHubError(
+                    403,
+                    f"API rate limit exceeded for user ID {self._peek_user_id(info.login)}. "
+                    "If you reach out to GitHub Support for help, please include the request ID.",
+                )
+            self._rate_used += 1
+            return info
+
+    def _repo(self, token: _Token, owner: str, name: str) -> Repo:
+        full_name = f"{owner}/{name}"
+        repo = self._repos.get(full_name)
+        if repo is None or (token.repos is not None and full_name not in token.repos):
+            raise _not_found()  # GitHub hides what the token may not see
+        return repo
+
+    def _org(self, name: str) -> Org:
+        org = self._orgs.get(name)
+        if org is None:
+            raise _not_found()
+        return org

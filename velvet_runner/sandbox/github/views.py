@@ -1,0 +1,233 @@
+"""Records rendered as GitHub JSON, and what every route handler shares (`Endpoint`, `repo_of`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from urllib.parse import quote
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from velvet_runner.sandbox.github.common import Json, _iso, _not_found
+from velvet_runner.sandbox.github.records import (
+    Approval,
+    Environment,
+    Issue,
+    KeyPair,
+    Repo,
+    Run,
+    Workflow,
+    _Token,
+)
+from velvet_runner.sandbox.github.state import State
+
+
+class _Views:
+    """Renders records as GitHub JSON, with URLs on the fake's own origin (PyGithub needs
+    `url` fields on the host and port it was given)."""
+
+    def __init__(self, state: State, base: str) -> None:
+        self.state = state
+        self.base = base.rstrip("/")
+
+    def user(self, login: str) -> Json:
+        kind = "Organization" if login in self.state._orgs else "User"
+        if kind == "Organization":
+            uid = self.state._orgs[login].id
+        else:
+            uid = self.state._peek_user_id(login)
+        return {
+            "login": login,
+            "id": uid,
+            "node_id": f"U_{uid}",
+            "type": kind,
+            "site_admin": False,
+            "avatar_url": "",
+            "url": f"{self.base}/{'orgs' if kind == 'Organization' else 'users'}/{login}",
+            "html_url": f"{self.base}/{login}",
+        }
+
+    def repo(self, repo: Repo) -> Json:
+        url = f"{self.base}/repos/{repo.full_name}"
+        return {
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": repo.private,
+            "visibility": "private" if repo.private else "public",
+            "owner": self.user(repo.owner),
+            "html_url": f"{self.base}/{repo.full_name}",
+            "url": url,
+            "description": None,
+            "fork": False,
+            "archived": False,
+            "disabled": False,
+            "has_issues": True,
+            "default_branch": repo.default_branch,
+            "created_at": _iso(repo.created_at),
+            "updated_at": _iso(repo.created_at),
+            "pushed_at": _iso(repo.created_at),
+            "permissions": {
+                "admin": True,
+                "maintain": True,
+                "push": True,
+                "triage": True,
+                "pull": True,
+            },
+            "issues_url": f"{url}/issues{{/number}}",
+        }
+
+    def public_key(self, key: KeyPair) -> Json:
+        return {"key_id": key.key_id, "key": key.public_b64}
+
+    def environment(self, repo: Repo, env: Environment) -> Json:
+        rules: list[Json] = []
+        if env.reviewers is not None:
+            rules.append(
+                {
+                    "id": env.id * 10 + 1,
+                    "node_id": f"GA_{env.id}_1",
+                    "type": "required_reviewers",
+                    "prevent_self_review": env.prevent_self_review,
+                    "reviewers": [
+                        {"type": "User", "reviewer": self.user(login)} for login in env.reviewers
+                    ],
+                }
+            )
+        if env.wait_timer:
+            rules.append(
+                {
+                    "id": env.id * 10 + 2,
+                    "node_id": f"GA_{env.id}_2",
+                    "type": "wait_timer",
+                    "wait_timer": env.wait_timer,
+                }
+            )
+        policy: Json | None = None
+        if env.branches is not None or env.protected_branches:
+            policy = {
+                "protected_branches": env.protected_branches,
+                "custom_branch_policies": env.branches is not None,
+            }
+            rules.append(
+                {"id": env.id * 10 + 3, "node_id": f"GA_{env.id}_3", "type": "branch_policy"}
+            )
+        return {
+            "id": env.id,
+            "node_id": f"EN_{env.id}",
+            "name": env.name,
+            "url": f"{self.base}/repos/{repo.full_name}/environments/{quote(env.name, safe='')}",
+            "html_url": f"{self.base}/{repo.full_name}/deployments/activity_log"
+            f"?environments_filter={quote(env.name, safe='')}",
+            "created_at": _iso(env.created_at),
+            "updated_at": _iso(env.created_at),
+            "can_admins_bypass": True,
+            "protection_rules": rules,
+            "deployment_branch_policy": policy,
+        }
+
+    def workflow(self, repo: Repo, wf: Workflow) -> Json:
+        return {
+            "id": wf.id,
+            "node_id": f"W_{wf.id}",
+            "name": wf.name,
+            "path": f".github/workflows/{wf.file}",
+            "state": "active",
+            "created_at": _iso(wf.created_at),
+            "updated_at": _iso(wf.created_at),
+            "url": f"{self.base}/repos/{repo.full_name}/actions/workflows/{wf.id}",
+            "html_url": f"{self.base}/{repo.full_name}/blob/{repo.default_branch}"
+            f"/.github/workflows/{wf.file}",
+            "badge_url": f"{self.base}/{repo.full_name}/workflows/{wf.file}/badge.svg",
+        }
+
+    def run(self, repo: Repo, run: Run) -> Json:
+        url = f"{self.base}/repos/{repo.full_name}/actions/runs/{run.id}"
+        wf = repo.workflows.get(run.workflow or "")
+        return {
+            "id": run.id,
+            "name": wf.name if wf else run.workflow,
+            "node_id": f"WFR_{run.id}",
+            "head_branch": run.head_branch,
+            "head_sha": f"{run.id:040x}",
+            "path": f".github/workflows/{run.workflow}" if run.workflow else "",
+            "display_title": wf.name if wf else "",
+            "run_number": run.id,
+            "run_attempt": run.run_attempt,
+            "event": run.event,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "workflow_id": wf.id if wf else None,
+            "url": url,
+            "html_url": f"{self.base}/{repo.full_name}/actions/runs/{run.id}",
+            "jobs_url": f"{url}/jobs",
+            "logs_url": f"{url}/logs",
+            "cancel_url": f"{url}/cancel",
+            "rerun_url": f"{url}/rerun",
+            "workflow_url": (
+                f"{self.base}/repos/{repo.full_name}/actions/workflows/{wf.id}" if wf else None
+            ),
+            "pull_requests": [],
+            "created_at": _iso(run.created_at),
+            "updated_at": _iso(run.created_at),
+            "run_started_at": _iso(run.created_at),
+            "actor": self.user(run.actor),
+            "triggering_actor": self.user(run.triggering_actor),
+            "repository": {
+                "id": repo.id,
+                "name": repo.name,
+                "full_name": repo.full_name,
+                "url": f"{self.base}/repos/{repo.full_name}",
+            },
+        }
+
+    def approval(self, repo: Repo, approval: Approval) -> Json:
+        env = repo.environments[approval.environment]
+        env_json = self.environment(repo, env)
+        keys = ("id", "node_id", "name", "url", "html_url", "created_at", "updated_at")
+        return {
+            "environments": [{key: env_json[key] for key in keys}],
+            "state": approval.state,
+            "user": self.user(approval.login),
+            "comment": approval.comment,
+        }
+
+    def issue(self, repo: Repo, issue: Issue) -> Json:
+        url = f"{self.base}/repos/{repo.full_name}/issues/{issue.number}"
+        return {
+            "id": issue.id,
+            "node_id": f"I_{issue.id}",
+            "number": issue.number,
+            "title": issue.title,
+            "body": issue.body,
+            "state": "open",
+            "locked": False,
+            "labels": [{"name": label} for label in issue.labels],
+            "assignees": [],
+            "comments": 0,
+            "user": self.user(issue.user),
+            "url": url,
+            "html_url": f"{self.base}/{repo.full_name}/issues/{issue.number}",
+            "repository_url": f"{self.base}/repos/{repo.full_name}",
+            "comments_url": f"{url}/comments",
+            "created_at": _iso(issue.created_at),
+            "updated_at": _iso(issue.created_at),
+        }
+
+
+Endpoint = Callable[[Request, _Token, _Views], Awaitable[Response]]
+
+
+def repo_of(request: Request, token: _Token, views: _Views) -> Repo:
+    """The repository the path names, as far as `token` may see it (else 404)."""
+    params = request.path_params
+    return views.state._repo(token, params["owner"], params["repo"])
+
+
+def env_of(repo: Repo, name: str) -> Environment:
+    """The repository's environment `name` (else 404)."""
+    env = repo.environments.get(name)
+    if env is None:
+        raise _not_found()
+    return env
