@@ -97,6 +97,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     import logging
 
     from velvet_runner import manifest as manifest_mod
+    from velvet_runner import manifest_yaml
     from velvet_runner.budget import POLICIES, Budgets, Policy
     from velvet_runner.engine import Engine
     from velvet_runner.machine import Action, Flow
@@ -110,7 +111,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     settings = Settings.from_env({**spec["env"], "VELVET_STATE": str(work / "state.git"),
                                   "VELVET_CACHE_DIR": str(work / "cache"),
                                   "VELVET_ACTOR": "bench"})
-    manifest_mod.MAX_NODES = 10**9  # type: ignore[misc]  # a 2,500-consumer manifest, no aliases
+    manifest_yaml.MAX_NODES = 10**9  # type: ignore[misc]  # a 2,500-consumer manifest, no aliases
     manifest = manifest_mod.load(settings.manifest)
     cred = manifest.credential(spec["credential"])
     assert cred is not None

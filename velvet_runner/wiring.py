@@ -21,14 +21,7 @@ from velvet_runner.budget import Budget, Budgets
 from velvet_runner.checks import Checker
 from velvet_runner.client import make_client, tls_context
 from velvet_runner.errors import BadArgument
-from velvet_runner.manifest import (
-    AwsSsmParameter,
-    Credential,
-    GithubActionsSecret,
-    HerokuConfigVar,
-    InfisicalSecret,
-    TargetConfig,
-)
+from velvet_runner.manifest import Credential, TargetConfig
 from velvet_runner.settings import Settings
 from velvet_runner.targets.base import Target
 from velvet_runner.vault import Vault
@@ -150,16 +143,7 @@ class Wiring:
     def vendor(self, credential: Credential) -> Vendor:
         from velvet_runner.vendors import load_all
 
-        cls = load_all()[credential.vendor]
-        if credential.vendor == "heroku":
-            return cls(credential, self.heroku_client)  # type: ignore[call-arg]
-        if credential.vendor == "cloudflare":
-            return cls(credential, self.cloudflare_client)  # type: ignore[call-arg]
-        if credential.vendor == "postmark":
-            return cls(credential, self.postmark_client)  # type: ignore[call-arg]
-        if credential.vendor == "aws_iam":
-            return cls(credential, self.aws)  # type: ignore[call-arg]
-        return cls(credential)  # type: ignore[call-arg]
+        return load_all()[credential.vendor].build(credential, self)
 
     @cached_property
     def heroku_client(self) -> httpx.Client:
@@ -181,17 +165,7 @@ class Wiring:
     def target(self, config: TargetConfig) -> Target:
         from velvet_runner.targets import load_all
 
-        cls = load_all()[config.kind]
-        if isinstance(config, HerokuConfigVar):
-            return cls(config, self.heroku_bootstrap_client)  # type: ignore[call-arg]
-        if isinstance(config, GithubActionsSecret):
-            return cls(config, self.github_client)  # type: ignore[call-arg]
-        if isinstance(config, InfisicalSecret):
-            return cls(config, self.infisical_session)  # type: ignore[call-arg]
-        if isinstance(config, AwsSsmParameter):
-            return cls(config, self.aws.client("ssm", config.region),  # type: ignore[call-arg]
-                       sleep=self.sleep)
-        raise BadArgument(f"unknown target kind {config.kind}")  # pragma: no cover
+        return load_all()[config.kind].build(config, self)
 
     def vault(self, credential: Credential) -> Vault:
         return Vault(credential.vault, self.target)

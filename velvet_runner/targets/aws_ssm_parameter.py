@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -20,9 +20,16 @@ from velvet_runner.targets.base import Target
 
 TOO_MANY_UPDATES_ATTEMPTS = 5
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class AwsSsmParameterTarget(Target):
     kind: ClassVar[str] = "aws_ssm_parameter"
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> AwsSsmParameterTarget:
+        return cls(config, wiring.aws.client("ssm", config.region), sleep=wiring.sleep)
 
     def __init__(self, config: AwsSsmParameter, ssm: Any,
                  sleep: Callable[[float], None] = time.sleep) -> None:

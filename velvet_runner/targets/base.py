@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
 from velvet_runner.records import fingerprint
+
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
 
 
 class Target(ABC):
@@ -19,6 +22,14 @@ class Target(ABC):
 
     kind: ClassVar[str]
     READABLE: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def build(cls, config: Any, wiring: Wiring) -> Target:
+        """This adapter for its manifest row, with the clients it needs from `wiring`.
+
+        The client recipe lives here, beside the adapter, so `wiring` only looks the kind up.
+        """
 
     @abstractmethod
     def write(self, value: SecretStr) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import weakref
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -23,10 +23,17 @@ from velvet_runner.targets.base import Target
 _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
     weakref.WeakKeyDictionary())
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class GithubActionsSecretTarget(Target):
     kind: ClassVar[str] = "github_actions_secret"
     READABLE: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> GithubActionsSecretTarget:
+        return cls(config, wiring.github_client)
 
     def __init__(self, config: GithubActionsSecret, client: httpx.Client) -> None:
         """`client` carries a GitHub App installation token with secrets write only."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -15,9 +15,16 @@ from velvet_runner.targets.base import Target
 
 REFILL_PER_SECOND = 75 / 60  # Heroku's bucket refills about 75 tokens a minute
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class HerokuConfigVarTarget(Target):
     kind: ClassVar[str] = "heroku_config_var"
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> HerokuConfigVarTarget:
+        return cls(config, wiring.heroku_bootstrap_client)
 
     def __init__(self, config: HerokuConfigVar, client: httpx.Client) -> None:
         """`client` carries Velvet's own Heroku token (HK_VELVET_BOOTSTRAP)."""

@@ -8,7 +8,7 @@ change-approval request is not applied, so it is refused.
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -18,6 +18,9 @@ from velvet_runner.errors import AuthRejected, NotFound, VendorRejected, VendorU
 from velvet_runner.manifest import InfisicalSecret
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
+
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
 
 
 class InfisicalSession:
@@ -69,6 +72,10 @@ def _error(response: httpx.Response) -> str | None:
 
 class InfisicalSecretTarget(Target):
     kind: ClassVar[str] = "infisical_secret"
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> InfisicalSecretTarget:
+        return cls(config, wiring.infisical_session)
 
     def __init__(self, config: InfisicalSecret, session: InfisicalSession) -> None:
         self.config = config

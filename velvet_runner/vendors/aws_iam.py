@@ -6,7 +6,7 @@ second key; revoke deactivates the old key (reversible) and then deletes it.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -15,6 +15,9 @@ from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
 from velvet_runner.manifest import AwsIamCredential
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
+
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
 
 
 def split(value: SecretStr) -> tuple[str, str]:
@@ -26,6 +29,10 @@ def split(value: SecretStr) -> tuple[str, str]:
 
 class AwsIamVendor(Vendor):
     kind: ClassVar[str] = "aws_iam"
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> AwsIamVendor:
+        return cls(config, wiring.aws)
 
     def __init__(self, config: AwsIamCredential, aws: AwsClients) -> None:
         self.config = config

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
 from velvet_runner.errors import InputError
+
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,14 @@ class Vendor(ABC):
     CAN_REGENERATE: ClassVar[bool] = False
     # is_live answers truthfully: without it nothing but a person can prove a token dead.
     CAN_PROBE: ClassVar[bool] = True
+
+    @classmethod
+    @abstractmethod
+    def build(cls, config: Any, wiring: Wiring) -> Vendor:
+        """This adapter for its manifest row, with the clients it needs from `wiring`.
+
+        The client recipe lives here, beside the adapter, so `wiring` only looks the kind up.
+        """
 
     @abstractmethod
     def verify(self, value: SecretStr) -> Identity:

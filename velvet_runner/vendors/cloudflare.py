@@ -6,7 +6,7 @@ old one. Roll (`PUT …/value`) kills the old value at once and is for the revoc
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -19,11 +19,18 @@ from velvet_runner.vendors.base import Identity, Minted, Vendor
 
 PAGE_SIZE = 50  # the most Cloudflare returns per page
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class CloudflareVendor(Vendor):
     kind: ClassVar[str] = "cloudflare"
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> CloudflareVendor:
+        return cls(config, wiring.cloudflare_client)
 
     def __init__(self, config: CloudflareCredential, client: httpx.Client) -> None:
         self.config = config

@@ -7,7 +7,7 @@ for recovering an authorization whose token a crash lost.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -18,6 +18,9 @@ from velvet_runner.manifest import HerokuCredential
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 def _auth(value: SecretStr) -> dict[str, str]:
     return {"Authorization": f"Bearer {value.get_secret_value()}"}
@@ -27,6 +30,10 @@ class HerokuVendor(Vendor):
     kind: ClassVar[str] = "heroku"
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> HerokuVendor:
+        return cls(config, wiring.heroku_client)
 
     def __init__(self, config: HerokuCredential, client: httpx.Client) -> None:
         self.config = config

@@ -6,7 +6,7 @@ the value and revoke always needs mark_manually_revoked with a ticket.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
@@ -14,12 +14,19 @@ from velvet_runner.manifest import OperatorManualCredential
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class OperatorManualVendor(Vendor):
     kind: ClassVar[str] = "operator_manual"
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
     CAN_PROBE: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> OperatorManualVendor:
+        return cls(config)
 
     def __init__(self, config: OperatorManualCredential) -> None:
         self.config = config

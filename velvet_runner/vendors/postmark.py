@@ -7,7 +7,7 @@ job reaches done only once the old token is seen refused.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import SecretStr
@@ -17,11 +17,18 @@ from velvet_runner.manifest import PostmarkCredential
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
 
+if TYPE_CHECKING:
+    from velvet_runner.wiring import Wiring
+
 
 class PostmarkVendor(Vendor):
     kind: ClassVar[str] = "postmark"
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, config: Any, wiring: Wiring) -> PostmarkVendor:
+        return cls(config, wiring.postmark_client)
 
     def __init__(self, config: PostmarkCredential, client: httpx.Client) -> None:
         self.config = config
