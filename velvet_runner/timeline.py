@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 from velvet_runner.errors import BadArgument
 from velvet_runner.machine import Flow, State
 
-if TYPE_CHECKING:  # annotations only: `velvet --help` imports this through actions.py
+if TYPE_CHECKING:  # annotations only: this module stays light (github.gate uses it)
     from velvet_runner.manifest import Consumer, Credential
     from velvet_runner.records import Job
 

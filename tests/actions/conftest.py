@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from velvet_runner import manifest as manifest_mod
-from velvet_runner.actions import ActionsGate, GitHubApi
+from velvet_runner.github.api import GitHubApi
+from velvet_runner.github.gate import ActionsGate
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, new_job_id
 from velvet_runner.sandbox import github as gh

@@ -5,15 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from velvet_runner import actions
 from velvet_runner.errors import BadArgument, ConflictError
+from velvet_runner.github import dispatch
 from velvet_runner.machine import State
 
 from .conftest import REPO
 
 
 def test_dispatch_returns_the_new_runs_id_and_url(gh_github):
-    result = actions.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
+    result = dispatch.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
                                        {"job_id": "J", "credential": "C", "env": "prod"})
     [sent] = gh_github.state.dispatches(REPO)
     assert sent["inputs"] == {"job_id": "J", "credential": "C", "env": "prod"}
@@ -29,7 +29,7 @@ def test_dispatch_falls_back_when_run_details_are_not_supported(gh_github):
         "method": "POST", "path": "*/dispatches", "status": 422, "times": 1,
         "message": "Invalid request: return_run_details is not a permitted key."},
         timeout=5).raise_for_status()
-    result = actions.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
+    result = dispatch.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
                                        {"job_id": "J", "credential": "C", "env": "prod"})
     assert len(gh_github.state.dispatches(REPO)) == 1
     assert result["run_id"] is None
@@ -37,18 +37,18 @@ def test_dispatch_falls_back_when_run_details_are_not_supported(gh_github):
 
 def test_a_refused_dispatch_is_an_error_not_a_green_run(gh_github):
     with pytest.raises(ConflictError, match="Unexpected inputs"):
-        actions.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
+        dispatch.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
                                   {"job_id": "J", "credential": "C", "bogus": "x"})
     with pytest.raises(BadArgument, match="file name"):
-        actions.dispatch_workflow(gh_github.api(), REPO, "../../evil", "main", {})
+        dispatch.dispatch_workflow(gh_github.api(), REPO, "../../evil", "main", {})
 
 
 def test_the_started_run_is_recorded_on_the_job(gh_github, gh_job, gh_store):
     job = gh_job(State.VERIFIED)
     inputs = {"job_id": job.job_id, "credential": job.credential, "env": "prod"}
-    result = actions.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
+    result = dispatch.dispatch_workflow(gh_github.api(), REPO, "velvet-stage-2-mint.yml", "main",
                                        inputs)
-    recorded = actions.record_dispatch(gh_store, job.job_id, result, inputs,
+    recorded = dispatch.record_dispatch(gh_store, job.job_id, result, inputs,
                                        actor="github-actions[bot]")
     event = recorded.events[-1]
     assert event.action == "dispatched"
@@ -61,7 +61,7 @@ def test_due_credentials_are_dispatched_one_at_a_time(gh_github):
     pauses: list[float] = []
     rows = [{"credential": "HK_PLATFORM_FULL", "due_at": "2026-08-01T00:00:00Z"},
             {"credential": "PM_SERVER_MAIL", "due_at": "2026-08-02T00:00:00Z"}]
-    actions.dispatch_due(gh_github.api(), REPO, "velvet-stage-1-verify.yml", "main", rows,
+    dispatch.dispatch_due(gh_github.api(), REPO, "velvet-stage-1-verify.yml", "main", rows,
                          env="prod", stagger_seconds=90, sleep=pauses.append)
     sent = gh_github.state.dispatches(REPO)
     assert [d["inputs"]["credential"] for d in sent] == ["HK_PLATFORM_FULL", "PM_SERVER_MAIL"]

@@ -10,11 +10,11 @@ from datetime import timedelta
 
 import pytest
 
-from velvet_runner.actions import (
+from velvet_runner.errors import GateRefused
+from velvet_runner.github.gate import (
     FALLBACK_EVENT,
     record_fallback_approval,
 )
-from velvet_runner.errors import GateRefused
 from velvet_runner.machine import Action, State
 from velvet_runner.records import Event
 from velvet_runner.settings import Settings
@@ -160,7 +160,8 @@ def test_a_run_started_for_another_credential_is_refused(gh_github, gh_gate, gh_
 
 
 def test_without_a_token_the_gate_refuses(gh_github, gh_job, gh_credential, gh_manifest):
-    from velvet_runner.actions import ActionsGate, GitHubApi
+    from velvet_runner.github.api import GitHubApi
+    from velvet_runner.github.gate import ActionsGate
 
     gh_github.protected(ENV)
     gate = ActionsGate(gh_manifest, api=GitHubApi(None, gh_github.url), repository=REPO,
@@ -170,7 +171,7 @@ def test_without_a_token_the_gate_refuses(gh_github, gh_job, gh_credential, gh_m
 
 
 def test_a_token_github_refuses_means_no_stage(gh_github, gh_job, gh_credential, gh_manifest):
-    from velvet_runner.actions import ActionsGate
+    from velvet_runner.github.gate import ActionsGate
 
     gh_github.protected(ENV)
     gate = ActionsGate(gh_manifest, api=gh_github.api("ghs_not_a_known_token_at_all"),

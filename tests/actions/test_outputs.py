@@ -8,8 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from velvet_runner import actions
 from velvet_runner.errors import GateRefused
+from velvet_runner.github import summary as gh_summary
+from velvet_runner.github.gate import gate_from_env
 from velvet_runner.machine import TABLES, Action, Flow, State
 from velvet_runner.records import Event
 from velvet_runner.settings import Settings
@@ -23,7 +24,7 @@ def test_outputs_hold_the_job_id_and_status_and_nothing_else(gh_job, tmp_path):
     job = gh_job(State.VERIFIED, save=False)
     env = _files(tmp_path)
 
-    actions.write_outputs(job, env)
+    gh_summary.write_outputs(job, env)
 
     lines = (tmp_path / "out").read_text().splitlines()
     assert dict(line.split("=", 1) for line in lines) == {
@@ -33,15 +34,15 @@ def test_outputs_hold_the_job_id_and_status_and_nothing_else(gh_job, tmp_path):
 
 def test_outputs_append_so_two_steps_can_share_the_file(gh_job, tmp_path):
     env = _files(tmp_path)
-    actions.write_outputs(gh_job(State.VERIFIED, save=False), env)
-    actions.write_outputs(gh_job(State.VALIDATED, save=False), env)
+    gh_summary.write_outputs(gh_job(State.VERIFIED, save=False), env)
+    gh_summary.write_outputs(gh_job(State.VALIDATED, save=False), env)
     statuses = [line for line in (tmp_path / "out").read_text().splitlines()
                 if line.startswith("status=")]
     assert statuses == ["status=verified", "status=validated"]
 
 
 def test_nothing_is_written_outside_actions(gh_job, tmp_path):
-    actions.write_outputs(gh_job(save=False), {})
+    gh_summary.write_outputs(gh_job(save=False), {})
     assert list(tmp_path.glob("out")) == []
 
 
@@ -60,7 +61,7 @@ def test_summary_has_the_consumer_table_the_path_and_the_approvals(gh_job, tmp_p
     env = {**_files(tmp_path), "GITHUB_REPOSITORY": "raxx/velvet", "GITHUB_RUN_ID": "42",
            "GITHUB_SERVER_URL": "https://github.example", "GITHUB_ACTOR": "alice"}
 
-    actions.write_outputs(job, env)
+    gh_summary.write_outputs(job, env)
 
     summary = (tmp_path / "sum").read_text()
     assert "| `heroku-config-api-prod` |" in summary  # the consumer table
@@ -75,7 +76,7 @@ def test_summary_has_the_consumer_table_the_path_and_the_approvals(gh_job, tmp_p
 
 
 def test_the_summary_diagram_is_drawn_from_the_machine_table(gh_job):
-    summary = actions.summary_markdown(gh_job(save=False), {})
+    summary = gh_summary.summary_markdown(gh_job(save=False), {})
     for (src, trigger), dst in TABLES[Flow.OPERATIONAL].items():
         if src == dst:
             continue
@@ -89,15 +90,15 @@ def test_summary_never_shows_a_registered_secret(gh_job):
     value = "hk-secret-value-that-slipped-into-a-detail"
     redact.register(value)
     job.consumers[0].detail = f"write failed for {value}"
-    assert value not in actions.summary_markdown(job, {})
+    assert value not in gh_summary.summary_markdown(job, {})
 
 
 def test_summary_is_cut_to_what_github_accepts(gh_job):
     job = gh_job(save=False)
     job.consumers = [job.consumers[0].model_copy(update={"consumer_id": f"c-{i}"})
                      for i in range(40_000)]
-    text = actions.summary_markdown(job, {})
-    assert len(text.encode()) <= actions.SUMMARY_LIMIT + 200
+    text = gh_summary.summary_markdown(job, {})
+    assert len(text.encode()) <= gh_summary.SUMMARY_LIMIT + 200
     assert "summary truncated" in text
 
 
@@ -122,15 +123,15 @@ def test_register_masks_a_value_before_anything_else_is_printed(tmp_path, in_act
 
 def test_gate_from_env_only_inside_actions(gh_manifest):
     settings = Settings.from_env({"VELVET_ENV": "prod"})
-    assert actions.gate_from_env(settings, gh_manifest, {}) is None
-    gate = actions.gate_from_env(settings, gh_manifest, {
+    assert gate_from_env(settings, gh_manifest, {}) is None
+    gate = gate_from_env(settings, gh_manifest, {
         "GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "raxx/velvet", "GITHUB_RUN_ID": "9",
         "VELVET_EXPECT_CREDENTIAL": "HK_PLATFORM_FULL"})
     assert gate is not None
     assert gate.run_id == "9"
     assert gate.expect_credential == "HK_PLATFORM_FULL"
     with pytest.raises(GateRefused, match="GITHUB_RUN_ID"):
-        actions.gate_from_env(settings, gh_manifest, {"GITHUB_ACTIONS": "true"})
+        gate_from_env(settings, gh_manifest, {"GITHUB_ACTIONS": "true"})
 
 
 def test_the_unsafe_fallback_env_var_is_gone(gh_github, gh_gate, gh_job, gh_credential,
@@ -145,7 +146,7 @@ def test_the_unsafe_fallback_env_var_is_gone(gh_github, gh_gate, gh_job, gh_cred
 
 
 def test_run_context_names_the_run_and_never_a_token():
-    context = actions.run_context({
+    context = gh_summary.run_context({
         "GITHUB_REPOSITORY": "raxx/velvet", "GITHUB_RUN_ID": "5", "GITHUB_ACTOR": "alice",
         "GITHUB_SERVER_URL": "https://github.example", "VELVET_GATE_TOKEN": "ghs_x",
         "GITHUB_TOKEN": "ghs_y"})

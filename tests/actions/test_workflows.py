@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.actions import GATED
+from velvet_runner.github.gate import GATED
 
 from .workflows import ACTION, ROOT, WORKFLOW_DIR, WORKFLOWS, dispatch_inputs, load, steps
 

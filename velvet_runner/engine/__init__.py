@@ -55,9 +55,17 @@ from .progress import Interrupted, Progress
 from .revocation import LeakStillOpen
 
 __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
-           "Notifier", "Progress", "stage_failed"]
+           "Notifier", "Progress", "require_enabled", "stage_failed"]
 
 FLAG = "velvet_v2_rotation"
+
+
+def require_enabled(flags: dict[str, bool]) -> None:
+    """The feature flag's refusal, for the engine and for commands that change a job without it
+    (`velvet approve`)."""
+    if not flags.get(FLAG, False):
+        raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
+                              "anything; use the vendor's manual SOP (runbook section 1)")
 
 
 class Notifier(Protocol):
@@ -91,9 +99,7 @@ class Engine:
     # --- preconditions -------------------------------------------------------------------
 
     def require_enabled(self) -> None:
-        if not self.flags.get(FLAG, False):
-            raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
-                                  "anything; use the vendor's manual SOP (runbook section 1)")
+        require_enabled(self.flags)
 
     def _credential(self, name: str) -> Credential:
         cred = self.manifest.credential(name)

@@ -146,12 +146,12 @@ def _answer(response: httpx.Response, what: str) -> Any:
 @_dir
 def dispatch_command(workflow: str, login: str, pairs: Sequence[str], folder: str) -> None:
     """Start WORKFLOW as LOGIN ("Run workflow")."""
-    from velvet_runner.actions import _parse_inputs
+    from velvet_runner.github.dispatch import parse_inputs
 
     client, repo = _client(folder, login)
     with client:
         data = _answer(client.post(f"{repo}/actions/workflows/{workflow}/dispatches", json={
-            "ref": "main", "inputs": _parse_inputs(pairs), "return_run_details": True}),
+            "ref": "main", "inputs": parse_inputs(pairs), "return_run_details": True}),
             f"dispatching {workflow}")
     click.echo(f"run {data['workflow_run_id']}: {data['html_url']}")
 
