@@ -127,6 +127,8 @@ class RetryPolicy:
     # Called on 429 without Retry-After (Heroku): returns seconds to wait, or None.
     rate_limit_probe: Callable[[], float | None] | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
+    # Told of each wait before it starts ("retry 2 of 4 in 1.6 s: ..."): the stage's progress.
+    say: Callable[[str], None] | None = None
 
     def delay(self, attempt: int, exc: VendorError) -> float:
         return self._delay(attempt, exc)[0]
@@ -153,19 +155,31 @@ class RetryPolicy:
                 err: VendorError = VendorUnavailable(f"{type(exc).__name__}")
                 if attempt + 1 >= self.attempts:
                     raise err from None
-                self.sleep(self.delay(attempt, err))
+                wait = self.delay(attempt, err)
+                self._say(f"retry {attempt + 2} of {self.attempts} in {wait:.1f} s", err)
+                self.sleep(wait)
                 attempt += 1
             except VendorError as exc:
                 if not exc.retryable:
                     raise
                 wait, asked = self._delay(attempt, exc)
                 if asked and self.clock() + wait < rate_deadline:
+                    after = exc.retry_after if isinstance(exc, RateLimited) else None
+                    told = (f"Retry-After {after:.0f} s" if after is not None
+                            else f"the vendor's rate limit, {wait:.1f} s")
+                    # A paused budget holds every caller of the account, this one included.
+                    self._say(f"waiting for {told}", exc)
                     self.sleep(wait)
                     continue
                 if attempt + 1 >= self.attempts:
                     raise
+                self._say(f"retry {attempt + 2} of {self.attempts} in {wait:.1f} s", exc)
                 self.sleep(wait)
                 attempt += 1
+
+    def _say(self, line: str, exc: VendorError) -> None:
+        if self.say is not None and line:
+            self.say(f"velvet: {line}: {exc}")
 
 
 def request(client: httpx.Client, method: str, url: str, what: str,

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from .support import CHILD_TIMEOUT, HK, EngWorld, last, start
 
 CONSUMER = "heroku-config-api-prod"
@@ -55,3 +57,18 @@ def test_sigint_while_waiting_in_the_settle_window_stops_then_resumes(
     assert resumed.new_fingerprint is not None
     assert [t.token_id for t in resumed.ledger] == ["old", "new"]  # nothing minted twice
     assert {eng_world.vault(HK, "__PENDING")} == set(eng_world.consumer_values(HK).values())
+
+
+@pytest.mark.parametrize(("service", "path", "fault", "said"), [
+    ("heroku", "/apps/raxx-api-prod/config-vars", {"status": 429, "retry_after": 1},
+     "velvet: waiting for Retry-After 1 s"),
+    ("infisical", "/api/v4/secrets/HEROKU_API_KEY", {"status": 500}, "velvet: retry 2 of 4 in"),
+])
+def test_a_stage_names_its_waits_on_stderr(eng_world: EngWorld, service: str, path: str,
+                                           fault: dict[str, int], said: str) -> None:
+    engine, job = start(eng_world)
+    eng_world.fault(service, method="PATCH", path=path, times=1, **fault)
+    proc = eng_world.cli("stage", job.job_id, "proceed_mint")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert said in proc.stderr
+    assert eng_world.job(job.job_id).status == "validated"

@@ -103,7 +103,8 @@ class Run:
         return out
 
     def retry(self, hint: Callable[[], float | None] | None = None) -> RetryPolicy:
-        return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint)
+        return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint,
+                           say=self.e.progress.note)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.retry().run(fn)

@@ -14,8 +14,6 @@ from collections.abc import Callable
 
 from velvet_runner.errors import VelvetError
 
-WAIT_WORTH_SAYING = 2.0  # seconds: shorter waits (settle polls, quick backoffs) stay quiet
-
 
 class Interrupted(VelvetError):
     """The operator stopped the stage (Ctrl-C); it can be resumed by running it again."""
@@ -46,16 +44,15 @@ class Progress:
             return
         with self._lock:
             now = self._clock()
-            if not force and now - self._last < self._interval:
-                return
-            self._last = now
+            if not force:  # phases always print; waits share the one-a-second allowance
+                if now - self._last < self._interval:
+                    return
+                self._last = now
         self._write(line)
 
     def sleep(self, seconds: float) -> None:
         """The stage's one way to wait (backoffs, Retry-After, settle polls): interruptible."""
         self.checkpoint()
-        if seconds >= WAIT_WORTH_SAYING:
-            self.note(f"  waiting {seconds:.1f} s before trying again")
         self.stop.wait(seconds)
         self.checkpoint()
 
