@@ -277,7 +277,9 @@ def _allowed(job: Job) -> list[str]:
 def _print_residual(residual: dict[str, Any]) -> None:
     click.echo("residual state after abort:", err=True)
     for consumer, holds in sorted(residual.get("consumers", {}).items()):
-        click.echo(f"  {consumer}: holds the {holds} value", err=True)
+        click.echo(f"  {consumer}: " + ("may hold either value (a write whose outcome is "
+                                         "unknown)" if holds == "unknown" else
+                                         f"holds the {holds} value"), err=True)
     for token in residual.get("orphaned_tokens", []):
         click.echo(f"  orphaned token: auth id {token.get('auth_id')} "
                    f"({token.get('fingerprint')}): {token.get('why')}", err=True)

@@ -359,3 +359,34 @@ def test_manual_confirm_of_a_row_holding_the_new_value_reads_it_back(eng_world: 
     assert job.status == "validated", last(job)
     confirmed = next(e for e in job.events if e.action == "manual_confirm")
     assert confirmed.data["evidence"][api_row] == "reads back the new value"
+
+
+def test_a_value_refused_at_verify_is_not_reported_live(eng_world: EngWorld) -> None:
+    """Issue #16: after a 401 at verify, the abort report must not call the old value live."""
+    engine = eng_world.engine()
+    job, _ = engine.create(HK)
+    eng_world.sandbox.heroku.revoke_authorization(eng_world.world.heroku_auth_ids[HK])
+    job = engine.run(job.job_id, "verify")
+    assert job.status == "verify_failed", last(job)
+    assert _lives(job) == {"old": "proven_dead"}
+    aborted = engine.run(job.job_id, "abort")
+    residual = aborted.report["residual"]
+    assert residual["old_value"]["live"] is False
+    assert residual["orphaned_tokens"] == []
+    assert "nothing to clean up" in residual["next_step"]
+
+
+def test_retry_verify_after_the_vault_was_fixed_starts_a_new_entry(eng_world: EngWorld) -> None:
+    engine = eng_world.engine()
+    job, _ = engine.create(HK)
+    eng_world.sandbox.heroku.revoke_authorization(eng_world.world.heroku_auth_ids[HK])
+    job = engine.run(job.job_id, "verify")
+    fresh_id, fresh = eng_world.sandbox.heroku.add_authorization(PLATFORM_EMAIL, description="x")
+    for suffix, value in (("", fresh), ("__AUTH_ID", fresh_id)):
+        eng_world.sandbox.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
+                                               HK + suffix, value)
+    job = engine.run(job.job_id, "retry_verify")
+    assert job.status == "verified", last(job)
+    assert _lives(job) == {"old": "proven_dead", "old-2": "current"}
+    assert job.token("old-2") is not None
+    assert job.old_auth_id == fresh_id

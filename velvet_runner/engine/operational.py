@@ -7,13 +7,14 @@ in `mint`, stage 3 (proceed_revoke) in `revoke`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Literal
 
 from pydantic import SecretStr
 
 from velvet_runner import ledger
 from velvet_runner.checks import CheckResult, Expect
-from velvet_runner.errors import InputError, VendorError, VendorUnavailable
+from velvet_runner.errors import AuthRejected, InputError, VendorError, VendorUnavailable
 from velvet_runner.machine import Action, Outcome, State
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, ConsumerRow, Job, Life, RowStatus, fingerprint
@@ -44,21 +45,43 @@ def verify(run: Run, act: Action, args: Args) -> Job:
     run.crash("verify")
     try:
         current = run.current()
+    except (VendorError, InputError) as exc:
+        return j.move(Outcome.FAILED, f"verify failed: {exc}")
+    try:
         identity = run.call(lambda: run.vendor.verify(current))
         run.call(run.vendor.check_rotatable)
+    except AuthRejected as exc:
+        # The vendor refuses the vault's value: say so in the ledger (reports must not call
+        # it live); a retry after the vault was fixed by hand starts a new entry.
+        old_id = run.ensure_old(current, run.job.old_auth_id)
+        j.settle(old_id, Life.PROVEN_DEAD, evidence=f"refused by the vendor at verify ({exc})")
+        return j.move(Outcome.FAILED, f"verify failed: {exc}")
     except (VendorError, InputError) as exc:
         return j.move(Outcome.FAILED, f"verify failed: {exc}")
     old_auth_id = run.vault_auth_id(identity.auth_id)
+    fp = fingerprint(current)
+    known = run.entry("old")
+    if known is not None and known.fingerprint != fp:
+        at = run.e.now()
+        j.change(lambda job: _new_old(job, at, old_auth_id, fp), defer=True)
     run.ensure_old(current, old_auth_id)
 
     def record(job: Job) -> None:
         job.old_auth_id = old_auth_id
-        job.old_fingerprint = fingerprint(current)
+        job.old_fingerprint = fp
         old = ledger.latest(job, "old")
-        if old is not None:  # a retry_verify after the vault changed by hand
-            old.auth_id, old.fingerprint = old_auth_id, fingerprint(current)
+        if old is not None and old.life != Life.PROVEN_DEAD:
+            old.auth_id = old_auth_id
 
     return j.move(Outcome.OK, f"current value accepted for {identity.subject}", mutate=record)
+
+
+def _new_old(job: Job, at: datetime, auth_id: str | None, fp: str) -> None:
+    """retry_verify after the vault's value was replaced by hand: the job starts from it."""
+    old = ledger.latest(job, "old")
+    if old is not None and old.fingerprint != fp:
+        ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
+                   held_by=[ledger.VAULT_CURRENT])
 
 
 # --- stage 2: mint, distribute, validate -----------------------------------------------
