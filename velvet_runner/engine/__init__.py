@@ -38,8 +38,10 @@ from velvet_runner.machine import (
     INITIAL,
     Action,
     Flow,
+    Option,
     State,
     allowed,
+    options_refused,
     step,
 )
 from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
@@ -208,8 +210,8 @@ class Engine:
             raise BadArgument(f"unknown action {action!r}; actions: "
                               f"{', '.join(a.value for a in Action)}") from None
         self.require_enabled()
-        if accept_debt and act != Action.MARK_MANUALLY_REVOKED:
-            raise BadArgument("--accept-debt applies to mark_manually_revoked only")
+        if accept_debt and options_refused(act, [Option.ACCEPT_DEBT]):
+            raise BadArgument(f"--accept-debt does not apply to {act}")
         job = self.store.find(job_id)
         cred = self._credential(job.credential)
         self._require_env(job.env, f"job {job_id}")

@@ -115,6 +115,10 @@ class Run:
             self.log.warning("VELVET_CRASH_AT=%s: exiting hard", point)
             os._exit(CRASH_EXIT)
 
+    def command(self, action: str) -> str:
+        """The command an operator runs next on this job (named in failure messages)."""
+        return f"velvet stage {self.job.job_id} {action}"
+
     def gate(self, act: Action) -> None:
         if self.e.gate is None:
             return

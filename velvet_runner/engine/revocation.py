@@ -110,7 +110,7 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
     if old.life == Life.PROVEN_DEAD and old.fingerprint == fingerprint(current):
         j.move(Outcome.FAILED, f"the vault still holds the revoked value: put a fresh value in "
                f"{run.vault.describe()} (regenerate auth id {old.auth_id} at "
-               f"{run.cred.vendor}), then {_next(run, 'retry_revoke')}")
+               f"{run.cred.vendor}), then {run.command('retry_revoke')}")
         return
     if old.fingerprint != fingerprint(current) or old.life == Life.PROVEN_DEAD:
         _vault_moved_on(run, current)
@@ -136,12 +136,12 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
     if not proof.dead:
         _back_to_current(run, old.token_id)
         what = ("manual_required: " + run.cred.vendor + " cannot revoke by API; delete the "
-                "token in the vendor's dashboard, then " + _next(run, "retry_revoke")
+                "token in the vendor's dashboard, then " + run.command("retry_revoke")
                 if not run.vendor.CAN_REVOKE and not run.vendor.CAN_ROLL
-                else f"revoke not proven: {proof.evidence}; {_next(run, 'retry_revoke')}")
+                else f"revoke not proven: {proof.evidence}; {run.command('retry_revoke')}")
         if not proof.probed:
             what = (f"manual_required: {proof.evidence}; revoke it in the vendor's dashboard, "
-                    f"then {_next(run, 'mark_manually_revoked --ticket T')}")
+                    f"then {run.command('mark_manually_revoked --ticket T')}")
         j.move(Outcome.FAILED, what)
         return
     j.settle(old.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
@@ -193,11 +193,11 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
             try:
                 proof = run.prove_dead(token, None, using=current)
             except VendorError as exc:
-                j.move(Outcome.FAILED, f"revoke check failed: {exc}; {_next(run, 'retry_revoke')}")
+                j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
                 return
             if not proof.dead:
                 j.move(Outcome.FAILED, f"the vault holds a new value but {proof.evidence}; "
-                       f"revoke it at {run.cred.vendor}, then {_next(run, 'retry_revoke')}")
+                       f"revoke it at {run.cred.vendor}, then {run.command('retry_revoke')}")
                 return
             proof_text = proof.evidence
         j.settle(token.token_id, Life.PROVEN_DEAD, evidence=proof_text)
@@ -233,7 +233,7 @@ def _lost_roll(run: Run, rolled_id: str, auth_id: str | None) -> None:
         j.settle(old.token_id, Life.PROVEN_DEAD, evidence="the vendor refuses the old value")
     j.move(Outcome.FAILED, f"revoke incomplete: {lost}. Regenerate (or delete) auth id "
            f"{auth_id} at {run.cred.vendor}, put the new value in {run.vault.describe()}, then "
-           f"{_next(run, 'retry_revoke')}")
+           f"{run.command('retry_revoke')}")
 
 
 def _back_to_current(run: Run, old_id: str) -> None:
@@ -245,9 +245,6 @@ def _back_to_current(run: Run, old_id: str) -> None:
     if rolled is not None and rolled.life == Life.INTENDED:
         j.settle(rolled.token_id, Life.PROVEN_DEAD, evidence="never issued: the roll failed")
 
-
-def _next(run: Run, action: str) -> str:
-    return f"velvet stage {run.job.job_id} {action}"
 
 
 def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:

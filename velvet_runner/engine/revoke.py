@@ -101,13 +101,13 @@ def revoke(run: Run) -> Job:
     if run.job.old_auth_id is None:
         return _failed(run, old_id, "revoke failed: the old value's auth id is unknown "
                        f"({run.vault.describe()}__AUTH_ID is empty); revoke it at the vendor, "
-                       f"then {_next(run, 'mark_manually_revoked --ticket T')}")
+                       f"then {run.command('mark_manually_revoked --ticket T')}")
     auth_id = run.job.old_auth_id
     try:
         revoked_now = run.call(lambda: run.vendor.revoke(auth_id, using=new, value=current))
     except VendorError as exc:
         return _failed(run, old_id, f"revoke failed: {exc} (old_auth_id {auth_id}); "
-                       f"{_next(run, 'retry_revoke')}")
+                       f"{run.command('retry_revoke')}")
     run.crash("after_revoke")
     said = ("old value revoked" if revoked_now
             else f"already revoked (404: the vendor has no auth id {auth_id})")
@@ -121,7 +121,7 @@ def _prove_or_fail(run: Run, old_id: str, value: SecretStr | None, using: Secret
     try:
         proof = run.prove_dead(old, value, using=using)
     except VendorError as exc:
-        return _failed(run, old_id, f"revoke check failed: {exc}; {_next(run, 'retry_revoke')}")
+        return _failed(run, old_id, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
     if not proof.dead:
         return _failed(run, old_id, _unproven(run, proof.evidence, said, probed=proof.probed))
     # The proof is committed before the vault is promoted: afterwards the old value is gone
@@ -135,18 +135,19 @@ def _unproven(run: Run, evidence: str, said: str, *, probed: bool) -> str:
     name = run.cred.vendor
     if not probed:
         return (f"manual_required: {name} cannot revoke or probe by API; delete the old token "
-                f"in the vendor's dashboard, then {_next(run, 'mark_manually_revoked --ticket T')}")
+                "in the vendor's dashboard, then "
+                + run.command("mark_manually_revoked --ticket T"))
     if not run.vendor.CAN_REVOKE:
         return (f"manual_required: {name} cannot revoke by API and {evidence}; delete the old "
-                f"token in the vendor's dashboard, then {_next(run, 'retry_revoke')} (or "
+                f"token in the vendor's dashboard, then {run.command('retry_revoke')} (or "
                 "mark_manually_revoked --ticket T once it is refused)")
     if said.startswith("already revoked"):
         return (f"revoke not proven: the vendor says it has no auth id {run.job.old_auth_id} "
                 f"(404), but {evidence}: the vault's "
                 f"{run.vault.describe()}__AUTH_ID is probably stale. Revoke the old token at "
-                f"{name} by hand, then {_next(run, 'mark_manually_revoked --ticket T')}")
+                f"{name} by hand, then {run.command('mark_manually_revoked --ticket T')}")
     return (f"revoke not proven: {said}, but {evidence}; "
-            f"{_next(run, 'retry_revoke')}, or revoke it at {name} by hand and "
+            f"{run.command('retry_revoke')}, or revoke it at {name} by hand and "
             "mark_manually_revoked --ticket T")
 
 
@@ -159,9 +160,6 @@ def _failed(run: Run, old_id: str, detail: str) -> Job:
 
     return run.journal.move(Outcome.FAILED, detail, mutate=back)
 
-
-def _next(run: Run, action: str) -> str:
-    return f"velvet stage {run.job.job_id} {action}"
 
 
 def finish_revoke(run: Run, detail: str) -> Job:
