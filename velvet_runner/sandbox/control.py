@@ -28,8 +28,9 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
+from pydantic import PlainSerializer, SerializationInfo
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -233,6 +234,15 @@ def shown(value: str, reveal: bool) -> str:
     """How a snapshot shows a secret: its fingerprint (`records.fingerprint`), enough to see it
     changed; `reveal=True` (in process only, never over HTTP) the value, so seeding restores it."""
     return value if reveal else fingerprint(value)
+
+
+def _show_secret(value: str, info: SerializationInfo) -> str:
+    return shown(value, bool((info.context or {}).get("reveal")))
+
+
+# A field of a fake's state model that holds a secret: `model_dump(context={"reveal": True})`
+# (in process only) shows the value, so a seed restores it; anything else shows its fingerprint.
+Secret = Annotated[str, PlainSerializer(_show_secret, return_type=str)]
 
 
 def utc_now() -> str:

@@ -30,8 +30,6 @@ from urllib.parse import parse_qs
 from pydantic import (
     BaseModel,
     ConfigDict,
-    SerializationInfo,
-    field_serializer,
     model_validator,
 )
 from starlette.applications import Starlette
@@ -39,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
+from velvet_runner.sandbox.control import Secret, bearer_token, build_app, json_response
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -81,12 +79,8 @@ class _Model(BaseModel):
 class TokenRow(_Model):
     """A token the fake accepts and the user it calls as; shown as a fingerprint."""
 
-    token: str
+    token: Secret
     user: str = "velvet-bot"
-
-    @field_serializer("token")
-    def _show(self, token: str, info: SerializationInfo) -> str:
-        return shown(token, bool((info.context or {}).get("reveal")))
 
 
 class Channel(_Model):
