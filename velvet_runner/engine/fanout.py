@@ -46,6 +46,11 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
     kinds: Counter[str] = Counter(c.kind for c in consumers)
     waited0 = wiring.budgets.totals().waited
     if spends:
+        # The kinds a rate budget stretches longest start first: their chain of windows starts
+        # with their first answer, so every second they wait behind another kind's burst is
+        # added to the whole stage.
+        stretch = {kind: wiring.budget_estimate({kind: n})[0] for kind, n in kinds.items()}
+        consumers = sorted(consumers, key=lambda c: -stretch[c.kind])
         expected, why = wiring.budget_estimate(kinds)
         if expected > 60:
             progress.phase(f"velvet: {what} will take about {expected:.0f} s ({why})")
