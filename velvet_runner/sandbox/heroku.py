@@ -85,7 +85,8 @@ def error(status: int, message: str, error_id: str | None = None, **extra: str) 
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A bad seed's error names the field but never echoes its input, which may be a secret.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
 class _Dated(_Model):
