@@ -125,7 +125,8 @@ class _Model(BaseModel):
 
 
 class PermissionGroup(BaseModel):
-    """A group as sent, with Cloudflare's name for it (so a seed may carry more fields)."""
+    """A policy's group as the caller sent it (other fields kept, as Cloudflare echoes them),
+    named by Cloudflare."""
 
     model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
     id: str
