@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import cloudflare as cf
 from velvet_runner.sandbox.cloudflare import CloudflareState
 
@@ -255,3 +256,76 @@ def test_permission_groups(sbx_cloudflare: Fake, admin: tuple[str, str]) -> None
     groups = _client(sbx_cloudflare, admin[1]).get("/user/tokens/permission_groups").json()
     names = {g["id"]: g["name"] for g in groups["result"]}
     assert names[cf.API_TOKENS_WRITE] == "API Tokens Write"
+
+
+def _busy(fake: Fake, admin: tuple[str, str]) -> list[str]:
+    """State touched by every kind of write; returns every value the fake handed out."""
+    state: CloudflareState = fake.state
+    client = _client(fake, admin[1])
+    created = client.post("/user/tokens", json={
+        "name": "job-7", "policies": _policies(cf.DNS_READ), "expires_on": "2099-01-01T00:00:00Z",
+        "not_before": "2020-01-01T00:00:00Z", "condition": {"request_ip": {"in": ["10.0.0.0/8"]}},
+    }).json()["result"]
+    client.put(f"/user/tokens/{created['id']}/value")
+    client.put(f"/user/tokens/{admin[0]}", json={"name": "admin", "status": "active",
+                                                  "policies": _policies(cf.API_TOKENS_WRITE)})
+    account = "0123456789abcdef0123456789abcdef"
+    state.add_token(account, _policies(cf.ACCOUNT_API_TOKENS_READ), "ci", status="disabled")
+    gone, _ = state.add_token(cf.USER, _policies(cf.ZONE_READ), "gone")
+    client.delete(f"/user/tokens/{gone}")
+    return state.token_values()
+
+
+def test_state_over_http_shows_no_token_value(
+    sbx_cloudflare: Fake, admin: tuple[str, str]
+) -> None:
+    values = _busy(sbx_cloudflare, admin)
+    shown = sbx_cloudflare.control.get("/state")
+    assert shown.status_code == 200
+    assert [value for value in values if value in shown.text] == []
+    assert shown.json()["tokens"][admin[0]]["value"] == fingerprint(admin[1])
+
+
+def test_seed_of_the_revealed_snapshot_restores_the_state(
+    sbx_cloudflare: Fake, admin: tuple[str, str]
+) -> None:
+    _busy(sbx_cloudflare, admin)
+    clear = sbx_cloudflare.state.snapshot(reveal=True)
+    # A fake with another user id and no tokens takes the seed's.
+    fresh = CloudflareState()
+    fresh.seed(clear)
+    assert fresh.snapshot(reveal=True) == clear
+    assert fresh.snapshot() == sbx_cloudflare.control.get("/state").json()
+    assert {t["status"] for t in clear["tokens"].values()} == {"active", "disabled"}
+    assert fresh.token_is_live(admin[1])
+
+
+_ID = "0" * 32
+_VALUE = "cfut_seeded_value_never_echoed"
+
+
+def _row(key: str = _ID, **fields: object) -> dict[str, object]:
+    """A seed of one token, valid unless `fields` say otherwise."""
+    return {"tokens": {key: {"id": _ID, "name": "t", "owner": "user", "value": _VALUE,
+                             **fields}}}
+
+
+@pytest.mark.parametrize(("seed", "named"), [
+    ({"tokens": {_ID: {"id": _ID, "name": "t", "owner": "user"}}}, f"tokens.{_ID}.value"),
+    (_row("t1", id="t1"), "tokens.t1.id"),
+    (_row(status="asleep"), f"tokens.{_ID}.status"),
+    (_row(policies=[{"effect": "maybe", "resources": {}, "permission_groups": []}]),
+     f"tokens.{_ID}.policies.0.effect"),
+    (_row(expires_on="soon"), f"tokens.{_ID}.expires_on"),
+    (_row("1" * 32), "tokens." + "1" * 32),
+    ({"accounts": ["a"], "zones": []}, "zones"),
+])
+def test_bad_seed_is_400_naming_the_field(
+    sbx_cloudflare: Fake, seed: dict[str, object], named: str
+) -> None:
+    before = sbx_cloudflare.state.snapshot()
+    response = sbx_cloudflare.control.post("/seed", json=seed)
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+    assert _VALUE not in response.text
+    assert sbx_cloudflare.state.snapshot() == before

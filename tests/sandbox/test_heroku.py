@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.heroku import HerokuState
 
 from .support import Fake
@@ -249,3 +250,69 @@ def test_expiring_authorization(sbx_heroku: Fake, bot: tuple[str, str]) -> None:
     created = _client(sbx_heroku, bot[1]).post(
         "/oauth/authorizations", json={"scope": ["global"], "expires_in": 3600}).json()
     assert 3590 <= created["access_token"]["expires_in"] <= 3600
+
+
+def _busy(fake: Fake, bot: tuple[str, str]) -> list[str]:
+    """State touched by every kind of write; returns the secret values it holds."""
+    state: HerokuState = fake.state
+    client = _client(fake, bot[1])
+    client.patch("/apps/raxx-api-prod/config-vars", json={"HEROKU_API_KEY": "hk-new-value"})
+    new = client.post("/oauth/authorizations", json={
+        "scope": ["read-protected"], "description": "job-7", "expires_in": 3600}).json()
+    client.post(f"/oauth/authorizations/{new['id']}/actions/regenerate-tokens")
+    client.delete("/apps/raxx-api-prod/dynos")
+    state.add_app("raxx-web", {"SESSION_SECRET": "web-session-value"}, ["bot@raxx.app"])
+    state.add_user("idle@raxx.app", "Idle")
+    return [*state.token_values(), "hk-new-value", "web-session-value"]
+
+
+def test_state_over_http_shows_no_secret_value(sbx_heroku: Fake, bot: tuple[str, str]) -> None:
+    secrets = _busy(sbx_heroku, bot)
+    shown = sbx_heroku.control.get("/state")
+    assert shown.status_code == 200
+    leaked = [value for value in secrets if value in shown.text]
+    assert leaked == []
+    app = shown.json()["apps"]["raxx-web"]
+    assert app["config_vars"] == {"SESSION_SECRET": fingerprint("web-session-value")}
+    assert shown.json()["authorizations"][bot[0]]["token"] == fingerprint(bot[1])
+
+
+def test_seed_of_the_revealed_snapshot_restores_the_state(
+    sbx_heroku: Fake, bot: tuple[str, str]
+) -> None:
+    _busy(sbx_heroku, bot)
+    clear, shown = sbx_heroku.state.snapshot(reveal=True), sbx_heroku.control.get("/state")
+    sbx_heroku.control.post("/reset").raise_for_status()
+    assert sbx_heroku.control.post("/seed", json=clear).status_code == 200
+    assert (sbx_heroku.state.snapshot(reveal=True), sbx_heroku.control.get("/state").text) == (
+        clear, shown.text)
+    # The restored token authenticates and reads the restored values.
+    assert _client(sbx_heroku, bot[1]).get("/apps/raxx-web/config-vars").json() == {
+        "SESSION_SECRET": "web-session-value"}
+
+
+_TOKEN = "HRKU-seeded-token-never-echoed"
+
+
+@pytest.mark.parametrize(("seed", "named"), [
+    ({"authorizations": {"a1": {"id": "a1", "user_id": "u1"}}}, "authorizations.a1.token"),
+    ({"apps": {"web": {"id": "1", "name": "web", "colour": "red"}}}, "apps.web.colour"),
+    ({"apps": {"web": {"id": "1", "name": "web", "config_vars": {"BAD-KEY": "x"}}}},
+     "apps.web.config_vars"),
+    ({"users": {"u1": {"id": "u2", "email": "a@raxx.app"}}}, "users.u1"),
+    ({"authorizations": {"a1": {"id": "a1", "user_id": "nobody", "token": _TOKEN}}},
+     "authorizations.a1.user_id"),
+    ({"authorizations": {"a1": {"id": "a1", "user_id": "u1", "token": _TOKEN,
+                                "scope": ["root"]}}}, "authorizations.a1.scope"),
+    ({"authorizations": {"a2": {"id": "a1", "user_id": "u1", "token": _TOKEN}}},
+     "authorizations.a2"),
+    ({"rate_limits": []}, "rate_limits"),
+])
+def test_bad_seed_is_400_naming_the_field(
+    sbx_heroku: Fake, seed: dict[str, object], named: str
+) -> None:
+    response = sbx_heroku.control.post("/seed", json=seed)
+    assert response.status_code == 400
+    assert named in response.json()["error"]
+    assert _TOKEN not in response.text
+    assert sbx_heroku.state.snapshot() == {"users": {}, "authorizations": {}, "apps": {}}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import postmark as pm
 from velvet_runner.sandbox.postmark import PostmarkState, Server
 
@@ -156,3 +157,63 @@ def test_snapshot_hides_tokens(sbx_postmark: Fake, server: Server) -> None:
     snapshot = sbx_postmark.control.get("/state").text
     assert server.tokens[0] not in snapshot
     assert "sha256:" in snapshot
+
+
+def _busy(fake: Fake, server: Server) -> list[str]:
+    """State touched by every kind of write; returns every token the fake handed out."""
+    state: PostmarkState = fake.state
+    state.add_token(server.id)
+    old = state.add_token(server.id)
+    state.delete_token(old)
+    state.add_account_token()
+    state.add_server("other")
+    _server_client(fake, server.tokens[0]).post("/email", json={
+        "From": "velvet@raxx.app", "To": "ops@raxx.app", "Subject": "s", "HtmlBody": "<p>x</p>"})
+    return state.token_values()
+
+
+def test_state_over_http_shows_no_token(sbx_postmark: Fake, server: Server) -> None:
+    tokens = _busy(sbx_postmark, server)
+    shown = sbx_postmark.control.get("/state")
+    assert shown.status_code == 200
+    assert [token for token in tokens if token in shown.text] == []
+    assert shown.json()["servers"][str(server.id)]["tokens"][0] == fingerprint(server.tokens[0])
+
+
+def test_seed_of_the_revealed_snapshot_restores_the_state(
+    sbx_postmark: Fake, server: Server
+) -> None:
+    _busy(sbx_postmark, server)
+    clear, shown = sbx_postmark.state.snapshot(reveal=True), sbx_postmark.control.get("/state")
+    sbx_postmark.control.post("/reset").raise_for_status()
+    assert sbx_postmark.control.post("/seed", json=clear).status_code == 200
+    assert sbx_postmark.state.snapshot(reveal=True) == clear
+    assert sbx_postmark.control.get("/state").text == shown.text
+    # The restored token authenticates, and new servers get ids after the seeded ones.
+    assert _server_client(sbx_postmark, server.tokens[0]).get("/server").status_code == 200
+    assert sbx_postmark.state.add_server("next").id == max(int(i) for i in clear["servers"]) + 1
+
+
+_TOKEN = "postmark-seeded-token-never-echoed"
+
+
+@pytest.mark.parametrize(("seed", "named"), [
+    ({"servers": {"7": {"id": 7}}}, "servers.7.name"),
+    ({"servers": {"7": {"id": 8, "name": "s", "tokens": [_TOKEN]}}}, "servers.7"),
+    ({"servers": {"7": {"id": 7, "name": "s", "tokens": [_TOKEN] * 4}}}, "servers.7.tokens"),
+    ({"servers": {"7": {"id": 7, "name": "s", "DeliveryType": "Live"}}},
+     "servers.7.DeliveryType"),
+    ({"account_tokens": [_TOKEN, "b", "c", "d"]}, "account_tokens"),
+    # With the fixture's token, three more are one too many for the account.
+    ({"account_tokens": [_TOKEN, "b", "c"]}, "account_tokens"),
+    ({"outbox": [{"MessageID": "m", "From": "a@raxx.app"}]}, "outbox.0.ServerID"),
+])
+def test_bad_seed_is_400_naming_the_field_and_changes_nothing(
+    sbx_postmark: Fake, account_token: str, seed: dict[str, object], named: str
+) -> None:
+    before = sbx_postmark.state.snapshot(reveal=True)
+    response = sbx_postmark.control.post("/seed", json=seed)
+    assert (response.status_code, named in response.json()["error"]) == (400, True)
+    assert _TOKEN not in response.text
+    assert sbx_postmark.state.snapshot(reveal=True) == before
+    assert not sbx_postmark.state.token_is_live(_TOKEN)

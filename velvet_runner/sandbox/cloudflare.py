@@ -28,18 +28,26 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal, get_args
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.control import (
     Json,
+    Secret,
     bearer_token,
     build_app,
     control_route,
@@ -107,20 +115,69 @@ def error(status: int, message: str, code: int | None = None) -> Response:
                           "messages": [], "result": None}, status)
 
 
-@dataclass
-class Token:
+TokenStatus = Literal["active", "disabled", "expired"]
+_STATUS: TypeAdapter[TokenStatus] = TypeAdapter(TokenStatus)
+
+
+class _Model(BaseModel):
+    # A bad seed's error names the field but never echoes its input, which may be a secret.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class PermissionGroup(BaseModel):
+    """A policy's group as the caller sent it (other fields kept, as Cloudflare echoes them),
+    named by Cloudflare."""
+
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
     id: str
+    name: str = ""
+
+    @model_validator(mode="after")
+    def _known_name(self) -> PermissionGroup:
+        self.name = PERMISSION_GROUPS.get(self.id, ("Unknown", ""))[0]
+        return self
+
+
+class Policy(_Model):
+    id: str = ""  # "": a fresh one, as Cloudflare assigns
+    effect: Literal["allow", "deny"]
+    resources: dict[str, Any]
+    permission_groups: list[PermissionGroup]
+
+    @model_validator(mode="after")
+    def _fresh_id(self) -> Policy:
+        self.id = self.id or uuid.uuid4().hex
+        return self
+
+
+class Token(_Model):
+    """A user or account token; its value is shown as a fingerprint."""
+
+    id: str = Field(pattern=r"^[0-9a-f]{32}$")
     name: str
     owner: str  # USER or an account id
-    value: str
-    policies: list[Json]
-    status: str = "active"
-    issued_on: str = field(default_factory=utc_now)
-    modified_on: str = field(default_factory=utc_now)
-    last_used_on: str | None = None
+    value: Secret
+    policies: list[Policy] = []
+    status: TokenStatus = "active"
+    issued_on: str = Field(default_factory=utc_now)
+    modified_on: str = ""  # "": issued_on
+    # Usage, not state: a read must not look like a write, so snapshots leave it out.
+    last_used_on: str | None = Field(default=None, exclude=True)
     expires_on: str | None = None
     not_before: str | None = None
-    condition: Json = field(default_factory=dict)
+    condition: Json = {}
+
+    @field_validator("issued_on", "expires_on", "not_before")
+    @classmethod
+    def _rfc3339(cls, value: str | None) -> str | None:
+        if value is not None:
+            _parse_time(value)
+        return value
+
+    @model_validator(mode="after")
+    def _default_modified(self) -> Token:
+        self.modified_on = self.modified_on or self.issued_on
+        return self
 
     def effective_status(self) -> str:
         if self.status == "active" and self.expires_on and _parse_time(self.expires_on) <= (
@@ -136,21 +193,34 @@ class Token:
 
     def allows(self, groups: Iterable[str]) -> bool:
         wanted = set(groups)
-        for policy in self.policies:
-            if policy.get("effect") != "allow":
-                continue
-            if wanted & {g.get("id") for g in policy.get("permission_groups", [])}:
-                return True
-        return False
+        return any(policy.effect == "allow" and wanted & {g.id for g in policy.permission_groups}
+                   for policy in self.policies)
 
     def public(self) -> Json:
         return {
             "id": self.id, "name": self.name, "status": self.effective_status(),
             "issued_on": self.issued_on, "modified_on": self.modified_on,
             "last_used_on": self.last_used_on, "expires_on": self.expires_on,
-            "not_before": self.not_before, "policies": self.policies,
+            "not_before": self.not_before,
+            "policies": [p.model_dump(mode="json") for p in self.policies],
             "condition": self.condition,
         }
+
+
+class Snapshot(_Model):
+    """The fake's state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges it:
+    tokens keyed by id."""
+
+    user_id: str = ""  # "": keep the fake's own
+    accounts: list[str] = []
+    tokens: dict[str, Token] = {}
+
+    @model_validator(mode="after")
+    def _keys_match(self) -> Snapshot:
+        for key, token in self.tokens.items():
+            if token.id != key:
+                raise ValueError(f"tokens.{key}: the key is not the token's id")
+        return self
 
 
 @dataclass
@@ -171,39 +241,45 @@ class CloudflareState:
         self._lock = threading.RLock()
         # Vendor time (settable time scale), requests in flight and refusals (ratelimit.py).
         self.limiter = Limiter("cloudflare")
-        self.user_id = user_id or uuid.uuid4().hex
+        self._initial_user_id = user_id or uuid.uuid4().hex
         self._initial_accounts = list(account_ids)
         self.reset()
 
     def reset(self) -> None:
         with self._lock:
+            self.user_id = self._initial_user_id
             self.accounts: list[str] = list(self._initial_accounts)
             self._tokens: dict[str, Token] = {}
             self._by_value: dict[str, str] = {}
             self._windows: dict[str, _Window] = {}
-            self._issued: list[str] = []
+            # Every value handed out, live or dead, in order: an ordered set for leak scans.
+            self._issued: dict[str, None] = {}
 
-    def snapshot(self) -> Json:
-        """Everything but usage (rate windows, last_used_on): a read must not look like a write."""
+    def snapshot(self, reveal: bool = False) -> Json:
+        """The `Snapshot` model: token values as fingerprints unless `reveal=True` (in process
+        only), and then `seed(snapshot(reveal=True))` restores it.
+
+        Usage is left out (rate windows, last_used_on): a read must not look like a write.
+        """
         with self._lock:
-            tokens = {}
-            for t in self._tokens.values():
-                item = t.public()
-                item.pop("last_used_on")
-                item["owner"] = t.owner
-                item["value"] = fingerprint(t.value)
-                tokens[t.id] = item
-            return {"user_id": self.user_id, "accounts": sorted(self.accounts), "tokens": tokens}
+            model = Snapshot(user_id=self.user_id, accounts=sorted(self.accounts),
+                             tokens=self._tokens)
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge: {"accounts": [id], "tokens": [{owner?, name, policies, status?, value?}]}."""
+        """Merge a `Snapshot`-shaped document (accounts added, tokens by id; a token's account
+        joins the accounts). Raises ValueError (pydantic's ValidationError) if it is
+        malformed."""
+        model = Snapshot.model_validate(data)
         with self._lock:
-            for account in data.get("accounts", []):
-                if account not in self.accounts:
-                    self.accounts.append(account)
-            for t in data.get("tokens", []):
-                self.add_token(t.get("owner", USER), t["policies"], t["name"],
-                               status=t.get("status", "active"), value=t.get("value"))
+            self.user_id = model.user_id or self.user_id
+            for account in model.accounts:
+                self._add_account(account)
+            for token in model.tokens.values():
+                replaced = self._tokens.get(token.id)
+                if replaced is not None:
+                    self._by_value.pop(replaced.value, None)
+                self._store(token)
 
     # --- helpers for tests and the world ----------------------------------------------------
 
@@ -218,14 +294,10 @@ class CloudflareState:
     ) -> tuple[str, str]:
         """Create a token owned by "user" or an account id; returns (id, value)."""
         with self._lock:
-            if owner != USER and owner not in self.accounts:
-                self.accounts.append(owner)
             token = Token(id=uuid.uuid4().hex, name=name, owner=owner,
-                          value=value or _new_value(owner),
-                          policies=_normalise_policies(policies or []), status=status)
-            self._tokens[token.id] = token
-            self._by_value[token.value] = token.id
-            self._issued.append(token.value)
+                          value=value or _new_value(owner), policies=policies or [],
+                          status=status)
+            self._store(token)
             return token.id, token.value
 
     def token_is_live(self, value: str) -> bool:
@@ -253,7 +325,7 @@ class CloudflareState:
 
     def set_status(self, token_id: str, status: str) -> None:
         with self._lock:
-            self._tokens[token_id].status = status
+            self._tokens[token_id].status = _STATUS.validate_python(status)
 
     def set_rate_limit_remaining(self, remaining: int, token_id: str | None = None) -> None:
         """Spend a token's window (or every token's) down to `remaining`."""
@@ -288,31 +360,28 @@ class CloudflareState:
         window.used += 1
         return True, RATE_LIMIT_REQUESTS - window.used, reset_in
 
+    def _add_account(self, account: str) -> None:
+        if account not in self.accounts:
+            self.accounts.append(account)
+
+    def _store(self, token: Token) -> None:
+        if token.owner != USER:
+            self._add_account(token.owner)
+        self._tokens[token.id] = token
+        self._by_value[token.value] = token.id
+        self._issued[token.value] = None
+
     def _roll(self, token: Token) -> str:
         self._by_value.pop(token.value, None)
         token.value = _new_value(token.owner)
         token.modified_on = utc_now()
-        self._by_value[token.value] = token.id
-        self._issued.append(token.value)
+        self._store(token)
         return token.value
 
 
 def _new_value(owner: str) -> str:
     prefix = "cfut_" if owner == USER else "cfat_"
     return prefix + "".join(secrets.choice(_VALUE_ALPHABET) for _ in range(40))
-
-
-def _normalise_policies(policies: list[Json]) -> list[Json]:
-    """What Cloudflare answers: an id on each policy, a name on each permission group."""
-    out = []
-    for policy in policies:
-        groups = [
-            {**g, "name": PERMISSION_GROUPS.get(str(g.get("id")), ("Unknown", ""))[0]}
-            for g in policy.get("permission_groups", [])
-        ]
-        out.append({"id": policy.get("id") or uuid.uuid4().hex, "effect": policy["effect"],
-                    "resources": policy["resources"], "permission_groups": groups})
-    return out
 
 
 def _validate_policies(policies: object) -> str | None:
@@ -450,7 +519,7 @@ class _Api:
         problem = _validate_policies(body.get("policies"))
         if problem:
             return error(400, problem, VALIDATION_ERROR)
-        if full and body.get("status") not in ("active", "disabled", "expired"):
+        if full and body.get("status") not in get_args(TokenStatus):
             return error(400, "status is required: active, disabled or expired",
                          VALIDATION_ERROR)
         for key in ("expires_on", "not_before"):
@@ -501,7 +570,7 @@ class _Api:
                 return found
             # Full replacement: anything not sent is gone, as on the real API.
             found.name = parsed["name"]
-            found.policies = _normalise_policies(parsed["policies"])
+            found.policies = [Policy.model_validate(p) for p in parsed["policies"]]
             found.status = parsed["status"]
             found.condition = parsed.get("condition") or {}
             found.expires_on = parsed.get("expires_on")

@@ -25,17 +25,18 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal, Self, get_args
 
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.control import (
     Json,
+    Secret,
     bearer_token,
     build_app,
     control_route,
@@ -47,7 +48,8 @@ from velvet_runner.sandbox.control import (
 from velvet_runner.sandbox.ratelimit import Limiter
 
 ACCEPT_MEDIA_TYPE = "application/vnd.heroku+json"
-SCOPES = frozenset({"global", "identity", "read", "write", "read-protected", "write-protected"})
+Scope = Literal["global", "identity", "read", "write", "read-protected", "write-protected"]
+SCOPES: frozenset[str] = frozenset(get_args(Scope))
 DEFAULT_RATE_LIMIT = 4500
 DEFAULT_REFILL_PER_MINUTE = 75.0
 
@@ -82,28 +84,46 @@ def error(status: int, message: str, error_id: str | None = None, **extra: str) 
     return json_response(body, status)
 
 
-@dataclass
-class User:
+class _Model(BaseModel):
+    # A bad seed's error names the field but never echoes its input, which may be a secret.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class _Dated(_Model):
+    created_at: str = Field(default_factory=utc_now)
+    updated_at: str = ""  # "": created_at
+
+    @model_validator(mode="after")
+    def _default_updated(self) -> Self:
+        self.updated_at = self.updated_at or self.created_at
+        return self
+
+
+class User(_Model):
     id: str
     email: str
-    name: str
-    created_at: str
+    name: str = ""  # "": the email's local part
+    created_at: str = Field(default_factory=utc_now)
+
+    @model_validator(mode="after")
+    def _default_name(self) -> User:
+        self.name = self.name or self.email.split("@")[0]
+        return self
 
     def public(self) -> Json:
         return {"id": self.id, "email": self.email, "full_name": self.name}
 
 
-@dataclass
-class Authorization:
+class Authorization(_Dated):
+    """A direct authorization; its token is shown as a fingerprint."""
+
     id: str
     user_id: str
-    scope: list[str]
-    description: str
-    token: str
-    token_id: str
-    created_at: str
-    updated_at: str
-    expires_at: float | None = None
+    scope: list[Scope] = ["global"]
+    description: str = ""
+    token: Secret
+    token_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    expires_at: float | None = None  # epoch seconds
 
     def expires_in(self) -> int | None:
         if self.expires_at is None:
@@ -114,17 +134,43 @@ class Authorization:
         return self.expires_at is None or self.expires_at > time.time()
 
 
-@dataclass
-class App:
+class App(_Dated):
+    """An app; its config-var values are shown as fingerprints."""
+
     id: str
     name: str
-    created_at: str
-    updated_at: str
-    config_vars: dict[str, str] = field(default_factory=dict)
+    config_vars: dict[str, Secret] = {}
     release_version: int = 1
     restarts: int = 0
     # Emails allowed to use the app; empty means every user (the sandbox's usual case).
-    collaborators: list[str] = field(default_factory=list)
+    collaborators: list[str] = []
+
+    @field_validator("config_vars")
+    @classmethod
+    def _keys(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = sorted(k for k in value if not _KEY_RE.fullmatch(k))
+        if bad:
+            raise ValueError(f"config var names must match ^\\w+$: {bad}")
+        return value
+
+
+class Snapshot(_Model):
+    """The fake's state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges it:
+    users and authorizations keyed by id, apps by name."""
+
+    users: dict[str, User] = {}
+    authorizations: dict[str, Authorization] = {}
+    apps: dict[str, App] = {}
+
+    @model_validator(mode="after")
+    def _keys_match(self) -> Snapshot:
+        for part, rows, key in (("users", self.users, "id"),
+                                ("authorizations", self.authorizations, "id"),
+                                ("apps", self.apps, "name")):
+            for k, row in rows.items():
+                if getattr(row, key) != k:
+                    raise ValueError(f"{part}.{k}: the key is not the row's {key}")
+        return self
 
 
 @dataclass
@@ -158,55 +204,41 @@ class HerokuState:
             self._apps: dict[str, App] = {}
             self._buckets: dict[str, _Bucket] = {}
             self._default_refill = DEFAULT_REFILL_PER_MINUTE
-            self._issued: list[str] = []
+            # Every token handed out, live or dead, in order: an ordered set for leak scans.
+            self._issued: dict[str, None] = {}
 
-    def snapshot(self) -> Json:
-        """Everything except rate-limit counters (reads spend those; they are not state)."""
+    def snapshot(self, reveal: bool = False) -> Json:
+        """The `Snapshot` model: tokens and config-var values as fingerprints unless
+        `reveal=True` (in process only), and then `seed(snapshot(reveal=True))` restores it.
+
+        Rate-limit buckets are left out: reads spend them, and they are traffic, not state.
+        """
         with self._lock:
-            return {
-                "users": {u.id: {"id": u.id, "email": u.email, "name": u.name,
-                                 "created_at": u.created_at} for u in self._users.values()},
-                "authorizations": {a.id: {
-                    "id": a.id, "user_id": a.user_id, "scope": list(a.scope),
-                    "description": a.description, "token": fingerprint(a.token),
-                    "created_at": a.created_at, "updated_at": a.updated_at,
-                    "expires_at": a.expires_at,
-                } for a in self._auths.values()},
-                "apps": {a.name: {
-                    "id": a.id, "name": a.name, "created_at": a.created_at,
-                    "updated_at": a.updated_at, "release_version": a.release_version,
-                    "restarts": a.restarts, "collaborators": list(a.collaborators),
-                    "config_vars": {k: fingerprint(v) for k, v in a.config_vars.items()},
-                } for a in self._apps.values()},
-            }
+            model = Snapshot(users=self._users, authorizations=self._auths, apps=self._apps)
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge: {"users": [{email, name?}], "apps": [{name, config_vars?, collaborators?}],
-        "authorizations": [{email, scope?, description?, token?}],
-        "rate_limits": [{email?, remaining, refill_per_minute?}]}."""
+        """Merge a `Snapshot`-shaped document (users and authorizations by id, apps by name).
+        Raises ValueError (pydantic's ValidationError) if it is malformed or an authorization
+        names a user the fake does not have."""
+        model = Snapshot.model_validate(data)
         with self._lock:
-            for u in data.get("users", []):
-                if self.user_by_email(u["email"]) is None:
-                    self.add_user(u["email"], u.get("name"))
-            for a in data.get("apps", []):
-                app = self._apps.get(a["name"]) or self.add_app(a["name"])
-                self.set_config_vars(app.name, a.get("config_vars", {}))
-                if "collaborators" in a:
-                    app.collaborators = [str(c) for c in a["collaborators"]]
-            for z in data.get("authorizations", []):
-                user = self.user_by_email(z["email"]) or self.add_user(z["email"])
-                self.add_authorization(user, z.get("scope", ["global"]),
-                                       z.get("description", ""), token=z.get("token"))
-            for r in data.get("rate_limits", []):
-                self.set_rate_limit(int(r["remaining"]), email=r.get("email"),
-                                    refill_per_minute=r.get("refill_per_minute"))
+            for auth in model.authorizations.values():
+                if auth.user_id not in model.users and auth.user_id not in self._users:
+                    raise ValueError(f"authorizations.{auth.id}.user_id: no such user")
+            self._users.update(model.users)
+            self._apps.update(model.apps)
+            for auth in model.authorizations.values():
+                replaced = self._auths.get(auth.id)
+                if replaced is not None:
+                    self._by_token.pop(replaced.token, None)
+                self._store(auth)
 
     # --- helpers for tests and the world ----------------------------------------------------
 
     def add_user(self, email: str, name: str | None = None) -> User:
         with self._lock:
-            user = User(id=str(uuid.uuid4()), email=email, name=name or email.split("@")[0],
-                        created_at=utc_now())
+            user = User(id=str(uuid.uuid4()), email=email, name=name or "")
             self._users[user.id] = user
             return user
 
@@ -227,16 +259,12 @@ class HerokuState:
         with self._lock:
             owner = user if isinstance(user, User) else (
                 self.user_by_email(user) or self.add_user(user))
-            now = utc_now()
             auth = Authorization(
                 id=str(uuid.uuid4()), user_id=owner.id, scope=list(scope),
-                description=description, token=token or _new_token(), token_id=str(uuid.uuid4()),
-                created_at=now, updated_at=now,
+                description=description, token=token or _new_token(),
                 expires_at=time.time() + expires_in if expires_in else None,
             )
-            self._auths[auth.id] = auth
-            self._by_token[auth.token] = auth.id
-            self._issued.append(auth.token)
+            self._store(auth)
             return auth.id, auth.token
 
     def token_is_live(self, token: str) -> bool:
@@ -264,9 +292,8 @@ class HerokuState:
         collaborators: Iterable[str] = (),
     ) -> App:
         with self._lock:
-            now = utc_now()
-            app = App(id=str(uuid.uuid4()), name=name, created_at=now, updated_at=now,
-                      config_vars=dict(config_vars or {}), collaborators=list(collaborators))
+            app = App(id=str(uuid.uuid4()), name=name, config_vars=dict(config_vars or {}),
+                      collaborators=list(collaborators))
             self._apps[name] = app
             return app
 
@@ -355,12 +382,16 @@ class HerokuState:
         bucket.remaining -= 1
         return int(bucket.remaining)
 
+    def _store(self, auth: Authorization) -> None:
+        self._auths[auth.id] = auth
+        self._by_token[auth.token] = auth.id
+        self._issued[auth.token] = None
+
     def _regenerate(self, auth: Authorization) -> None:
         self._by_token.pop(auth.token, None)
         auth.token, auth.token_id = _new_token(), str(uuid.uuid4())
         auth.updated_at = utc_now()
-        self._by_token[auth.token] = auth.id
-        self._issued.append(auth.token)
+        self._store(auth)
 
     def _authorization_json(self, auth: Authorization, *, with_token: bool) -> Json:
         # The token is shown on create and regenerate only; adapters must capture it there.

@@ -18,17 +18,17 @@ import json
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.records import fingerprint
 from velvet_runner.sandbox.control import (
     Json,
+    Secret,
     build_app,
     control_route,
     json_response,
@@ -63,13 +63,19 @@ def error(status: int, message: str, code: int | None = None) -> Response:
     return json_response({"ErrorCode": code, "Message": message}, status)
 
 
-@dataclass
-class Server:
+class _Model(BaseModel):
+    # A bad seed's error names the field but never echoes its input, which may be a secret.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class Server(_Model):
+    """A server; its tokens are shown as fingerprints."""
+
     id: int
     name: str
-    tokens: list[str] = field(default_factory=list)
+    tokens: list[Secret] = Field([], max_length=MAX_TOKENS_PER_SERVER)
     color: str = "Purple"
-    delivery_type: str = "Live"
+    delivery_type: Literal["Live", "Sandbox"] = "Live"
 
     def public(self) -> Json:
         inbound_hash = uuid.uuid5(uuid.NAMESPACE_URL, f"postmark/{self.id}").hex
@@ -88,6 +94,36 @@ class Server:
         }
 
 
+class Message(_Model):
+    """An e-mail accepted by `POST /email`, as the outbox keeps it."""
+
+    MessageID: str
+    ServerID: int
+    From: str
+    To: str
+    Subject: str | None = None
+    TextBody: str | None = None
+    HtmlBody: str | None = None
+    MessageStream: str = "outbound"
+    SubmittedAt: str
+
+
+class Snapshot(_Model):
+    """The fake's state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges it:
+    servers keyed by id; account tokens are shown as fingerprints."""
+
+    servers: dict[str, Server] = {}
+    account_tokens: list[Secret] = Field([], max_length=MAX_ACCOUNT_TOKENS)
+    outbox: list[Message] = []
+
+    @model_validator(mode="after")
+    def _keys_match(self) -> Snapshot:
+        for key, server in self.servers.items():
+            if str(server.id) != key:
+                raise ValueError(f"servers.{key}: the key is not the server's id")
+        return self
+
+
 class PostmarkState:
     """Servers with their tokens, account tokens and the outbox, behind one lock."""
 
@@ -99,29 +135,35 @@ class PostmarkState:
         with self._lock:
             self._servers: dict[int, Server] = {}
             self._account_tokens: list[str] = []
-            self._outbox: list[Json] = []
-            self._issued: list[str] = []
+            self._outbox: list[Message] = []
+            # Every token handed out, live or dead, in order: an ordered set for leak scans.
+            self._issued: dict[str, None] = {}
             self._next_id = _FIRST_SERVER_ID
 
-    def snapshot(self) -> Json:
+    def snapshot(self, reveal: bool = False) -> Json:
+        """The `Snapshot` model: tokens as fingerprints unless `reveal=True` (in process only),
+        and then `seed(snapshot(reveal=True))` restores it."""
         with self._lock:
-            return {
-                "servers": {str(s.id): {"id": s.id, "name": s.name,
-                                        "tokens": [fingerprint(t) for t in s.tokens]}
-                            for s in self._servers.values()},
-                "account_tokens": [fingerprint(t) for t in self._account_tokens],
-                "outbox": [dict(m) for m in self._outbox],
-            }
+            model = Snapshot(servers={str(s.id): s for s in self._servers.values()},
+                             account_tokens=self._account_tokens, outbox=self._outbox)
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge: {"servers": [{"Name", "tokens"?: n}], "account_tokens": n}."""
+        """Merge a `Snapshot`-shaped document (servers by id, account tokens added, messages
+        appended). Raises ValueError (pydantic's ValidationError) if it is malformed or the
+        account would hold more than MAX_ACCOUNT_TOKENS."""
+        model = Snapshot.model_validate(data)
         with self._lock:
-            for s in data.get("servers", []):
-                server = self.server_by_name(s["Name"]) or self.add_server(s["Name"])
-                while len(server.tokens) < int(s.get("tokens", 1)):
-                    self.add_token(server.id)
-            for _ in range(int(data.get("account_tokens", 0))):
-                self.add_account_token()
+            account_tokens = list(dict.fromkeys([*self._account_tokens, *model.account_tokens]))
+            if len(account_tokens) > MAX_ACCOUNT_TOKENS:
+                raise ValueError(f"account_tokens: at most {MAX_ACCOUNT_TOKENS} in all")
+            self._account_tokens = account_tokens
+            for server in model.servers.values():
+                self._servers[server.id] = server
+                self._next_id = max(self._next_id, server.id + 1)
+            self._issued.update(dict.fromkeys(
+                [*account_tokens, *(t for s in model.servers.values() for t in s.tokens)]))
+            self._outbox.extend(model.outbox)
 
     # --- helpers for tests and the world ----------------------------------------------------
 
@@ -147,7 +189,7 @@ class PostmarkState:
                                  f"{MAX_TOKENS_PER_SERVER} tokens")
             token = str(uuid.uuid4())
             server.tokens.append(token)
-            self._issued.append(token)
+            self._issued[token] = None
             return token
 
     def delete_token(self, token: str) -> bool:
@@ -168,7 +210,7 @@ class PostmarkState:
                 raise ValueError(f"the account already has {MAX_ACCOUNT_TOKENS} tokens")
             token = str(uuid.uuid4())
             self._account_tokens.append(token)
-            self._issued.append(token)
+            self._issued[token] = None
             return token
 
     def token_is_live(self, token: str) -> bool:
@@ -183,7 +225,7 @@ class PostmarkState:
     def sent(self) -> list[Json]:
         """Every message accepted by `POST /email`, oldest first."""
         with self._lock:
-            return [dict(m) for m in self._outbox]
+            return [m.model_dump(mode="json") for m in self._outbox]
 
     def token_values(self) -> list[str]:
         with self._lock:
@@ -284,18 +326,21 @@ class _Api:
             return error(422, "Maximum of 50 recipients allowed per email message.")
         if not body.get("TextBody") and not body.get("HtmlBody"):
             return error(422, "Provide either email TextBody or HtmlBody or both.")
-        message_id = str(uuid.uuid4())
-        submitted = utc_now()
-        if isinstance(server, Server):  # the test token sends nothing
+        sending = server if isinstance(server, Server) else None  # the test token sends nothing
+        try:
+            message = Message(
+                MessageID=str(uuid.uuid4()), ServerID=sending.id if sending else 0, From=sender,
+                To=to, Subject=body.get("Subject"), TextBody=body.get("TextBody"),
+                HtmlBody=body.get("HtmlBody"), MessageStream=body.get("MessageStream", "outbound"),
+                SubmittedAt=utc_now(),
+            )
+        except ValueError:
+            return error(422, "Invalid request.", INVALID_REQUEST)
+        if sending:
             with self.lock:
-                self.state._outbox.append({
-                    "MessageID": message_id, "ServerID": server.id, "From": sender, "To": to,
-                    "Subject": body.get("Subject"), "TextBody": body.get("TextBody"),
-                    "HtmlBody": body.get("HtmlBody"),
-                    "MessageStream": body.get("MessageStream", "outbound"),
-                    "SubmittedAt": submitted,
-                })
-        return json_response({"To": to, "SubmittedAt": submitted, "MessageID": message_id,
+                self.state._outbox.append(message)
+        return json_response({"To": to, "SubmittedAt": message.SubmittedAt,
+                              "MessageID": message.MessageID,
                               "ErrorCode": 0, "Message": "OK"})
 
     def routes(self) -> list[BaseRoute]:
