@@ -23,8 +23,16 @@ zod-style issues; three failed logins within 30 s lock the client id for 300 s; 
 trimmed, keeping a single trailing newline.
 
 Time comes from the injectable `clock` (seconds since the epoch), so tests can expire tokens
-and lockouts without sleeping. Rate limiting (429 `RateLimitExceeded`) comes from the control
-layer's faults; `error()` renders it with a `retry-after` header.
+and lockouts without sleeping.
+
+Rate limits are Infisical's own at the self-hosted defaults (`ratelimit.infisical_limits`: a
+window of a minute per route, 60 for the secret routes, 60 reads and 200 writes for the
+others), on the limiter's vendor clock (`state.limiter`, sharing `clock`; its time scale is
+settable and its breaches are served at `/__velvet/limits`). As @fastify/rate-limit does,
+every answer carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
+(seconds until the oldest counted request leaves the window, not an epoch); over a limit the
+answer is 429 `RateLimitExceeded` "Rate limit exceeded. Please try again in N seconds" with
+`retry-after` N. An injected 429 fault renders the same way.
 """
 
 from __future__ import annotations
@@ -43,11 +51,27 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
+from velvet_runner.sandbox.control import (
+    CONTROL_PREFIX,
+    bearer_token,
+    build_app,
+    json_response,
+    shown,
+)
+from velvet_runner.sandbox.ratelimit import (
+    Limiter,
+    Refusal,
+    infisical_limits,
+    route_template,
+    token_key,
+    window_left,
+)
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -105,11 +129,62 @@ def error(
     }
     response = json_response(body, status)
     if status == 429:
+        # An injected fault: the global ceiling, spent; `_RateLimitHeaders` keeps the reset
+        # equal to whatever retry-after the fault sets.
+        _limit_headers(response.headers, 600, 0, 60)
         response.headers["retry-after"] = "60"
-        response.headers["x-ratelimit-limit"] = "600"
-        response.headers["x-ratelimit-remaining"] = "0"
-        response.headers["x-ratelimit-reset"] = "60"
     return response
+
+
+def _limit_headers(headers: MutableHeaders, limit: float, remaining: int, reset: int) -> None:
+    headers["x-ratelimit-limit"] = f"{limit:g}"
+    headers["x-ratelimit-remaining"] = str(remaining)
+    headers["x-ratelimit-reset"] = str(reset)
+
+
+def _reject(limiter: Limiter) -> Callable[[Refusal], Response]:
+    """Infisical's answer over a limit (its `errorResponseBuilder` and the plugin's headers)."""
+
+    def reject(refusal: Refusal) -> Response:
+        seconds = refusal.retry_after
+        response = error(429, f"Rate limit exceeded. Please try again in {seconds} seconds")
+        rule = limiter.rules.get(refusal.rule)
+        _limit_headers(response.headers, rule.limit if rule else 0, 0, seconds)
+        response.headers["retry-after"] = str(seconds)
+        return response
+
+    return reject
+
+
+class _RateLimitHeaders:
+    """`x-ratelimit-*` on every vendor answer, as @fastify/rate-limit adds them: what the
+    request's window leaves its caller. Outermost, so it also sees injected faults; it keeps
+    headers a refusal already set, and on any 429 makes the reset agree with retry-after."""
+
+    def __init__(self, app: ASGIApp, *, limiter: Limiter,
+                 endpoint: Callable[[Scope], str]) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(CONTROL_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                left = window_left(self.limiter, scope["method"], self.endpoint(scope),
+                                   token_key(scope))
+                if left is not None and "x-ratelimit-limit" not in headers:
+                    rule, remaining, reset = left
+                    _limit_headers(headers, rule.limit, remaining, reset)
+                if message["status"] == 429 and "retry-after" in headers:
+                    headers["x-ratelimit-reset"] = headers["retry-after"]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _issue(path: str, expected: str = "string", received: str = "undefined") -> Json:
@@ -306,6 +381,8 @@ class State:
     def __init__(self, *, clock: Clock = time.time, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
         self.clock = clock
         self.token_ttl = token_ttl
+        # Infisical's rate limits on vendor time (same clock; settable time scale).
+        self.limiter = infisical_limits(clock=clock)
         self._lock = threading.RLock()
         self._reset()
 
@@ -903,9 +980,14 @@ def create_app(state: State) -> Starlette:
         Route("/api/v4/secrets", list_handler("projectId", v3=False), methods=["GET"]),
         Route("/api/v4/secrets/{name}", one_handler("projectId", v3=False), methods=one_methods),
     ]
-    return build_app(
+    app = build_app(
         "infisical",
         routes,
         error=error,
         state=state,
+        limiter=state.limiter,
+        reject=_reject(state.limiter),
     )
+    app.add_middleware(_RateLimitHeaders, limiter=state.limiter,
+                       endpoint=route_template(routes))
+    return app
