@@ -389,3 +389,25 @@ def infisical_limits(clock: Callable[[], float] = time.monotonic) -> Limiter:
         Rule("reads_per_minute", 60, 60, _infisical_reads, per_endpoint=True),
         Rule("writes_per_minute", 200, 60, _infisical_writes, per_endpoint=True),
     ], clock=clock)
+
+
+# --- Slack --------------------------------------------------------------------------------
+
+# What Slack's rule counts: messages to one channel. Not a route template, so LimitMiddleware
+# (which runs before the body names the channel) never spends it; the fake's handler does.
+SLACK_CHANNEL = "chat.postMessage to one channel"
+
+
+def _slack_channel(method: str, endpoint: str) -> float:
+    return 1.0 if endpoint == SLACK_CHANNEL else 0.0
+
+
+def slack_limits(burst_per_second: float, clock: Callable[[], float] = time.monotonic) -> Limiter:
+    """Slack's chat.postMessage limit, per channel: `burst_per_second` messages in any second.
+
+    Slack allows about one a second per channel and tolerates short bursts; the default the
+    fake passes is more generous, since one sandbox channel hears every run of a test session.
+    `POST /__velvet/limits {"rules": {"burst_per_second": {"limit": 1}}}` sets Slack's rate.
+    """
+    return Limiter("slack", [Rule("burst_per_second", burst_per_second, 1.0, _slack_channel)],
+                   clock=clock)
