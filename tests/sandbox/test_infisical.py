@@ -557,3 +557,45 @@ def test_seed_over_http(sbx2_infisical: Sandbox) -> None:
     assert sbx2_infisical.state.secret_value(PROJECT, "dev", "/", "K") == "v"
     bad = sbx2_infisical.http.post("/__velvet/seed", json={"nope": []})
     assert bad.status_code == 400
+
+
+def test_seed_and_snapshot_are_the_snapshot_model(sbx2_infisical: Sandbox) -> None:
+    state, clock = sbx2_infisical.state, sbx2_infisical.clock
+    state.set_secret(PROJECT, "prod", "/app/", "DB_URL", "postgres://clear")
+    state.add_identity("ci-second", "cs-second-0001", ["proj-b", "proj-a"])
+    clear = state.snapshot(reveal=True)
+    restored = infisical.Snapshot.model_validate(clear)
+    assert restored.model_dump(mode="json", context={"reveal": True}) == clear
+    shown = sbx2_infisical.http.get("/__velvet/state")
+    assert shown.json() == restored.model_dump(mode="json")
+    for value in ("postgres://clear", "cs-second-0001", CLIENT_SECRET):
+        assert value not in shown.text
+    second = next(i for i in shown.json()["identities"] if i["client_id"] == "ci-second")
+    assert second["projects"] == ["proj-a", "proj-b"]
+    assert "num_uses" not in second["client_secrets"][0]
+
+    clock.advance(5.0)
+    seeded = {"secrets": [{"project": PROJECT, "environment": "dev", "path": "/x/",
+                           "name": "K", "value": "v"}]}
+    assert sbx2_infisical.http.post("/__velvet/seed", json=seeded).status_code == 200
+    row = next(s for s in state.snapshot()["secrets"] if s["name"] == "K")
+    assert (row["path"], row["created_at"], row["version"]) == ("/x", clock.now, 1)
+    assert row["id"]  # the fake assigns one
+
+
+@pytest.mark.parametrize(("seed", "field"), [
+    ({"identities": [{"projects": [PROJECT]}]}, "identities.0.client_id"),
+    ({"secrets": [{"project": PROJECT, "environment": "prod", "name": "K"}]}, "secrets.0.value"),
+    ({"secrets": [{"project": PROJECT, "environment": "prod", "name": "K", "value": "v",
+                   "colour": "red"}]}, "secrets.0.colour"),
+    ({"identities": [{"client_id": "c", "client_secrets": [{"id": "x"}]}]},
+     "identities.0.client_secrets.0.client_secret"),
+])
+def test_a_bad_seed_is_400_naming_the_field(
+    sbx2_infisical: Sandbox, seed: dict[str, object], field: str,
+) -> None:
+    before = sbx2_infisical.state.snapshot()
+    bad = sbx2_infisical.http.post("/__velvet/seed", json=seed)
+    assert bad.status_code == 400
+    assert field in bad.json()["error"]
+    assert sbx2_infisical.state.snapshot() == before
