@@ -32,7 +32,11 @@ settable and its breaches are served at `/__velvet/limits`). As @fastify/rate-li
 every answer carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
 (seconds until the oldest counted request leaves the window, not an epoch); over a limit the
 answer is 429 `RateLimitExceeded` "Rate limit exceeded. Please try again in N seconds" with
-`retry-after` N. An injected 429 fault renders the same way.
+`retry-after` N. An injected 429 fault has the same shape and headers (the fault's message,
+the global ceiling of 600 as its limit, the reset equal to the fault's retry-after).
+
+The state is pydantic models (`Snapshot`: identities with their client secrets, and stored
+secrets); client secrets and secret values are the shared `Secret` field type.
 """
 
 from __future__ import annotations
