@@ -86,6 +86,9 @@ class Policy:
     remaining_header: str | None = None
     # Below this many left, spread what is left evenly until the reset.
     low_water: float = 0.0
+    # `x-ratelimit-reset` counts vendor seconds until the window resets (@fastify/rate-limit:
+    # Infisical), not GitHub's epoch.
+    reset_in_seconds: bool = False
     # A rate-limit answer that says nothing about how long to wait pauses this long.
     default_pause: float = 1.0
     is_rate_limited: Callable[[httpx.Response], bool] = field(
@@ -125,10 +128,14 @@ POLICIES: dict[str, Policy] = {
     "cloudflare": Policy("cloudflare", concurrency=32,
                          windows=(Window("requests per 5 minutes", 1200, 300),),
                          remaining_header="ratelimit", low_water=50, default_pause=5.0),
+    # 60 a minute on each secret route (and 60 reads, 200 writes on the others), counted here
+    # as if every read and every write hit one route.
     "infisical": Policy("infisical", concurrency=64,
-                        windows=(Window("requests per minute", 600, 60),),
-                        remaining_header="x-ratelimit-remaining", low_water=20,
-                        default_pause=5.0),
+                        windows=(Window("reads per minute", 60, 60,
+                                        lambda method: 1.0 - _writes(method)),
+                                 Window("writes per minute", 60, 60, _writes)),
+                        remaining_header="x-ratelimit-remaining", low_water=10,
+                        reset_in_seconds=True, default_pause=5.0),
     # About one message a second per channel, short bursts tolerated.
     "slack": Policy("slack", concurrency=4, windows=(Window("messages per second", 1, 1,
                                                             _writes),)),
@@ -293,9 +300,11 @@ class Budget:
         except ValueError:
             return None, None
         reset = response.headers.get("x-ratelimit-reset")
-        reset_in = (max(0.0, int(reset) - self._wall()) if reset and reset.isdigit()
-                    else None)
-        return remaining, reset_in
+        if not (reset and reset.isdigit()):
+            return remaining, None
+        if self.policy.reset_in_seconds:
+            return remaining, self._real(float(reset))
+        return remaining, max(0.0, int(reset) - self._wall())
 
     # --- when may the next request go ----------------------------------------------------------
 

@@ -5,13 +5,21 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from velvet_runner.budget import POLICIES, Budget, Budgets, Policy
+from velvet_runner.client import RetryPolicy, make_client
+from velvet_runner.errors import VendorError
+from velvet_runner.manifest import InfisicalSecret
 from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import infisical
+from velvet_runner.sandbox.server import ServerThread
+from velvet_runner.targets.infisical_secret import InfisicalSecretTarget, InfisicalSession
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
 
@@ -323,6 +331,137 @@ def test_injected_429_is_rate_limit_exceeded_with_retry_after(sbx2_infisical: Sa
     assert list_v4(sbx2_infisical, headers).status_code == 200
 
 
+def test_every_answer_carries_its_routes_window(sbx2_infisical: Sandbox) -> None:
+    """@fastify/rate-limit's headers on allowed answers too; each route counts on its own, and
+    the reset is seconds until the window frees a request, not an epoch."""
+    login = sbx2_infisical.login()
+    assert (login.headers["x-ratelimit-limit"], login.headers["x-ratelimit-remaining"]) == (
+        "200", "199")
+    headers = {"Authorization": f"Bearer {login.json()['accessToken']}"}
+    first, second = list_v4(sbx2_infisical, headers), list_v4(sbx2_infisical, headers)
+    assert first.headers["x-ratelimit-limit"] == "60"
+    assert [first.headers["x-ratelimit-remaining"], second.headers["x-ratelimit-remaining"]] == [
+        "59", "58"]
+    assert second.headers["x-ratelimit-reset"] == "60"
+    other = sbx2_infisical.http.get(
+        "/api/v4/secrets/NOPE", params={"projectId": PROJECT, "environment": "prod"},
+        headers=headers)
+    assert other.status_code == 404
+    assert other.headers["x-ratelimit-remaining"] == "59"
+
+
+def test_over_a_routes_limit_is_429_with_retry_after_and_a_breach(
+    sbx2_infisical: Sandbox,
+) -> None:
+    headers = sbx2_infisical.authed()
+    sbx2_infisical.clock.advance(20.0)
+    assert all(list_v4(sbx2_infisical, headers).status_code == 200 for _ in range(60))
+    sbx2_infisical.clock.advance(15.0)
+    limited = list_v4(sbx2_infisical, headers)
+    body = assert_error(limited, 429, "RateLimitExceeded")
+    assert body["message"] == "Rate limit exceeded. Please try again in 45 seconds"
+    assert {k: limited.headers[k] for k in (
+        "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset")} == {
+        "retry-after": "45", "x-ratelimit-limit": "60", "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "45"}
+    limits = sbx2_infisical.http.get("/__velvet/limits").json()
+    assert limits["breaches"] == [{"rule": "secrets_per_minute", "count": 1}]
+    assert limits["rules"]["secrets_per_minute"] == {"limit": 60, "window": 60}
+    # The refused request spent nothing; the window frees it when the first minute is over.
+    sbx2_infisical.clock.advance(45.0)
+    assert list_v4(sbx2_infisical, headers).status_code == 200
+
+
+def test_a_time_scale_drains_the_window_faster(sbx2_infisical: Sandbox) -> None:
+    control = sbx2_infisical.http
+    assert control.post("/__velvet/limits", json={
+        "time_scale": 60, "rules": {"secrets_per_minute": {"limit": 2}}}).status_code == 200
+    headers = sbx2_infisical.authed()
+    assert [list_v4(sbx2_infisical, headers).status_code for _ in range(3)] == [200, 200, 429]
+    sbx2_infisical.clock.advance(1.0)  # a vendor minute
+    assert list_v4(sbx2_infisical, headers).status_code == 200
+    control.post("/__velvet/reset")
+    assert control.get("/__velvet/limits").json()["time_scale"] == 1.0
+
+
+# -- the runner's budget against the fake's limits --------------------------------------------
+
+SCALE = 60.0  # a real second is a vendor minute
+BURST = 90  # more writes than one route takes in a minute
+
+
+@pytest.fixture(scope="module")
+def sbx2_infisical_live() -> Iterator[tuple[infisical.State, str]]:
+    """A second fake on the real clock: the budget's waits are real waits."""
+    state = infisical.State()
+    with ServerThread(infisical.create_app(state), name="sbx2-infisical-live") as server:
+        yield state, server.url
+
+
+def _write_burst(state: infisical.State, url: str, budgets: Budgets) -> list[str]:
+    """BURST secret writes (a PATCH, then a POST when missing) through the runner's target."""
+    httpx.post(url + "/__velvet/reset").raise_for_status()
+    state.add_identity(CLIENT_ID, CLIENT_SECRET, [PROJECT])
+    httpx.post(url + "/__velvet/limits", json={"time_scale": SCALE}).raise_for_status()
+    retry = RetryPolicy()
+    with make_client(url, budgets=budgets, vendor="infisical") as client:
+        session = InfisicalSession(client, CLIENT_ID, CLIENT_SECRET)
+
+        def write(i: int) -> str:
+            target = InfisicalSecretTarget(InfisicalSecret(
+                kind="infisical_secret", project_id=PROJECT,
+                environment="prod", secret_path="/burst", name=f"K_{i:03d}"), session)
+            try:
+                retry.run(lambda: target.write(SecretStr(f"v{i}")))
+            except VendorError as exc:
+                return type(exc).__name__
+            return "ok"
+
+        with ThreadPoolExecutor(32) as pool:
+            return list(pool.map(write, range(BURST)))
+
+
+def test_a_budget_paced_burst_of_writes_is_never_refused(
+    sbx2_infisical_live: tuple[infisical.State, str],
+) -> None:
+    state, url = sbx2_infisical_live
+    budgets = Budgets(time_scale=SCALE)
+    assert _write_burst(state, url, budgets) == ["ok"] * BURST
+    limits = httpx.get(url + "/__velvet/limits").json()
+    assert limits["rejected"] == 0, limits["breaches"]
+    assert budgets.totals().rejected == 0
+    assert "writes per minute" in budgets.totals().reasons  # the limit did bind
+    assert state.secret_value(PROJECT, "prod", "/burst", f"K_{BURST - 1:03d}") == f"v{BURST - 1}"
+
+
+def test_an_unpaced_burst_is_refused_and_retried_after_retry_after(
+    sbx2_infisical_live: tuple[infisical.State, str],
+) -> None:
+    state, url = sbx2_infisical_live
+    old = POLICIES["infisical"]
+    unpaced = Policy("infisical", concurrency=32, default_pause=old.default_pause)
+    budgets = Budgets(time_scale=SCALE, policies={"infisical": unpaced})
+    assert _write_burst(state, url, budgets) == ["ok"] * BURST
+    limits = httpx.get(url + "/__velvet/limits").json()
+    assert limits["rejected"] > 0
+    assert {b["rule"] for b in limits["breaches"]} == {"secrets_per_minute"}
+    assert budgets.totals().rejected == limits["rejected"]
+    assert state.secret_value(PROJECT, "prod", "/burst", f"K_{BURST - 1:03d}") == f"v{BURST - 1}"
+
+
+def test_the_budget_reads_infisicals_reset_as_seconds() -> None:
+    """`x-ratelimit-reset: 30` is half a real second at scale 60, not an epoch long past; a
+    429 pauses for its retry-after, scaled the same way."""
+    budget = Budget(POLICIES["infisical"], time_scale=SCALE)
+    request = httpx.Request("GET", "http://127.0.0.1/api/v4/secrets")
+    ok = httpx.Response(200, request=request, headers={
+        "x-ratelimit-remaining": "5", "x-ratelimit-reset": "30"})
+    assert budget._read_headers(ok) == (5.0, 0.5)
+    refused = httpx.Response(429, request=request, headers={
+        "retry-after": "45", "x-ratelimit-remaining": "0", "x-ratelimit-reset": "45"})
+    assert budget.pause_for(refused) == 0.75
+
+
 # -- client secrets --------------------------------------------------------------------------
 
 
@@ -418,3 +557,45 @@ def test_seed_over_http(sbx2_infisical: Sandbox) -> None:
     assert sbx2_infisical.state.secret_value(PROJECT, "dev", "/", "K") == "v"
     bad = sbx2_infisical.http.post("/__velvet/seed", json={"nope": []})
     assert bad.status_code == 400
+
+
+def test_seed_and_snapshot_are_the_snapshot_model(sbx2_infisical: Sandbox) -> None:
+    state, clock = sbx2_infisical.state, sbx2_infisical.clock
+    state.set_secret(PROJECT, "prod", "/app/", "DB_URL", "postgres://clear")
+    state.add_identity("ci-second", "cs-second-0001", ["proj-b", "proj-a"])
+    clear = state.snapshot(reveal=True)
+    restored = infisical.Snapshot.model_validate(clear)
+    assert restored.model_dump(mode="json", context={"reveal": True}) == clear
+    shown = sbx2_infisical.http.get("/__velvet/state")
+    assert shown.json() == restored.model_dump(mode="json")
+    for value in ("postgres://clear", "cs-second-0001", CLIENT_SECRET):
+        assert value not in shown.text
+    second = next(i for i in shown.json()["identities"] if i["client_id"] == "ci-second")
+    assert second["projects"] == ["proj-a", "proj-b"]
+    assert "num_uses" not in second["client_secrets"][0]
+
+    clock.advance(5.0)
+    seeded = {"secrets": [{"project": PROJECT, "environment": "dev", "path": "/x/",
+                           "name": "K", "value": "v"}]}
+    assert sbx2_infisical.http.post("/__velvet/seed", json=seeded).status_code == 200
+    row = next(s for s in state.snapshot()["secrets"] if s["name"] == "K")
+    assert (row["path"], row["created_at"], row["version"]) == ("/x", clock.now, 1)
+    assert row["id"]  # the fake assigns one
+
+
+@pytest.mark.parametrize(("seed", "field"), [
+    ({"identities": [{"projects": [PROJECT]}]}, "identities.0.client_id"),
+    ({"secrets": [{"project": PROJECT, "environment": "prod", "name": "K"}]}, "secrets.0.value"),
+    ({"secrets": [{"project": PROJECT, "environment": "prod", "name": "K", "value": "v",
+                   "colour": "red"}]}, "secrets.0.colour"),
+    ({"identities": [{"client_id": "c", "client_secrets": [{"id": "x"}]}]},
+     "identities.0.client_secrets.0.client_secret"),
+])
+def test_a_bad_seed_is_400_naming_the_field(
+    sbx2_infisical: Sandbox, seed: dict[str, object], field: str,
+) -> None:
+    before = sbx2_infisical.state.snapshot()
+    bad = sbx2_infisical.http.post("/__velvet/seed", json=seed)
+    assert bad.status_code == 400
+    assert field in bad.json()["error"]
+    assert sbx2_infisical.state.snapshot() == before

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 
-from velvet_runner.records import fingerprint
+from velvet_runner.budget import Budgets
+from velvet_runner.client import make_client
+from velvet_runner.machine import Flow, State
+from velvet_runner.notify import Channel, Notifier, slack_sender
+from velvet_runner.records import Job, fingerprint
 from velvet_runner.sandbox import slack
+from velvet_runner.sandbox.server import ServerThread
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
 
@@ -148,6 +155,31 @@ def test_burst_over_the_limit_is_429_with_retry_after(sbx2_slack: Sandbox) -> No
         "other channel",
         "later",
     ]
+    limits = sbx2_slack.http.get("/__velvet/limits").json()
+    assert limits["breaches"] == [{"rule": "burst_per_second", "count": 1}]
+    assert limits["rules"] == {"burst_per_second": {"limit": 3, "window": 1.0}}
+
+
+def test_retry_after_is_when_the_channels_window_takes_one_more(sbx2_slack: Sandbox) -> None:
+    rules = {"burst_per_second": {"limit": 2, "window": 10}}
+    assert sbx2_slack.http.post("/__velvet/limits", json={"rules": rules}).status_code == 200
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "a"}).status_code == 200
+    sbx2_slack.clock.advance(3.0)
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "b"}).status_code == 200
+    sbx2_slack.clock.advance(1.5)
+    limited = sbx2_slack.post({"channel": CHANNEL, "text": "c"})
+    assert (limited.status_code, limited.headers["Retry-After"]) == (429, "6")  # 5.5 s, rounded up
+    sbx2_slack.clock.advance(5.5)
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "c"}).status_code == 200
+
+
+def test_a_time_scale_drains_the_window_faster(sbx2_slack: Sandbox) -> None:
+    sbx2_slack.state.burst_per_second = 1
+    assert sbx2_slack.http.post("/__velvet/limits", json={"time_scale": 10}).status_code == 200
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "a"}).status_code == 200
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "b"}).status_code == 429
+    sbx2_slack.clock.advance(0.15)  # a vendor second and a half
+    assert sbx2_slack.post({"channel": CHANNEL, "text": "b"}).status_code == 200
 
 
 def test_default_burst_is_generous(sbx2_slack: Sandbox) -> None:
@@ -214,3 +246,69 @@ def test_seed_and_snapshot_are_the_snapshot_model(sbx2_slack: Sandbox) -> None:
     shown = sbx2_slack.http.get("/__velvet/state").json()
     assert {"id": "C9", "name": "c9", "archived": False, "member": True} in shown["channels"]
     assert {"token": fingerprint("xoxb-seeded"), "user": "seeder"} in shown["tokens"]
+
+
+# -- the runner's notifier against the fake's limit --------------------------------------------
+
+SCALE = 10.0
+BURST = 8
+
+
+@pytest.fixture(scope="module")
+def sbx2_slack_live() -> Iterator[tuple[slack.State, str]]:
+    """A second fake on the real clock, at Slack's one message a second per channel."""
+    state = slack.State()
+    with ServerThread(slack.create_app(state), name="sbx2-slack-live") as server:
+        yield state, server.url
+
+
+def _live(fake: tuple[slack.State, str]) -> tuple[slack.State, str]:
+    state, url = fake
+    httpx.post(url + "/__velvet/reset").raise_for_status()
+    state.add_token(TOKEN)
+    state.add_channel(CHANNEL, "rotations")
+    httpx.post(url + "/__velvet/limits", json={
+        "time_scale": SCALE, "rules": {"burst_per_second": {"limit": 1}}}).raise_for_status()
+    return state, url
+
+
+def _job(i: int) -> Job:
+    now = datetime(2026, 5, 4, 6, 0, tzinfo=UTC)
+    return Job(job_id=f"01a20000-0000-7000-8000-{i:012d}", credential="HK_DEPLOY_BOT",
+               vendor="heroku", flow_type=Flow.OPERATIONAL, env="prod", status=State.DONE,
+               created_at=now, updated_at=now)
+
+
+def test_the_notifier_paced_by_its_budget_sends_a_burst_unrefused(
+    sbx2_slack_live: tuple[slack.State, str],
+) -> None:
+    state, url = _live(sbx2_slack_live)
+    budgets = Budgets(time_scale=SCALE)
+    client = make_client(url + "/api", headers={
+        "Authorization": f"Bearer {TOKEN}", "Content-Type": JSON_UTF8},
+        budgets=budgets, vendor="slack")
+    with client:
+        notifier = Notifier(lambda job: [Channel("slack", slack_sender(client, CHANNEL))])
+        with ThreadPoolExecutor(BURST) as pool:
+            results = list(pool.map(lambda i: notifier.job_changed(_job(i), State.VERIFIED),
+                                    range(BURST)))
+    assert [r[0]["ok"] for r in results] == [True] * BURST
+    assert len(state.messages) == BURST
+    limits = httpx.get(url + "/__velvet/limits").json()
+    assert limits["rejected"] == 0, limits["breaches"]
+    assert "messages per second" in budgets.totals().reasons  # the limit did bind
+
+
+def test_an_unpaced_burst_is_refused_and_counted(sbx2_slack_live: tuple[slack.State, str]) -> None:
+    state, url = _live(sbx2_slack_live)
+    headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": JSON_UTF8}
+    body = json.dumps({"channel": CHANNEL, "text": "unpaced"})
+    with httpx.Client(base_url=url, headers=headers) as http:
+        answers = [http.post("/api/chat.postMessage", content=body) for _ in range(BURST)]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused
+    assert refused[0].json() == {"ok": False, "error": "ratelimited"}
+    assert int(refused[0].headers["Retry-After"]) >= 1
+    limits = httpx.get(url + "/__velvet/limits").json()
+    assert limits["breaches"] == [{"rule": "burst_per_second", "count": len(refused)}]
+    assert len(state.messages) == BURST - len(refused)

@@ -23,8 +23,20 @@ zod-style issues; three failed logins within 30 s lock the client id for 300 s; 
 trimmed, keeping a single trailing newline.
 
 Time comes from the injectable `clock` (seconds since the epoch), so tests can expire tokens
-and lockouts without sleeping. Rate limiting (429 `RateLimitExceeded`) comes from the control
-layer's faults; `error()` renders it with a `retry-after` header.
+and lockouts without sleeping.
+
+Rate limits are Infisical's own at the self-hosted defaults (`ratelimit.infisical_limits`: a
+window of a minute per route, 60 for the secret routes, 60 reads and 200 writes for the
+others), on the limiter's vendor clock (`state.limiter`, sharing `clock`; its time scale is
+settable and its breaches are served at `/__velvet/limits`). As @fastify/rate-limit does,
+every answer carries `x-ratelimit-limit`, `x-ratelimit-remaining` and `x-ratelimit-reset`
+(seconds until the oldest counted request leaves the window, not an epoch); over a limit the
+answer is 429 `RateLimitExceeded` "Rate limit exceeded. Please try again in N seconds" with
+`retry-after` N. An injected 429 fault has the same shape and headers (the fault's message,
+the global ceiling of 600 as its limit, the reset equal to the fault's retry-after).
+
+The state is pydantic models (`Snapshot`: identities with their client secrets, and stored
+secrets); client secrets and secret values are the shared `Secret` field type.
 """
 
 from __future__ import annotations
@@ -38,16 +50,41 @@ import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from velvet_runner.sandbox.control import bearer_token, build_app, json_response, shown
+from velvet_runner.sandbox.control import (
+    CONTROL_PREFIX,
+    Secret,
+    bearer_token,
+    build_app,
+    json_response,
+)
+from velvet_runner.sandbox.ratelimit import (
+    Limiter,
+    Refusal,
+    infisical_limits,
+    route_template,
+    token_key,
+    window_left,
+)
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -105,11 +142,62 @@ def error(
     }
     response = json_response(body, status)
     if status == 429:
+        # An injected fault: the global ceiling, spent; `_RateLimitHeaders` keeps the reset
+        # equal to whatever retry-after the fault sets.
+        _limit_headers(response.headers, 600, 0, 60)
         response.headers["retry-after"] = "60"
-        response.headers["x-ratelimit-limit"] = "600"
-        response.headers["x-ratelimit-remaining"] = "0"
-        response.headers["x-ratelimit-reset"] = "60"
     return response
+
+
+def _limit_headers(headers: MutableHeaders, limit: float, remaining: int, reset: int) -> None:
+    headers["x-ratelimit-limit"] = f"{limit:g}"
+    headers["x-ratelimit-remaining"] = str(remaining)
+    headers["x-ratelimit-reset"] = str(reset)
+
+
+def _reject(limiter: Limiter) -> Callable[[Refusal], Response]:
+    """Infisical's answer over a limit (its `errorResponseBuilder` and the plugin's headers)."""
+
+    def reject(refusal: Refusal) -> Response:
+        seconds = refusal.retry_after
+        response = error(429, f"Rate limit exceeded. Please try again in {seconds} seconds")
+        rule = limiter.rules.get(refusal.rule)
+        _limit_headers(response.headers, rule.limit if rule else 0, 0, seconds)
+        response.headers["retry-after"] = str(seconds)
+        return response
+
+    return reject
+
+
+class _RateLimitHeaders:
+    """`x-ratelimit-*` on every vendor answer, as @fastify/rate-limit adds them: what the
+    request's window leaves its caller. Outermost, so it also sees injected faults; it keeps
+    headers a refusal already set, and on any 429 makes the reset agree with retry-after."""
+
+    def __init__(self, app: ASGIApp, *, limiter: Limiter,
+                 endpoint: Callable[[Scope], str]) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(CONTROL_PREFIX + "/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                left = window_left(self.limiter, scope["method"], self.endpoint(scope),
+                                   token_key(scope))
+                if left is not None and "x-ratelimit-limit" not in headers:
+                    rule, remaining, reset = left
+                    _limit_headers(headers, rule.limit, remaining, reset)
+                if message["status"] == 429 and "retry-after" in headers:
+                    headers["x-ratelimit-reset"] = headers["retry-after"]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _issue(path: str, expected: str = "string", received: str = "undefined") -> Json:
@@ -149,36 +237,41 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-@dataclass
-class ClientSecret:
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class _Timestamped(_Model):
+    """Created and updated in the fake's clock seconds; a seed may leave them out, and then
+    they are the moment of the seed (`context={"now": ...}`)."""
+
+    created_at: float
+    updated_at: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _now_by_default(cls, data: Any, info: ValidationInfo) -> Any:
+        now = (info.context or {}).get("now")
+        if isinstance(data, dict) and now is not None:
+            return {"created_at": now, "updated_at": now, **data}
+        return data
+
+
+class ClientSecret(_Timestamped):
     id: str
-    secret: str
+    client_secret: Secret
     description: str = ""
     num_uses_limit: int = 0
     ttl: int = 0
     revoked: bool = False
-    created_at: float = 0.0
-    updated_at: float = 0.0
     # Login side effect: not part of the snapshot (see State.snapshot).
-    num_uses: int = 0
-
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "id": self.id,
-            "client_secret": shown(self.secret, reveal),
-            "description": self.description,
-            "num_uses_limit": self.num_uses_limit,
-            "ttl": self.ttl,
-            "revoked": self.revoked,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
+    num_uses: int = Field(default=0, exclude=True)
 
     def data(self, ua_id: str) -> Json:
         """`clientSecretData` as the API shows it: never the secret itself."""
         return {
             "id": self.id,
-            "clientSecretPrefix": self.secret[:4],
+            "clientSecretPrefix": self.client_secret[:4],
             "description": self.description,
             "clientSecretNumUses": self.num_uses,
             "clientSecretNumUsesLimit": self.num_uses_limit,
@@ -190,59 +283,44 @@ class ClientSecret:
         }
 
 
-@dataclass
-class Identity:
-    identity_id: str
+class Identity(_Model):
+    identity_id: str = ""  # "" in a seed: the fake assigns one
     client_id: str
-    projects: set[str] = field(default_factory=set)
-    client_secrets: list[ClientSecret] = field(default_factory=list)
+    projects: set[str] = set()
+    client_secrets: list[ClientSecret] = []
+    # Seed only: one more client secret, by value (its id and times are the fake's).
+    client_secret: Secret | None = Field(default=None, exclude=True)
 
     @property
     def ua_id(self) -> str:
         return str(uuid.uuid5(_NAMESPACE, f"ua:{self.identity_id}"))
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "identity_id": self.identity_id,
-            "client_id": self.client_id,
-            "projects": sorted(self.projects),
-            "client_secrets": [c.snapshot(reveal) for c in self.client_secrets],
-        }
+    @field_serializer("projects")
+    def _sorted(self, projects: set[str]) -> list[str]:
+        return sorted(projects)
 
 
 SecretKey = tuple[str, str, str, str]  # (project, environment, secretPath, name)
 
 
-@dataclass
-class Secret:
-    id: str
+class StoredSecret(_Timestamped):
+    id: str = ""  # "" in a seed: the fake assigns one
     project: str
     environment: str
-    path: str
+    path: str = "/"
     name: str
-    value: str
+    value: Secret
     comment: str = ""
     version: int = 1
-    created_at: float = 0.0
-    updated_at: float = 0.0
+
+    @field_validator("path")
+    @classmethod
+    def _normalised(cls, path: str) -> str:
+        return _normalise_path(path)
 
     @property
     def key(self) -> SecretKey:
         return (self.project, self.environment, self.path, self.name)
-
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "id": self.id,
-            "project": self.project,
-            "environment": self.environment,
-            "path": self.path,
-            "name": self.name,
-            "value": shown(self.value, reveal),
-            "comment": self.comment,
-            "version": self.version,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
 
     def api(self) -> Json:
         """The secret object of vendor-apis.md 4.5."""
@@ -269,6 +347,14 @@ class Secret:
             "isRotatedSecret": False,
             "rotationId": None,
         }
+
+
+class Snapshot(_Model):
+    """The fake's state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges it."""
+
+    sequence: int = 0
+    identities: list[Identity] = []
+    secrets: list[StoredSecret] = []
 
 
 @dataclass
@@ -306,6 +392,8 @@ class State:
     def __init__(self, *, clock: Clock = time.time, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
         self.clock = clock
         self.token_ttl = token_ttl
+        # Infisical's rate limits on vendor time (same clock; settable time scale).
+        self.limiter = infisical_limits(clock=clock)
         self._lock = threading.RLock()
         self._reset()
 
@@ -313,7 +401,7 @@ class State:
         self._seq = 0
         self._signing_key = secrets.token_bytes(32)
         self._identities: dict[str, Identity] = {}  # by client_id
-        self._secrets: dict[SecretKey, Secret] = {}
+        self._secrets: dict[SecretKey, StoredSecret] = {}
         self._tokens: dict[str, _Token] = {}  # by token id (jti)
         self._lockouts: dict[str, _Lockout] = {}
 
@@ -324,82 +412,49 @@ class State:
     # -- snapshot / seed / reset -------------------------------------------------------------
 
     def snapshot(self, reveal: bool = False) -> Json:
-        """Identities (with client secrets) and secrets, sorted, as `GET /__velvet/state` shows
-        them: client secrets and secret values as fingerprints. With `reveal=True` (in process
-        only) they are values, and `seed(snapshot(reveal=True))` restores the state.
+        """The `Snapshot` model, sorted, as `GET /__velvet/state` shows it: client secrets and
+        secret values as fingerprints. With `reveal=True` (in process only) they are values,
+        and `seed(snapshot(reveal=True))` restores the state.
 
         Login side effects are left out on purpose: issued access tokens, failed-login counters,
         lockouts and client-secret use counts. A read-only probe logs in, and the snapshot is
         there to show what a run changed in the vendor's configuration.
         """
         with self._lock:
-            return {
-                "sequence": self._seq,
-                "identities": [
-                    self._identities[c].snapshot(reveal) for c in sorted(self._identities)
-                ],
-                "secrets": [self._secrets[k].snapshot(reveal) for k in sorted(self._secrets)],
-            }
+            model = Snapshot(
+                sequence=self._seq,
+                identities=[self._identities[c] for c in sorted(self._identities)],
+                secrets=[self._secrets[k] for k in sorted(self._secrets)],
+            )
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge `data` (the snapshot's shape; most fields optional) into the state.
-
-        `identities`: [{client_id, client_secret?, projects?, identity_id?, client_secrets?}]
-        `secrets`: [{project, environment, path?, name, value, comment?, version?, id?, ...}]
-        Raises KeyError, TypeError or ValueError on a malformed document.
-        """
-        unknown = set(data) - {"sequence", "identities", "secrets"}
-        if unknown:
-            raise ValueError(f"unknown seed keys: {sorted(unknown)}")
+        """Merge a `Snapshot`-shaped document: identities by client id (their projects and
+        client secrets added; `client_secret` adds one by value), secrets by key (replaced);
+        ids and times left out are the fake's. Raises ValueError (pydantic's ValidationError,
+        naming the field) if it is malformed."""
         with self._lock:
-            self._seq = max(self._seq, int(data.get("sequence", 0)))
-            for row in data.get("identities", []):
+            model = Snapshot.model_validate(data, context={"now": self.clock()})
+            self._seq = max(self._seq, model.sequence)
+            for row in model.identities:
                 self._seed_identity(row)
-            for row in data.get("secrets", []):
-                self._seed_secret(row)
+            for secret in model.secrets:
+                self._seed_secret(secret)
 
-    def _seed_identity(self, row: Json) -> None:
-        client_id = str(row["client_id"])
-        identity = self._identities.get(client_id)
+    def _seed_identity(self, row: Identity) -> None:
+        identity = self._identities.get(row.client_id)
         if identity is None:
-            identity = Identity(
-                identity_id=str(row.get("identity_id") or self._next_id("identity")),
-                client_id=client_id,
-            )
-            self._identities[client_id] = identity
-        identity.projects.update(str(p) for p in row.get("projects", []))
-        if "client_secret" in row:
-            self._add_client_secret(identity, str(row["client_secret"]))
-        for cs in row.get("client_secrets", []):
-            if any(c.id == cs["id"] for c in identity.client_secrets):
-                continue
-            identity.client_secrets.append(
-                ClientSecret(
-                    id=str(cs["id"]),
-                    secret=str(cs["client_secret"]),
-                    description=str(cs.get("description", "")),
-                    num_uses_limit=int(cs.get("num_uses_limit", 0)),
-                    ttl=int(cs.get("ttl", 0)),
-                    revoked=bool(cs.get("revoked", False)),
-                    created_at=float(cs.get("created_at", self.clock())),
-                    updated_at=float(cs.get("updated_at", self.clock())),
-                )
-            )
+            identity = Identity(identity_id=row.identity_id or self._next_id("identity"),
+                                client_id=row.client_id)
+            self._identities[row.client_id] = identity
+        identity.projects.update(row.projects)
+        if row.client_secret is not None:
+            self._add_client_secret(identity, row.client_secret)
+        known = {c.id for c in identity.client_secrets}
+        identity.client_secrets += [c for c in row.client_secrets if c.id not in known]
 
-    def _seed_secret(self, row: Json) -> None:
-        now = self.clock()
-        secret = Secret(
-            id=str(row.get("id") or self._next_id("secret")),
-            project=str(row["project"]),
-            environment=str(row["environment"]),
-            path=_normalise_path(str(row.get("path", "/"))),
-            name=str(row["name"]),
-            value=str(row["value"]),
-            comment=str(row.get("comment", "")),
-            version=int(row.get("version", 1)),
-            created_at=float(row.get("created_at", now)),
-            updated_at=float(row.get("updated_at", now)),
-        )
+    def _seed_secret(self, secret: StoredSecret) -> None:
+        secret.id = secret.id or self._next_id("secret")
         self._secrets[secret.key] = secret
 
     def reset(self) -> None:
@@ -412,9 +467,8 @@ class State:
     def add_identity(self, client_id: str, client_secret: str, projects: list[str]) -> str:
         """Create (or extend) a universal-auth identity; returns its identity id."""
         with self._lock:
-            self._seed_identity(
-                {"client_id": client_id, "client_secret": client_secret, "projects": projects}
-            )
+            self._seed_identity(Identity(client_id=client_id, client_secret=client_secret,
+                                         projects=set(projects)))
             return self._identities[client_id].identity_id
 
     def grant(self, client_id: str, project: str) -> None:
@@ -445,7 +499,7 @@ class State:
         """Every client secret of every identity, revoked ones included, sorted."""
         with self._lock:
             return sorted(
-                c.secret for i in self._identities.values() for c in i.client_secrets
+                c.client_secret for i in self._identities.values() for c in i.client_secrets
             )
 
     def login_count(self, client_id: str) -> int:
@@ -458,15 +512,10 @@ class State:
             key = (project, env, _normalise_path(path), name)
             existing = self._secrets.get(key)
             if existing is None:
-                self._seed_secret(
-                    {
-                        "project": project,
-                        "environment": env,
-                        "path": path,
-                        "name": name,
-                        "value": value,
-                    }
-                )
+                now = self.clock()
+                self._seed_secret(StoredSecret(project=project, environment=env, path=path,
+                                               name=name, value=value, created_at=now,
+                                               updated_at=now))
             else:
                 existing.value = value
                 existing.version += 1
@@ -489,12 +538,12 @@ class State:
         ttl: int = 0,
     ) -> ClientSecret:
         for existing in identity.client_secrets:
-            if existing.secret == value:
+            if existing.client_secret == value:
                 return existing
         now = self.clock()
         secret = ClientSecret(
             id=self._next_id("client-secret"),
-            secret=value,
+            client_secret=value,
             description=description,
             num_uses_limit=num_uses_limit,
             ttl=ttl,
@@ -542,7 +591,7 @@ class State:
                 (
                     c
                     for c in identity.client_secrets
-                    if not c.revoked and hmac.compare_digest(c.secret, client_secret)
+                    if not c.revoked and hmac.compare_digest(c.client_secret, client_secret)
                 ),
                 None,
             )
@@ -661,7 +710,7 @@ class State:
 
     def _secrets_under(
         self, project: str, env: str, path: str, recursive: bool
-    ) -> Iterator[Secret]:
+    ) -> Iterator[StoredSecret]:
         for key in sorted(self._secrets):
             secret = self._secrets[key]
             if secret.project != project or secret.environment != env:
@@ -693,7 +742,7 @@ class State:
             if key in self._secrets:
                 raise InfisicalError(400, "Secret already exist")
             now = self.clock()
-            secret = Secret(
+            secret = StoredSecret(
                 id=self._next_id("secret"),
                 project=key[0],
                 environment=key[1],
@@ -903,9 +952,14 @@ def create_app(state: State) -> Starlette:
         Route("/api/v4/secrets", list_handler("projectId", v3=False), methods=["GET"]),
         Route("/api/v4/secrets/{name}", one_handler("projectId", v3=False), methods=one_methods),
     ]
-    return build_app(
+    app = build_app(
         "infisical",
         routes,
         error=error,
         state=state,
+        limiter=state.limiter,
+        reject=_reject(state.limiter),
     )
+    app.add_middleware(_RateLimitHeaders, limiter=state.limiter,
+                       endpoint=route_template(routes))
+    return app

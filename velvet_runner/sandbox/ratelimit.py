@@ -332,3 +332,82 @@ def github_reject(status: int = 403) -> Reject:
         return response
 
     return reject
+
+
+def window_left(limiter: Limiter, method: str, endpoint: str,
+                key: str) -> tuple[Rule, int, int] | None:
+    """The first rule counting this request, with what it leaves this caller: (rule, whole cost
+    units left, whole vendor seconds until the oldest counted unit leaves the window); None
+    when no rule counts the request. What @fastify/rate-limit reports on every answer."""
+    with limiter._lock:
+        now = limiter._now()
+        for rule in limiter.rules.values():
+            if rule.cost(method, endpoint) <= 0:
+                continue
+            slot = (rule.name, f"{key} {method} {endpoint}" if rule.per_endpoint else key)
+            live = [(at, spent) for at, spent in limiter._windows.get(slot, ())
+                    if at > now - rule.window]
+            used = sum(spent for _, spent in live)
+            reset = live[0][0] + rule.window - now if live else rule.window
+            return rule, max(0, math.floor(rule.limit - used)), max(1, math.ceil(reset))
+        return None
+
+
+# --- Infisical ------------------------------------------------------------------------------
+
+_INFISICAL_SECRETS = ("/api/v3/secrets", "/api/v4/secrets")
+
+
+def _infisical_secrets(method: str, endpoint: str) -> float:
+    return 1.0 if endpoint.startswith(_INFISICAL_SECRETS) else 0.0
+
+
+def _infisical_other(method: str, endpoint: str, writes: bool) -> float:
+    other = endpoint.startswith("/api/") and not endpoint.startswith(_INFISICAL_SECRETS)
+    return 1.0 if other and (method.upper() in WRITES) == writes else 0.0
+
+
+def _infisical_reads(method: str, endpoint: str) -> float:
+    return _infisical_other(method, endpoint, writes=False)
+
+
+def _infisical_writes(method: str, endpoint: str) -> float:
+    return _infisical_other(method, endpoint, writes=True)
+
+
+def infisical_limits(clock: Callable[[], float] = time.monotonic) -> Limiter:
+    """Infisical's limits at the self-hosted defaults (backend/src/server/config/rateLimiter.ts,
+    on @fastify/rate-limit): every route has its own window of a minute, and a route names its
+    limit, which replaces the global 600: the secret routes (v3 raw and v4) `secretsLimit`, 60;
+    universal-auth reads `readLimit`, 60, and its login and other writes `writeLimit`, 200.
+
+    Infisical counts per client IP. The fake counts per access token: on loopback every caller
+    shares one address, and a run's budget is kept per token (one login, one budget).
+    """
+    return Limiter("infisical", [
+        Rule("secrets_per_minute", 60, 60, _infisical_secrets, per_endpoint=True),
+        Rule("reads_per_minute", 60, 60, _infisical_reads, per_endpoint=True),
+        Rule("writes_per_minute", 200, 60, _infisical_writes, per_endpoint=True),
+    ], clock=clock)
+
+
+# --- Slack --------------------------------------------------------------------------------
+
+# What Slack's rule counts: messages to one channel. Not a route template, so LimitMiddleware
+# (which runs before the body names the channel) never spends it; the fake's handler does.
+SLACK_CHANNEL = "chat.postMessage to one channel"
+
+
+def _slack_channel(method: str, endpoint: str) -> float:
+    return 1.0 if endpoint == SLACK_CHANNEL else 0.0
+
+
+def slack_limits(burst_per_second: float, clock: Callable[[], float] = time.monotonic) -> Limiter:
+    """Slack's chat.postMessage limit, per channel: `burst_per_second` messages in any second.
+
+    Slack allows about one a second per channel and tolerates short bursts; the default the
+    fake passes is more generous, since one sandbox channel hears every run of a test session.
+    `POST /__velvet/limits {"rules": {"burst_per_second": {"limit": 1}}}` sets Slack's rate.
+    """
+    return Limiter("slack", [Rule("burst_per_second", burst_per_second, 1.0, _slack_channel)],
+                   clock=clock)

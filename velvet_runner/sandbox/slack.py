@@ -11,7 +11,11 @@ Slack answers every method error with HTTP 200 and `{"ok": false, "error": "<cod
 `msg_too_long`, `invalid_json`. The one exception is rate limiting: HTTP 429 with `Retry-After`
 and `{"ok": false, "error": "ratelimited"}`, either from an injected fault or when one channel
 gets more than `burst_per_second` messages within a second (generous by default, so tests only
-hit it on purpose). JSON without `charset` is accepted with a `missing_charset` warning.
+hit it on purpose). That window is a rule of the shared limiter (`state.limiter`,
+`ratelimit.slack_limits`) on the fake's clock: its limit and time scale are settable at
+`/__velvet/limits`, which also counts the breaches, and `Retry-After` is the whole seconds until
+the channel's window takes one more. JSON without `charset` is accepted with a
+`missing_charset` warning.
 
 Point `slack_sdk.WebClient(base_url="http://127.0.0.1:<port>/api/")` at it.
 """
@@ -22,7 +26,6 @@ import json
 import re
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
@@ -38,6 +41,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from velvet_runner.sandbox.control import Secret, bearer_token, build_app, json_response
+from velvet_runner.sandbox.ratelimit import SLACK_CHANNEL, Refusal, slack_limits
 
 Json = dict[str, Any]
 Clock = Callable[[], float]
@@ -49,7 +53,7 @@ TEAM_NAME = "Velvet Sandbox"
 _CODE = re.compile(r"[a-z_]+")
 
 
-def error(status: int, message: str) -> Response:
+def error(status: int, message: str, retry_after: int = 1) -> Response:
     """Slack's shape for HTTP-level failures (injected faults, unknown methods)."""
     if status == 429:
         code = "ratelimited"
@@ -63,7 +67,7 @@ def error(status: int, message: str) -> Response:
         code = "invalid_request"
     response = json_response({"ok": False, "error": code}, status)
     if status == 429:
-        response.headers["Retry-After"] = "1"
+        response.headers["Retry-After"] = str(retry_after)
     return response
 
 
@@ -129,16 +133,24 @@ class State:
         self, *, clock: Clock = time.time, burst_per_second: int = DEFAULT_BURST_PER_SECOND
     ) -> None:
         self.clock = clock
-        self.burst_per_second = burst_per_second
+        # The per-channel window on vendor time (the same clock; settable time scale).
+        self.limiter = slack_limits(burst_per_second, clock=clock)
         self._lock = threading.RLock()
         self._reset()
+
+    @property
+    def burst_per_second(self) -> int:
+        return int(self.limiter.rules["burst_per_second"].limit)
+
+    @burst_per_second.setter
+    def burst_per_second(self, value: int) -> None:
+        self.limiter.configure({"rules": {"burst_per_second": {"limit": value}}})
 
     def _reset(self) -> None:
         self._tokens: dict[str, TokenRow] = {}
         self._channels: dict[str, Channel] = {}
         self._messages: list[Message] = []
         self._last_ts = 0.0
-        self._recent: dict[str, deque[float]] = {}
 
     # -- snapshot / seed / reset -------------------------------------------------------------
 
@@ -220,18 +232,8 @@ class State:
         self._last_ts = ts
         return f"{ts:.6f}"
 
-    def _rate_limited(self, channel_id: str) -> bool:
-        now = self.clock()
-        window = self._recent.setdefault(channel_id, deque())
-        while window and window[0] <= now - 1.0:
-            window.popleft()
-        if len(window) >= self.burst_per_second:
-            return True
-        window.append(now)
-        return False
-
-    def _post(self, user: str, params: Json) -> Json | None:
-        """Record a message; None when the channel is over its burst limit."""
+    def _post(self, user: str, params: Json) -> Json | Refusal:
+        """Record a message; the limiter's refusal when the channel is over its limit."""
         with self._lock:
             channel_ref = params.get("channel")
             if not isinstance(channel_ref, str) or not channel_ref.strip():
@@ -250,8 +252,9 @@ class State:
                 raise _MethodError("no_text")
             if text and len(text) > MAX_TEXT_CHARS:
                 raise _MethodError("msg_too_long")
-            if self._rate_limited(channel.id):
-                return None
+            refusal = self.limiter.spend("POST", SLACK_CHANNEL, channel.id)
+            if refusal is not None:
+                return refusal
             ts = self._next_ts()
             thread_ts = params.get("thread_ts")
             self._messages.append(
@@ -363,8 +366,8 @@ def create_app(state: State) -> Starlette:
             body = state._post(user, params)
         except _MethodError as exc:
             return _fail(exc.code)
-        if body is None:
-            return error(429, "ratelimited")
+        if isinstance(body, Refusal):
+            return error(429, "ratelimited", body.retry_after)
         return _with_warnings(body, warnings)
 
     async def auth_test(request: Request) -> Response:
@@ -395,4 +398,5 @@ def create_app(state: State) -> Starlette:
         routes,
         error=error,
         state=state,
+        limiter=state.limiter,
     )
