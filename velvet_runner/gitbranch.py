@@ -2,8 +2,8 @@
 
 It exists for speed: building each commit with git processes was a third of a write's cost, so
 blobs, trees and commits are written in process as loose objects and the head is read from the
-ref files; a write is a fetch (often skipped), one cat-file and one push. It speaks paths and
-bytes and knows nothing of what the files mean (store.py does).
+ref files (gitobjects.py); a write is a fetch (often skipped), one cat-file and one push. It
+speaks paths and bytes and knows nothing of what the files mean (store.py does).
 
 A write builds a commit on the head last fetched and pushes it without force: git refuses a
 push that is not a fast-forward, which makes `git push` the compare-and-swap. On refusal we
@@ -26,7 +26,6 @@ accepts the new history.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import hashlib
@@ -37,17 +36,16 @@ import shutil
 import subprocess
 import tempfile
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from velvet_runner.errors import BadArgument, StateHistoryLost, StateWriteLost, VelvetError
+from velvet_runner.gitobjects import SHA_RE, RefFile, build_commit, write_object
 
 MAX_ATTEMPTS = 60
 BACKOFF_CAP_SECONDS = 2.0
-SHA_RE = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 
 Read = Callable[[list[str]], dict[str, bytes | None]]  # paths -> content at one head (None: absent)
 Ls = Callable[[str], list[str]]  # folder -> the names in it at that head
@@ -108,9 +106,7 @@ class GitBranch:
         key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
         self.cache = (cache_dir or Path(".velvet/cache")).resolve() / key
         self._ref = f"refs/remotes/origin/{branch}"
-        # (path, inode, mtime, size) of the ref file and what it said: git replaces a ref file
-        # by renaming a new one over it, so an unchanged stat means unchanged content.
-        self._head_seen: tuple[tuple[str, int, int, int], str] | None = None
+        self._refs = RefFile(self._ref)
         self._ready = False
         self._pushed: str | None = None  # the commit our last successful push made the head
         self._hash = hashlib.sha1  # the cache's object format (sha256 when its config says so)
@@ -223,37 +219,11 @@ class GitBranch:
 
     def _head(self) -> str | None:
         """The remote-tracking ref, read from the cache's files (no git process per read)."""
-        value: str | None
-        ref_file = os.path.join(self.cache, self._ref)  # the status app reads it on every hit
-        try:
-            stat = os.stat(ref_file)
-            key = (ref_file, stat.st_ino, stat.st_mtime_ns, stat.st_size)
-            seen = self._head_seen
-            if seen is not None and seen[0] == key:
-                return seen[1]
-            with open(ref_file, encoding="ascii") as handle:
-                value = handle.read().strip()
-            if SHA_RE.fullmatch(value):
-                self._head_seen = (key, value)
-        except FileNotFoundError:
-            value = self._packed_ref()
-        except (OSError, UnicodeDecodeError):
-            value = "?"
+        value = self._refs.read(self.cache)
         if value is None or SHA_RE.fullmatch(value):
             return value
         proc = self._git("rev-parse", "--verify", "--quiet", self._ref, check=False)
         return proc.stdout.decode().strip() or None
-
-    def _packed_ref(self) -> str | None:
-        try:
-            text = (self.cache / "packed-refs").read_text(encoding="ascii")
-        except FileNotFoundError:
-            return None
-        suffix = " " + self._ref
-        for line in text.splitlines():
-            if line.endswith(suffix) and not line.startswith(("#", "^")):
-                return line[:-len(suffix)]
-        return None
 
     def ls(self, head: str | None, folder: str) -> list[str]:
         if head is None:
@@ -283,56 +253,14 @@ class GitBranch:
         return result
 
     def _commit(self, head: str | None, change: Change) -> str:
-        """Write the change's blobs, the trees above them and the commit as loose objects.
-
-        Built here rather than by read-tree/hash-object/update-index/write-tree/commit-tree:
-        five git processes per write were a third of a write's cost. Only the trees on the
-        changed paths are read (one cat-file) and rewritten; git's object format is stable.
-        """
-        dirs = sorted({"/".join(parts[:i]) for path in change.files
-                       for parts in [path.split("/")] for i in range(len(parts))})
-        raw = self.read(head, dirs)
-        trees = {d: _parse_tree(raw.get(d), self._hash().digest_size) for d in dirs}
-        for path, content in change.files.items():
-            folder, _, name = path.rpartition("/")
-            if content is None:
-                trees[folder].pop(name, None)
-            else:
-                trees[folder][name] = (b"100644", self._write_object(b"blob", content))
-        # Deepest first, so that each tree is written before its parent names it.
-        for folder in sorted(filter(None, dirs), key=lambda d: -d.count("/")):
-            parent, _, name = folder.rpartition("/")
-            entries = trees[folder]
-            if entries:
-                trees[parent][name] = (b"40000", self._write_object(b"tree", _tree(entries)))
-            else:
-                trees[parent].pop(name, None)  # git keeps no empty directories
-        root = self._write_object(b"tree", _tree(trees[""]))
-        stamp = f"velvet <velvet@localhost> {int(time.time())} +0000"
-        body = (f"tree {root}\n" + (f"parent {head}\n" if head else "")
-                + f"author {stamp}\ncommitter {stamp}\n\n{change.message}\n")
-        return self._write_object(b"commit", body.encode())
+        """Write the change as loose objects (gitobjects.py): five git processes per write
+        (read-tree ... commit-tree) were a third of a write's cost."""
+        return build_commit(head, change.files, change.message,
+                            read=functools.partial(self.read, head),
+                            write=self._write_object, width=self._hash().digest_size)
 
     def _write_object(self, kind: bytes, data: bytes) -> str:
-        """Store one object in the cache's object directory (a no-op when it is there)."""
-        raw = kind + b" " + str(len(data)).encode() + b"\0" + data
-        sha = self._hash(raw).hexdigest()
-        folder = self.cache / "objects" / sha[:2]
-        path = folder / sha[2:]
-        if path.exists():
-            return sha
-        folder.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix="tmp_obj_")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(zlib.compress(raw))
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        return sha
+        return write_object(self.cache / "objects", self._hash, kind, data)
 
     def _push(self, commit: str) -> None:
         proc = self._git("push", "--quiet", "--porcelain", "origin",
@@ -448,27 +376,3 @@ def create_repository(target: Path, setup: Callable[[Path], None] | None = None)
                 raise
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _parse_tree(raw: bytes | None, width: int) -> dict[str, tuple[bytes, str]]:
-    """name -> (mode, object id) of a git tree object ({} for a missing tree)."""
-    entries: dict[str, tuple[bytes, str]] = {}
-    if not raw:
-        return entries
-    pos, size = 0, len(raw)
-    while pos < size:
-        space = raw.index(b" ", pos)
-        nul = raw.index(b"\0", space)
-        entries[raw[space + 1:nul].decode()] = (raw[pos:space], raw[nul + 1:nul + 1 + width].hex())
-        pos = nul + 1 + width
-    return entries
-
-
-def _tree(entries: dict[str, tuple[bytes, str]]) -> bytes:
-    """A git tree object's body; git orders entries by name, a directory as if "name/"."""
-    def order(name: str) -> bytes:
-        return (name + "/" if entries[name][0] == b"40000" else name).encode()
-
-    return b"".join(mode + b" " + name.encode() + b"\0" + bytes.fromhex(oid)
-                    for name in sorted(entries, key=order) for mode, oid in [entries[name]])
-
