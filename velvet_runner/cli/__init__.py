@@ -1,0 +1,80 @@
+"""The `velvet` command: a thin click layer over the engine; the only package that prints.
+
+`common` holds the group and the output rule; `jobs`, `local` and `actions` the commands. Exit
+codes (DESIGN.md): 0 ok · 1 the stage ended failed/partial · 2 bad input · 3 conflict ·
+4 disabled by feature flag.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from velvet_runner.cli.actions import approve, dispatch
+from velvet_runner.cli.common import _settings, cli
+from velvet_runner.cli.jobs import due, rotate, stage, status, stuck
+from velvet_runner.cli.local import demo, manifest, sandbox, serve
+from velvet_runner.errors import VelvetError
+from velvet_runner.rehearse.cli import rehearse
+
+__all__ = ["approve", "cli", "demo", "dispatch", "due", "main", "manifest", "rehearse",
+           "rotate", "sandbox", "serve", "stage", "status", "stuck"]
+
+cli.add_command(rehearse)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    from velvet_runner.redact import scrub
+
+    click.echo(f"velvet: {scrub(message)}", err=True)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    try:
+        cli.main(args=list(argv) if argv is not None else None, prog_name="velvet",
+                 standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 1)
+    except click.ClickException as exc:
+        # Usage errors: click's own message, exit 2.
+        exc.show()
+        sys.exit(2)
+    except VelvetError as exc:
+        _report(exc)
+    except KeyboardInterrupt:
+        _fail("interrupted; the job can be resumed by running the same action again", 130)
+    except Exception as exc:  # noqa: BLE001 - never a traceback to the user
+        _fail(f"internal error ({type(exc).__name__}): {exc}", 1)
+
+
+def _report(exc: VelvetError) -> NoReturn:
+    from velvet_runner.errors import FeatureDisabled, ManifestError
+
+    if isinstance(exc, ManifestError):
+        for reason in exc.reasons:
+            click.echo(reason, err=True)
+        sys.exit(exc.exit_code)
+    if isinstance(exc, FeatureDisabled):
+        _fail(f"{exc}\nvelvet: {_flag_explanation()}", exc.exit_code)
+    _fail(str(exc), exc.exit_code)
+
+
+def _flag_explanation() -> str:
+    """Why the flag reads as off: a missing file, a missing or misspelled key, or false."""
+    from velvet_runner import manifest as manifest_mod
+
+    try:
+        path = _settings().manifest
+    except VelvetError as exc:
+        return str(exc)
+    return manifest_mod.explain_flag(path)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

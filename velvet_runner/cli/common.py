@@ -1,0 +1,130 @@
+"""What every `velvet` command shares: the click group, the output rule, and how a command
+builds its settings, store, engine and progress (heavy modules imported inside, so that
+`velvet --help` starts fast)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+if TYPE_CHECKING:
+    from velvet_runner.engine import Engine
+    from velvet_runner.engine.progress import Progress
+    from velvet_runner.records import Job
+    from velvet_runner.settings import Settings
+    from velvet_runner.store import Store
+
+FLOWS = ("operational", "revocation", "testing")
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _emit_job(job: Job) -> None:
+    click.echo(job.to_json(), nl=False)
+
+
+# --- the Output rule (DESIGN.md, Amendments): people on a terminal, JSON everywhere else ------
+
+
+def output_option(command: F) -> F:
+    """`--json/--human`; neither means JSON unless stdout is a terminal outside Actions."""
+    return click.option(
+        "--json/--human", "as_json", default=None,
+        help="JSON (the default when stdout is not a terminal, and in GitHub Actions) or a "
+             "short summary for people ending with the next command (the default on a "
+             "terminal).")(command)
+
+
+def wants_json(as_json: bool | None) -> bool:
+    if as_json is not None:
+        return as_json
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return True
+    try:
+        return not sys.stdout.isatty()
+    except (AttributeError, ValueError):  # no stdout, or a closed one
+        return True
+
+
+def _finish(store: Store) -> None:
+    """Name every record a listing read had to skip; exit 2 when there was any."""
+    for problem in store.problems:
+        click.echo(f"velvet: {problem}", err=True)
+    if store.problems:
+        sys.exit(2)
+
+
+def _settings() -> Settings:
+    from velvet_runner.settings import Settings
+
+    return Settings.from_env()
+
+
+def _store(settings: Settings) -> Store:
+    from velvet_runner.store import Store
+
+    return Store(settings.state, settings.state_branch, settings.cache_dir,
+                 create=settings.may_create_state)
+
+
+def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.engine import Engine
+    from velvet_runner.logs import setup
+    from velvet_runner.notify import notifier_from_settings
+    from velvet_runner.wiring import Wiring
+
+    setup()
+    manifest = manifest_mod.load(settings.manifest)
+    flags = manifest_mod.load_flags(settings.manifest)
+    wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
+    return Engine(settings, manifest, _store(settings), wiring, flags=flags,
+                  notifier=notifier_from_settings(settings, budgets=wiring.budgets),
+                  gate=_gate(settings, manifest),
+                  progress=progress)
+
+
+def _progress() -> Progress:
+    """Progress on stderr, and Ctrl-C as a request to stop at the next safe point (a second
+    Ctrl-C stops at once; a resume reconciles either way)."""
+    import signal
+
+    from velvet_runner.engine.progress import Progress
+
+    progress = Progress(lambda line: click.echo(line, err=True))
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if progress.stop.is_set():
+            raise KeyboardInterrupt
+        progress.stop.set()
+        click.echo("velvet: stopping at the next safe point (Ctrl-C again to stop now)",
+                   err=True)
+
+    signal.signal(signal.SIGINT, on_sigint)
+    return progress
+
+
+def _gate(settings: Settings, manifest: Any) -> Any:
+    from velvet_runner.github.gate import gate_from_env
+
+    return gate_from_env(settings, manifest)
+
+
+
+def _actions_outputs(job: Job) -> None:
+    """The job's step outputs, when running in GitHub Actions."""
+    from velvet_runner.github.summary import write_outputs
+
+    write_outputs(job)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="velvet-runner", prog_name="velvet")
+def cli() -> None:
+    """Rotate credentials: mint, fan out to every consumer, prove it works, then revoke."""
+
+
+# --- manifest ----------------------------------------------------------------------------

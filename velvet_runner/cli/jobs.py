@@ -1,0 +1,245 @@
+"""Commands on jobs: start one (`rotate`), run its stages (`stage`), and read them back
+(`status`, `due`, `stuck`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from velvet_runner.cli.common import (
+    FLOWS,
+    _actions_outputs,
+    _emit_job,
+    _engine,
+    _finish,
+    _progress,
+    _settings,
+    _store,
+    cli,
+    output_option,
+    wants_json,
+)
+
+if TYPE_CHECKING:
+    from velvet_runner.records import Job
+
+
+@cli.command()
+@click.argument("credential")
+@click.option("--flow", type=click.Choice(FLOWS), default="operational", show_default=True)
+@click.option("--idempotency-key", default=None, help="Same key again returns the same job.")
+@click.option("--force-revoke", is_flag=True,
+              help="Allow proceed_revoke from validate_partial (recorded on the job).")
+@click.option("--preempt", is_flag=True,
+              help="With --flow revocation: abort the credential's in-flight job and start.")
+@output_option
+def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool,
+           preempt: bool, as_json: bool | None) -> None:
+    """Create a rotation job for CREDENTIAL (status init) and take its lock."""
+    from velvet_runner.machine import Flow
+
+    engine = _engine(_settings())
+    job, created = engine.create(credential, Flow(flow), idempotency_key=idempotency_key,
+                                 force_revoke=force_revoke, preempt=preempt)
+    if wants_json(as_json):
+        _emit_job(job)
+    else:
+        from velvet_runner.human import job_summary
+
+        click.echo(job_summary(job, note=None if created else
+                               "(an existing job: this idempotency key made it before)"),
+                   nl=False)
+    _actions_outputs(job)
+    _finish(engine.store)
+
+
+@cli.command()
+@click.argument("job_id")
+@click.argument("action")
+@click.option("--consumer", "consumers", multiple=True,
+              help="Consumer id, repeatable (manual_confirm, skip_consumer).")
+@click.option("--ticket", default=None,
+              help="Ticket id (proceed_revoke, mark_manually_revoked; revoke's incident).")
+@click.option("--confirm", default=None, help="The credential's name, typed back (proceed_revoke).")
+@click.option("--accept-debt", is_flag=True,
+              help="mark_manually_revoked: record a value the vendor still accepts as debt.")
+@output_option
+def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
+          confirm: str | None, accept_debt: bool, as_json: bool | None) -> None:
+    """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
+    from velvet_runner.engine import LeakStillOpen, stage_failed
+    from velvet_runner.machine import Option
+
+    _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
+                             Option.CONFIRM: confirm is not None,
+                             Option.ACCEPT_DEBT: accept_debt})
+    engine = _engine(_settings(), _progress())
+    as_json = wants_json(as_json)
+    try:
+        job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
+                         accept_debt=accept_debt)
+    except LeakStillOpen as exc:
+        _show_job(exc.job, as_json)
+        raise
+    _show_job(job, as_json)
+    if "residual" in job.report and job.status == "aborted":
+        _print_residual(job.report["residual"])
+    if stage_failed(job):
+        if as_json:  # the summary for people already ends with these commands
+            click.echo(f"velvet: job {job.job_id} is {job.status}; allowed next: "
+                       f"{', '.join(_allowed(job)) or 'none'}", err=True)
+        for problem in engine.store.problems:
+            click.echo(f"velvet: {problem}", err=True)
+        sys.exit(1)
+    _finish(engine.store)
+
+
+def _show_job(job: Job, as_json: bool) -> None:
+    if as_json:
+        _emit_job(job)
+    else:
+        from velvet_runner.human import job_summary
+
+        click.echo(job_summary(job), nl=False)
+    _actions_outputs(job)
+
+
+def _refuse_options(action: str, given: dict[Any, bool]) -> None:
+    """An option the action does not take is an error, not something silently ignored."""
+    from velvet_runner.errors import BadArgument
+    from velvet_runner.machine import OPTIONS, Action, options_refused
+
+    try:
+        act = Action(action)
+    except ValueError:
+        return  # the engine names the unknown action and lists the known ones
+    refused = options_refused(act, [option for option, present in given.items() if present])
+    if refused:
+        takes = ", ".join(f"--{o}" for o in OPTIONS[act]) or "no options"
+        raise BadArgument(f"{', '.join(f'--{o}' for o in refused)} does not apply to {act} "
+                          f"({act} takes {takes})")
+
+
+def _allowed(job: Job) -> list[str]:
+    return [str(a) for a in job.next_actions()]
+
+
+def _print_residual(residual: dict[str, Any]) -> None:
+    click.echo("residual state after abort:", err=True)
+    for consumer, holds in sorted(residual.get("consumers", {}).items()):
+        click.echo(f"  {consumer}: " + ("may hold either value (a write whose outcome is "
+                                         "unknown)" if holds == "unknown" else
+                                         f"holds the {holds} value"), err=True)
+    for token in residual.get("orphaned_tokens", []):
+        click.echo(f"  orphaned token: auth id {token.get('auth_id')} "
+                   f"({token.get('fingerprint')}): {token.get('why')}", err=True)
+    click.echo(f"  next step: {residual.get('next_step')}", err=True)
+
+
+@cli.command()
+@click.argument("credential", required=False)
+@click.option("--job", "job_id", default=None, help="One job by id.")
+@click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
+@click.option("--all-events", is_flag=True,
+              help="With --job: every event, not only the last 10.")
+@output_option
+def status(credential: str | None, job_id: str | None, limit: int, all_events: bool,
+           as_json: bool | None) -> None:
+    """Jobs of CREDENTIAL (newest first), one job, or every credential's latest job."""
+    from velvet_runner import human
+    from velvet_runner import manifest as manifest_mod
+
+    settings = _settings()
+    store = _store(settings)
+    as_json = wants_json(as_json)
+    if job_id is not None:
+        job = store.get(credential, job_id) if credential else store.find(job_id)
+        if as_json:
+            _emit_job(job)
+        else:
+            click.echo(human.job_detail(job, events=None if all_events else human.EVENTS_SHOWN),
+                       nl=False)
+        _finish(store)
+        return
+    if credential is not None:
+        jobs = store.list_jobs(credential, limit)
+        if not jobs and manifest_mod.load(settings.manifest).credential(credential) is None:
+            from velvet_runner.errors import NotFoundError
+
+            raise NotFoundError(f"credential {credential} is not in the manifest")
+        if as_json:
+            click.echo(json.dumps([j.summary() for j in jobs], indent=2, sort_keys=True))
+        else:
+            click.echo(human.credential_jobs(credential, jobs), nl=False)
+        _finish(store)
+        return
+    loaded = manifest_mod.load(settings.manifest)
+    store.refresh()
+    latest = {c.name: store.list_jobs(c.name, 1, fetch=False) for c in loaded.credentials}
+    if as_json:
+        click.echo(json.dumps({name: (jobs[0].summary() if jobs else None)
+                               for name, jobs in latest.items()}, indent=2, sort_keys=True))
+    else:
+        click.echo(human.overview({name: jobs[0] if jobs else None
+                                   for name, jobs in latest.items()}), nl=False)
+    _finish(store)
+
+
+@cli.command()
+@click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
+@output_option
+def due(now_text: str | None, as_json: bool | None) -> None:
+    """Credentials whose schedule says rotate now."""
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.schedule import due_credentials, parse_now
+
+    settings = _settings()
+    loaded = manifest_mod.load(settings.manifest)
+    store = _store(settings)
+    rows = due_credentials(loaded, store, parse_now(now_text), env=settings.env)
+    if wants_json(as_json):
+        click.echo(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        from velvet_runner.human import due_summary
+
+        click.echo(due_summary(rows), nl=False)
+    _finish(store)
+
+
+@cli.command()
+@output_option
+@click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
+@click.option("--settle-debt", is_flag=True,
+              help="First ask each vendor whether revocation-debt tokens still exist.")
+def stuck(as_json: bool | None, now_text: str | None, settle_debt: bool) -> None:
+    """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt.
+
+    Exits 1 whenever it lists anything (so a scheduled run fails visibly), 0 when nothing.
+    """
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.schedule import parse_now
+    from velvet_runner.watchdog import find_stuck
+
+    settings = _settings()
+    if settle_debt:
+        for row in _engine(settings).settle_debt():
+            click.echo(f"debt {row['credential']} auth id {row['auth_id']}: {row['result']}",
+                       err=True)
+    loaded = manifest_mod.load(settings.manifest)
+    store = _store(settings)
+    findings = find_stuck(loaded, store, parse_now(now_text), env=settings.env)
+    if wants_json(as_json):
+        click.echo(json.dumps(findings, indent=2, sort_keys=True))
+    else:
+        from velvet_runner.human import stuck_summary
+
+        click.echo(stuck_summary(findings), nl=False)
+    _finish(store)
+    if any(findings.values()):
+        sys.exit(1)
+
+
