@@ -29,6 +29,8 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
                                             (with an ActionsPlane attached: actions_plane.py)
     POST   /repos/{owner}/{repo}/issues
     GET    /repos/{owner}/{repo}/issues/{number}
+
+Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ from velvet_runner.sandbox.github import issues, runs, secrets
 from velvet_runner.sandbox.github.common import GitHubError, _not_found, error
 from velvet_runner.sandbox.github.records import _Token
 from velvet_runner.sandbox.github.state import State
-from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, repo_of
+from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, listing, repo_of
 from velvet_runner.sandbox.ratelimit import github_limits, github_reject
 
 
@@ -115,8 +117,8 @@ async def get_org(request: Request, token: _Token, views: _Views) -> Response:
 async def list_environments(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         repo = repo_of(request, token, views)
-        envs = [views.environment(repo, repo.environments[n]) for n in sorted(repo.environments)]
-        return json_response({"total_count": len(envs), "environments": envs})
+        envs = [repo.environments[n] for n in sorted(repo.environments)]
+        return listing(request, envs, lambda e: views.environment(repo, e), "environments")
 
 
 async def get_environment(request: Request, token: _Token, views: _Views) -> Response:
@@ -136,7 +138,7 @@ async def branch_policies(request: Request, token: _Token, views: _Views) -> Res
             {"id": env.id * 100 + i, "node_id": f"RE_{env.id}_{i}", "name": p, "type": "branch"}
             for i, p in enumerate(env.branches, start=1)
         ]
-        return json_response({"total_count": len(policies), "branch_policies": policies})
+        return listing(request, policies, dict, "branch_policies")
 
 
 def create_app(state: State) -> Starlette:

@@ -21,6 +21,8 @@ RATE_LIMIT = 5000
 RATE_WINDOW_SECONDS = 3600
 MAX_SECRET_BYTES = 48 * 1024
 MAX_DISPATCH_INPUTS = 25
+PER_PAGE_DEFAULT = 30  # GitHub's listings: 30 items a page unless `per_page` asks (at most 100)
+PER_PAGE_MAX = 100
 _KEY_ID_BASE = 3_380_204_578_043_523_000
 _BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

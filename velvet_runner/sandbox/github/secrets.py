@@ -25,7 +25,7 @@ from velvet_runner.sandbox.github.common import (
     _not_found,
 )
 from velvet_runner.sandbox.github.records import KeyPair, Secret, SecretScope, _Token
-from velvet_runner.sandbox.github.views import _Views, env_of, repo_of
+from velvet_runner.sandbox.github.views import _Views, env_of, listing, repo_of
 
 
 def _decrypt(key: KeyPair, body: Json) -> str:
@@ -83,8 +83,8 @@ async def get_public_key(request: Request, token: _Token, views: _Views) -> Resp
 async def list_secrets(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         scope, url = scope_of(request, token, views)
-        rows = [scope.secrets[n].api(url) for n in sorted(scope.secrets)]
-        return json_response({"total_count": len(rows), "secrets": rows})
+        rows = [scope.secrets[n] for n in sorted(scope.secrets)]
+        return listing(request, rows, lambda secret: secret.api(url), "secrets")
 
 
 async def one_secret(request: Request, token: _Token, views: _Views) -> Response:
