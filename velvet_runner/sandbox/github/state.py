@@ -15,13 +15,20 @@ exactly what was stored; the API itself never returns it.
 
 Every request needs a `User-Agent` (else 403) and a token (`Bearer` or `token`; missing: 401
 "Requires authentication", unknown: 401 "Bad credentials"). Every response carries the
-`x-ratelimit-*` headers; `State.set_rate_limit` can exhaust the primary limit (403).
+`x-ratelimit-*` headers; `State.set_rate_limit` (or `POST /__velvet/limits` with "primary") can
+exhaust the primary limit: 403 (or 429), "API rate limit exceeded", no `retry-after`.
+
+The primary limit's hour runs on the fake's vendor clock: the `Limiter` of its secondary limits
+(sandbox/ratelimit.py), which `create_app` attaches, so `time_scale` 3600 makes the hour a real
+second. `x-ratelimit-reset` stays a wall-clock epoch (the vendor seconds left, scaled to real
+ones), so a client that waits until it waits the right real time.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 import time
 import zlib
@@ -34,6 +41,7 @@ from velvet_runner.sandbox.control import bearer_token, shown
 from velvet_runner.sandbox.github.common import (
     _KEY_ID_BASE,
     MSG_NO_USER_AGENT,
+    PRIMARY_LIMIT_DOCS,
     RATE_LIMIT,
     RATE_WINDOW_SECONDS,
     Clock,
@@ -57,6 +65,7 @@ from velvet_runner.sandbox.github.records import (
 
 if TYPE_CHECKING:
     from velvet_runner.sandbox.actions_plane import ActionsPlane
+    from velvet_runner.sandbox.ratelimit import Limiter
 
 
 class State:
@@ -81,7 +90,9 @@ class State:
         rotate_key(scope) -> new key_id             the old key_id is refused from then on
         dispatches(repo) -> list[dict]              {workflow, ref, inputs, actor, run_id, at}
         issues(repo) -> list[dict]                  {number, id, title, body, labels, user, ...}
-        set_rate_limit(limit=5000, remaining=None)  remaining=0 exhausts the primary limit
+        set_rate_limit(limit=5000, remaining=None, *, status=403)
+                                                    remaining=0 exhausts the primary limit
+        primary_limit() -> dict                     {limit, remaining, used, reset, window, status}
 
     Scope strings: "repo:owner/name", "env:owner/name:envname", "org:name".
     """
@@ -90,6 +101,7 @@ class State:
         self.clock = clock
         self._lock = threading.RLock()
         self.plane: ActionsPlane | None = None  # actions_plane.ActionsPlane attaches itself
+        self.limiter: Limiter | None = None  # create_app attaches the app's (vendor time)
         self._reset()
 
     def _reset(self) -> None:
@@ -100,7 +112,8 @@ class State:
         self._orgs: dict[str, Org] = {}
         self._rate_limit = RATE_LIMIT
         self._rate_used = 0
-        self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+        self._rate_status = 403
+        self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS  # vendor seconds
 
     def _next_id(self) -> int:
         self._seq += 1
@@ -499,25 +512,59 @@ class State:
         with self._lock:
             return [i.snapshot() for i in self._repos[repo].issues]
 
-    def set_rate_limit(self, limit: int = RATE_LIMIT, remaining: int | None = None) -> None:
-        """Reset the primary rate-limit window; `remaining=0` makes every call a 403."""
+    def set_rate_limit(
+        self, limit: int = RATE_LIMIT, remaining: int | None = None, *, status: int = 403
+    ) -> None:
+        """Start a new primary rate-limit window (an hour of vendor time) with `limit` requests
+        and `remaining` of them left; `remaining=0` makes every call a `status` (403 or 429)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError("limit must be a non-negative integer")
+        if remaining is not None and (
+            isinstance(remaining, bool) or not isinstance(remaining, int)
+            or not 0 <= remaining <= limit
+        ):
+            raise ValueError("remaining must be an integer from 0 to limit")
+        if status not in (403, 429):
+            raise ValueError("status must be 403 or 429, as GitHub answers")
         with self._lock:
             self._rate_limit = limit
             self._rate_used = limit - (limit if remaining is None else remaining)
-            self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+            self._rate_status = status
+            self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS
+
+    def primary_limit(self) -> Json:
+        """The primary limit as `GET /__velvet/limits` shows it (`reset`: a wall-clock epoch)."""
+        with self._lock:
+            headers = self._rate_headers()
+            return {
+                "limit": int(headers["x-ratelimit-limit"]),
+                "remaining": int(headers["x-ratelimit-remaining"]),
+                "used": int(headers["x-ratelimit-used"]),
+                "reset": int(headers["x-ratelimit-reset"]),
+                "window": RATE_WINDOW_SECONDS,
+                "status": self._rate_status,
+            }
 
     # -- request gate ------------------------------------------------------------------------
 
+    def _vendor_now(self) -> float:
+        """Vendor seconds: the limiter's clock when attached (time_scale), else the fake's own."""
+        return self.limiter.now() if self.limiter is not None else self.clock()
+
     def _rate_headers(self) -> dict[str, str]:
         with self._lock:
-            if self.clock() >= self._rate_reset:
+            now = self._vendor_now()
+            if now >= self._rate_reset:
                 self._rate_used = 0
-                self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+                self._rate_reset = now + RATE_WINDOW_SECONDS
+            scale = self.limiter.time_scale if self.limiter is not None else 1.0
+            # Rounded up: a client that waits until this epoch never comes back early.
+            reset = math.ceil(self.clock() + (self._rate_reset - now) / scale)
             return {
                 "x-ratelimit-limit": str(self._rate_limit),
                 "x-ratelimit-remaining": str(max(self._rate_limit - self._rate_used, 0)),
                 "x-ratelimit-used": str(self._rate_used),
-                "x-ratelimit-reset": str(int(self._rate_reset)),
+                "x-ratelimit-reset": str(reset),
                 "x-ratelimit-resource": "core",
             }
 
@@ -534,10 +581,13 @@ class State:
                 raise GitHubError(401, "Bad credentials")
             self._rate_headers()
             if self._rate_used >= self._rate_limit:
+                if self.limiter is not None:
+                    self.limiter.breach("primary")  # reported at /__velvet/limits
                 raise GitHubError(
-                    403,
+                    self._rate_status,
                     f"API rate limit exceeded for user ID {self._peek_user_id(info.login)}. "
                     "If you reach out to GitHub Support for help, please include the request ID.",
+                    docs=PRIMARY_LIMIT_DOCS,
                 )
             self._rate_used += 1
             return info
