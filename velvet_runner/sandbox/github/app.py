@@ -31,6 +31,8 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
     GET    /repos/{owner}/{repo}/issues/{number}
 
 Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
+Besides the shared control API, `/__velvet/limits` shows and sets the primary rate limit too
+(`"primary"`, `_limits_routes`).
 """
 
 from __future__ import annotations
