@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,7 +15,7 @@ from nacl.public import PrivateKey, PublicKey, SealedBox
 from velvet_runner.records import fingerprint
 from velvet_runner.sandbox import github as gh
 
-from .support import FakeClock, reset_client, serve_on_fake_clock
+from .support import START, FakeClock, reset_client, serve_on_fake_clock
 
 TOKEN = "ghp_velvet_sandbox_token"
 REPO = "acme/app"
@@ -121,8 +122,20 @@ def test_exhausted_primary_rate_limit_is_403(sbx2_github: Sandbox) -> None:
     response = sbx2_github.http.get(f"/repos/{REPO}")
     assert response.status_code == 403
     assert response.headers["x-ratelimit-remaining"] == "0"
-    assert "rate limit" in response.json()["message"]
+    assert response.headers["x-ratelimit-reset"] == str(int(START) + 3600)  # the fake's clock
+    assert "retry-after" not in response.headers  # GitHub points at the reset instead
+    body = response.json()
+    assert body["message"].startswith("API rate limit exceeded for user ID ")
+    assert body["documentation_url"] == gh.PRIMARY_LIMIT_DOCS
+    limits = sbx2_github.http.get("/__velvet/limits").json()
+    assert {"rule": "primary", "count": 1} in limits["breaches"]
+    assert limits["primary"]["remaining"] == 0
+    # The window is an hour of the limiter's vendor time (not the fake's clock): a tenth of a
+    # real second at this scale.
     sbx2_github.clock.advance(3600)
+    assert sbx2_github.http.get(f"/repos/{REPO}").status_code == 403
+    sbx2_github.http.post("/__velvet/limits", json={"time_scale": 36_000}).raise_for_status()
+    time.sleep(0.2)
     assert sbx2_github.http.get(f"/repos/{REPO}").status_code == 200
 
 

@@ -1,6 +1,7 @@
 """Fake GitHub REST API (enough for PyGithub 2.x): `state` is its memory and request gate,
-`records` the data it holds, `secrets` the sealed-box Actions secrets, `runs` workflows,
-dispatch, runs and approvals, `issues` issues, `views` the JSON, `app` the routes."""
+`records` the data it holds (pydantic models; `Snapshot` is the state document), `secrets` the
+sealed-box Actions secrets, `runs` workflows, dispatch, runs and approvals, `issues` issues,
+`views` the JSON, `app` the routes."""
 
 from velvet_runner.sandbox.github.app import create_app
 from velvet_runner.sandbox.github.common import (
@@ -8,6 +9,7 @@ from velvet_runner.sandbox.github.common import (
     MAX_DISPATCH_INPUTS,
     MAX_SECRET_BYTES,
     MSG_NO_USER_AGENT,
+    PRIMARY_LIMIT_DOCS,
     RATE_LIMIT,
     RATE_WINDOW_SECONDS,
     GitHubError,
@@ -23,6 +25,7 @@ from velvet_runner.sandbox.github.records import (
     Run,
     Secret,
     SecretScope,
+    Snapshot,
     Workflow,
 )
 from velvet_runner.sandbox.github.state import State
@@ -32,6 +35,7 @@ __all__ = [
     "MAX_DISPATCH_INPUTS",
     "MAX_SECRET_BYTES",
     "MSG_NO_USER_AGENT",
+    "PRIMARY_LIMIT_DOCS",
     "RATE_LIMIT",
     "RATE_WINDOW_SECONDS",
     "Approval",
@@ -44,6 +48,7 @@ __all__ = [
     "Run",
     "Secret",
     "SecretScope",
+    "Snapshot",
     "State",
     "Workflow",
     "create_app",

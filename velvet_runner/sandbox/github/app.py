@@ -29,6 +29,10 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
                                             (with an ActionsPlane attached: actions_plane.py)
     POST   /repos/{owner}/{repo}/issues
     GET    /repos/{owner}/{repo}/issues/{number}
+
+Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
+Besides the shared control API, `/__velvet/limits` shows and sets the primary rate limit too
+(`"primary"`, `_limits_routes`).
 """
 
 from __future__ import annotations
@@ -42,13 +46,19 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from velvet_runner.sandbox.control import CONTROL_PREFIX, build_app, json_response
+from velvet_runner.sandbox.control import (
+    CONTROL_PREFIX,
+    build_app,
+    control_route,
+    json_response,
+    read_json,
+)
 from velvet_runner.sandbox.github import issues, runs, secrets
 from velvet_runner.sandbox.github.common import GitHubError, _not_found, error
 from velvet_runner.sandbox.github.records import _Token
 from velvet_runner.sandbox.github.state import State
-from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, repo_of
-from velvet_runner.sandbox.ratelimit import github_limits, github_reject
+from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, listing, repo_of
+from velvet_runner.sandbox.ratelimit import Limiter, github_limits, github_reject
 
 
 class _RateLimitHeaders:
@@ -82,13 +92,8 @@ async def get_user(request: Request, token: _Token, views: _Views) -> Response:
 
 
 async def get_rate_limit(request: Request, token: _Token, views: _Views) -> Response:
-    headers = views.state._rate_headers()
-    core = {
-        "limit": int(headers["x-ratelimit-limit"]),
-        "remaining": int(headers["x-ratelimit-remaining"]),
-        "used": int(headers["x-ratelimit-used"]),
-        "reset": int(headers["x-ratelimit-reset"]),
-    }
+    primary = views.state.primary_limit()
+    core = {k: primary[k] for k in ("limit", "remaining", "used", "reset")}
     return json_response({"resources": {"core": core}, "rate": core})
 
 
@@ -115,8 +120,8 @@ async def get_org(request: Request, token: _Token, views: _Views) -> Response:
 async def list_environments(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         repo = repo_of(request, token, views)
-        envs = [views.environment(repo, repo.environments[n]) for n in sorted(repo.environments)]
-        return json_response({"total_count": len(envs), "environments": envs})
+        envs = [repo.environments[n] for n in sorted(repo.environments)]
+        return listing(request, envs, lambda e: views.environment(repo, e), "environments")
 
 
 async def get_environment(request: Request, token: _Token, views: _Views) -> Response:
@@ -136,7 +141,46 @@ async def branch_policies(request: Request, token: _Token, views: _Views) -> Res
             {"id": env.id * 100 + i, "node_id": f"RE_{env.id}_{i}", "name": p, "type": "branch"}
             for i, p in enumerate(env.branches, start=1)
         ]
-        return json_response({"total_count": len(policies), "branch_policies": policies})
+        return listing(request, policies, dict, "branch_policies")
+
+
+def _limits_routes(state: State, limiter: Limiter) -> list[BaseRoute]:
+    """`/__velvet/limits` with the primary limit added: `"primary"` in what GET shows, and
+    `"primary": {"limit"?, "remaining"?, "status"?}` in a POST starts a new window
+    (`State.set_rate_limit`), as `"reset": true` does; the rest goes to the limiter as before.
+
+    Listed before the limiter's own routes (`extra_control_routes` come first in build_app),
+    so these answer; ratelimit.py stays the same for every fake.
+    """
+
+    def shown() -> Response:
+        return json_response({**limiter.snapshot(), "primary": state.primary_limit()})
+
+    async def get_limits(request: Request) -> Response:
+        return shown()
+
+    async def set_limits(request: Request) -> Response:
+        body = await read_json(request)
+        if not isinstance(body, dict):
+            raise ValueError("limits body must be a JSON object")
+        primary = body.pop("primary", None)
+        if body.get("reset"):  # nothing counted: the primary window starts again too
+            current = state.primary_limit()
+            state.set_rate_limit(current["limit"], status=current["status"])
+        if primary is not None:
+            if not isinstance(primary, dict):
+                raise ValueError("primary must be a JSON object")
+            unknown = set(primary) - {"limit", "remaining", "status"}
+            if unknown:
+                raise ValueError(f"unknown primary fields: {sorted(unknown)}")
+            state.set_rate_limit(**primary)
+        limiter.configure(body)
+        return shown()
+
+    return [
+        control_route("/limits", get_limits, ["GET"]),
+        control_route("/limits", set_limits, ["POST"]),
+    ]
 
 
 def create_app(state: State) -> Starlette:
@@ -150,7 +194,7 @@ def create_app(state: State) -> Starlette:
             except GitHubError as exc:
                 if exc.plain:
                     return PlainTextResponse(exc.message, status_code=403)
-                return error(exc.status, exc.message, exc.errors)
+                return error(exc.status, exc.message, exc.errors, docs=exc.docs)
 
         return wrapper
 
@@ -189,14 +233,18 @@ def create_app(state: State) -> Starlette:
     routes: list[BaseRoute] = [
         Route(path, endpoint(handler), methods=methods) for path, handler, methods in table
     ]
+    # Secondary limits (100 concurrent, points per endpoint, content-generating requests):
+    # sandbox/ratelimit.py, settable and reported at /__velvet/limits. Its clock is the primary
+    # limit's too.
+    limiter = github_limits()
+    state.limiter = limiter
     app = build_app(
         "github",
         routes,
         error=error,
         state=state,
-        # Secondary limits (100 concurrent, points per endpoint, content-generating requests):
-        # sandbox/ratelimit.py, settable and reported at /__velvet/limits.
-        limiter=github_limits(),
+        extra_control_routes=_limits_routes(state, limiter),
+        limiter=limiter,
         reject=github_reject(),
     )
     app.add_middleware(_RateLimitHeaders, state=state)

@@ -17,10 +17,16 @@ Json = dict[str, Any]
 Clock = Callable[[], float]
 
 DOCS = "https://docs.github.com/rest"
+PRIMARY_LIMIT_DOCS = (
+    "https://docs.github.com/rest/using-the-rest-api/rate-limits-for-the-rest-api"
+    "#about-primary-rate-limits"
+)
 RATE_LIMIT = 5000
 RATE_WINDOW_SECONDS = 3600
 MAX_SECRET_BYTES = 48 * 1024
 MAX_DISPATCH_INPUTS = 25
+PER_PAGE_DEFAULT = 30  # GitHub's listings: 30 items a page unless `per_page` asks (at most 100)
+PER_PAGE_MAX = 100
 _KEY_ID_BASE = 3_380_204_578_043_523_000
 _BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -36,22 +42,37 @@ class GitHubError(Exception):
     """An API error, rendered as `{"message", "documentation_url", "status"}`."""
 
     def __init__(
-        self, status: int, message: str, errors: list[Json] | None = None, *, plain: bool = False
+        self,
+        status: int,
+        message: str,
+        errors: list[Json] | None = None,
+        *,
+        plain: bool = False,
+        docs: str = DOCS,
     ) -> None:
         super().__init__(status, message)
         self.status = status
         self.message = message
         self.errors = errors
         self.plain = plain  # GitHub answers a missing User-Agent in text, not JSON
+        self.docs = docs
 
 
-def error(status: int, message: str, errors: list[Json] | None = None) -> Response:
-    """GitHub's error body; also used by the control layer for injected faults."""
-    body: Json = {"message": message, "documentation_url": DOCS, "status": str(status)}
+def error(
+    status: int, message: str, errors: list[Json] | None = None, *, docs: str = DOCS
+) -> Response:
+    """GitHub's error body; also used by the control layer for injected faults.
+
+    A secondary rate limit (or a bare 429) carries a `retry-after`; an exhausted primary limit
+    does not: GitHub points at `x-ratelimit-reset` instead.
+    """
+    body: Json = {"message": message, "documentation_url": docs, "status": str(status)}
     if errors:
         body["errors"] = errors
     response = json_response(body, status)
-    if status == 429 or (status == 403 and "rate limit" in message.lower()):
+    if "secondary rate limit" in message.lower() or (
+        status == 429 and "api rate limit exceeded" not in message.lower()
+    ):
         response.headers["retry-after"] = "60"
     return response
 

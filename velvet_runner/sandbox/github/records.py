@@ -1,51 +1,118 @@
-"""The fake's records: key pairs, secrets and their scopes, repos, environments, workflows, runs,
-approvals, issues, orgs and tokens. Plain data with a `snapshot()` each; no locking, no HTTP."""
+"""The fake's records as pydantic models: key pairs, secrets and their scopes, repos,
+environments, workflows, runs, approvals, issues, orgs, tokens, and the `Snapshot` of them all.
+
+One model serves memory, `GET /__velvet/state` and `POST /__velvet/seed` (as in slack.py):
+`Snapshot.model_dump(mode="json", context={"reveal": ...})` is the snapshot, secret fields
+(`control.Secret`: tokens, secret values, private keys) shown as fingerprints unless revealed;
+`Snapshot.model_validate(data, context=Seeding(...))` reads a seed, naming the field of any
+error. What a seed may leave out (ids, key pairs, timestamps) is filled in from the `Seeding`
+context while validating. Collections keyed in memory (secrets by name, environments by name,
+workflows by file, runs by id) are lists in the document, sorted. No locking, no HTTP.
+"""
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass, field
+import binascii
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from nacl.public import PrivateKey
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
-from velvet_runner.sandbox.control import shown
+from velvet_runner.sandbox.control import Secret as Hidden
 from velvet_runner.sandbox.github.common import Json, _iso
 
 
-@dataclass
-class KeyPair:
+@dataclass(frozen=True)
+class Seeding:
+    """The validation context of a seed: what fills in the fields a document left out."""
+
+    now: float
+    next_id: Callable[[], int]
+    new_key: Callable[[], KeyPair]
+
+
+def _seeding(info: ValidationInfo) -> Seeding:
+    if not isinstance(info.context, Seeding):
+        raise ValueError("required (no seeding context to fill it in)")
+    return info.context
+
+
+def _filled_id(value: Any, info: ValidationInfo) -> Any:
+    """An id the document left out (or gave as 0): the state's next."""
+    return value or _seeding(info).next_id()
+
+
+def _filled_time(value: Any, info: ValidationInfo) -> Any:
+    return _seeding(info).now if value is None else value
+
+
+def _rekeyed(rows: Any, handler: ValidatorFunctionWrapHandler, attr: str) -> Any:
+    """A document's list of rows as the mapping memory keeps, by each row's `attr` (later rows
+    win). Validated as a mapping by position first, so an error names `<field>.<index>`."""
+    if not isinstance(rows, list):
+        return handler(rows)
+    validated = handler({str(i): row for i, row in enumerate(rows)})
+    return {getattr(model, attr): model for model in validated.values()}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+
+
+class KeyPair(_Model):
     key_id: str
-    private: PrivateKey
+    private_key: Hidden  # base64 of the 32-byte Curve25519 private key
+
+    @field_validator("private_key")
+    @classmethod
+    def _curve25519(cls, value: str) -> str:
+        try:
+            if len(base64.b64decode(value, validate=True)) != 32:
+                raise ValueError("not 32 bytes")
+        except (binascii.Error, ValueError):
+            raise ValueError("must be the base64 of a 32-byte private key") from None
+        return value
+
+    @classmethod
+    def generate(cls, key_id: str) -> KeyPair:
+        raw = bytes(PrivateKey.generate())
+        return cls(key_id=key_id, private_key=base64.b64encode(raw).decode("ascii"))
+
+    @property
+    def private(self) -> PrivateKey:
+        return PrivateKey(base64.b64decode(self.private_key))
 
     @property
     def public_b64(self) -> str:
         return base64.b64encode(bytes(self.private.public_key)).decode("ascii")
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        private = base64.b64encode(bytes(self.private)).decode("ascii")
-        return {"key_id": self.key_id, "private_key": shown(private, reveal)}
 
-
-@dataclass
-class Secret:
+class Secret(_Model):
     name: str
-    value: str
-    created_at: float
-    updated_at: float
+    value: Hidden
+    created_at: float = Field(default=None, validate_default=True)
+    updated_at: float = Field(default=None, validate_default=True)
     visibility: str | None = None  # org secrets only
-    selected_repository_ids: list[int] = field(default_factory=list)
+    selected_repository_ids: list[int] = []
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        row: Json = {
-            "name": self.name,
-            "value": shown(self.value, reveal),
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        }
-        if self.visibility is not None:
-            row["visibility"] = self.visibility
-            row["selected_repository_ids"] = list(self.selected_repository_ids)
-        return row
+    _times = field_validator("created_at", "updated_at", mode="before")(_filled_time)
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()  # GitHub stores secret names in upper case
 
     def api(self, scope_url: str) -> Json:
         """Metadata as GitHub shows it: never the value."""
@@ -61,187 +128,186 @@ class Secret:
         return body
 
 
-@dataclass
-class SecretScope:
-    """One secret store with its key pair: a repo, an environment or an org."""
+class SecretScope(_Model):
+    """One secret store with its key pair: a repo, an environment or an org (each is one)."""
 
+    key: KeyPair = Field(default=None, validate_default=True)
+    secrets: dict[str, Secret] = {}
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _new_key(cls, value: Any, info: ValidationInfo) -> Any:
+        return _seeding(info).new_key() if value is None else value
+
+    @field_validator("secrets", mode="wrap")
+    @classmethod
+    def _by_name(cls, rows: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _rekeyed(rows, handler, "name")
+
+    @field_serializer("secrets")
+    def _sorted_secrets(self, secrets: dict[str, Secret]) -> list[Secret]:
+        return [secrets[n] for n in sorted(secrets)]
+
+    @property
+    def scope(self) -> SecretScope:
+        return self
+
+
+class _Record(_Model):
+    """An id and a creation time, each the state's next / now when a seed leaves it out."""
+
+    id: int = Field(default=0, validate_default=True)
+    created_at: float = Field(default=None, validate_default=True)
+
+    _id = field_validator("id", mode="before")(_filled_id)
+    _time = field_validator("created_at", mode="before")(_filled_time)
+
+
+class Environment(SecretScope, _Record):
     name: str
-    key: KeyPair
-    secrets: dict[str, Secret] = field(default_factory=dict)
-
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "key": self.key.snapshot(reveal),
-            "secrets": [self.secrets[n].snapshot(reveal) for n in sorted(self.secrets)],
-        }
-
-
-@dataclass
-class Environment:
-    id: int
-    name: str
-    scope: SecretScope
-    reviewers: list[str] | None = None
+    reviewers: list[str] | None = None  # None: no required-reviewers rule at all
     prevent_self_review: bool = True
     wait_timer: int = 0
     branches: list[str] | None = None
     protected_branches: bool = False
-    created_at: float = 0.0
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "reviewers": None if self.reviewers is None else list(self.reviewers),
-            "prevent_self_review": self.prevent_self_review,
-            "wait_timer": self.wait_timer,
-            "branches": None if self.branches is None else list(self.branches),
-            "protected_branches": self.protected_branches,
-            "created_at": self.created_at,
-            **self.scope.snapshot(reveal),
-        }
+    @model_validator(mode="after")
+    def _one_branch_policy(self) -> Environment:
+        if self.branches is not None and self.protected_branches:
+            raise ValueError("an environment uses protected branches or custom branches, not both")
+        return self
 
 
-@dataclass
-class Workflow:
-    id: int
+class Workflow(_Record):
     file: str
-    name: str
-    inputs: list[str]
-    required: list[str] = field(default_factory=list)
+    name: str = ""  # "": the file name
+    inputs: list[str] = []
+    required: list[str] = []
     dispatchable: bool = True
-    created_at: float = 0.0
 
-    def snapshot(self) -> Json:
-        return {
-            "id": self.id,
-            "file": self.file,
-            "name": self.name,
-            "inputs": list(self.inputs),
-            "required": list(self.required),
-            "dispatchable": self.dispatchable,
-            "created_at": self.created_at,
-        }
+    @model_validator(mode="after")
+    def _default_name(self) -> Workflow:
+        self.name = self.name or self.file
+        return self
 
 
-@dataclass
-class Approval:
+class Approval(_Model):
     environment: str
     login: str
-    comment: str
+    comment: str = ""
     state: str = "approved"
 
-    def snapshot(self) -> Json:
-        return {
-            "environment": self.environment,
-            "login": self.login,
-            "comment": self.comment,
-            "state": self.state,
-        }
+    def __init__(self, environment: str, login: str, comment: str = "",
+                 state: str = "approved") -> None:
+        # Positional, as actions_plane.py builds one; a seed goes through model_validate.
+        BaseModel.__init__(self, environment=environment, login=login, comment=comment,
+                           state=state)
 
 
-@dataclass
-class Run:
-    id: int
+class Run(_Record):
     actor: str
-    triggering_actor: str
+    triggering_actor: str = ""  # "": the actor
     workflow: str | None = None
     status: str = "queued"
     conclusion: str | None = None
     run_attempt: int = 1
-    head_branch: str = "main"
+    head_branch: str = ""  # "": the repository's default branch (filled in by the state)
     event: str = "workflow_dispatch"
-    created_at: float = 0.0
-    approvals: list[Approval] = field(default_factory=list)
+    approvals: list[Approval] = []
 
-    def snapshot(self) -> Json:
-        return {
-            "id": self.id,
-            "actor": self.actor,
-            "triggering_actor": self.triggering_actor,
-            "workflow": self.workflow,
-            "status": self.status,
-            "conclusion": self.conclusion,
-            "run_attempt": self.run_attempt,
-            "head_branch": self.head_branch,
-            "event": self.event,
-            "created_at": self.created_at,
-            "approvals": [a.snapshot() for a in self.approvals],
-        }
+    @model_validator(mode="after")
+    def _default_trigger(self) -> Run:
+        self.triggering_actor = self.triggering_actor or self.actor
+        return self
 
 
-@dataclass
-class Issue:
+class Issue(_Record):
     number: int
-    id: int
     title: str
-    body: str | None
-    labels: list[str]
-    user: str
-    created_at: float
-
-    def snapshot(self) -> Json:
-        return {
-            "number": self.number,
-            "id": self.id,
-            "title": self.title,
-            "body": self.body,
-            "labels": list(self.labels),
-            "user": self.user,
-            "created_at": self.created_at,
-        }
+    body: str | None = None
+    labels: list[str] = []
+    user: str = "velvet-bot"
 
 
-@dataclass
-class Repo:
-    id: int
-    owner: str
-    name: str
-    scope: SecretScope
+class Repo(SecretScope, _Record):
+    full_name: str
     private: bool = True
     default_branch: str = "main"
-    branches: list[str] = field(default_factory=lambda: ["main"])
-    created_at: float = 0.0
-    environments: dict[str, Environment] = field(default_factory=dict)
-    workflows: dict[str, Workflow] = field(default_factory=dict)  # by file name
-    runs: dict[int, Run] = field(default_factory=dict)
-    issues: list[Issue] = field(default_factory=list)
-    dispatches: list[Json] = field(default_factory=list)
+    branches: list[str] = []  # the default branch is always one of them
+    environments: dict[str, Environment] = {}
+    workflows: dict[str, Workflow] = {}  # by file name
+    runs: dict[int, Run] = {}
+    issues: list[Issue] = []
+    dispatches: list[Json] = []
+
+    @field_validator("full_name")
+    @classmethod
+    def _owner_and_name(cls, value: str) -> str:
+        owner, sep, name = value.partition("/")
+        if not sep or not owner or not name or "/" in name:
+            raise ValueError(f"repository must be owner/name, got {value!r}")
+        return value
+
+    @field_validator("environments", "workflows", "runs", mode="wrap")
+    @classmethod
+    def _by_key(cls, rows: Any, handler: ValidatorFunctionWrapHandler,
+                info: ValidationInfo) -> Any:
+        return _rekeyed(rows, handler, {"environments": "name", "workflows": "file"}.get(
+            str(info.field_name), "id"))
+
+    @model_validator(mode="after")
+    def _default_branch_listed(self) -> Repo:
+        if self.default_branch not in self.branches:
+            self.branches.insert(0, self.default_branch)
+        for run in self.runs.values():
+            run.head_branch = run.head_branch or self.default_branch
+        return self
+
+    @field_serializer("environments")
+    def _sorted_environments(self, rows: dict[str, Environment]) -> list[Environment]:
+        return [rows[k] for k in sorted(rows)]
+
+    @field_serializer("workflows")
+    def _sorted_workflows(self, rows: dict[str, Workflow]) -> list[Workflow]:
+        return [rows[k] for k in sorted(rows)]
+
+    @field_serializer("runs")
+    def _sorted_runs(self, rows: dict[int, Run]) -> list[Run]:
+        return [rows[k] for k in sorted(rows)]
 
     @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.name}"
+    def owner(self) -> str:
+        return self.full_name.partition("/")[0]
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {
-            "full_name": self.full_name,
-            "id": self.id,
-            "private": self.private,
-            "default_branch": self.default_branch,
-            "branches": list(self.branches),
-            "created_at": self.created_at,
-            **self.scope.snapshot(reveal),
-            "environments": [
-                self.environments[n].snapshot(reveal) for n in sorted(self.environments)
-            ],
-            "workflows": [self.workflows[f].snapshot() for f in sorted(self.workflows)],
-            "runs": [self.runs[i].snapshot() for i in sorted(self.runs)],
-            "issues": [i.snapshot() for i in self.issues],
-            "dispatches": [dict(d) for d in self.dispatches],
-        }
+    @property
+    def name(self) -> str:
+        return self.full_name.partition("/")[2]
 
 
-@dataclass
-class Org:
-    id: int
+class Org(SecretScope):
     name: str
-    scope: SecretScope
+    id: int = Field(default=0, validate_default=True)
 
-    def snapshot(self, reveal: bool = False) -> Json:
-        return {"name": self.name, "id": self.id, **self.scope.snapshot(reveal)}
+    _id = field_validator("id", mode="before")(_filled_id)
 
 
-@dataclass
-class _Token:
-    login: str
-    repos: set[str] | None = None  # None: every repository
+class _Token(_Model):
+    token: Hidden
+    login: str = "velvet-bot"
+    repos: list[str] | None = None  # None: every repository
+
+    @field_validator("repos")
+    @classmethod
+    def _sorted(cls, repos: list[str] | None) -> list[str] | None:
+        return None if repos is None else sorted(set(repos))
+
+
+class Snapshot(_Model):
+    """The fake's whole state as `GET /__velvet/state` shows it and `POST /__velvet/seed` merges
+    it. Rate-limit counters are not in it: every request moves them."""
+
+    sequence: int = 0
+    tokens: list[_Token] = []
+    users: dict[str, int] = {}
+    repos: list[Repo] = []
+    orgs: list[Org] = []

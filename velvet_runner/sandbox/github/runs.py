@@ -18,7 +18,7 @@ from velvet_runner.sandbox.github.common import (
     _not_found,
 )
 from velvet_runner.sandbox.github.records import Repo, Run, Workflow, _Token
-from velvet_runner.sandbox.github.views import _Views, repo_of
+from velvet_runner.sandbox.github.views import _Views, listing, repo_of
 
 
 def find_workflow(repo: Repo, ident: str) -> Workflow:
@@ -31,8 +31,8 @@ def find_workflow(repo: Repo, ident: str) -> Workflow:
 async def list_workflows(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         repo = repo_of(request, token, views)
-        rows = [views.workflow(repo, repo.workflows[f]) for f in sorted(repo.workflows)]
-        return json_response({"total_count": len(rows), "workflows": rows})
+        rows = [repo.workflows[f] for f in sorted(repo.workflows)]
+        return listing(request, rows, lambda wf: views.workflow(repo, wf), "workflows")
 
 
 async def get_workflow(request: Request, token: _Token, views: _Views) -> Response:
@@ -126,14 +126,14 @@ async def get_approvals(request: Request, token: _Token, views: _Views) -> Respo
     with views.state._lock:
         repo = repo_of(request, token, views)
         run = find_run(repo, request.path_params["run_id"])
-        return json_response([views.approval(repo, a) for a in run.approvals])
+        return listing(request, run.approvals, lambda a: views.approval(repo, a))
 
 
 async def list_runs(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         repo = repo_of(request, token, views)
-        rows = [views.run(repo, repo.runs[i]) for i in sorted(repo.runs, reverse=True)]
-        return json_response({"total_count": len(rows), "workflow_runs": rows})
+        rows = [repo.runs[i] for i in sorted(repo.runs, reverse=True)]
+        return listing(request, rows, lambda r: views.run(repo, r), "workflow_runs")
 
 
 async def pending_deployments(request: Request, token: _Token, views: _Views) -> Response:
@@ -141,14 +141,14 @@ async def pending_deployments(request: Request, token: _Token, views: _Views) ->
     with views.state._lock:
         repo = repo_of(request, token, views)
         run = find_run(repo, request.path_params["run_id"])
+        if request.method == "GET":
+            plane = views.state.plane
+            pending = [] if plane is None else plane.pending_deployments(
+                repo, run, token.login, views.user, lambda e: views.environment(repo, e)
+            )
+            return listing(request, pending, dict)
         if views.state.plane is None:
             return json_response([])
-        if request.method == "GET":
-            return json_response(
-                views.state.plane.pending_deployments(
-                    repo, run, token.login, views.user, lambda e: views.environment(repo, e)
-                )
-            )
         try:
             return json_response(views.state.plane.review(repo, run, token.login, body))
         except ValueError as exc:

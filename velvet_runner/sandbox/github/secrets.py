@@ -24,8 +24,8 @@ from velvet_runner.sandbox.github.common import (
     _no_content,
     _not_found,
 )
-from velvet_runner.sandbox.github.records import KeyPair, Secret, SecretScope, _Token
-from velvet_runner.sandbox.github.views import _Views, env_of, repo_of
+from velvet_runner.sandbox.github.records import KeyPair, Org, Secret, SecretScope, _Token
+from velvet_runner.sandbox.github.views import _Views, env_of, listing, repo_of
 
 
 def _decrypt(key: KeyPair, body: Json) -> str:
@@ -83,8 +83,8 @@ async def get_public_key(request: Request, token: _Token, views: _Views) -> Resp
 async def list_secrets(request: Request, token: _Token, views: _Views) -> Response:
     with views.state._lock:
         scope, url = scope_of(request, token, views)
-        rows = [scope.secrets[n].api(url) for n in sorted(scope.secrets)]
-        return json_response({"total_count": len(rows), "secrets": rows})
+        rows = [scope.secrets[n] for n in sorted(scope.secrets)]
+        return listing(request, rows, lambda secret: secret.api(url), "secrets")
 
 
 async def one_secret(request: Request, token: _Token, views: _Views) -> Response:
@@ -104,7 +104,7 @@ async def one_secret(request: Request, token: _Token, views: _Views) -> Response
         name = _secret_name(raw_name)
         visibility: str | None = None
         selected: list[int] = []
-        if scope.name.startswith("org:"):
+        if isinstance(scope, Org):
             visibility = body.get("visibility")
             if visibility is None:
                 raise _invalid('"visibility" wasn\'t supplied.')
@@ -123,5 +123,6 @@ async def one_secret(request: Request, token: _Token, views: _Views) -> Response
             existing.visibility = visibility
             existing.selected_repository_ids = selected
             return _no_content()
-        scope.secrets[name] = Secret(name, plaintext, now, now, visibility, selected)
+        scope.secrets[name] = Secret(name=name, value=plaintext, created_at=now, updated_at=now,
+                                     visibility=visibility, selected_repository_ids=selected)
         return json_response({}, 201)

@@ -1,6 +1,10 @@
 """The GitHub fake's whole memory (`State`): seed, snapshot, reset, the test helpers and the
 request gate (User-Agent, token, primary rate limit).
 
+The memory is records.py's pydantic models; `snapshot` dumps them as one `Snapshot` and `seed`
+validates one and merges it, so both have the one shape, and secret fields (tokens, secret
+values, private keys) are fingerprints everywhere but `snapshot(reveal=True)` in process.
+
 Secret scopes. Every secret store is named by a scope string, used by `State.secret_plaintext`,
 `State.set_secret`, `State.public_key` and `State.rotate_key`:
 
@@ -15,25 +19,32 @@ exactly what was stored; the API itself never returns it.
 
 Every request needs a `User-Agent` (else 403) and a token (`Bearer` or `token`; missing: 401
 "Requires authentication", unknown: 401 "Bad credentials"). Every response carries the
-`x-ratelimit-*` headers; `State.set_rate_limit` can exhaust the primary limit (403).
+`x-ratelimit-*` headers; `State.set_rate_limit` (or `POST /__velvet/limits` with "primary") can
+exhaust the primary limit: 403 (or 429), "API rate limit exceeded", no `retry-after`.
+
+The primary limit's hour runs on the fake's vendor clock: the `Limiter` of its secondary limits
+(sandbox/ratelimit.py), which `create_app` attaches, so `time_scale` 3600 makes the hour a real
+second. `x-ratelimit-reset` stays a wall-clock epoch (the vendor seconds left, scaled to real
+ones), so a client that waits until it waits the right real time.
 """
 
 from __future__ import annotations
 
-import base64
 import json
+import math
 import threading
 import time
 import zlib
 from typing import TYPE_CHECKING
 
-from nacl.public import PrivateKey
+from pydantic import ValidationError
 from starlette.datastructures import Headers
 
-from velvet_runner.sandbox.control import bearer_token, shown
+from velvet_runner.sandbox.control import bearer_token
 from velvet_runner.sandbox.github.common import (
     _KEY_ID_BASE,
     MSG_NO_USER_AGENT,
+    PRIMARY_LIMIT_DOCS,
     RATE_LIMIT,
     RATE_WINDOW_SECONDS,
     Clock,
@@ -44,19 +55,27 @@ from velvet_runner.sandbox.github.common import (
 from velvet_runner.sandbox.github.records import (
     Approval,
     Environment,
-    Issue,
     KeyPair,
     Org,
     Repo,
     Run,
     Secret,
     SecretScope,
+    Seeding,
+    Snapshot,
     Workflow,
     _Token,
 )
 
 if TYPE_CHECKING:
     from velvet_runner.sandbox.actions_plane import ActionsPlane
+    from velvet_runner.sandbox.ratelimit import Limiter
+
+
+def _reasons(exc: ValidationError) -> str:
+    """Each error as `field.path: message`, never the input: a seed carries secret values."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'seed'}: {e['msg']}"
+                     for e in exc.errors(include_url=False, include_input=False))
 
 
 class State:
@@ -81,7 +100,9 @@ class State:
         rotate_key(scope) -> new key_id             the old key_id is refused from then on
         dispatches(repo) -> list[dict]              {workflow, ref, inputs, actor, run_id, at}
         issues(repo) -> list[dict]                  {number, id, title, body, labels, user, ...}
-        set_rate_limit(limit=5000, remaining=None)  remaining=0 exhausts the primary limit
+        set_rate_limit(limit=5000, remaining=None, *, status=403)
+                                                    remaining=0 exhausts the primary limit
+        primary_limit() -> dict                     {limit, remaining, used, reset, window, status}
 
     Scope strings: "repo:owner/name", "env:owner/name:envname", "org:name".
     """
@@ -90,6 +111,7 @@ class State:
         self.clock = clock
         self._lock = threading.RLock()
         self.plane: ActionsPlane | None = None  # actions_plane.ActionsPlane attaches itself
+        self.limiter: Limiter | None = None  # create_app attaches the app's (vendor time)
         self._reset()
 
     def _reset(self) -> None:
@@ -100,17 +122,19 @@ class State:
         self._orgs: dict[str, Org] = {}
         self._rate_limit = RATE_LIMIT
         self._rate_used = 0
-        self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+        self._rate_status = 403
+        self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS  # vendor seconds
 
     def _next_id(self) -> int:
         self._seq += 1
         return self._seq
 
-    def _new_key(self, seed: Json | None = None) -> KeyPair:
-        if seed:
-            raw = base64.b64decode(str(seed["private_key"]), validate=True)
-            return KeyPair(str(seed["key_id"]), PrivateKey(raw))
-        return KeyPair(str(_KEY_ID_BASE + self._next_id()), PrivateKey.generate())
+    def _new_key(self) -> KeyPair:
+        return KeyPair.generate(str(_KEY_ID_BASE + self._next_id()))
+
+    def _seeding(self) -> Seeding:
+        """What fills in the ids, key pairs and timestamps a seed leaves out."""
+        return Seeding(now=self.clock(), next_id=self._next_id, new_key=self._new_key)
 
     def _user_id(self, login: str) -> int:
         """The user's id, registering the user (a state change) on first sight."""
@@ -126,7 +150,7 @@ class State:
     # -- snapshot / seed / reset -------------------------------------------------------------
 
     def snapshot(self, reveal: bool = False) -> Json:
-        """Everything, sorted, as `GET /__velvet/state` shows it.
+        """The `Snapshot` model, sorted, as `GET /__velvet/state` shows it.
 
         Includes tokens, users, repos (with secrets, key pairs, environments, workflows, runs,
         approvals, issues, dispatches) and orgs. Tokens, secret values and private keys appear
@@ -135,176 +159,77 @@ class State:
         left out: every request moves them, and the snapshot shows what a run changed.
         """
         with self._lock:
-            return {
-                "sequence": self._seq,
-                "tokens": [
-                    {
-                        "token": shown(t, reveal),
-                        "login": info.login,
-                        "repos": None if info.repos is None else sorted(info.repos),
-                    }
-                    for t, info in sorted(self._tokens.items())
-                ],
-                "users": dict(sorted(self._users.items())),
-                "repos": [self._repos[n].snapshot(reveal) for n in sorted(self._repos)],
-                "orgs": [self._orgs[n].snapshot(reveal) for n in sorted(self._orgs)],
-            }
+            model = Snapshot(
+                sequence=self._seq,
+                tokens=[self._tokens[t] for t in sorted(self._tokens)],
+                users=dict(sorted(self._users.items())),
+                repos=[self._repos[n] for n in sorted(self._repos)],
+                orgs=[self._orgs[n] for n in sorted(self._orgs)],
+            )
+            return model.model_dump(mode="json", context={"reveal": reveal})
 
     def seed(self, data: Json) -> None:
-        """Merge `data` (the snapshot's shape; ids, keys and timestamps optional).
-
-        Raises KeyError, TypeError or ValueError on a malformed document.
-        """
-        unknown = set(data) - {"sequence", "tokens", "users", "repos", "orgs"}
-        if unknown:
-            raise ValueError(f"unknown seed keys: {sorted(unknown)}")
+        """Merge a `Snapshot`-shaped document (ids, key pairs and timestamps optional; what is
+        left out is new). Raises ValueError (pydantic's ValidationError, naming the field) on a
+        malformed one, and then changes nothing but the id sequence."""
         with self._lock:
-            self._seq = max(self._seq, int(data.get("sequence", 0)))
-            for login, user_id in dict(data.get("users", {})).items():
-                self._users[str(login)] = int(user_id)
-            for row in data.get("tokens", []):
-                repos = row.get("repos")
-                self._tokens[str(row["token"])] = _Token(
-                    str(row.get("login", "velvet-bot")),
-                    None if repos is None else {str(r) for r in repos},
-                )
-                self._user_id(str(row.get("login", "velvet-bot")))
-            for row in data.get("orgs", []):
-                self._seed_org(row)
-            for row in data.get("repos", []):
-                self._seed_repo(row)
+            sequence = data.get("sequence")
+            if isinstance(sequence, int):
+                self._seq = max(self._seq, sequence)  # new ids come after the document's
+            try:
+                model = Snapshot.model_validate(data, context=self._seeding())
+            except ValidationError as exc:
+                raise ValueError(_reasons(exc)) from None
+            self._users.update(model.users)
+            for token in model.tokens:
+                self._tokens[token.token] = token
+                self._user_id(token.login)
+            for org in model.orgs:
+                known = self._orgs.setdefault(org.name, org)
+                if known is not org:
+                    known.secrets.update(org.secrets)
+            for repo in model.repos:
+                self._merge_repo(repo)
 
-    def _seed_secrets(self, scope: SecretScope, rows: list[Json]) -> None:
-        now = self.clock()
-        for row in rows:
-            name = str(row["name"]).upper()
-            scope.secrets[name] = Secret(
-                name=name,
-                value=str(row["value"]),
-                created_at=float(row.get("created_at", now)),
-                updated_at=float(row.get("updated_at", now)),
-                visibility=row.get("visibility"),
-                selected_repository_ids=[int(i) for i in row.get("selected_repository_ids", [])],
-            )
-
-    def _seed_org(self, row: Json) -> None:
-        name = str(row["name"])
-        org = self._orgs.get(name)
-        if org is None:
-            scope = SecretScope(f"org:{name}", self._new_key(row.get("key")))
-            org = Org(int(row.get("id") or self._next_id()), name, scope)
-            self._orgs[name] = org
-        self._seed_secrets(org.scope, row.get("secrets", []))
-
-    def _seed_repo(self, row: Json) -> None:
-        full_name = str(row["full_name"])
-        owner, sep, name = full_name.partition("/")
-        if not sep or not owner or not name or "/" in name:
-            raise ValueError(f"repository must be owner/name, got {full_name!r}")
-        repo = self._repos.get(full_name)
-        now = self.clock()
+    def _merge_repo(self, row: Repo) -> Repo:
+        repo = self._repos.get(row.full_name)
         if repo is None:
-            default_branch = str(row.get("default_branch", "main"))
-            branches = [str(b) for b in row.get("branches") or [default_branch]]
-            if default_branch not in branches:
-                branches.insert(0, default_branch)
-            repo = Repo(
-                id=int(row.get("id") or self._next_id()),
-                owner=owner,
-                name=name,
-                scope=SecretScope(f"repo:{full_name}", self._new_key(row.get("key"))),
-                private=bool(row.get("private", True)),
-                default_branch=default_branch,
-                branches=branches,
-                created_at=float(row.get("created_at", now)),
-            )
-            self._repos[full_name] = repo
-            if owner not in self._orgs:
-                self._user_id(owner)
-        self._seed_secrets(repo.scope, row.get("secrets", []))
-        for env in row.get("environments", []):
-            self._seed_environment(repo, env)
-        for wf in row.get("workflows", []):
-            file = str(wf["file"])
-            repo.workflows[file] = Workflow(
-                id=int(wf.get("id") or self._next_id()),
-                file=file,
-                name=str(wf.get("name") or file),
-                inputs=[str(i) for i in wf.get("inputs", [])],
-                required=[str(i) for i in wf.get("required", [])],
-                dispatchable=bool(wf.get("dispatchable", True)),
-                created_at=float(wf.get("created_at", now)),
-            )
-        for run in row.get("runs", []):
-            self._seed_run(repo, run)
-        for issue in row.get("issues", []):
-            repo.issues.append(
-                Issue(
-                    number=int(issue["number"]),
-                    id=int(issue.get("id") or self._next_id()),
-                    title=str(issue["title"]),
-                    body=issue.get("body"),
-                    labels=[str(label) for label in issue.get("labels", [])],
-                    user=str(issue.get("user", "velvet-bot")),
-                    created_at=float(issue.get("created_at", now)),
-                )
-            )
-        repo.dispatches.extend(dict(d) for d in row.get("dispatches", []))
+            repo = self._repos[row.full_name] = row
+            if repo.owner not in self._orgs:
+                self._user_id(repo.owner)
+        else:
+            repo.secrets.update(row.secrets)
+            repo.workflows.update(row.workflows)
+            repo.issues.extend(row.issues)
+            repo.dispatches.extend(row.dispatches)
+        for env in row.environments.values():
+            self._merge_environment(repo, env)
+        for run in row.runs.values():
+            self._add_run(repo, run)
+        return repo
 
-    def _seed_environment(self, repo: Repo, row: Json) -> Environment:
-        name = str(row["name"])
-        reviewers = row.get("reviewers")
-        branches = row.get("branches")
-        protected = bool(row.get("protected_branches", False))
-        if branches is not None and protected:
-            raise ValueError("an environment uses protected branches or custom branches, not both")
-        env = repo.environments.get(name)
-        if env is None:
-            scope = SecretScope(f"env:{repo.full_name}:{name}", self._new_key(row.get("key")))
-            env = Environment(
-                id=int(row.get("id") or self._next_id()),
-                name=name,
-                scope=scope,
-                created_at=float(row.get("created_at", self.clock())),
-            )
-            repo.environments[name] = env
-        env.reviewers = None if reviewers is None else [str(r) for r in reviewers]
-        env.prevent_self_review = bool(row.get("prevent_self_review", True))
-        env.wait_timer = int(row.get("wait_timer", 0))
-        env.branches = None if branches is None else [str(b) for b in branches]
-        env.protected_branches = protected
+    def _merge_environment(self, repo: Repo, row: Environment) -> Environment:
+        """A new environment, or an existing one's rules replaced and secrets merged."""
+        env = repo.environments.setdefault(row.name, row)
+        if env is not row:
+            for rule in ("reviewers", "prevent_self_review", "wait_timer", "branches",
+                         "protected_branches"):
+                setattr(env, rule, getattr(row, rule))
+            env.secrets.update(row.secrets)
         for login in env.reviewers or []:
             self._user_id(login)
-        self._seed_secrets(env.scope, row.get("secrets", []))
         return env
 
-    def _seed_run(self, repo: Repo, row: Json) -> Run:
-        actor = str(row["actor"])
-        run = Run(
-            id=int(row.get("id") or self._next_id()),
-            actor=actor,
-            triggering_actor=str(row.get("triggering_actor") or actor),
-            workflow=row.get("workflow"),
-            status=str(row.get("status", "queued")),
-            conclusion=row.get("conclusion"),
-            run_attempt=int(row.get("run_attempt", 1)),
-            head_branch=str(row.get("head_branch") or repo.default_branch),
-            event=str(row.get("event", "workflow_dispatch")),
-            created_at=float(row.get("created_at", self.clock())),
-            approvals=[
-                Approval(
-                    str(a["environment"]),
-                    str(a["login"]),
-                    str(a.get("comment", "")),
-                    str(a.get("state", "approved")),
-                )
-                for a in row.get("approvals", [])
-            ],
-        )
+    def _add_run(self, repo: Repo, run: Run) -> Run:
+        run.head_branch = run.head_branch or repo.default_branch
         for login in (run.actor, run.triggering_actor, *(a.login for a in run.approvals)):
             self._user_id(login)
         repo.runs[run.id] = run
         return run
+
+    def _seed_run(self, repo: Repo, row: Json) -> Run:
+        """A new run of `repo` from a `Run`-shaped row (dispatch, add_run)."""
+        return self._add_run(repo, Run.model_validate(row, context=self._seeding()))
 
     def reset(self) -> None:
         with self._lock:
@@ -326,20 +251,15 @@ class State:
         default_branch: str = "main",
         branches: list[str] | None = None,
     ) -> int:
+        row = {"full_name": full_name, "private": private, "default_branch": default_branch,
+               "branches": branches or []}
         with self._lock:
-            self._seed_repo(
-                {
-                    "full_name": full_name,
-                    "private": private,
-                    "default_branch": default_branch,
-                    "branches": branches,
-                }
-            )
+            self.seed({"repos": [row]})
             return self._repos[full_name].id
 
     def add_org(self, name: str) -> int:
         with self._lock:
-            self._seed_org({"name": name})
+            self.seed({"orgs": [{"name": name}]})
             return self._orgs[name].id
 
     def add_environment(
@@ -356,18 +276,14 @@ class State:
         """Create or reconfigure an environment. `reviewers=None` means no required-reviewers
         rule at all; `branches` sets a custom deployment branch policy with those patterns."""
         with self._lock:
-            env = self._seed_environment(
-                self._repos[repo],
-                {
-                    "name": name,
-                    "reviewers": reviewers,
-                    "prevent_self_review": prevent_self_review,
-                    "wait_timer": wait_timer,
-                    "branches": branches,
-                    "protected_branches": protected_branches,
-                },
+            target = self._repos[repo]
+            row = Environment.model_validate(
+                {"name": name, "reviewers": reviewers, "prevent_self_review": prevent_self_review,
+                 "wait_timer": wait_timer, "branches": branches,
+                 "protected_branches": protected_branches},
+                context=self._seeding(),
             )
-            return env.id
+            return self._merge_environment(target, row).id
 
     def add_workflow(
         self,
@@ -381,21 +297,13 @@ class State:
     ) -> int:
         with self._lock:
             target = self._repos[repo]
-            self._seed_repo(
-                {
-                    "full_name": repo,
-                    "workflows": [
-                        {
-                            "file": file,
-                            "name": name or file,
-                            "inputs": inputs,
-                            "required": list(required),
-                            "dispatchable": dispatchable,
-                        }
-                    ],
-                }
+            wf = Workflow.model_validate(
+                {"file": file, "name": name or file, "inputs": inputs,
+                 "required": list(required), "dispatchable": dispatchable},
+                context=self._seeding(),
             )
-            return target.workflows[file].id
+            target.workflows[file] = wf
+            return wf.id
 
     def add_run(
         self,
@@ -411,14 +319,8 @@ class State:
         with self._lock:
             run = self._seed_run(
                 self._repos[repo],
-                {
-                    "actor": actor,
-                    "triggering_actor": triggering_actor,
-                    "workflow": workflow,
-                    "status": status,
-                    "run_attempt": run_attempt,
-                    "head_branch": head_branch,
-                },
+                {"actor": actor, "triggering_actor": triggering_actor or "", "workflow": workflow,
+                 "status": status, "run_attempt": run_attempt, "head_branch": head_branch or ""},
             )
             return run.id
 
@@ -456,14 +358,14 @@ class State:
         with self._lock:
             target = self._scope(scope)
             existing = target.secrets.get(name.upper())
+            now = self.clock()
             if existing is not None:
                 existing.value = value
-                existing.updated_at = self.clock()
+                existing.updated_at = now
                 return
-            row: Json = {"name": name, "value": value}
-            if scope.startswith("org:"):
-                row["visibility"] = "all"
-            self._seed_secrets(target, [row])
+            secret = Secret(name=name, value=value, created_at=now, updated_at=now,
+                            visibility="all" if isinstance(target, Org) else None)
+            target.secrets[secret.name] = secret
 
     def secret_plaintext(self, scope: str, name: str) -> str | None:
         """The decrypted value last stored under `name` in `scope`, or None."""
@@ -497,27 +399,61 @@ class State:
 
     def issues(self, repo: str) -> list[Json]:
         with self._lock:
-            return [i.snapshot() for i in self._repos[repo].issues]
+            return [i.model_dump(mode="json") for i in self._repos[repo].issues]
 
-    def set_rate_limit(self, limit: int = RATE_LIMIT, remaining: int | None = None) -> None:
-        """Reset the primary rate-limit window; `remaining=0` makes every call a 403."""
+    def set_rate_limit(
+        self, limit: int = RATE_LIMIT, remaining: int | None = None, *, status: int = 403
+    ) -> None:
+        """Start a new primary rate-limit window (an hour of vendor time) with `limit` requests
+        and `remaining` of them left; `remaining=0` makes every call a `status` (403 or 429)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ValueError("limit must be a non-negative integer")
+        if remaining is not None and (
+            isinstance(remaining, bool) or not isinstance(remaining, int)
+            or not 0 <= remaining <= limit
+        ):
+            raise ValueError("remaining must be an integer from 0 to limit")
+        if status not in (403, 429):
+            raise ValueError("status must be 403 or 429, as GitHub answers")
         with self._lock:
             self._rate_limit = limit
             self._rate_used = limit - (limit if remaining is None else remaining)
-            self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+            self._rate_status = status
+            self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS
+
+    def primary_limit(self) -> Json:
+        """The primary limit as `GET /__velvet/limits` shows it (`reset`: a wall-clock epoch)."""
+        with self._lock:
+            headers = self._rate_headers()
+            return {
+                "limit": int(headers["x-ratelimit-limit"]),
+                "remaining": int(headers["x-ratelimit-remaining"]),
+                "used": int(headers["x-ratelimit-used"]),
+                "reset": int(headers["x-ratelimit-reset"]),
+                "window": RATE_WINDOW_SECONDS,
+                "status": self._rate_status,
+            }
 
     # -- request gate ------------------------------------------------------------------------
 
+    def _vendor_now(self) -> float:
+        """Vendor seconds: the limiter's clock when attached (time_scale), else the fake's own."""
+        return self.limiter.now() if self.limiter is not None else self.clock()
+
     def _rate_headers(self) -> dict[str, str]:
         with self._lock:
-            if self.clock() >= self._rate_reset:
+            now = self._vendor_now()
+            if now >= self._rate_reset:
                 self._rate_used = 0
-                self._rate_reset = self.clock() + RATE_WINDOW_SECONDS
+                self._rate_reset = now + RATE_WINDOW_SECONDS
+            scale = self.limiter.time_scale if self.limiter is not None else 1.0
+            # Rounded up: a client that waits until this epoch never comes back early.
+            reset = math.ceil(self.clock() + (self._rate_reset - now) / scale)
             return {
                 "x-ratelimit-limit": str(self._rate_limit),
                 "x-ratelimit-remaining": str(max(self._rate_limit - self._rate_used, 0)),
                 "x-ratelimit-used": str(self._rate_used),
-                "x-ratelimit-reset": str(int(self._rate_reset)),
+                "x-ratelimit-reset": str(reset),
                 "x-ratelimit-resource": "core",
             }
 
@@ -534,10 +470,13 @@ class State:
                 raise GitHubError(401, "Bad credentials")
             self._rate_headers()
             if self._rate_used >= self._rate_limit:
+                if self.limiter is not None:
+                    self.limiter.breach("primary")  # reported at /__velvet/limits
                 raise GitHubError(
-                    403,
+                    self._rate_status,
                     f"API rate limit exceeded for user ID {self._peek_user_id(info.login)}. "
                     "If you reach out to GitHub Support for help, please include the request ID.",
+                    docs=PRIMARY_LIMIT_DOCS,
                 )
             self._rate_used += 1
             return info

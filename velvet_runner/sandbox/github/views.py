@@ -1,14 +1,25 @@
-"""Records rendered as GitHub JSON, and what every route handler shares (`Endpoint`, `repo_of`)."""
+"""Records rendered as GitHub JSON, and what every route handler shares (`Endpoint`, `repo_of`,
+`listing`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 from urllib.parse import quote
 
+from starlette.datastructures import URL
 from starlette.requests import Request
 from starlette.responses import Response
 
-from velvet_runner.sandbox.github.common import Json, _iso, _not_found
+from velvet_runner.sandbox.control import json_response
+from velvet_runner.sandbox.github.common import (
+    PER_PAGE_DEFAULT,
+    PER_PAGE_MAX,
+    Json,
+    _iso,
+    _not_found,
+)
 from velvet_runner.sandbox.github.records import (
     Approval,
     Environment,
@@ -217,6 +228,46 @@ class _Views:
 
 
 Endpoint = Callable[[Request, _Token, _Views], Awaitable[Response]]
+T = TypeVar("T")
+
+
+def _whole(request: Request, name: str, default: int) -> int:
+    """A positive integer query parameter; anything else means the default, as on GitHub."""
+    raw = request.query_params.get(name, "")
+    return int(raw) if raw.isdigit() and int(raw) > 0 else default
+
+
+def _links(url: URL, page: int, last: int) -> str:
+    """GitHub's `Link` header: prev, next, last, first, each only where it leads somewhere."""
+    rels: list[tuple[str, int]] = []
+    if page > 1:
+        rels.append(("prev", page - 1))
+    if page < last:
+        rels += [("next", page + 1), ("last", last)]
+    if page > 1:
+        rels.append(("first", 1))
+    return ", ".join(f'<{url.include_query_params(page=n)}>; rel="{rel}"' for rel, n in rels)
+
+
+def listing(
+    request: Request, items: Sequence[T], render: Callable[[T], Json], key: str | None = None
+) -> Response:
+    """One page of a listing, as GitHub pages every listing ("Using pagination in the REST API").
+
+    `per_page` (default 30, at most 100) and `page` (from 1) pick the slice; the `Link` header
+    names the other pages as absolute URLs on the request's host with its other parameters
+    kept, and is left out when everything fits on one page. With `key` the body is
+    `{"total_count": <all pages>, key: [...]}`, else a bare array.
+    """
+    per_page = min(_whole(request, "per_page", PER_PAGE_DEFAULT), PER_PAGE_MAX)
+    page = _whole(request, "page", 1)
+    last = max(1, math.ceil(len(items) / per_page))
+    start = (page - 1) * per_page
+    rows = [render(item) for item in items[start : start + per_page]]
+    response = json_response(rows if key is None else {"total_count": len(items), key: rows})
+    if last > 1:
+        response.headers["link"] = _links(request.url, page, last)
+    return response
 
 
 def repo_of(request: Request, token: _Token, views: _Views) -> Repo:
