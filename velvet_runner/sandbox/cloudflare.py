@@ -48,6 +48,7 @@ from starlette.routing import BaseRoute, Route
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
+    StateModel,
     bearer_token,
     build_app,
     control_route,
@@ -119,9 +120,8 @@ TokenStatus = Literal["active", "disabled", "expired"]
 _STATUS: TypeAdapter[TokenStatus] = TypeAdapter(TokenStatus)
 
 
-class _Model(BaseModel):
-    # A bad seed's error names the field but never echoes its input, which may be a secret.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+class _Model(StateModel):
+    """This fake's state records (control.StateModel: strict, never echoing a seed's input)."""
 
 
 class PermissionGroup(BaseModel):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
-from pydantic import PlainSerializer, SerializationInfo
+from pydantic import BaseModel, ConfigDict, PlainSerializer, SerializationInfo
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -240,6 +240,13 @@ def _show_secret(value: str, info: SerializationInfo) -> str:
     return shown(value, bool((info.context or {}).get("reveal")))
 
 
+class StateModel(BaseModel):
+    """The base of every fake's state models: unknown keys refused, and a bad seed's error
+    names the field but never echoes its input, which may be a secret."""
+
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
 # A field of a fake's state model that holds a secret: `model_dump(context={"reveal": True})`
 # (in process only) shows the value, so a seed restores it; anything else shows its fingerprint.
 Secret = Annotated[str, PlainSerializer(_show_secret, return_type=str)]
@@ -386,7 +393,7 @@ def build_app(
         Route("/faults", get_faults, methods=["GET"]),
         Route("/faults", delete_faults, methods=["DELETE"]),
         Route("/requests", get_requests, methods=["GET"]),
-        *extra_control_routes,
+        *extra_control_routes,  # before the limiter's: a fake may answer /limits itself
         *(limiter.control_routes() if limiter is not None else ()),
     ]
     vendor: list[BaseRoute] = [Mount(prefix, routes=routes)] if prefix else list(routes)

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
+    StateModel,
     bearer_token,
     build_app,
     control_route,
@@ -84,9 +85,8 @@ def error(status: int, message: str, error_id: str | None = None, **extra: str) 
     return json_response(body, status)
 
 
-class _Model(BaseModel):
-    # A bad seed's error names the field but never echoes its input, which may be a secret.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+class _Model(StateModel):
+    """This fake's state records (control.StateModel: strict, never echoing a seed's input)."""
 
 
 class _Dated(_Model):

@@ -55,7 +55,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
@@ -73,6 +72,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from velvet_runner.sandbox.control import (
     CONTROL_PREFIX,
     Secret,
+    StateModel,
     bearer_token,
     build_app,
     json_response,
@@ -237,8 +237,8 @@ def _b64url_decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+class _Model(StateModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
 
 class _Timestamped(_Model):

@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -29,6 +29,7 @@ from starlette.routing import BaseRoute, Route
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
+    StateModel,
     build_app,
     control_route,
     json_response,
@@ -63,9 +64,8 @@ def error(status: int, message: str, code: int | None = None) -> Response:
     return json_response({"ErrorCode": code, "Message": message}, status)
 
 
-class _Model(BaseModel):
-    # A bad seed's error names the field but never echoes its input, which may be a secret.
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+class _Model(StateModel):
+    """This fake's state records (control.StateModel: strict, never echoing a seed's input)."""
 
 
 class Server(_Model):

@@ -31,7 +31,6 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     model_validator,
 )
@@ -40,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from velvet_runner.sandbox.control import Secret, bearer_token, build_app, json_response
+from velvet_runner.sandbox.control import Secret, StateModel, bearer_token, build_app, json_response
 from velvet_runner.sandbox.ratelimit import SLACK_CHANNEL, Refusal, slack_limits
 
 Json = dict[str, Any]
@@ -76,8 +75,8 @@ def _fail(code: str) -> Response:
     return json_response({"ok": False, "error": code})
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+class _Model(StateModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
 
 class TokenRow(_Model):

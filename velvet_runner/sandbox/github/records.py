@@ -31,6 +31,7 @@ from pydantic import (
 )
 
 from velvet_runner.sandbox.control import Secret as Hidden
+from velvet_runner.sandbox.control import StateModel
 from velvet_runner.sandbox.github.common import Json, _iso
 
 
@@ -67,8 +68,8 @@ def _rekeyed(rows: Any, handler: ValidatorFunctionWrapHandler, attr: str) -> Any
     return {getattr(model, attr): model for model in validated.values()}
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
+class _Model(StateModel):
+    model_config = ConfigDict(coerce_numbers_to_str=True)
 
 
 class KeyPair(_Model):
