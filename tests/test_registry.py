@@ -16,11 +16,16 @@ from typing import Any, ClassVar
 
 import pytest
 from pydantic import SecretStr
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from velvet_runner import manifest as manifest_mod
 from velvet_runner.errors import ManifestError
 from velvet_runner.manifest import json_schema, json_schema_text, parse
 from velvet_runner.manifest_models import TargetConfig
+from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.targets import load_all as load_targets
 from velvet_runner.targets import register as register_target
@@ -38,6 +43,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr, StrictStr
 
+from velvet_runner.client import request
 from velvet_runner.manifest_models import Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
@@ -54,14 +60,19 @@ class ThrowawayVendor(Vendor):
 
     @classmethod
     def build(cls, config: Any, wiring: Any) -> "ThrowawayVendor":
-        return cls(config, wiring.aws)
+        # Its own API, named here: no field in settings, no client recipe in wiring.
+        return cls(config, wiring.api_client("throwaway", "https://api.throwaway.invalid",
+                                             {"Accept": "application/json"}))
 
-    def __init__(self, config: Any, aws: Any) -> None:
-        self.config, self.aws = config, aws
+    def __init__(self, config: Any, client: Any) -> None:
+        self.config, self.client = config, client
         self.options: ThrowawayOptions = config.options
 
     def verify(self, value: SecretStr) -> Identity:
-        return Identity(subject=f"throwaway in {self.options.region}")
+        whoami = request(self.client, "GET", f"/{self.options.region}/whoami",
+                         "throwaway whoami",
+                         headers={"Authorization": f"Bearer {value.get_secret_value()}"})
+        return Identity(subject=whoami.json()["subject"])
 
 
 register(ThrowawayVendor)
@@ -107,6 +118,20 @@ def throwaway(tmp_path: Path) -> Iterator[type]:
         yield cls
 
 
+async def _whoami(request: Request) -> JSONResponse:
+    """The throwaway vendor's API: it knows one token, and says where it was asked."""
+    known = request.headers.get("authorization") == "Bearer tok-123"
+    subject = f"ops@throwaway at {request.url.path} ({request.headers.get('accept')})"
+    return JSONResponse({"subject": subject}, status_code=200 if known else 401)
+
+
+@pytest.fixture
+def throwaway_api() -> Iterator[str]:
+    app = Starlette(routes=[Route("/{region}/whoami", _whoami)])
+    with ServerThread(app) as server:
+        yield server.url
+
+
 def mapping(union: dict[str, Any]) -> set[str]:
     return set(union["discriminator"]["mapping"])
 
@@ -133,7 +158,7 @@ def test_the_schema_names_exactly_the_registered_adapters() -> None:
 
 
 def test_a_vendor_module_registered_later_is_in_schema_parse_and_wiring(
-        throwaway: type) -> None:
+        throwaway: type, throwaway_api: str) -> None:
     schema = json_schema()
     credentials = schema["properties"]["credentials"]["items"]
     assert credentials["discriminator"]["mapping"]["throwaway"] == "#/$defs/ThrowawayCredential"
@@ -148,15 +173,24 @@ def test_a_vendor_module_registered_later_is_in_schema_parse_and_wiring(
     assert credential.options.region == "eu-west-1"
     assert credential.options.tier == "free"
 
-    wiring = Wiring(Settings())
+    # Its API's URL comes from VELVET_THROWAWAY_API_URL, which settings never heard of.
+    wiring = Wiring(Settings.from_env({"VELVET_THROWAWAY_API_URL": throwaway_api}))
     try:
         vendor = wiring.vendor(credential)
+        assert isinstance(vendor, throwaway)
+        assert vendor.config is credential
+        assert vendor.client is wiring.api_client("throwaway", "https://unused.invalid")
+        assert vendor.verify(SecretStr("tok-123")).subject == (
+            "ops@throwaway at /eu-west-1/whoami (application/json)")
+        assert vendor.is_live(SecretStr("tok-123"))
+        assert not vendor.is_live(SecretStr("tok-456"))
     finally:
         wiring.close()
-    assert isinstance(vendor, throwaway)
-    assert vendor.aws is wiring.aws
-    assert vendor.config is credential
-    assert vendor.verify(SecretStr("x")).subject == "throwaway in eu-west-1"
+    default = Wiring(Settings())
+    try:
+        assert str(default.vendor(credential).client.base_url) == "https://api.throwaway.invalid"
+    finally:
+        default.close()
 
 
 def test_a_bad_option_of_a_vendor_registered_later_is_refused_by_name(throwaway: type) -> None:
@@ -230,3 +264,12 @@ def test_a_target_whose_config_names_another_kind_is_refused() -> None:
     with pytest.raises(ValueError, match=r"Elsewhere.kind must be Literal\['mislabelled'\]"):
         register_target(Mislabelled)
     assert "mislabelled" not in load_targets()
+
+
+def test_an_api_url_without_a_settings_field_is_read_from_the_environment() -> None:
+    settings = Settings.from_env({"VELVET_THROWAWAY_API_URL": "http://127.0.0.1:1",
+                                  "VELVET_HEROKU_API_URL": "http://127.0.0.1:2"})
+    assert settings.api_url("throwaway", "https://api.throwaway.invalid") == "http://127.0.0.1:1"
+    assert settings.api_url("acme", "https://api.acme.invalid") == "https://api.acme.invalid"
+    assert settings.heroku_api_url == "http://127.0.0.1:2"  # a field keeps its variable
+    assert settings.api_urls == {"throwaway": "http://127.0.0.1:1"}

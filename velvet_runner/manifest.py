@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,7 +99,12 @@ class _Built:
 
 def _built() -> _Built:
     """The models for what is registered now, built once per content of the registries."""
-    return _build(tuple(vendors.load_all().items()), tuple(targets.load_all().items()))
+    key = (tuple(vendors.load_all().items()), tuple(targets.load_all().items()))
+    with _BUILDING:  # one set of classes per key, even when threads load it at once
+        return _build(*key)
+
+
+_BUILDING = threading.Lock()
 
 
 @functools.cache
