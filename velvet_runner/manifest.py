@@ -4,37 +4,41 @@ Loading validates everything first and raises one ManifestError listing every pr
 "file:line: field: message". The YAML loader is safe (no object-constructing tags), refuses
 duplicate keys and alias bombs, and remembers the line of every node so pydantic's errors can
 be pointed back at the file.
+
+The models are built from the adapter registries: each vendor module declares its `options`
+model and each target module its config model (manifest_models.py holds the shared bases), and
+the credential, consumer and vault unions here are made of whatever is registered. They are
+rebuilt when a registry changes, so an adapter registered later is validated like the others.
 """
 
 from __future__ import annotations
 
-import difflib
+import functools
 import json
-import os
-import re
-import stat
+import threading
+import typing
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
-from pydantic import (
-    AnyHttpUrl,
-    BaseModel,
-    ConfigDict,
-    Field,
-    StrictBool,
-    StrictInt,
-    StrictStr,
-    TypeAdapter,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, Field, ValidationError, create_model
 
+from velvet_runner import targets, vendors
 from velvet_runner.errors import ManifestError
+from velvet_runner.flags import explain_flag as explain_flag
+from velvet_runner.flags import load_flags as load_flags
+from velvet_runner.flags import unknown_flag_warnings as unknown_flag_warnings
+from velvet_runner.manifest_models import HEALTHCHECK_TYPES, Model
+from velvet_runner.manifest_models import Consumer as Consumer
+from velvet_runner.manifest_models import Credential as Credential
+from velvet_runner.manifest_models import HttpCheck as HttpCheck
+from velvet_runner.manifest_models import ReadbackCheck as ReadbackCheck
+from velvet_runner.manifest_models import TargetConfig as TargetConfig
+from velvet_runner.manifest_yaml import MAX_BYTES as MAX_BYTES
 from velvet_runner.manifest_yaml import (
-    MAX_DEPTH,
     MAX_NODES,
     Path_,
     _BadTag,
@@ -46,10 +50,11 @@ from velvet_runner.manifest_yaml import (
     _plain_data,
     _TooDeep,
     _TooLarge,
+    read_limited,
+    too_deep,
 )
-
-Env = Literal["prod", "staging"]
-ENVS: tuple[str, ...] = ("prod", "staging")
+from velvet_runner.targets.base import Target
+from velvet_runner.vendors.base import Vendor
 
 # Velvet's own credentials: rotating them through Velvet is circular (runbook section 8).
 BOOTSTRAP_CREDENTIALS: dict[str, str] = {
@@ -58,260 +63,8 @@ BOOTSTRAP_CREDENTIALS: dict[str, str] = {
     "HK_VELVET_BOOTSTRAP": "runbook section 8, 'Rotating HK_VELVET_BOOTSTRAP'",
 }
 
-# A manifest (or flags.yml) bigger than this is refused before it is read; a generated manifest
-# of 10,000 consumers is about 3 MB.
-MAX_BYTES = 32 * 1024 * 1024
-# The flags Velvet itself reads from flags.yml (others may sit beside them and are served at
-# /flags); a key close to one of these is almost certainly a typo of it.
-ROTATION_FLAG = "velvet_v2_rotation"
-KNOWN_FLAGS: dict[str, str] = {
-    ROTATION_FLAG: "off: every mutating command refuses (exit 4)",
-}
-NAME_RE = r"^[A-Z][A-Z0-9_]{0,127}$"
-CONSUMER_ID_RE = r"^[a-z0-9][a-z0-9-]{0,99}$"
-SCHEDULE_RE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
-SCHEDULE_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
 
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-# --- health checks -------------------------------------------------------------------------
-
-
-class HttpCheck(_Model):
-    """GET the consumer's health URL; it must answer `expect_status` with the value it holds."""
-
-    type: Literal["http"]
-    url: AnyHttpUrl
-    expect_status: StrictInt = Field(default=200, ge=100, le=599)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
-
-    @field_validator("url", mode="before")
-    @classmethod
-    def _http_only(cls, value: object) -> object:
-        if isinstance(value, str) and not re.match(r"^https?://", value):
-            raise ValueError("healthcheck url must be http:// or https://")
-        return value
-
-
-class ReadbackCheck(_Model):
-    """Read the target back and compare its fingerprint with the new value's."""
-
-    type: Literal["readback"]
-
-
-class ManualCheck(_Model):
-    """No automatic check: an operator confirms the consumer works (manual_confirm)."""
-
-    type: Literal["none"]
-
-
-HealthCheck = Annotated[HttpCheck | ReadbackCheck | ManualCheck, Field(discriminator="type")]
-
-
-# --- targets (consumers and vaults) --------------------------------------------------------
-
-
-class _TargetFields(_Model):
-    kind: str
-
-    def describe(self) -> str:  # pragma: no cover - overridden by every kind
-        raise NotImplementedError
-
-
-class HerokuConfigVar(_TargetFields):
-    kind: Literal["heroku_config_var"]
-    app: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,99}$")]
-    var: Annotated[StrictStr, Field(pattern=r"^\w+$")]
-
-    def describe(self) -> str:
-        return f"heroku app {self.app} config var {self.var}"
-
-
-class GithubActionsSecret(_TargetFields):
-    kind: Literal["github_actions_secret"]
-    secret: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    repository: Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
-    environment: StrictStr | None = None
-    org: StrictStr | None = None
-    visibility: Literal["all", "private", "selected"] = "private"
-
-    @model_validator(mode="after")
-    def _one_scope(self) -> GithubActionsSecret:
-        if (self.repository is None) == (self.org is None):
-            raise ValueError("give exactly one of repository or org")
-        if self.environment is not None and self.repository is None:
-            raise ValueError("an environment secret needs repository")
-        return self
-
-    def describe(self) -> str:
-        if self.org:
-            return f"github org {self.org} secret {self.secret}"
-        env = f" environment {self.environment}" if self.environment else ""
-        return f"github {self.repository}{env} secret {self.secret}"
-
-
-class InfisicalSecret(_TargetFields):
-    kind: Literal["infisical_secret"]
-    project_id: StrictStr
-    environment: StrictStr
-    secret_path: Annotated[StrictStr, Field(pattern=r"^/")] = "/"
-    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-
-    def describe(self) -> str:
-        return f"infisical {self.project_id}/{self.environment}{self.secret_path} {self.name}"
-
-
-class AwsSsmParameter(_TargetFields):
-    kind: Literal["aws_ssm_parameter"]
-    name: Annotated[StrictStr, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")]
-    region: StrictStr = "us-east-1"
-
-    def describe(self) -> str:
-        return f"aws ssm parameter {self.name}"
-
-
-TargetConfig = HerokuConfigVar | GithubActionsSecret | InfisicalSecret | AwsSsmParameter
-TARGET_KINDS: tuple[str, ...] = (
-    "heroku_config_var", "github_actions_secret", "infisical_secret", "aws_ssm_parameter",
-)
-
-
-class _ConsumerFields(_Model):
-    consumer_id: Annotated[StrictStr, Field(pattern=CONSUMER_ID_RE)]
-    env: Env
-    active: StrictBool = True
-    healthcheck: HealthCheck = Field(default_factory=lambda: ManualCheck(type="none"))
-
-
-class HerokuConfigVarConsumer(HerokuConfigVar, _ConsumerFields):
-    pass
-
-
-class GithubActionsSecretConsumer(GithubActionsSecret, _ConsumerFields):
-    pass
-
-
-class InfisicalSecretConsumer(InfisicalSecret, _ConsumerFields):
-    pass
-
-
-class AwsSsmParameterConsumer(AwsSsmParameter, _ConsumerFields):
-    pass
-
-
-Consumer = Annotated[
-    HerokuConfigVarConsumer
-    | GithubActionsSecretConsumer
-    | InfisicalSecretConsumer
-    | AwsSsmParameterConsumer,
-    Field(discriminator="kind"),
-]
-
-# The vault is the canonical store of the live value: a target Velvet can read back.
-Vault = Annotated[InfisicalSecret | AwsSsmParameter, Field(discriminator="kind")]
-
-
-# --- credentials ---------------------------------------------------------------------------
-
-
-class HerokuOptions(_Model):
-    scope: list[StrictStr] = Field(default_factory=lambda: ["global"], min_length=1)
-    expires_in: StrictInt | None = Field(default=None, gt=0)
-
-
-class CloudflareOptions(_Model):
-    token_type: Literal["user", "account"] = "user"
-    account_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
-
-    @model_validator(mode="after")
-    def _account_needs_id(self) -> CloudflareOptions:
-        if self.token_type == "account" and self.account_id is None:
-            raise ValueError("an account-owned token needs account_id")
-        return self
-
-
-class PostmarkOptions(_Model):
-    token_type: Literal["server"] = "server"
-
-
-class AwsIamOptions(_Model):
-    user_name: StrictStr
-    region: StrictStr = "us-east-1"
-
-
-class OperatorManualOptions(_Model):
-    procedure: StrictStr | None = None
-
-
-class _CredentialFields(_Model):
-    name: Annotated[StrictStr, Field(pattern=NAME_RE)]
-    env: Env
-    active: StrictBool = True
-    schedule: StrictStr | None = None
-    vault: Vault
-    approvers: dict[Env, list[StrictStr]] = Field(default_factory=dict)
-    consumers: list[Consumer] = Field(default_factory=list)
-    description: StrictStr | None = None
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, value: str | None) -> str | None:
-        if value is not None and not SCHEDULE_RE.match(value):
-            raise ValueError("schedule must be an interval such as 90d, 12w or 36h")
-        return value
-
-    @property
-    def schedule_hours(self) -> int | None:
-        if self.schedule is None:
-            return None
-        match = SCHEDULE_RE.match(self.schedule)
-        assert match is not None  # noqa: S101 - validated above
-        return int(match.group(1)) * SCHEDULE_UNIT_HOURS[match.group(2)]
-
-    def consumer(self, consumer_id: str) -> Consumer | None:
-        return next((c for c in self.consumers if c.consumer_id == consumer_id), None)
-
-
-class HerokuCredential(_CredentialFields):
-    vendor: Literal["heroku"]
-    options: HerokuOptions = Field(default_factory=HerokuOptions)
-
-
-class CloudflareCredential(_CredentialFields):
-    vendor: Literal["cloudflare"]
-    options: CloudflareOptions = Field(default_factory=CloudflareOptions)
-
-
-class PostmarkCredential(_CredentialFields):
-    vendor: Literal["postmark"]
-    options: PostmarkOptions = Field(default_factory=PostmarkOptions)
-
-
-class AwsIamCredential(_CredentialFields):
-    vendor: Literal["aws_iam"]
-    options: AwsIamOptions
-
-
-class OperatorManualCredential(_CredentialFields):
-    vendor: Literal["operator_manual"]
-    options: OperatorManualOptions = Field(default_factory=OperatorManualOptions)
-
-
-Credential = Annotated[
-    HerokuCredential
-    | CloudflareCredential
-    | PostmarkCredential
-    | AwsIamCredential
-    | OperatorManualCredential,
-    Field(discriminator="vendor"),
-]
-VENDOR_KINDS: tuple[str, ...] = ("heroku", "cloudflare", "postmark", "aws_iam", "operator_manual")
-
-
-class Manifest(_Model):
+class Manifest(Model):
     """The whole subscription manifest."""
 
     version: Literal[1] = 1
@@ -327,11 +80,126 @@ class Manifest(_Model):
         return self.by_name.get(name)
 
 
-_MANIFEST = TypeAdapter(Manifest)
+# --- the models, built from the registries ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Built:
+    manifest: type[Manifest]
+    vendor_kinds: tuple[str, ...]
+    target_kinds: tuple[str, ...]
+    vault_kinds: tuple[str, ...]
+    # Every model by class name, for the names this module used to define (see __getattr__).
+    models: dict[str, Any]
+
+    @cached_property
+    def tags(self) -> frozenset[str]:
+        return frozenset((*self.vendor_kinds, *self.target_kinds, *HEALTHCHECK_TYPES))
+
+
+def _built() -> _Built:
+    """The models for what is registered now, built once per content of the registries."""
+    key = (tuple(vendors.load_all().items()), tuple(targets.load_all().items()))
+    with _BUILDING:  # one set of classes per key, even when threads load it at once
+        return _build(*key)
+
+
+_BUILDING = threading.Lock()
+
+
+@functools.cache
+def _build(vendor_items: tuple[tuple[str, type[Vendor]], ...],
+           target_items: tuple[tuple[str, type[Target]], ...]) -> _Built:
+    # Union members in registry order (built-ins first, as BUILT_IN lists them): the order of
+    # the schema's oneOf lists and of "expected one of" in error messages.
+    consumers = [_consumer_model(cls.config_model) for _, cls in target_items]
+    vaults = [(kind, cls.config_model) for kind, cls in target_items if cls.CAN_BE_VAULT]
+    vault = _union([model for _, model in vaults], "kind")
+    consumer = _union(consumers, "kind")
+    credentials = [_credential_model(kind, cls.options_model, vault, consumer)
+                   for kind, cls in vendor_items]
+    manifest = create_model("Manifest", __base__=Manifest, __doc__=Manifest.__doc__,
+                            __module__=__name__,
+                            credentials=(_list(_union(credentials, "vendor")),
+                                         Field(default_factory=list)))
+    models: dict[str, Any] = {"Vault": vault}
+    for model in [*credentials, *consumers, *(cls.options_model for _, cls in vendor_items),
+                  *(cls.config_model for _, cls in target_items)]:
+        models[model.__name__] = model
+    return _Built(manifest=manifest, vendor_kinds=tuple(kind for kind, _ in vendor_items),
+                  target_kinds=tuple(kind for kind, _ in target_items),
+                  vault_kinds=tuple(kind for kind, _ in vaults), models=models)
+
+
+# Typing forms applied to what is known only at run time (the registered kinds and models);
+# a type checker cannot follow those, so they are reached through Any.
+_forms: Any = typing
+
+
+def _list(item: Any) -> Any:
+    return list.__class_getitem__(item)
+
+
+def _union(models: Sequence[type[BaseModel]], tag: str) -> Any:
+    if len(models) == 1:  # a discriminator needs two or more members
+        return models[0]
+    return _forms.Annotated[_forms.Union[tuple(models)], Field(discriminator=tag)]
+
+
+@functools.cache
+def _consumer_model(config: type[TargetConfig]) -> type[Consumer]:
+    bases: tuple[type[BaseModel], ...] = (config, Consumer)  # in this order: see Consumer
+    return typing.cast("type[Consumer]", create_model(
+        f"{config.__name__}Consumer", __base__=bases, __module__=config.__module__))
+
+
+def _credential_model(kind: str, options: type[Model], vault: Any,
+                      consumer: Any) -> type[Credential]:
+    """`<Kind>Credential`: vendor narrowed to `kind`, its options, the vault and consumers.
+
+    `options` may be left out when every option has a default.
+    """
+    required = any(field.is_required() for field in options.model_fields.values())
+    return create_model(
+        "".join(part.capitalize() for part in kind.split("_")) + "Credential",
+        __base__=Credential, __module__=__name__,
+        vendor=(_forms.Literal[kind], ...),
+        options=(options, ...) if required else (options, Field(default_factory=options)),
+        vault=(vault, ...),
+        consumers=(_list(consumer), Field(default_factory=list)),
+    )
+
+
+def __getattr__(name: str) -> Any:
+    """The names this module defined before its models were built from the registries
+    (VENDOR_KINDS, TARGET_KINDS, Vault, HerokuCredential, HerokuConfigVarConsumer,
+    HerokuOptions, HerokuConfigVar, ...), for the code and tests that still import them."""
+    if not name.startswith("_"):
+        built = _built()
+        legacy = {"VENDOR_KINDS": built.vendor_kinds, "TARGET_KINDS": built.target_kinds,
+                  **built.models}
+        if name in legacy:
+            return legacy[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def vendor_kinds() -> tuple[str, ...]:
+    """The manifest's `vendor` values: every registered vendor."""
+    return _built().vendor_kinds
+
+
+def target_kinds() -> tuple[str, ...]:
+    """The consumers' `kind` values: every registered target."""
+    return _built().target_kinds
+
+
+def vault_kinds() -> tuple[str, ...]:
+    """The vault's `kind` values: the registered targets that can be vaults."""
+    return _built().vault_kinds
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Manifest.model_json_schema()
+    schema = _built().manifest.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = Manifest.schema_id
     return schema
@@ -342,7 +210,6 @@ def json_schema_text() -> str:
 
 
 # --- loading with locations ----------------------------------------------------------------
-
 
 
 def _locate(doc: _Located, data: Any, loc: tuple[str | int, ...]) -> tuple[Path_, int]:
@@ -370,7 +237,7 @@ def _locate(doc: _Located, data: Any, loc: tuple[str | int, ...]) -> tuple[Path_
 
 
 def _is_tag(part: str) -> bool:
-    return part in VENDOR_KINDS or part in TARGET_KINDS or part in ("http", "readback", "none")
+    return part in _built().tags
 
 
 def _message(err: Any) -> str:
@@ -392,7 +259,6 @@ def _message(err: Any) -> str:
     return msg.removeprefix("Value error, ")
 
 
-
 def _parse_plain(text: str, source: str) -> Manifest | None:
     """The manifest, when the fast path can read it and it has no problem at all."""
     try:
@@ -400,11 +266,11 @@ def _parse_plain(text: str, source: str) -> Manifest | None:
     except _NotPlain:
         return None
     except _TooDeep as exc:
-        raise _too_deep(source, exc.line) from None
+        raise too_deep(source, exc.line) from None
     if not isinstance(data, dict):
         return None
     try:
-        manifest = _MANIFEST.validate_python(data)
+        manifest = _built().manifest.model_validate(data)
     except ValidationError:
         return None
     probe = _Located(source)
@@ -422,7 +288,7 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
     try:
         _check_depth(text)
     except _TooDeep as exc:
-        raise _too_deep(source, exc.line) from None
+        raise too_deep(source, exc.line) from None
     try:
         node = _compose(text)
     except yaml.MarkedYAMLError as exc:
@@ -453,7 +319,7 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
         doc.problem(line, _field(path, data), "duplicate key")
     manifest: Manifest | None = None
     try:
-        manifest = _MANIFEST.validate_python(data)
+        manifest = _built().manifest.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
             loc = tuple(err["loc"])
@@ -467,11 +333,6 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
         raise ManifestError(sorted(set(doc.problems), key=_by_line))
     assert manifest is not None  # noqa: S101 - no problems means validation passed
     return manifest
-
-
-def _too_deep(source: str, line: int) -> ManifestError:
-    return ManifestError([f"{source}:{line}: (document): nested more than {MAX_DEPTH} levels "
-                          "deep; refusing to load it"])
 
 
 def _by_line(reason: str) -> tuple[int, str]:
@@ -522,41 +383,6 @@ def _as_list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def read_limited(path: str | Path, what: str = "file") -> str | None:
-    """The UTF-8 text of the regular file at `path` (None when it does not exist).
-
-    Anything else (a directory, a device such as /dev/zero, a FIFO) and anything over
-    MAX_BYTES is refused with a ManifestError naming the file, before it is read: reading
-    /dev/zero would never return. The FIFO is opened non-blocking so the open cannot hang.
-    """
-    file = Path(path)
-    try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            raise ManifestError([f"{file}:1: ({what}): not a regular file; refusing to read it"])
-        if info.st_size > MAX_BYTES:
-            raise ManifestError([f"{file}:1: ({what}): {info.st_size} bytes is over the "
-                                 f"{MAX_BYTES}-byte limit; refusing to read it"])
-        try:
-            raw = handle.read(MAX_BYTES + 1)
-        except OSError as exc:
-            raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
-    if len(raw) > MAX_BYTES:  # it grew while we looked
-        raise ManifestError([f"{file}:1: ({what}): over the {MAX_BYTES}-byte limit; "
-                             "refusing to read it"])
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ManifestError([f"{file}:{line}: ({what}): not UTF-8 text"]) from None
-
-
 def load(path: str | Path) -> Manifest:
     """Load and validate the manifest file at `path`."""
     file = Path(path)
@@ -564,80 +390,3 @@ def load(path: str | Path) -> Manifest:
     if text is None:
         raise ManifestError([f"{file}:1: (file): no such file"])
     return parse(text, str(file))
-
-
-def flags_path(manifest_path: str | Path) -> Path:
-    return Path(manifest_path).parent / "flags.yml"
-
-
-def load_flags(manifest_path: str | Path) -> dict[str, bool]:
-    """Feature flags from flags.yml beside the manifest; a missing file means every flag off."""
-    file = flags_path(manifest_path)
-    text = read_limited(file)
-    if text is None:
-        return {}
-    try:
-        _check_depth(text)
-        data = yaml.safe_load(text)
-    except _TooDeep as exc:
-        raise _too_deep(str(file), exc.line) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ManifestError([f"{file}:{line}: (document): YAML does not parse"]) from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict) or not all(
-        isinstance(k, str) and isinstance(v, bool) for k, v in data.items()
-    ):
-        raise ManifestError([f"{file}:1: (document): flags must map names to true/false"])
-    return dict(data)
-
-
-def explain_flag(manifest_path: str | Path, name: str = ROTATION_FLAG) -> str:
-    """Why flag `name` reads as off: the file, the key, and the keys Velvet knows.
-
-    The engine only sees "off"; this turns a missing file, a missing key or a misspelled one
-    into something an operator can fix.
-    """
-    file = flags_path(manifest_path)
-    known = ", ".join(sorted(KNOWN_FLAGS))
-    try:
-        flags = load_flags(manifest_path)
-    except ManifestError as exc:
-        return "; ".join(exc.reasons)
-    if not file.exists():
-        return (f"{file} does not exist, so every flag is off; create it with "
-                f"`{name}: true` to enable Velvet (known flags: {known})")
-    if name in flags:
-        line = _key_line(file, name)
-        return f"{file}:{line}: {name} is set to {str(flags[name]).lower()}"
-    others = sorted(flags)
-    near = difflib.get_close_matches(name, others, n=1, cutoff=0.75)
-    hint = f"; {near[0]!r} looks like a misspelling of it" if near else ""
-    listed = ", ".join(others) if others else "none"
-    return (f"{file} has no key {name}, so it is off{hint} (keys in the file: {listed}; "
-            f"known flags: {known})")
-
-
-def unknown_flag_warnings(manifest_path: str | Path) -> list[str]:
-    """'file:line: key: ...' for keys that look like misspellings of a flag Velvet reads."""
-    file = flags_path(manifest_path)
-    flags = load_flags(manifest_path)
-    out = []
-    for key in sorted(flags):
-        if key in KNOWN_FLAGS:
-            continue
-        near = difflib.get_close_matches(key, list(KNOWN_FLAGS), n=1, cutoff=0.75)
-        if near and near[0] not in flags:
-            out.append(f"{file}:{_key_line(file, key)}: {key}: not a flag Velvet reads; did you "
-                       f"mean {near[0]}? (known flags: {', '.join(sorted(KNOWN_FLAGS))})")
-    return out
-
-
-def _key_line(file: Path, key: str) -> int:
-    text = read_limited(file) or ""
-    for number, line in enumerate(text.splitlines(), 1):
-        if re.match(rf"^\s*['\"]?{re.escape(key)}['\"]?\s*:", line):
-            return number
-    return 1

@@ -3,15 +3,24 @@
 A manifest is read from libyaml's event stream when it is plain data (no anchors, aliases, merge
 keys, duplicate keys or non-core tags) and otherwise composed into nodes that remember the line
 of every path, so pydantic's errors can be pointed back at the file. Both ways refuse what a
-manifest never needs: object-constructing tags, alias bombs and deep nesting.
+manifest never needs: object-constructing tags, alias bombs and deep nesting. Files (the
+manifest, flags.yml) are read through `read_limited`, which refuses what is not a small file.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from pathlib import Path
 from typing import Any
 
 import yaml
 
+from velvet_runner.errors import ManifestError
+
+# A manifest (or flags.yml) bigger than this is refused before it is read; a generated manifest
+# of 10,000 consumers is about 3 MB.
+MAX_BYTES = 32 * 1024 * 1024
 # Nodes that alias expansion may add on top of the document's own: a billion-laughs document
 # stops here, while a big manifest written out in full (no aliases) is never refused for size.
 MAX_NODES = 20_000
@@ -90,6 +99,11 @@ class _TooLarge(Exception):
 class _TooDeep(Exception):
     def __init__(self, line: int) -> None:
         self.line = line
+
+
+def too_deep(source: str, line: int) -> ManifestError:
+    return ManifestError([f"{source}:{line}: (document): nested more than {MAX_DEPTH} levels "
+                          "deep; refusing to load it"])
 
 
 def _check_depth(text: str) -> None:
@@ -275,3 +289,38 @@ def _plain_data(text: str) -> Any:
     if len(done) != 1:
         raise _NotPlain
     return done[0]
+
+
+def read_limited(path: str | Path, what: str = "file") -> str | None:
+    """The UTF-8 text of the regular file at `path` (None when it does not exist).
+
+    Anything else (a directory, a device such as /dev/zero, a FIFO) and anything over
+    MAX_BYTES is refused with a ManifestError naming the file, before it is read: reading
+    /dev/zero would never return. The FIFO is opened non-blocking so the open cannot hang.
+    """
+    file = Path(path)
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ManifestError([f"{file}:1: ({what}): not a regular file; refusing to read it"])
+        if info.st_size > MAX_BYTES:
+            raise ManifestError([f"{file}:1: ({what}): {info.st_size} bytes is over the "
+                                 f"{MAX_BYTES}-byte limit; refusing to read it"])
+        try:
+            raw = handle.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise ManifestError([f"{file}:1: ({what}): cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_BYTES:  # it grew while we looked
+        raise ManifestError([f"{file}:1: ({what}): over the {MAX_BYTES}-byte limit; "
+                             "refusing to read it"])
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ManifestError([f"{file}:{line}: ({what}): not UTF-8 text"]) from None

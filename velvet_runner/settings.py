@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from velvet_runner.errors import BadArgument
 
@@ -28,6 +28,9 @@ class Settings(BaseModel):
     github_api_url: str = "https://api.github.com"
     slack_api_url: str = "https://slack.com/api"
     aws_endpoint_url: str | None = None
+    # Base URLs from VELVET_<NAME>_API_URL for APIs without a field of their own (name lower
+    # case): a vendor module names its API's default URL (Wiring.api_client), not this file.
+    api_urls: dict[str, str] = Field(default_factory=dict)
     # Velvet's own bootstrap secrets (runbook section 8): never in the vault it manages.
     heroku_token: SecretStr | None = None
     infisical_client_id: SecretStr | None = None
@@ -45,6 +48,10 @@ class Settings(BaseModel):
     actor: str | None = None
     crash_at: str | None = None
     settle_seconds: float = 30.0
+
+    def api_url(self, name: str, default: str) -> str:
+        """API `name`'s base URL: VELVET_<NAME>_API_URL when set, else `default`."""
+        return self.api_urls.get(name, default)
 
     @property
     def may_create_state(self) -> bool:
@@ -95,6 +102,11 @@ class Settings(BaseModel):
             value = get(var)
             if value is not None:
                 values[field] = value
+        values["api_urls"] = {
+            var.removeprefix("VELVET_").removesuffix("_API_URL").lower(): value
+            for var, value in env.items()
+            if var.startswith("VELVET_") and var.endswith("_API_URL") and value
+            and var not in mapping.values()}
         # Actions sets GITHUB_REPOSITORY; outside Actions (the sandbox) VELVET_GITHUB_REPOSITORY.
         repository = get("GITHUB_REPOSITORY") or get("VELVET_GITHUB_REPOSITORY")
         if repository:

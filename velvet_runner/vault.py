@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from velvet_runner.errors import NotFound
-from velvet_runner.manifest import AwsSsmParameter, InfisicalSecret
+from velvet_runner.manifest_models import TargetConfig, VaultConfig
 from velvet_runner.records import fingerprint
 from velvet_runner.targets.base import Target
 
@@ -33,8 +33,8 @@ class Pending:
 
 
 class Vault:
-    def __init__(self, location: InfisicalSecret | AwsSsmParameter,
-                 make_target: Callable[[InfisicalSecret | AwsSsmParameter], Target]) -> None:
+    def __init__(self, location: VaultConfig,
+                 make_target: Callable[[TargetConfig], Target]) -> None:
         self.location = location
         self._make = make_target
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from velvet_runner.aws import AwsClients
-from velvet_runner.budget import Budget, Budgets
+from velvet_runner.budget import Budget, Budgets, Policy
 from velvet_runner.checks import Checker
 from velvet_runner.client import make_client, tls_context
 from velvet_runner.errors import BadArgument
@@ -110,6 +110,7 @@ class Wiring:
         self.bounds = {**DEFAULT_BOUNDS, **(bounds or {})}
         self.aws = AwsClients(settings.aws_endpoint_url)
         self._clients: list[httpx.Client] = []
+        self._api_clients: dict[str, httpx.Client] = {}
 
     def _transport(self) -> httpx.BaseTransport:
         """The injected transport (tests, sandbox), else one pool per thread per client."""
@@ -144,6 +145,22 @@ class Wiring:
         from velvet_runner.vendors import load_all
 
         return load_all()[credential.vendor].build(credential, self)
+
+    def api_client(self, name: str, default_url: str,
+                   headers: dict[str, str] | None = None) -> httpx.Client:
+        """The client of API `name`, one per wiring, at VELVET_<NAME>_API_URL or `default_url`.
+
+        For a vendor that brings its own API: its module names the URL and headers in `build`,
+        so adding it needs no edit here or in settings. Its requests are paced by its policy in
+        budget.POLICIES, else as a vendor's without published limits (8 in flight).
+        """
+        client = self._api_clients.get(name)
+        if client is None:
+            self.budgets.policies.setdefault(name, Policy(name, concurrency=8))
+            client = self._client(self.settings.api_url(name, default_url), headers,
+                                  vendor=name)
+            self._api_clients[name] = client
+        return client
 
     @cached_property
     def heroku_client(self) -> httpx.Client:

@@ -1,8 +1,21 @@
-"""Target adapters, keyed by the manifest's `kind` string."""
+"""Target adapters, keyed by the manifest's `kind` string.
+
+Each module declares its config model (and whether it can be a vault) and registers; manifest.py
+builds the consumer and vault unions from what is registered here.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import get_args
+
+from velvet_runner.manifest_models import VaultConfig
 from velvet_runner.targets.base import Target
+
+# The built-in targets, in the order the manifest's JSON Schema lists them.
+BUILT_IN: tuple[str, ...] = (
+    "heroku_config_var", "github_actions_secret", "infisical_secret", "aws_ssm_parameter",
+)
 
 TARGETS: dict[str, type[Target]] = {}
 
@@ -10,16 +23,19 @@ TARGETS: dict[str, type[Target]] = {}
 def register(cls: type[Target]) -> type[Target]:
     if cls.kind in TARGETS:
         raise ValueError(f"target {cls.kind} registered twice: {TARGETS[cls.kind]} and {cls}")
+    if get_args(cls.config_model.model_fields["kind"].annotation) != (cls.kind,):
+        raise ValueError(f"target {cls.kind}: {cls.config_model.__name__}.kind must be "
+                         f"Literal[{cls.kind!r}]")
+    if cls.CAN_BE_VAULT and not (cls.READABLE and issubclass(cls.config_model, VaultConfig)
+                                 and "name" in cls.config_model.model_fields):
+        raise ValueError(f"target {cls.kind} cannot be a vault: it must read back and its "
+                         "config must be a VaultConfig with a name field")
     TARGETS[cls.kind] = cls
     return cls
 
 
 def load_all() -> dict[str, type[Target]]:
-    from velvet_runner.targets import (  # noqa: F401
-        aws_ssm_parameter,
-        github_actions_secret,
-        heroku_config_var,
-        infisical_secret,
-    )
-
-    return TARGETS
+    """Every target: the built-ins in BUILT_IN order, then any registered later."""
+    for name in BUILT_IN:
+        importlib.import_module(f"{__name__}.{name}")
+    return {**{kind: TARGETS[kind] for kind in BUILT_IN}, **TARGETS}

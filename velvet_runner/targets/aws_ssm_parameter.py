@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, StrictStr
 
 from velvet_runner.aws import translate
 from velvet_runner.errors import NotFound, RateLimited
-from velvet_runner.manifest import AwsSsmParameter
+from velvet_runner.manifest_models import TargetConfig, VaultConfig
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
 
@@ -24,8 +24,19 @@ if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
 
 
+class AwsSsmParameter(VaultConfig):
+    kind: Literal["aws_ssm_parameter"]
+    name: Annotated[StrictStr, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")]
+    region: StrictStr = "us-east-1"
+
+    def describe(self) -> str:
+        return f"aws ssm parameter {self.name}"
+
+
 class AwsSsmParameterTarget(Target):
     kind: ClassVar[str] = "aws_ssm_parameter"
+    config_model: ClassVar[type[TargetConfig]] = AwsSsmParameter
+    CAN_BE_VAULT: ClassVar[bool] = True
 
     @classmethod
     def build(cls, config: Any, wiring: Wiring) -> AwsSsmParameterTarget:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
+from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.records import fingerprint
 
 if TYPE_CHECKING:
@@ -21,7 +22,11 @@ class Target(ABC):
     """
 
     kind: ClassVar[str]
+    # The manifest row's model: a TargetConfig whose `kind` is Literal[kind].
+    config_model: ClassVar[type[TargetConfig]]
     READABLE: ClassVar[bool] = True
+    # May hold a credential's canonical live value (the manifest's `vault`): it reads back.
+    CAN_BE_VAULT: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

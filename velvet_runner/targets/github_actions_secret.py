@@ -9,26 +9,50 @@ from __future__ import annotations
 
 import base64
 import weakref
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, StrictStr, model_validator
 
-from velvet_runner.client import request
 from velvet_runner.errors import NotFound, VendorRejected
-from velvet_runner.manifest import GithubActionsSecret
+from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
+
+if TYPE_CHECKING:
+    import httpx
+
+    from velvet_runner.wiring import Wiring
 
 _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
     weakref.WeakKeyDictionary())
 
-if TYPE_CHECKING:
-    from velvet_runner.wiring import Wiring
+
+class GithubActionsSecret(TargetConfig):
+    kind: Literal["github_actions_secret"]
+    secret: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    repository: Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
+    environment: StrictStr | None = None
+    org: StrictStr | None = None
+    visibility: Literal["all", "private", "selected"] = "private"
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> GithubActionsSecret:
+        if (self.repository is None) == (self.org is None):
+            raise ValueError("give exactly one of repository or org")
+        if self.environment is not None and self.repository is None:
+            raise ValueError("an environment secret needs repository")
+        return self
+
+    def describe(self) -> str:
+        if self.org:
+            return f"github org {self.org} secret {self.secret}"
+        env = f" environment {self.environment}" if self.environment else ""
+        return f"github {self.repository}{env} secret {self.secret}"
 
 
 class GithubActionsSecretTarget(Target):
     kind: ClassVar[str] = "github_actions_secret"
+    config_model: ClassVar[type[TargetConfig]] = GithubActionsSecret
     READABLE: ClassVar[bool] = False
 
     @classmethod
@@ -47,14 +71,20 @@ class GithubActionsSecretTarget(Target):
             self.base = f"/repos/{config.repository}/actions/secrets"
         self.what = config.describe()
 
+    def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        # Imported here: the manifest imports this module for GithubActionsSecret, without httpx.
+        from velvet_runner.client import request
+
+        return request(self.client, method, path, what, **kwargs)
+
     def _public_key(self, *, fresh: bool = False) -> tuple[str, bytes]:
         # One GET per scope and client, not per secret: 500 secrets in one repository would
         # otherwise spend 500 requests of GitHub's budget on the same key.
         cache = _KEYS.setdefault(self.client, {})
         if not fresh and self.base in cache:
             return cache[self.base]
-        key = request(self.client, "GET", f"{self.base}/public-key",
-                      f"public key for {self.what}").json()
+        key = self._call("GET", f"{self.base}/public-key",
+                         f"public key for {self.what}").json()
         cache[self.base] = (str(key["key_id"]), base64.b64decode(key["key"]))
         return cache[self.base]
 
@@ -69,8 +99,8 @@ class GithubActionsSecretTarget(Target):
             if self.config.org:
                 body["visibility"] = self.config.visibility
             try:
-                request(self.client, "PUT", f"{self.base}/{self.config.secret}",
-                        f"PUT {self.what}", json=body)
+                self._call("PUT", f"{self.base}/{self.config.secret}",
+                           f"PUT {self.what}", json=body)
                 return
             except VendorRejected as exc:
                 # 422: the scope's key changed since it was cached; fetch it again, once.
@@ -85,19 +115,19 @@ class GithubActionsSecretTarget(Target):
 
     def updated_at(self) -> str | None:
         try:
-            meta = request(self.client, "GET", f"{self.base}/{self.config.secret}",
-                           f"GET {self.what}").json()
+            meta = self._call("GET", f"{self.base}/{self.config.secret}",
+                              f"GET {self.what}").json()
         except NotFound:
             return None
         return str(meta.get("updated_at"))
 
     def delete(self) -> None:
-        request(self.client, "DELETE", f"{self.base}/{self.config.secret}", f"DELETE {self.what}")
+        self._call("DELETE", f"{self.base}/{self.config.secret}", f"DELETE {self.what}")
 
     def probe(self) -> str:
         if self.config.repository:
-            request(self.client, "GET", f"/repos/{self.config.repository}",
-                    f"GET repository {self.config.repository}")
+            self._call("GET", f"/repos/{self.config.repository}",
+                       f"GET repository {self.config.repository}")
         key_id, key = self._public_key(fresh=True)
         if len(key) != 32:
             raise VendorRejected(f"{self.what}: public key is not a Curve25519 key")

@@ -8,19 +8,30 @@ change-approval request is not applied, so it is refused.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, StrictStr
 
-from velvet_runner.client import raise_for_vendor, request
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected, VendorUnavailable
-from velvet_runner.manifest import InfisicalSecret
+from velvet_runner.manifest_models import TargetConfig, VaultConfig
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.wiring import Wiring
+
+
+class InfisicalSecret(VaultConfig):
+    kind: Literal["infisical_secret"]
+    project_id: StrictStr
+    environment: StrictStr
+    secret_path: Annotated[StrictStr, Field(pattern=r"^/")] = "/"
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+
+    def describe(self) -> str:
+        return f"infisical {self.project_id}/{self.environment}{self.secret_path} {self.name}"
 
 
 class InfisicalSession:
@@ -34,6 +45,10 @@ class InfisicalSession:
         self._lock = threading.Lock()
 
     def _login(self) -> str:
+        # Imported here and in call: the manifest imports this module for InfisicalSecret,
+        # without httpx.
+        from velvet_runner.client import request
+
         response = request(self.client, "POST", "/api/v1/auth/universal-auth/login",
                            "infisical universal-auth login",
                            json={"clientId": self._client_id, "clientSecret": self._client_secret})
@@ -46,6 +61,10 @@ class InfisicalSession:
             return self._token
 
     def call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        import httpx
+
+        from velvet_runner.client import raise_for_vendor
+
         token = self.token()
         for attempt in range(2):
             try:
@@ -72,6 +91,8 @@ def _error(response: httpx.Response) -> str | None:
 
 class InfisicalSecretTarget(Target):
     kind: ClassVar[str] = "infisical_secret"
+    config_model: ClassVar[type[TargetConfig]] = InfisicalSecret
+    CAN_BE_VAULT: ClassVar[bool] = True
 
     @classmethod
     def build(cls, config: Any, wiring: Wiring) -> InfisicalSecretTarget:

@@ -8,16 +8,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, StrictStr
 
 from velvet_runner.aws import AwsClients, translate
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
-from velvet_runner.manifest import AwsIamCredential
+from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
 
 if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
+
+
+class AwsIamOptions(Model):
+    user_name: StrictStr
+    region: StrictStr = "us-east-1"
 
 
 def split(value: SecretStr) -> tuple[str, str]:
@@ -29,19 +34,21 @@ def split(value: SecretStr) -> tuple[str, str]:
 
 class AwsIamVendor(Vendor):
     kind: ClassVar[str] = "aws_iam"
+    options_model: ClassVar[type[Model]] = AwsIamOptions
 
     @classmethod
     def build(cls, config: Any, wiring: Wiring) -> AwsIamVendor:
         return cls(config, wiring.aws)
 
-    def __init__(self, config: AwsIamCredential, aws: AwsClients) -> None:
+    def __init__(self, config: Credential, aws: AwsClients) -> None:
         self.config = config
+        self.options: AwsIamOptions = config.options
         self.aws = aws
-        self.user = config.options.user_name
+        self.user = self.options.user_name
 
     @property
     def iam(self) -> Any:
-        return self.aws.client("iam", self.config.options.region)
+        return self.aws.client("iam", self.options.region)
 
     def _keys(self) -> list[dict[str, Any]]:
         try:
@@ -56,7 +63,7 @@ class AwsIamVendor(Vendor):
         if key_id not in keys or keys[key_id].get("Status") != "Active":
             raise AuthRejected(f"access key {key_id} is not an active key of {self.user}")
         try:
-            sts = self.aws.client("sts", self.config.options.region, access_key_id=key_id,
+            sts = self.aws.client("sts", self.options.region, access_key_id=key_id,
                                   secret_access_key=secret)
             caller = sts.get_caller_identity()
         except Exception as exc:  # noqa: BLE001

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import SecretStr
 
 from velvet_runner.errors import InputError
+from velvet_runner.manifest_models import Model
 
 if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
@@ -31,13 +32,15 @@ class Minted:
 class Vendor(ABC):
     """A credential's issuer.
 
-    Subclasses set `kind` to the manifest's `vendor` string and declare what the vendor's API
-    can do with the capability flags; the engine routes around what it cannot (for example
+    Subclasses set `kind` to the manifest's `vendor` string, `options_model` to the model of
+    the manifest's `options` for it, and declare what the vendor's API can do with the
+    capability flags; the engine routes around what it cannot (for example
     `CAN_REVOKE = False` becomes `manual_required`, confirmed by seeing the old value refused).
     Methods raise the VendorError subclasses of `errors.py` and never put a value in a message.
     """
 
     kind: ClassVar[str]
+    options_model: ClassVar[type[Model]]
     CAN_MINT: ClassVar[bool] = True
     CAN_REVOKE: ClassVar[bool] = True
     CAN_ROLL: ClassVar[bool] = False

@@ -6,25 +6,37 @@ old one. Roll (`PUT …/value`) kills the old value at once and is for the revoc
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, StrictStr, model_validator
 
-from velvet_runner.client import request
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
-from velvet_runner.manifest import CloudflareCredential
+from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
 
 PAGE_SIZE = 50  # the most Cloudflare returns per page
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.wiring import Wiring
+
+
+class CloudflareOptions(Model):
+    token_type: Literal["user", "account"] = "user"
+    account_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+
+    @model_validator(mode="after")
+    def _account_needs_id(self) -> CloudflareOptions:
+        if self.token_type == "account" and self.account_id is None:
+            raise ValueError("an account-owned token needs account_id")
+        return self
 
 
 class CloudflareVendor(Vendor):
     kind: ClassVar[str] = "cloudflare"
+    options_model: ClassVar[type[Model]] = CloudflareOptions
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
 
@@ -32,15 +44,19 @@ class CloudflareVendor(Vendor):
     def build(cls, config: Any, wiring: Wiring) -> CloudflareVendor:
         return cls(config, wiring.cloudflare_client)
 
-    def __init__(self, config: CloudflareCredential, client: httpx.Client) -> None:
+    def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
+        self.options: CloudflareOptions = config.options
         self.client = client
-        opts = config.options
+        opts = self.options
         self.prefix = ("/user/tokens" if opts.token_type == "user"
                        else f"/accounts/{opts.account_id}/tokens")
 
     def _envelope(self, method: str, path: str, value: SecretStr, what: str,
                   **kwargs: Any) -> dict[str, Any]:
+        # Imported here: the manifest imports this module for CloudflareOptions, without httpx.
+        from velvet_runner.client import request
+
         response = request(self.client, method, self.prefix + path, f"cloudflare {what}",
                            headers={"Authorization": f"Bearer {value.get_secret_value()}"},
                            **kwargs)
@@ -58,7 +74,7 @@ class CloudflareVendor(Vendor):
         result = self._call("GET", "/verify", value, "verify token")
         if result.get("status") != "active":
             raise AuthRejected(f"cloudflare token is {result.get('status')}")
-        return Identity(subject=f"{self.config.options.token_type} token {result.get('id')}",
+        return Identity(subject=f"{self.options.token_type} token {result.get('id')}",
                         auth_id=str(result.get("id")))
 
     def mint(self, current: SecretStr, label: str) -> Minted:

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-import httpx
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, StrictInt, StrictStr
 
-from velvet_runner.client import request
 from velvet_runner.errors import NotFound, VendorRejected
-from velvet_runner.manifest import HerokuCredential
+from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Minted, Vendor
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.wiring import Wiring
+
+
+class HerokuOptions(Model):
+    scope: list[StrictStr] = Field(default_factory=lambda: ["global"], min_length=1)
+    expires_in: StrictInt | None = Field(default=None, gt=0)
 
 
 def _auth(value: SecretStr) -> dict[str, str]:
@@ -28,6 +33,7 @@ def _auth(value: SecretStr) -> dict[str, str]:
 
 class HerokuVendor(Vendor):
     kind: ClassVar[str] = "heroku"
+    options_model: ClassVar[type[Model]] = HerokuOptions
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
 
@@ -35,40 +41,44 @@ class HerokuVendor(Vendor):
     def build(cls, config: Any, wiring: Wiring) -> HerokuVendor:
         return cls(config, wiring.heroku_client)
 
-    def __init__(self, config: HerokuCredential, client: httpx.Client) -> None:
+    def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
+        self.options: HerokuOptions = config.options
         self.client = client
 
     def _call(self, method: str, path: str, value: SecretStr, what: str,
-              **kwargs: Any) -> httpx.Response:
-        return request(self.client, method, path, f"heroku {what}", headers=_auth(value),
-                       **kwargs)
+              headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
+        # Imported here: the manifest imports this module for HerokuOptions, without httpx.
+        from velvet_runner.client import request
+
+        return request(self.client, method, path, f"heroku {what}",
+                       headers={**_auth(value), **(headers or {})}, **kwargs)
 
     def verify(self, value: SecretStr) -> Identity:
         account = self._call("GET", "/account", value, "GET /account").json()
         return Identity(subject=str(account.get("email") or account.get("id")))
 
     def mint(self, current: SecretStr, label: str) -> Minted:
-        body: dict[str, Any] = {"scope": self.config.options.scope, "description": label}
-        if self.config.options.expires_in is not None:
-            body["expires_in"] = self.config.options.expires_in
+        body: dict[str, Any] = {"scope": self.options.scope, "description": label}
+        if self.options.expires_in is not None:
+            body["expires_in"] = self.options.expires_in
         created = self._call("POST", "/oauth/authorizations", current,
                              "create authorization", json=body).json()
         return self._minted(created)
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
         # Lists come in pages (206 with Next-Range); a label missed here means minting twice.
-        headers = {**_auth(current), "Range": "id ..; max=1000"}
+        page = "id ..; max=1000"
         while True:
-            response = request(self.client, "GET", "/oauth/authorizations",
-                               "heroku list authorizations", headers=headers)
+            response = self._call("GET", "/oauth/authorizations", current, "list authorizations",
+                                  headers={"Range": page})
             for auth in response.json():
                 if auth.get("description") == label:
                     return str(auth["id"])
             next_range = response.headers.get("Next-Range")
             if response.status_code != 206 or not next_range:
                 return None
-            headers["Range"] = next_range
+            page = next_range
 
     def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
         return self._regenerate(auth_id, current)

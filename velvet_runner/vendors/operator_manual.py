@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr
+from pydantic import SecretStr, StrictStr
 
-from velvet_runner.manifest import OperatorManualCredential
+from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
 
@@ -18,8 +18,13 @@ if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
 
 
+class OperatorManualOptions(Model):
+    procedure: StrictStr | None = None
+
+
 class OperatorManualVendor(Vendor):
     kind: ClassVar[str] = "operator_manual"
+    options_model: ClassVar[type[Model]] = OperatorManualOptions
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
     CAN_PROBE: ClassVar[bool] = False
@@ -28,15 +33,16 @@ class OperatorManualVendor(Vendor):
     def build(cls, config: Any, wiring: Wiring) -> OperatorManualVendor:
         return cls(config)
 
-    def __init__(self, config: OperatorManualCredential) -> None:
+    def __init__(self, config: Credential) -> None:
         self.config = config
+        self.options: OperatorManualOptions = config.options
 
     def verify(self, value: SecretStr) -> Identity:
         if not value.get_secret_value().strip():
             from velvet_runner.errors import AuthRejected
 
             raise AuthRejected("the value is empty")
-        procedure = self.config.options.procedure or "the credential's manual procedure"
+        procedure = self.options.procedure or "the credential's manual procedure"
         return Identity(subject=f"operator-managed ({procedure}); no vendor probe")
 
     def is_live(self, value: SecretStr) -> bool:

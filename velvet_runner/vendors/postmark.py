@@ -7,22 +7,27 @@ job reaches done only once the old token is seen refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-import httpx
 from pydantic import SecretStr
 
-from velvet_runner.client import request
-from velvet_runner.manifest import PostmarkCredential
+from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.wiring import Wiring
+
+
+class PostmarkOptions(Model):
+    token_type: Literal["server"] = "server"
 
 
 class PostmarkVendor(Vendor):
     kind: ClassVar[str] = "postmark"
+    options_model: ClassVar[type[Model]] = PostmarkOptions
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
 
@@ -30,11 +35,14 @@ class PostmarkVendor(Vendor):
     def build(cls, config: Any, wiring: Wiring) -> PostmarkVendor:
         return cls(config, wiring.postmark_client)
 
-    def __init__(self, config: PostmarkCredential, client: httpx.Client) -> None:
+    def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
         self.client = client
 
     def verify(self, value: SecretStr) -> Identity:
+        # Imported here: the manifest imports this module for PostmarkOptions, without httpx.
+        from velvet_runner.client import request
+
         # The body lists every sibling token (ApiTokens): read the name and id only.
         server = request(self.client, "GET", "/server", "postmark GET /server",
                          headers={"X-Postmark-Server-Token": value.get_secret_value()}).json()

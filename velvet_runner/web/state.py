@@ -23,7 +23,8 @@ from starlette.responses import Response
 
 from velvet_runner import timeline
 from velvet_runner.errors import ManifestError, NotFoundError, VelvetError
-from velvet_runner.manifest import Credential, Manifest, load, load_flags
+from velvet_runner.flags import load_flags
+from velvet_runner.manifest import Credential, Manifest, load
 from velvet_runner.records import Job
 from velvet_runner.settings import Settings
 from velvet_runner.store import CREDENTIAL_RE, JOB_ID_RE, Store

@@ -1,0 +1,138 @@
+"""The manifest's shared model pieces, apart from manifest.py so adapters can build on them.
+
+Each vendor module declares its `options` model and each target module its config model on
+these bases; manifest.py then builds the discriminated unions from the registries. This module
+imports pydantic and nothing of Velvet's, so an adapter module can import it without a cycle.
+
+A model here carries no docstring unless the schema should show it: pydantic turns a model's
+docstring into its JSON Schema description, and the committed schema is compared byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+)
+
+Env = Literal["prod", "staging"]
+ENVS: tuple[str, ...] = ("prod", "staging")
+
+NAME_RE = r"^[A-Z][A-Z0-9_]{0,127}$"
+CONSUMER_ID_RE = r"^[a-z0-9][a-z0-9-]{0,99}$"
+SCHEDULE_RE = re.compile(r"^([1-9][0-9]{0,4})([hdw])$")
+SCHEDULE_UNIT_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- health checks -------------------------------------------------------------------------
+
+
+class HttpCheck(Model):
+    """GET the consumer's health URL; it must answer `expect_status` with the value it holds."""
+
+    type: Literal["http"]
+    url: AnyHttpUrl
+    expect_status: StrictInt = Field(default=200, ge=100, le=599)
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _http_only(cls, value: object) -> object:
+        if isinstance(value, str) and not re.match(r"^https?://", value):
+            raise ValueError("healthcheck url must be http:// or https://")
+        return value
+
+
+class ReadbackCheck(Model):
+    """Read the target back and compare its fingerprint with the new value's."""
+
+    type: Literal["readback"]
+
+
+class ManualCheck(Model):
+    """No automatic check: an operator confirms the consumer works (manual_confirm)."""
+
+    type: Literal["none"]
+
+
+HealthCheck = Annotated[HttpCheck | ReadbackCheck | ManualCheck, Field(discriminator="type")]
+HEALTHCHECK_TYPES: tuple[str, ...] = ("http", "readback", "none")
+
+
+# --- the rows adapters are configured by ---------------------------------------------------
+
+
+class TargetConfig(Model):
+    # Every target kind's config model: `kind` narrowed to its Literal, plus its own fields.
+    kind: str
+
+    def describe(self) -> str:  # pragma: no cover - overridden by every kind
+        raise NotImplementedError
+
+
+class VaultConfig(TargetConfig):
+    # A config a vault can live at (its target sets CAN_BE_VAULT): the pending value and the
+    # companions sit in slots named `name` + a suffix. Declared for the type checker only, so
+    # the field keeps its place in each kind's model (and in the committed schema).
+    if TYPE_CHECKING:
+        name: str
+
+
+class ConsumerFields(Model):
+    consumer_id: Annotated[StrictStr, Field(pattern=CONSUMER_ID_RE)]
+    env: Env
+    active: StrictBool = True
+    healthcheck: HealthCheck = Field(default_factory=lambda: ManualCheck(type="none"))
+
+
+class Consumer(TargetConfig, ConsumerFields):
+    # A consumer row: a target's config plus who reads it. manifest.py builds one class per
+    # kind, (config model, Consumer); with these bases the consumer fields come first.
+    pass
+
+
+class Credential(Model):
+    # A credential row. manifest.py builds one class per vendor with `vendor` narrowed to its
+    # Literal, `options` typed by the vendor's options model, and the built vault and consumer
+    # unions in place of the bases below (the field order stays this one).
+    name: Annotated[StrictStr, Field(pattern=NAME_RE)]
+    env: Env
+    active: StrictBool = True
+    schedule: StrictStr | None = None
+    vault: VaultConfig
+    approvers: dict[Env, list[StrictStr]] = Field(default_factory=dict)
+    consumers: list[Consumer] = Field(default_factory=list)
+    description: StrictStr | None = None
+    vendor: str
+    options: Any = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str | None) -> str | None:
+        if value is not None and not SCHEDULE_RE.match(value):
+            raise ValueError("schedule must be an interval such as 90d, 12w or 36h")
+        return value
+
+    @property
+    def schedule_hours(self) -> int | None:
+        if self.schedule is None:
+            return None
+        match = SCHEDULE_RE.match(self.schedule)
+        assert match is not None  # noqa: S101 - validated above
+        return int(match.group(1)) * SCHEDULE_UNIT_HOURS[match.group(2)]
+
+    def consumer(self, consumer_id: str) -> Consumer | None:
+        return next((c for c in self.consumers if c.consumer_id == consumer_id), None)
