@@ -96,6 +96,7 @@ def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     import logging
 
+    from velvet_runner import flags as flags_mod
     from velvet_runner import manifest as manifest_mod
     from velvet_runner import manifest_yaml
     from velvet_runner.budget import POLICIES, Budgets, Policy
@@ -130,7 +131,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     store = Store(settings.state, settings.state_branch, settings.cache_dir)
     marks: list[tuple[float, str]] = []
     engine = Engine(settings, manifest, store, wiring,
-                    flags=manifest_mod.load_flags(settings.manifest),
+                    flags=flags_mod.load_flags(settings.manifest),
                     on_transition=lambda job, event: marks.append(
                         (time.perf_counter(), f"{event.from_state}->{event.to_state}")))
     job, _ = engine.create(cred.name, Flow.OPERATIONAL)

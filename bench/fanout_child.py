@@ -39,6 +39,7 @@ def main() -> None:
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
+    from velvet_runner import flags as flags_mod
     from velvet_runner import manifest as manifest_mod
     from velvet_runner import manifest_yaml
     from velvet_runner.engine import Engine
@@ -79,7 +80,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         marks.append((time.perf_counter(), f"{event.from_state}->{event.to_state}"))
 
     engine = Engine(settings, manifest, store, wiring,
-                    flags=manifest_mod.load_flags(settings.manifest), on_transition=on_transition)
+                    flags=flags_mod.load_flags(settings.manifest), on_transition=on_transition)
     job, _ = engine.create(cred.name, Flow.OPERATIONAL)
     job = engine.run(job.job_id, Action.VERIFY)
     assert job.status == "verified", job.status

@@ -18,6 +18,7 @@ import pytest
 
 from velvet_runner import manifest as manifest_mod
 from velvet_runner.errors import InputError, ManifestError
+from velvet_runner.flags import load_flags
 from velvet_runner.manifest import (
     MAX_NODES,
     TARGET_KINDS,
@@ -26,7 +27,6 @@ from velvet_runner.manifest import (
     HttpCheck,
     Manifest,
     load,
-    load_flags,
     parse,
 )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 from pydantic import SecretStr
 
+from velvet_runner import flags as flags_mod
 from velvet_runner import manifest as manifest_mod
 from velvet_runner import timeline
 from velvet_runner.engine import Engine
@@ -61,7 +62,7 @@ def run_demo(credential: str = "HK_PLATFORM_FULL", *, echo: Echo = print,
 
             engine = Engine(settings, manifest, Store(settings.state, settings.state_branch,
                                                       settings.cache_dir),
-                            wiring, flags=manifest_mod.load_flags(settings.manifest),
+                            wiring, flags=flags_mod.load_flags(settings.manifest),
                             on_transition=show)
             echo(f"rotating {credential} ({cred.vendor}) to {len(cred.consumers)} consumers "
                  f"across {len({c.kind for c in cred.consumers})} target kinds")

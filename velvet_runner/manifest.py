@@ -28,9 +28,6 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from velvet_runner import targets, vendors
 from velvet_runner.errors import ManifestError
-from velvet_runner.flags import explain_flag as explain_flag
-from velvet_runner.flags import load_flags as load_flags
-from velvet_runner.flags import unknown_flag_warnings as unknown_flag_warnings
 from velvet_runner.manifest_models import HEALTHCHECK_TYPES, Model
 from velvet_runner.manifest_models import Consumer as Consumer
 from velvet_runner.manifest_models import Credential as Credential

@@ -23,6 +23,7 @@ from typing import Any
 
 import httpx
 
+from velvet_runner import flags as flags_mod
 from velvet_runner import manifest as manifest_mod
 from velvet_runner.engine import Engine
 from velvet_runner.manifest import (
@@ -96,7 +97,7 @@ class EngWorld:
         engine = Engine(settings, manifest,
                         Store(settings.state, settings.state_branch, settings.cache_dir),
                         Wiring(settings, sleep=short_sleep),
-                        flags=manifest_mod.load_flags(settings.manifest),
+                        flags=flags_mod.load_flags(settings.manifest),
                         notifier=notifier_from_settings(settings))
         self._engines.append(engine)
         return engine

@@ -18,6 +18,7 @@ import httpx
 import pytest
 import yaml
 
+from velvet_runner import flags as flags_mod
 from velvet_runner import manifest as manifest_mod
 from velvet_runner.engine import Engine
 from velvet_runner.notify import notifier_from_settings
@@ -134,7 +135,7 @@ def rev_engine(rev_env: dict[str, str], rev_sleeps: Sleeps) -> Iterator[EngineFa
         notifier = notifier_from_settings(settings, timeout=timeout, sleep=rev_sleeps)
         return Engine(settings, loaded, Store(settings.state, settings.state_branch,
                                               settings.cache_dir),
-                      wiring, flags=manifest_mod.load_flags(settings.manifest),
+                      wiring, flags=flags_mod.load_flags(settings.manifest),
                       notifier=notifier)
 
     yield make

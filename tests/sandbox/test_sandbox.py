@@ -15,7 +15,7 @@ import boto3
 import httpx
 import pytest
 
-from velvet_runner.manifest import load_flags
+from velvet_runner.flags import load_flags
 from velvet_runner.sandbox.world import SERVICES, Sandbox, World
 
 _LISTEN = "0A"

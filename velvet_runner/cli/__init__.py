@@ -67,13 +67,13 @@ def _report(exc: VelvetError) -> NoReturn:
 
 def _flag_explanation() -> str:
     """Why the flag reads as off: a missing file, a missing or misspelled key, or false."""
-    from velvet_runner import manifest as manifest_mod
+    from velvet_runner import flags as flags_mod
 
     try:
         path = _settings().manifest
     except VelvetError as exc:
         return str(exc)
-    return manifest_mod.explain_flag(path)
+    return flags_mod.explain_flag(path)
 
 
 if __name__ == "__main__":  # pragma: no cover

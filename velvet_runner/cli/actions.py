@@ -22,13 +22,14 @@ def approve(job_id: str, action: str) -> None:
     dispatched that run, checked against the manifest's approvers; they may not be the person
     who started the job.
     """
+    from velvet_runner import flags as flags_mod
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.engine import require_enabled
     from velvet_runner.github.gate import record_fallback_approval
 
     settings = _settings()
     loaded = manifest_mod.load(settings.manifest)
-    require_enabled(manifest_mod.load_flags(settings.manifest))
+    require_enabled(flags_mod.load_flags(settings.manifest))
     job = record_fallback_approval(settings, loaded, _store(settings), job_id, action)
     click.echo(f"job {job.job_id}: {job.events[-1].detail}")
     _actions_outputs(job)

@@ -71,6 +71,7 @@ def _store(settings: Settings) -> Store:
 
 
 def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
+    from velvet_runner import flags as flags_mod
     from velvet_runner import manifest as manifest_mod
     from velvet_runner.engine import Engine
     from velvet_runner.logs import setup
@@ -79,7 +80,7 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
 
     setup()
     manifest = manifest_mod.load(settings.manifest)
-    flags = manifest_mod.load_flags(settings.manifest)
+    flags = flags_mod.load_flags(settings.manifest)
     wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
     return Engine(settings, manifest, _store(settings), wiring, flags=flags,
                   notifier=notifier_from_settings(settings, budgets=wiring.budgets),

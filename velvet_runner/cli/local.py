@@ -23,11 +23,12 @@ def manifest() -> None:
 @click.argument("path", required=False, type=click.Path(dir_okay=False))
 def manifest_check(path: str | None) -> None:
     """Validate PATH (default $VELVET_MANIFEST); every problem as file:line: field: message."""
+    from velvet_runner import flags as flags_mod
     from velvet_runner import manifest as manifest_mod
 
     target = path or str(_settings().manifest)
     loaded = manifest_mod.load(target)
-    typos = manifest_mod.unknown_flag_warnings(target)
+    typos = flags_mod.unknown_flag_warnings(target)
     if typos:
         from velvet_runner.errors import ManifestError
 
