@@ -134,6 +134,7 @@ def _note_waits(run: Run, kinds: Mapping[str, int], waited0: float) -> None:
         return
     reasons = ", ".join(f"{k or 'other'} {v:.0f} s" for k, v in sorted(
         totals.reasons.items(), key=lambda kv: -kv[1]))
+    # Written with the stage's next move: a report, and the fan-out's end is not a safe point.
     run.journal.note("budget_wait", f"writes waited {totals.waited - waited0:.0f} s for the "
                      f"vendors' rate budgets, summed over threads (longest wait "
-                     f"{totals.longest:.1f} s; {reasons})")
+                     f"{totals.longest:.1f} s; {reasons})", defer=True)

@@ -81,8 +81,9 @@ class Journal:
         return self.job if defer else self._write()
 
     def note(self, action: str, detail: str, data: dict[str, Any] | None = None, *,
-             mutate: Change | None = None) -> Job:
-        """An event without a transition (a refusal, a failed rollback attempt)."""
+             mutate: Change | None = None, defer: bool = False) -> Job:
+        """An event without a transition (a refusal, a failed rollback attempt); written now,
+        or with the next write when `defer` (a report, never an intent)."""
         at = self.e.now()
 
         def add(current: Job) -> None:
@@ -93,9 +94,11 @@ class Journal:
                                         to_state=str(current.status), detail=detail,
                                         data=data or {}))
 
-        self._write(add)
         self.log.info("%s: %s", action, detail)
-        return self.job
+        if defer:
+            self._queued.append(add)
+            return self.job
+        return self._write(add)
 
     def change(self, mutate: Change, *, defer: bool = False) -> Job:
         """A change to the record with no event (ledger outcomes, rollback progress)."""
