@@ -107,7 +107,7 @@ _BUILDING = threading.Lock()
 @functools.cache
 def _build(vendor_items: tuple[tuple[str, type[Vendor]], ...],
            target_items: tuple[tuple[str, type[Target]], ...]) -> _Built:
-    # Union members in registry order (built-ins first, as BUILT_IN lists them): the order of
+    # Union members in registry order (built-ins first, as SCHEMA_ORDER lists them): the order of
     # the schema's oneOf lists and of "expected one of" in error messages.
     consumers = [_consumer_model(cls.config_model) for _, cls in target_items]
     vaults = [(kind, cls.config_model) for kind, cls in target_items if cls.CAN_BE_VAULT]

@@ -6,14 +6,17 @@ builds the consumer and vault unions from what is registered here.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 from typing import get_args
 
 from velvet_runner.manifest_models import VaultConfig
 from velvet_runner.targets.base import Target
 
-# The built-in targets, in the order the manifest's JSON Schema lists them.
-BUILT_IN: tuple[str, ...] = (
+# The order the shipped JSON Schema lists the built-in targets in. A module added to this
+# package is found without being named here, and listed after them.
+SCHEMA_ORDER: tuple[str, ...] = (
     "heroku_config_var", "github_actions_secret", "infisical_secret", "aws_ssm_parameter",
 )
 
@@ -35,7 +38,14 @@ def register(cls: type[Target]) -> type[Target]:
 
 
 def load_all() -> dict[str, type[Target]]:
-    """Every target: the built-ins in BUILT_IN order, then any registered later."""
-    for name in BUILT_IN:
-        importlib.import_module(f"{__name__}.{name}")
-    return {**{kind: TARGETS[kind] for kind in BUILT_IN}, **TARGETS}
+    """Every target module in this package, imported (so `velvet --help` stays fast, only
+    here): the schema's first kinds in SCHEMA_ORDER, then the rest as they registered."""
+    _import_modules()
+    return {**{kind: TARGETS[kind] for kind in SCHEMA_ORDER}, **TARGETS}
+
+
+@functools.cache
+def _import_modules() -> None:
+    # Once per process: wiring looks an adapter up for every consumer of a fan-out.
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
+        importlib.import_module(f"{__name__}.{module}")

@@ -1,17 +1,20 @@
 """Vendor adapters, keyed by the manifest's `vendor` string.
 
 Each module declares its `options` model and registers; manifest.py builds the credential union
-from what is registered here, so adding a vendor is that one module (and its name below).
+from what is registered here, so adding a vendor is that one module: `load_all` finds it.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+import pkgutil
 
 from velvet_runner.vendors.base import Vendor
 
-# The built-in vendors, in the order the manifest's JSON Schema lists them.
-BUILT_IN: tuple[str, ...] = ("heroku", "cloudflare", "postmark", "aws_iam", "operator_manual")
+# The order the shipped JSON Schema lists the built-in vendors in. A module added to this
+# package is found without being named here, and listed after them.
+SCHEMA_ORDER: tuple[str, ...] = ("heroku", "cloudflare", "postmark", "aws_iam", "operator_manual")
 
 VENDORS: dict[str, type[Vendor]] = {}
 
@@ -26,8 +29,14 @@ def register(cls: type[Vendor]) -> type[Vendor]:
 
 
 def load_all() -> dict[str, type[Vendor]]:
-    """Every vendor: the built-ins in BUILT_IN order, then any registered later."""
-    # Imported here, not at module import, so `velvet --help` stays fast.
-    for name in BUILT_IN:
-        importlib.import_module(f"{__name__}.{name}")
-    return {**{kind: VENDORS[kind] for kind in BUILT_IN}, **VENDORS}
+    """Every vendor module in this package, imported (so `velvet --help` stays fast, only
+    here): the schema's first kinds in SCHEMA_ORDER, then the rest as they registered."""
+    _import_modules()
+    return {**{kind: VENDORS[kind] for kind in SCHEMA_ORDER}, **VENDORS}
+
+
+@functools.cache
+def _import_modules() -> None:
+    # Once per process: wiring looks an adapter up for every consumer of a fan-out.
+    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
+        importlib.import_module(f"{__name__}.{module}")
