@@ -201,12 +201,7 @@ def due(now_text: str | None, as_json: bool | None) -> None:
     loaded = manifest_mod.load(settings.manifest)
     store = _store(settings)
     rows = due_credentials(loaded, store, parse_now(now_text), env=settings.env)
-    if wants_json(as_json):
-        click.echo(json.dumps(rows, indent=2, sort_keys=True))
-    else:
-        from velvet_runner.human import due_summary
-
-        click.echo(due_summary(rows), nl=False)
+    _listing(rows, as_json, "due_summary")
     _finish(store)
 
 
@@ -232,14 +227,17 @@ def stuck(as_json: bool | None, now_text: str | None, settle_debt: bool) -> None
     loaded = manifest_mod.load(settings.manifest)
     store = _store(settings)
     findings = find_stuck(loaded, store, parse_now(now_text), env=settings.env)
-    if wants_json(as_json):
-        click.echo(json.dumps(findings, indent=2, sort_keys=True))
-    else:
-        from velvet_runner.human import stuck_summary
-
-        click.echo(stuck_summary(findings), nl=False)
+    _listing(findings, as_json, "stuck_summary")
     _finish(store)
     if any(findings.values()):
         sys.exit(1)
 
 
+def _listing(data: Any, as_json: bool | None, summary: str) -> None:
+    """A listing as JSON, or as `human.<summary>` for people (imported only for them)."""
+    if wants_json(as_json):
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    from velvet_runner import human
+
+    click.echo(getattr(human, summary)(data), nl=False)
