@@ -29,6 +29,7 @@ from .support import CRASH_CELLS, CRASH_EXIT, HK, PLATFORM_EMAIL, EngWorld, last
 
 REVOKE_ARGS = ("--ticket", ticket(HK), "--confirm", HK)
 API_PATCH = "/apps/raxx-api-prod/config-vars"
+PENDING_WRITE = f"/api/v4/secrets/{HK}__PENDING*"
 
 
 def _stage(eng: EngWorld, job_id: str, action: str, crash_at: str | None = None) -> int:
@@ -60,6 +61,14 @@ def _minting_with_pending(eng: EngWorld) -> str:
     """A mint killed after the vault write: the new value is pending, the job in minting."""
     job_id = _rotation_to(eng, "verified")
     assert _stage(eng, job_id, "proceed_mint", "after_vault_write") == CRASH_EXIT
+    return job_id
+
+
+def _minting_lost(eng: EngWorld) -> str:
+    """A mint killed before the vault write: the vendor holds a labelled token whose value is
+    gone, so the resume replaces it (Heroku regenerates it in place)."""
+    job_id = _rotation_to(eng, "verified")
+    assert _stage(eng, job_id, "proceed_mint", "after_mint") == CRASH_EXIT
     return job_id
 
 
@@ -97,6 +106,7 @@ FLOWS = {
                   ("retry_distribute", "proceed_revoke"), "done"),
     "rollback": Scenario(lambda eng: _rotation_to(eng, "validated"), ("rollback",), "aborted"),
     "abort": Scenario(_minting_with_pending, ("abort",), "aborted"),
+    "lost": Scenario(_minting_lost, ("proceed_mint", "proceed_revoke"), "done"),
     "revocation": Scenario(_revocation, ("revoke",), "rev_done", operational=False),
 }
 
@@ -112,6 +122,7 @@ CELLS = [
     *(("rollback", "rollback", p) for p in (
         "rollback_start", "mid_rollback", "before_revoke_new", "after_revoke_new")),
     *(("abort", "abort", p) for p in ("before_revoke_new", "after_revoke_new")),
+    ("lost", "proceed_mint", "after_regenerate"),
     *(("revocation", "revoke", p) for p in ("after_roll", "after_vault_write")),
 ]
 
@@ -142,24 +153,46 @@ def test_crash_resume_ends_like_an_uninterrupted_run(eng_world: EngWorld, flow: 
     job = eng_world.job(job_id)
     assert job.status == spec.end, last(job)
 
+    _assert_nothing_lost(eng_world, job, issued_before, by_hand, spec.operational)
+    CRASH_CELLS.add((action, point))
+
+
+def test_a_crash_while_discarding_a_value_the_vault_refused(eng_world: EngWorld) -> None:
+    """The vault refused the pending write, so the fresh token is being revoked while it is
+    still in hand; the process dies right after the revoke. The operator clears the vault's
+    trouble and runs proceed_mint again (the machine allows it from mint_failed or minting)."""
+    job_id = _rotation_to(eng_world, "verified")
+    issued_before = len(eng_world.sandbox.heroku.token_values())
+    eng_world.fault("infisical", method="PATCH", path=PENDING_WRITE, status=503)
+    assert _stage(eng_world, job_id, "proceed_mint", "after_discard") == CRASH_EXIT
+    eng_world.clear_faults("infisical")
+    for stage in ("proceed_mint", "proceed_revoke"):
+        assert _stage(eng_world, job_id, stage) == 0, last(eng_world.job(job_id))
+    job = eng_world.job(job_id)
+    assert job.status == "done", last(job)
+    _assert_nothing_lost(eng_world, job, issued_before, 0, True)
+    CRASH_CELLS.add(("proceed_mint", "after_discard"))
+
+
+def _assert_nothing_lost(eng: EngWorld, job: Job, issued_before: int, by_hand: int,
+                         operational: bool) -> None:
     # At most one value per intent: every value the vendor issued is a ledger entry.
-    issued = len(eng_world.sandbox.heroku.token_values()) - issued_before - by_hand
+    issued = len(eng.sandbox.heroku.token_values()) - issued_before - by_hand
     made = [t for t in job.ledger if t.role in ("new", "rolled")]
     assert issued <= len(made), [(t.token_id, t.intent, t.life) for t in job.ledger]
 
     # Every live token is the vault's current value or listed as debt.
-    current = eng_world.vault(HK)
+    current = eng.vault(HK)
     assert current is not None
-    heroku = eng_world.sandbox.heroku
+    heroku = eng.sandbox.heroku
     debt_ids = {d.auth_id for d in job.revocation_debt if d.settled_at is None}
-    live = {a["id"] for a in eng_world.heroku_auths(PLATFORM_EMAIL)}
+    live = {a["id"] for a in eng.heroku_auths(PLATFORM_EMAIL)}
     assert live <= {heroku.authorization_id(current)} | debt_ids, (live, debt_ids)
     assert heroku.token_is_live(current)
     assert ledger.unaccounted(job) == [], [(t.token_id, t.life) for t in job.ledger]
 
     # No consumer holds a value the vendor refuses (a revocation leaves them on the dead one:
     # that is what its lockout checks prove).
-    if spec.operational:
-        values = eng_world.consumer_values(HK)
+    if operational:
+        values = eng.consumer_values(HK)
         assert all(v is not None and heroku.token_is_live(v) for v in values.values()), values
-    CRASH_CELLS.add((action, point))

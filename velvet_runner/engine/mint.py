@@ -75,6 +75,7 @@ def _obtain(run: Run, current: SecretStr) -> tuple[str, Minted]:
     """
     j = run.journal
     j.hold()
+    _finish_discards(run, current)
     token_id = _open_intent(run)
     own = run.own_pending()
     if own is not None:
@@ -138,6 +139,7 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
         j.kill(token_id, "regenerate", commit=False)
         fresh = j.intend("new", "regenerate", label=mint_label(run), auth_id=lost_id)
         minted = run.vendor.recover_minted(current, lost_id, mint_label(run))
+        run.crash("after_regenerate")
         # The vendor replaced the value in place: every earlier value of that id is dead.
         for token in list(run.job.ledger):
             if (token.role == "new" and token.auth_id == lost_id and token.token_id != fresh
@@ -146,7 +148,7 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
                          evidence=f"regenerated in place: auth id {lost_id} has a new value")
         return fresh, minted
     j.kill(token_id)
-    run.call(lambda: run.vendor.revoke(lost_id, using=current, value=current))
+    _revoke_by_id(run, lost_id, current)
     lost = j.token(token_id)
     proof = run.prove_dead(lost, None, using=current)
     j.settle(token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT, evidence=proof.evidence)
@@ -165,9 +167,32 @@ def _discard(run: Run, token_id: str, minted: Minted, current: SecretStr) -> Non
         if run.vendor.CAN_REVOKE and minted.auth_id is not None:
             auth_id = minted.auth_id
             run.call(lambda: run.vendor.revoke(auth_id, using=current, value=minted.value))
+            run.crash("after_discard")
         proof = run.prove_dead(j.token(token_id), minted.value)
     except VendorError as exc:
         j.settle(token_id, Life.DEBT, evidence=f"{evidence}; revoking it failed: {exc}")
         return
     j.settle(token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT,
              evidence=f"{evidence}; {proof.evidence}")
+
+
+def _finish_discards(run: Run, current: SecretStr) -> None:
+    """A discard a crash cut short: its revoke intent is on the branch, its value is gone. The
+    revoke is repeated by id (idempotent) and proven by the vendor no longer having the id."""
+    j = run.journal
+    for token in [t for t in run.job.ledger
+                  if t.role == "new" and t.life == Life.REVOKING and t.intent == "revoke"]:
+        evidence = "a discard cut short by a crash"
+        try:
+            if run.vendor.CAN_REVOKE and token.auth_id is not None:
+                _revoke_by_id(run, token.auth_id, current)
+            proof = run.prove_dead(token, None, using=current)
+        except VendorError as exc:
+            j.settle(token.token_id, Life.DEBT, evidence=f"{evidence}; revoking it failed: {exc}")
+            continue
+        j.settle(token.token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT,
+                 evidence=f"{evidence}; {proof.evidence}")
+
+
+def _revoke_by_id(run: Run, auth_id: str, current: SecretStr) -> None:
+    run.call(lambda: run.vendor.revoke(auth_id, using=current, value=current))
