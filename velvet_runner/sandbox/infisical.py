@@ -83,7 +83,6 @@ from velvet_runner.sandbox.ratelimit import (
     infisical_limits,
     route_template,
     token_key,
-    window_left,
 )
 
 Json = dict[str, Any]
@@ -188,8 +187,8 @@ class _RateLimitHeaders:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                left = window_left(self.limiter, scope["method"], self.endpoint(scope),
-                                   token_key(scope))
+                left = self.limiter.left(scope["method"], self.endpoint(scope),
+                                         token_key(scope))
                 if left is not None and "x-ratelimit-limit" not in headers:
                     rule, remaining, reset = left
                     _limit_headers(headers, rule.limit, remaining, reset)

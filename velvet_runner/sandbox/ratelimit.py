@@ -158,6 +158,24 @@ class Limiter:
                 self._sums[slot] += cost
             return None
 
+    def left(self, method: str, endpoint: str, key: str) -> tuple[Rule, int, int] | None:
+        """The first rule counting this request, with what it leaves this caller: (rule, whole
+        cost units left, whole vendor seconds until the oldest counted unit leaves the window);
+        None when no rule counts the request. What @fastify/rate-limit reports on every answer.
+        """
+        with self._lock:
+            now = self._now()
+            for rule in self.rules.values():
+                if rule.cost(method, endpoint) <= 0:
+                    continue
+                slot = (rule.name, f"{key} {method} {endpoint}" if rule.per_endpoint else key)
+                live = [(at, spent) for at, spent in self._windows.get(slot, ())
+                        if at > now - rule.window]
+                used = sum(spent for _, spent in live)
+                reset = live[0][0] + rule.window - now if live else rule.window
+                return rule, max(0, math.floor(rule.limit - used)), max(1, math.ceil(reset))
+            return None
+
     def breach(self, rule: str) -> None:
         """Record a refusal decided by the fake itself (Heroku's bucket, Slack's burst)."""
         with self._lock:
@@ -332,25 +350,6 @@ def github_reject(status: int = 403) -> Reject:
         return response
 
     return reject
-
-
-def window_left(limiter: Limiter, method: str, endpoint: str,
-                key: str) -> tuple[Rule, int, int] | None:
-    """The first rule counting this request, with what it leaves this caller: (rule, whole cost
-    units left, whole vendor seconds until the oldest counted unit leaves the window); None
-    when no rule counts the request. What @fastify/rate-limit reports on every answer."""
-    with limiter._lock:
-        now = limiter._now()
-        for rule in limiter.rules.values():
-            if rule.cost(method, endpoint) <= 0:
-                continue
-            slot = (rule.name, f"{key} {method} {endpoint}" if rule.per_endpoint else key)
-            live = [(at, spent) for at, spent in limiter._windows.get(slot, ())
-                    if at > now - rule.window]
-            used = sum(spent for _, spent in live)
-            reset = live[0][0] + rule.window - now if live else rule.window
-            return rule, max(0, math.floor(rule.limit - used)), max(1, math.ceil(reset))
-        return None
 
 
 # --- Infisical ------------------------------------------------------------------------------
