@@ -393,7 +393,7 @@ def build_app(
         Route("/faults", get_faults, methods=["GET"]),
         Route("/faults", delete_faults, methods=["DELETE"]),
         Route("/requests", get_requests, methods=["GET"]),
-        *extra_control_routes,  # before the limiter's: a fake may answer /limits itself
+        *extra_control_routes,
         *(limiter.control_routes() if limiter is not None else ()),
     ]
     vendor: list[BaseRoute] = [Mount(prefix, routes=routes)] if prefix else list(routes)

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -60,8 +60,24 @@ class Refusal:
     retry_after: int  # whole vendor seconds until the window admits the request
 
 
+class LimitsPart(Protocol):
+    """A limit a fake keeps itself (GitHub's primary limit), shown and set at /__velvet/limits
+    under `key`, beside the limiter's own."""
+
+    key: str
+
+    def shown(self) -> Json: ...
+
+    def configure(self, data: Json) -> None: ...
+
+    def restart(self) -> None:
+        """Nothing counted any more (a POST with `"reset": true`)."""
+
+
 class Limiter:
     """Concurrency, sliding windows and a breach log for one fake, on a scalable clock."""
+
+    part: LimitsPart | None = None
 
     def __init__(self, name: str, rules: Sequence[Rule] = (), *, concurrency: int | None = None,
                  time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
@@ -188,8 +204,9 @@ class Limiter:
     # --- control API --------------------------------------------------------------------------
 
     def snapshot(self) -> Json:
+        shown = {self.part.key: self.part.shown()} if self.part is not None else {}
         with self._lock:
-            return {
+            return shown | {
                 "name": self.name, "time_scale": self._scale,
                 "rules": {r.name: {"limit": r.limit, "window": r.window}
                           for r in self.rules.values()},
@@ -200,6 +217,12 @@ class Limiter:
             }
 
     def configure(self, data: Json) -> None:
+        if self.part is not None:
+            data = dict(data)
+            if data.get("reset"):
+                self.part.restart()
+            if self.part.key in data:
+                self.part.configure(data.pop(self.part.key))
         if "time_scale" in data:
             self.set_time_scale(float(data["time_scale"]))
         with self._lock:

@@ -32,7 +32,7 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
 
 Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
 Besides the shared control API, `/__velvet/limits` shows and sets the primary rate limit too
-(`"primary"`, `_limits_routes`).
+(`"primary"`, `PrimaryLimit`).
 """
 
 from __future__ import annotations
@@ -49,16 +49,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from velvet_runner.sandbox.control import (
     CONTROL_PREFIX,
     build_app,
-    control_route,
     json_response,
-    read_json,
 )
 from velvet_runner.sandbox.github import issues, runs, secrets
-from velvet_runner.sandbox.github.common import GitHubError, _not_found, error
+from velvet_runner.sandbox.github.common import GitHubError, Json, _not_found, error
 from velvet_runner.sandbox.github.records import _Token
 from velvet_runner.sandbox.github.state import State
 from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, listing, repo_of
-from velvet_runner.sandbox.ratelimit import Limiter, github_limits, github_reject
+from velvet_runner.sandbox.ratelimit import github_limits, github_reject
 
 
 class _RateLimitHeaders:
@@ -144,43 +142,30 @@ async def branch_policies(request: Request, token: _Token, views: _Views) -> Res
         return listing(request, policies, dict, "branch_policies")
 
 
-def _limits_routes(state: State, limiter: Limiter) -> list[BaseRoute]:
-    """`/__velvet/limits` with the primary limit added: `"primary"` in what GET shows, and
-    `"primary": {"limit"?, "remaining"?, "status"?}` in a POST starts a new window
-    (`State.set_rate_limit`), as `"reset": true` does; the rest goes to the limiter as before.
+class PrimaryLimit:
+    """GitHub's primary limit at `/__velvet/limits` (the limiter's `part`): `"primary"` in what
+    GET shows; `"primary": {"limit"?, "remaining"?, "status"?}` in a POST starts a new window
+    (`State.set_rate_limit`), as `"reset": true` does."""
 
-    Listed before the limiter's own routes (`extra_control_routes` come first in build_app),
-    so these answer; ratelimit.py stays the same for every fake.
-    """
+    key = "primary"
 
-    def shown() -> Response:
-        return json_response({**limiter.snapshot(), "primary": state.primary_limit()})
+    def __init__(self, state: State) -> None:
+        self.state = state
 
-    async def get_limits(request: Request) -> Response:
-        return shown()
+    def shown(self) -> Json:
+        return self.state.primary_limit()
 
-    async def set_limits(request: Request) -> Response:
-        body = await read_json(request)
-        if not isinstance(body, dict):
-            raise ValueError("limits body must be a JSON object")
-        primary = body.pop("primary", None)
-        if body.get("reset"):  # nothing counted: the primary window starts again too
-            current = state.primary_limit()
-            state.set_rate_limit(current["limit"], status=current["status"])
-        if primary is not None:
-            if not isinstance(primary, dict):
-                raise ValueError("primary must be a JSON object")
-            unknown = set(primary) - {"limit", "remaining", "status"}
-            if unknown:
-                raise ValueError(f"unknown primary fields: {sorted(unknown)}")
-            state.set_rate_limit(**primary)
-        limiter.configure(body)
-        return shown()
+    def configure(self, data: Json) -> None:
+        if not isinstance(data, dict):
+            raise ValueError("primary must be a JSON object")
+        unknown = set(data) - {"limit", "remaining", "status"}
+        if unknown:
+            raise ValueError(f"unknown primary fields: {sorted(unknown)}")
+        self.state.set_rate_limit(**data)
 
-    return [
-        control_route("/limits", get_limits, ["GET"]),
-        control_route("/limits", set_limits, ["POST"]),
-    ]
+    def restart(self) -> None:
+        current = self.state.primary_limit()
+        self.state.set_rate_limit(current["limit"], status=current["status"])
 
 
 def create_app(state: State) -> Starlette:
@@ -237,13 +222,13 @@ def create_app(state: State) -> Starlette:
     # sandbox/ratelimit.py, settable and reported at /__velvet/limits. Its clock is the primary
     # limit's too.
     limiter = github_limits()
+    limiter.part = PrimaryLimit(state)
     state.limiter = limiter
     app = build_app(
         "github",
         routes,
         error=error,
         state=state,
-        extra_control_routes=_limits_routes(state, limiter),
         limiter=limiter,
         reject=github_reject(),
     )
