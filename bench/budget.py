@@ -44,14 +44,9 @@ OLD_BOUND = 128
 
 
 def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict[str, Any]:
-    import yaml
+    from sandbox_proc import write_manifest
 
-    from velvet_runner.sandbox.world import (
-        APPROVERS,
-        INFISICAL_ENV,
-        INFISICAL_PROJECT,
-        VAULT_PATH,
-    )
+    from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
     tag = uuid.uuid4().hex[:6]
     name = f"BENCH_BUDGET_{tag.upper()}"
@@ -73,18 +68,8 @@ def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict
         consumers.append({"consumer_id": f"gh-{tag}-{i:05d}", "kind": "github_actions_secret",
                           "env": "prod", "repository": repos[i % REPOS],
                           "secret": f"HEROKU_KEY_{i:05d}", "healthcheck": {"type": "none"}})
-    document = {"version": 1, "credentials": [{
-        "name": name, "vendor": "heroku", "env": "prod", "schedule": "90d",
-        "description": f"budget benchmark: {heroku_vars} config vars, {github} Actions secrets",
-        "options": {"scope": ["global"]},
-        "vault": {"kind": "infisical_secret", "project_id": INFISICAL_PROJECT,
-                  "environment": INFISICAL_ENV, "secret_path": VAULT_PATH, "name": name},
-        "approvers": APPROVERS, "consumers": consumers}]}
-    (workdir / "manifest").mkdir(parents=True, exist_ok=True)
-    (workdir / "manifest" / "subscription-manifest.yml").write_text(
-        yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
-    (workdir / "manifest" / "flags.yml").write_text("velvet_v2_rotation: true\n",
-                                                   encoding="utf-8")
+    write_manifest(workdir, name, f"budget benchmark: {heroku_vars} config vars, {github} "
+                   "Actions secrets", consumers)
     return {"env": sbx.env(workdir), "credential": name,
             "heroku_control": sbx.control_url("heroku"),
             "github_control": sbx.control_url("github")}

@@ -32,6 +32,24 @@ from velvet_runner.sandbox.world import APPROVERS, INFISICAL_ENV, INFISICAL_PROJ
 VAR = "HEROKU_API_KEY"
 
 
+def write_manifest(workdir: Path, name: str, description: str,
+                   consumers: list[dict[str, Any]]) -> None:
+    """The manifest of one Heroku credential `name`, vaulted in the sandbox's Infisical, held
+    by `consumers`, with the rotation flag on."""
+    document = {"version": 1, "credentials": [{
+        "name": name, "vendor": "heroku", "env": "prod", "schedule": "90d",
+        "description": description, "options": {"scope": ["global"]},
+        "vault": {"kind": "infisical_secret", "project_id": INFISICAL_PROJECT,
+                  "environment": INFISICAL_ENV, "secret_path": VAULT_PATH, "name": name},
+        "approvers": APPROVERS, "consumers": consumers,
+    }]}
+    (workdir / "manifest").mkdir(parents=True, exist_ok=True)
+    (workdir / "manifest" / "subscription-manifest.yml").write_text(
+        yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
+    (workdir / "manifest" / "flags.yml").write_text("velvet_v2_rotation: true\n",
+                                                   encoding="utf-8")
+
+
 def fanout_world(sbx: Sandbox, workdir: Path, n: int, check: str) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:6]
     name = f"BENCH_FANOUT_{n}_{tag.upper()}"
@@ -56,19 +74,8 @@ def fanout_world(sbx: Sandbox, workdir: Path, n: int, check: str) -> dict[str, A
         else:
             entry["healthcheck"] = {"type": "none"}
         consumers.append(entry)
-    document = {"version": 1, "credentials": [{
-        "name": name, "vendor": "heroku", "env": "prod", "schedule": "90d",
-        "description": f"benchmark credential with {n} heroku_config_var consumers",
-        "options": {"scope": ["global"]},
-        "vault": {"kind": "infisical_secret", "project_id": INFISICAL_PROJECT,
-                  "environment": INFISICAL_ENV, "secret_path": VAULT_PATH, "name": name},
-        "approvers": APPROVERS, "consumers": consumers,
-    }]}
-    (workdir / "manifest").mkdir(parents=True, exist_ok=True)
-    (workdir / "manifest" / "subscription-manifest.yml").write_text(
-        yaml.safe_dump(document, sort_keys=False, width=120), encoding="utf-8")
-    (workdir / "manifest" / "flags.yml").write_text("velvet_v2_rotation: true\n",
-                                                   encoding="utf-8")
+    write_manifest(workdir, name, f"benchmark credential with {n} heroku_config_var consumers",
+                   consumers)
     return {"env": sbx.env(workdir), "credential": name,
             "consumers": [c["consumer_id"] for c in consumers],
             "heroku_control": sbx.control_url("heroku"), "bot_email": "velvet-bot@raxx.app"}
