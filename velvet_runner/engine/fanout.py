@@ -49,9 +49,9 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
         # The kinds a rate budget stretches longest start first: their chain of windows starts
         # with their first answer, so every second they wait behind another kind's burst is
         # added to the whole stage.
-        stretch = {kind: wiring.budget_estimate({kind: n})[0] for kind, n in kinds.items()}
-        consumers = sorted(consumers, key=lambda c: -stretch[c.kind])
-        expected, why = wiring.budget_estimate(kinds)
+        stretch = {kind: wiring.budget_estimate({kind: n}) for kind, n in kinds.items()}
+        consumers = sorted(consumers, key=lambda c: -stretch[c.kind][0])
+        expected, why = max(stretch.values(), key=lambda estimate: estimate[0])
         if expected > 60:
             progress.phase(f"velvet: {what} will take about {expected:.0f} s ({why})")
             run.journal.note("budget_wait", f"expected about {expected:.0f} s: {why}")

@@ -148,7 +148,7 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
                          evidence=f"regenerated in place: auth id {lost_id} has a new value")
         return fresh, minted
     j.kill(token_id)
-    _revoke_by_id(run, lost_id, current)
+    _revoke_by_id(run, lost_id, current, current)
     lost = j.token(token_id)
     proof = run.prove_dead(lost, None, using=current)
     j.settle(token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT, evidence=proof.evidence)
@@ -162,13 +162,30 @@ def _discard(run: Run, token_id: str, minted: Minted, current: SecretStr) -> Non
     j.settle(token_id, Life.MINTED, auth_id=minted.auth_id,
              fingerprint=fingerprint(minted.value), defer=True)
     j.kill(token_id)
-    evidence = "the vault refused the new value"
+    _revoke_and_prove(run, token_id, minted.auth_id, minted.value, current,
+                      "the vault refused the new value", crash_point="after_discard")
+
+
+def _finish_discards(run: Run, current: SecretStr) -> None:
+    """A discard a crash cut short: its revoke intent is on the branch, its value is gone. The
+    revoke is repeated by id (idempotent) and proven by the vendor no longer having the id."""
+    for token in [t for t in run.job.ledger
+                  if t.role == "new" and t.life == Life.REVOKING and t.intent == "revoke"]:
+        _revoke_and_prove(run, token.token_id, token.auth_id, None, current,
+                          "a discard cut short by a crash")
+
+
+def _revoke_and_prove(run: Run, token_id: str, auth_id: str | None, value: SecretStr | None,
+                      current: SecretStr, evidence: str, *, crash_point: str | None = None) -> None:
+    """Revoke a token whose revoke intent is committed, then settle what the vendor proves:
+    dead, or debt (the revoke failed, or nothing could prove it)."""
+    j = run.journal
     try:
-        if run.vendor.CAN_REVOKE and minted.auth_id is not None:
-            auth_id = minted.auth_id
-            run.call(lambda: run.vendor.revoke(auth_id, using=current, value=minted.value))
-            run.crash("after_discard")
-        proof = run.prove_dead(j.token(token_id), minted.value)
+        if run.vendor.CAN_REVOKE and auth_id is not None:
+            _revoke_by_id(run, auth_id, current, value or current)
+            if crash_point is not None:
+                run.crash(crash_point)
+        proof = run.prove_dead(j.token(token_id), value, using=current)
     except VendorError as exc:
         j.settle(token_id, Life.DEBT, evidence=f"{evidence}; revoking it failed: {exc}")
         return
@@ -176,23 +193,5 @@ def _discard(run: Run, token_id: str, minted: Minted, current: SecretStr) -> Non
              evidence=f"{evidence}; {proof.evidence}")
 
 
-def _finish_discards(run: Run, current: SecretStr) -> None:
-    """A discard a crash cut short: its revoke intent is on the branch, its value is gone. The
-    revoke is repeated by id (idempotent) and proven by the vendor no longer having the id."""
-    j = run.journal
-    for token in [t for t in run.job.ledger
-                  if t.role == "new" and t.life == Life.REVOKING and t.intent == "revoke"]:
-        evidence = "a discard cut short by a crash"
-        try:
-            if run.vendor.CAN_REVOKE and token.auth_id is not None:
-                _revoke_by_id(run, token.auth_id, current)
-            proof = run.prove_dead(token, None, using=current)
-        except VendorError as exc:
-            j.settle(token.token_id, Life.DEBT, evidence=f"{evidence}; revoking it failed: {exc}")
-            continue
-        j.settle(token.token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT,
-                 evidence=f"{evidence}; {proof.evidence}")
-
-
-def _revoke_by_id(run: Run, auth_id: str, current: SecretStr) -> None:
-    run.call(lambda: run.vendor.revoke(auth_id, using=current, value=current))
+def _revoke_by_id(run: Run, auth_id: str, current: SecretStr, value: SecretStr) -> None:
+    run.call(lambda: run.vendor.revoke(auth_id, using=current, value=value))
