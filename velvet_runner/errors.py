@@ -6,7 +6,8 @@
     │   ├── ActionNotAllowed              names the state and the allowed actions
     │   ├── BadArgument
     │   ├── NotFoundError                 unknown credential or job
-    │   └── CorruptRecord                 a file on the state branch does not parse (named)
+    │   ├── CorruptRecord                 a file on the state branch does not parse (named)
+    │   └── OrphanedPending               the vault's pending slot names a job the branch lacks
     ├── ConflictError                 3
     │   ├── RotationInFlight              names the job holding the credential's lock
     │   ├── StateWriteLost                compare-and-swap lost too many times
@@ -73,6 +74,12 @@ class CorruptRecord(InputError, ValueError):
         self.path, self.where, self.reason = path, where, reason
         super().__init__(f"{path} on {where} is not a valid record ({reason}); fix or remove "
                          "it on the state branch by hand")
+
+
+
+class OrphanedPending(InputError):
+    """The vault's pending slot holds a value minted by a job the state branch does not know
+    (the branch was rewritten): minting would overwrite that token's only hold."""
 
 
 class GateRefused(InputError):

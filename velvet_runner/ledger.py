@@ -18,7 +18,7 @@ from datetime import datetime
 from velvet_runner.records import Job, Life, Role, Token
 
 # Which life may follow which. Debt is left only by proof (proven_dead) or by becoming the
-# vault's current value again; proven_dead is final.
+# vault's current value again; proven_dead is left only when a proof taken now contradicts it.
 MOVES: dict[Life, frozenset[Life]] = {
     # A roll's value goes straight to the vault's current slot.
     Life.INTENDED: frozenset({Life.MINTED, Life.HELD, Life.CURRENT, Life.REVOKING,
@@ -30,7 +30,8 @@ MOVES: dict[Life, frozenset[Life]] = {
     Life.REVOKING: frozenset({Life.REVOKING, Life.PROVEN_DEAD, Life.DEBT, Life.CURRENT,
                               Life.HELD}),
     Life.DEBT: frozenset({Life.REVOKING, Life.PROVEN_DEAD, Life.CURRENT}),
-    Life.PROVEN_DEAD: frozenset(),
+    # Only a proof taken later that contradicts the record reopens it (proof.py).
+    Life.PROVEN_DEAD: frozenset({Life.REVOKING, Life.CURRENT, Life.DEBT}),
 }
 
 # Not yet known dead: Velvet must keep these in view until the vendor refuses them.
@@ -48,6 +49,8 @@ class LedgerError(ValueError):
 def set_life(token: Token, life: Life, at: datetime, *, evidence: str | None = None) -> None:
     if life != token.life and life not in MOVES[token.life]:
         raise LedgerError(f"token {token.token_id}: {token.life} -> {life} is not allowed")
+    if token.life == Life.PROVEN_DEAD and life != Life.PROVEN_DEAD:
+        token.dead_at = None
     token.life = life
     token.updated_at = at
     if evidence is not None:
@@ -63,12 +66,6 @@ def set_life(token: Token, life: Life, at: datetime, *, evidence: str | None = N
     elif life == Life.CURRENT:
         token.debt_since = None
         token.intent = None
-
-
-def latest(job: Job, role: Role) -> Token | None:
-    """The newest entry of a role ("old", "new", "rolled")."""
-    found = [t for t in job.ledger if t.role == role]
-    return found[-1] if found else None
 
 
 def next_id(job: Job, role: str) -> str:
@@ -134,7 +131,7 @@ def sync_holders(job: Job) -> None:
     whose outcome is unknown."""
     roles: tuple[Role, ...] = ("old", "new")
     for role in roles:
-        token = latest(job, role)
+        token = job.newest(role)
         if token is None or token.life not in LIVE:
             continue
         vault = [p for p in token.held_by if p.startswith("vault:")]

@@ -98,6 +98,10 @@ class ConsumerRow(_Record):
     distribute_status: RowStatus = RowStatus.PENDING
     validate_status: RowStatus = RowStatus.PENDING
     holds: Literal["old", "new", "unknown"] = "old"
+    # How the row's hold of the new value was shown: a readback of its fingerprint, or the
+    # target's own timestamp of the write. A write the target cannot show is not succeeded.
+    shown: str | None = None
+    written_at: Timestamp | None = None  # when Velvet's last write to it was sent
     attempts: int = 0
     detail: str | None = None
     updated_at: Timestamp | None = None
@@ -124,7 +128,9 @@ class Debt(_Record):
     settled_at: Timestamp | None = None
 
 
-Role = Literal["old", "new", "rolled"]
+# old: the value a job starts from; new: one it minted; rolled: one an emergency rolled;
+# preempted: one a preempted job left live, which the emergency that preempted it kills.
+Role = Literal["old", "new", "rolled", "preempted"]
 
 
 class Life(StrEnum):
@@ -149,6 +155,7 @@ class Token(_Record):
 
     token_id: str  # "old", "new", "new-2", "rolled", ... unique within the job
     role: Role
+    from_job: str | None = None  # the job whose ledger also lists it (preempted)
     life: Life
     auth_id: str | None = None
     fingerprint: str | None = None
@@ -159,6 +166,10 @@ class Token(_Record):
     evidence: str | None = None  # why it is known dead (or why it is debt)
     debt_since: Timestamp | None = None
     dead_at: Timestamp | None = None
+    # What was seen of it earlier that is not a proof (a 401 at verify, a refusal before a
+    # retry): evidence for a person, never a settlement. Death is proven when it is claimed.
+    observed: str | None = None
+    observed_at: Timestamp | None = None
     updated_at: Timestamp | None = None
 
 
@@ -171,17 +182,30 @@ class Lease(_Record):
     renewed_at: Timestamp
 
 
-def _debt_in_schema(schema: dict[str, Any]) -> None:
-    """`revocation_debt` is written to the branch (derived from the ledger): document it."""
+# Job fields that are views of the ledger: written to the branch for readers (the status app,
+# old tooling), never read back as facts. Each is (ledger role, token attribute).
+TOKEN_VIEWS: dict[str, tuple[Role, str]] = {
+    "old_auth_id": ("old", "auth_id"), "old_fingerprint": ("old", "fingerprint"),
+    "new_auth_id": ("new", "auth_id"), "new_fingerprint": ("new", "fingerprint")}
+
+
+def _derived_in_schema(schema: dict[str, Any]) -> None:
+    """The views written to the branch (derived from the ledger): document them."""
     schema["properties"]["revocation_debt"] = {
         "title": "Revocation Debt", "type": "array", "readOnly": True,
         "description": "Derived from `ledger`: every token recorded as debt, settled or not.",
         "items": Debt.model_json_schema()}
+    for name, (role, attr) in TOKEN_VIEWS.items():
+        schema["properties"][name] = {
+            "title": name.replace("_", " ").title(), "anyOf": [{"type": "string"},
+                                                               {"type": "null"}],
+            "readOnly": True,
+            "description": f"Derived from `ledger`: the {attr} of the newest `{role}` entry."}
 
 
 class Job(_Record):
     model_config = ConfigDict(extra="forbid", validate_assignment=True,
-                              json_schema_extra=_debt_in_schema)
+                              json_schema_extra=_derived_in_schema)
 
     job_id: str
     credential: str
@@ -196,10 +220,6 @@ class Job(_Record):
     force_revoke: bool = False
     consumers: list[ConsumerRow] = Field(default_factory=list)
     events: list[Event] = Field(default_factory=list)
-    old_auth_id: str | None = None
-    new_auth_id: str | None = None
-    old_fingerprint: str | None = None
-    new_fingerprint: str | None = None
     ticket: str | None = None
     run_url: str | None = None
     ledger: list[Token] = Field(default_factory=list)
@@ -209,15 +229,25 @@ class Job(_Record):
 
     @model_validator(mode="before")
     @classmethod
-    def _debt_from_ledger(cls, data: Any) -> Any:
-        """`revocation_debt` is derived from the ledger; a record written before the ledger
-        existed carries only the list, which becomes ledger entries."""
-        if not isinstance(data, dict) or "revocation_debt" not in data:
+    def _views_from_ledger(cls, data: Any) -> Any:
+        """`revocation_debt` and the old/new ids and fingerprints are derived from the ledger;
+        what a record says of them is read only where its ledger lacks the entry (a record
+        written before the ledger existed), and then becomes ledger entries."""
+        if not isinstance(data, dict) or not ({"revocation_debt", *TOKEN_VIEWS} & set(data)):
             return data
         data = dict(data)
-        listed = data.pop("revocation_debt") or []
-        if not data.get("ledger"):
-            data["ledger"] = [_debt_entry(i, d) for i, d in enumerate(listed)]
+        listed = data.pop("revocation_debt", None) or []
+        views = {name: data.pop(name, None) for name in TOKEN_VIEWS}
+        entries = list(data.get("ledger") or [])
+        if not entries:
+            entries = [_debt_entry(i, d) for i, d in enumerate(listed)]
+        roles = {_field(e, "role") for e in entries}
+        for role in ("old", "new"):
+            auth_id, fp = views[f"{role}_auth_id"], views[f"{role}_fingerprint"]
+            if role not in roles and (auth_id or fp):
+                entries.insert(0 if role == "old" else len(entries),
+                               _migrated_entry(role, auth_id, fp, data.get("status")))
+        data["ledger"] = entries
         return data
 
     def _debt_view(self) -> list[Debt]:
@@ -228,6 +258,35 @@ class Job(_Record):
     # Serialised for readers of the branch (status app, stuck, old tooling); never stored twice.
     revocation_debt: ClassVar[property] = computed_field(return_type=list[Debt])(
         property(_debt_view))
+
+    def newest(self, role: Role) -> Token | None:
+        """The newest ledger entry of a role ("old", "new", "rolled")."""
+        return next((t for t in reversed(self.ledger) if t.role == role), None)
+
+    # The old/new ids and fingerprints, read from the ledger (TOKEN_VIEWS).
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def old_auth_id(self) -> str | None:
+        token = self.newest("old")
+        return token.auth_id if token else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def old_fingerprint(self) -> str | None:
+        token = self.newest("old")
+        return token.fingerprint if token else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def new_auth_id(self) -> str | None:
+        token = self.newest("new")
+        return token.auth_id if token else None
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def new_fingerprint(self) -> str | None:
+        token = self.newest("new")
+        return token.fingerprint if token else None
 
     def next_actions(self) -> list[Action]:
         """The operator actions this job allows now (a rollback under way allows only itself)."""
@@ -260,6 +319,26 @@ class Job(_Record):
     def summary(self) -> dict[str, Any]:
         """The runbook's polling shape plus the job's identity, for stdout and the status app."""
         return self.model_dump(mode="json")
+
+
+def _field(entry: Any, name: str) -> Any:
+    return entry.get(name) if isinstance(entry, dict) else getattr(entry, name, None)
+
+
+# Where a record from before the ledger left its tokens, judged by the status it reached.
+_OLD_DEAD = frozenset({"done", "rev_revoked", "rev_validating", "rev_leaked", "rev_done"})
+
+
+def _migrated_entry(role: Role, auth_id: str | None, fp: str | None,
+                    status: Any) -> dict[str, Any]:
+    status = str(status)
+    if role == "old":
+        life = Life.PROVEN_DEAD if status in _OLD_DEAD else Life.CURRENT
+    else:
+        life = Life.CURRENT if status == "done" else Life.HELD
+    return {"token_id": role, "role": role, "life": life, "auth_id": auth_id,
+            "fingerprint": fp,
+            "evidence": "recorded before the ledger" if life == Life.PROVEN_DEAD else None}
 
 
 def _debt_entry(index: int, debt: Any) -> dict[str, Any]:

@@ -336,8 +336,13 @@ def test_manual_confirm_of_a_row_that_never_got_the_value_is_refused(eng_world: 
     event = next(e for e in reversed(vouched.events) if e.action == "manual_confirm")
     assert "OPS-77" in event.data["evidence"][api_row]
     eng_world.clear_faults("heroku")
+    # The operator's word was wrong: once the old value is dead the row fails its check, and
+    # the job says so (exit 1) instead of reporting a clean done (issue #20).
     done = eng_world.cli_job("stage", job.job_id, "proceed_revoke", "--ticket", ticket(HK),
-                             "--confirm", HK)
+                             "--confirm", HK, expect=1)
+    assert done.status == "done"
+    assert list(done.report["after_revoke"]["failing"]) == [api_row]
+    assert "NOT CLEAN" in (done.events[-2].detail or "") + (done.events[-1].detail or "")
     revoking = next(e for e in done.events if e.action == "proceed_revoke")
     assert revoking.data["manually_confirmed_consumers"] == [api_row]
     assert api_row in (revoking.detail or "")
@@ -368,8 +373,13 @@ def test_a_value_refused_at_verify_is_not_reported_live(eng_world: EngWorld) -> 
     eng_world.sandbox.heroku.revoke_authorization(eng_world.world.heroku_auth_ids[HK])
     job = engine.run(job.job_id, "verify")
     assert job.status == "verify_failed", last(job)
-    assert _lives(job) == {"old": "proven_dead"}
+    # Issue #20: a refusal at verify is an observation, not a proof (a blip answers 401 too).
+    assert _lives(job) == {"old": "current"}
+    old = job.token("old")
+    assert old is not None and old.observed is not None and "401" in old.observed
     aborted = engine.run(job.job_id, "abort")
+    # The abort's report is a claim: the old value's death is proven when it is made.
+    assert _lives(aborted) == {"old": "proven_dead"}
     residual = aborted.report["residual"]
     assert residual["old_value"]["live"] is False
     assert residual["orphaned_tokens"] == []

@@ -52,8 +52,9 @@ from velvet_runner.wiring import Wiring
 
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
-from .journal import LEASE_TTL
+from .journal import LEASE_TTL, Journal
 from .progress import Interrupted, Progress
+from .proof import confirm
 from .revocation import LeakStillOpen
 
 __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
@@ -146,7 +147,7 @@ class Engine:
         self._rotatable(cred)
         job = self._new_job(cred, flow, idempotency_key, force_revoke)
         try:
-            stored, created = self.store.create(job)
+            stored, created = Journal.for_engine(self, job).create()
         except RotationInFlight as exc:
             if flow != Flow.REVOCATION:
                 raise
@@ -154,8 +155,9 @@ class Engine:
                 raise RotationInFlight(name, exc.job_id, hint=(
                     f"; an emergency revocation takes over with: velvet rotate {name} --flow "
                     f"revocation --preempt (aborts job {exc.job_id}, residual recorded)")) from None
-            self._preempt(exc.job_id, name)
-            stored, created = self.store.create(job)
+            self._preempt(exc.job_id, name, job.job_id)
+            self._adopt(job, self.store.find(exc.job_id))
+            stored, created = Journal.for_engine(self, job).create()
         if created:
             job_logger("engine", stored.job_id).info(
                 "created %s job for %s by %s", flow, name, self.actor)
@@ -182,7 +184,19 @@ class Engine:
                                  to_state=str(INITIAL[flow]), detail=f"{flow} job created",
                                  data={"force_revoke": force_revoke} if force_revoke else {})])
 
-    def _preempt(self, holder_id: str, name: str) -> None:
+    def _adopt(self, job: Job, preempted: Job) -> None:
+        """The preempted job's live tokens become the emergency's to kill: it revokes them with
+        the value it was declared about, and rev_done needs each refused."""
+        now = self.now()
+        for token in ledger.debt(preempted):
+            entry = ledger.add(job, "preempted", Life.DEBT, now, auth_id=token.auth_id,
+                               fingerprint=token.fingerprint, label=token.label)
+            entry.from_job = preempted.job_id
+            entry.evidence = (f"minted by job {preempted.job_id}, which this emergency "
+                              "preempted; live when it was declared")
+            entry.debt_since = now
+
+    def _preempt(self, holder_id: str, name: str, by: str) -> None:
         holder = self.store.find(holder_id)
         if holder.flow_type == Flow.REVOCATION:
             raise ConflictError(f"job {holder_id} is already an emergency revocation of {name} "
@@ -197,13 +211,13 @@ class Engine:
                 "about")
         job_logger("engine", holder_id).warning(
             "preempted by an emergency revocation of %s: aborting", name)
-        self.run(holder_id, Action.ABORT, preempted=True)
+        self.run(holder_id, Action.ABORT, preempted_by=by)
 
     # --- running a stage -----------------------------------------------------------------
 
     def run(self, job_id: str, action: str, *, consumers: Sequence[str] = (),
             ticket: str | None = None, confirm: str | None = None,
-            accept_debt: bool = False, preempted: bool = False) -> Job:
+            accept_debt: bool = False, preempted_by: str | None = None) -> Job:
         try:
             act = Action(action)
         except ValueError:
@@ -224,12 +238,13 @@ class Engine:
              rolling_back=rolling_back)  # refuse early
         run = Run(self, job, cred)
         run.journal.acquire(act)
-        if preempted:
-            run.journal.note("preempted", "an emergency revocation of this credential takes "
-                             "over: aborting")
+        if preempted_by:
+            run.journal.note("preempted", f"emergency revocation {preempted_by} of this "
+                             "credential takes over: aborting; it kills this job's tokens",
+                             {"preempted_by": preempted_by})
         try:
             HANDLERS[(job.flow_type, act)](run, act, Args(list(consumers), ticket, confirm,
-                                                          accept_debt))
+                                                          accept_debt, preempted_by))
         except LeakStillOpen as exc:
             exc.job = run.job
             raise
@@ -266,18 +281,18 @@ class Engine:
 
     def _settle_job(self, job: Job, cred: Credential) -> list[dict[str, Any]]:
         run = Run(self, job, cred)
-        using = run.vault.current()
+        using = run.read_current()
         rows: list[dict[str, Any]] = []
         for token in ledger.debt(job):
             row = {"credential": cred.name, "job_id": job.job_id, "token_id": token.token_id,
                    "auth_id": token.auth_id, "fingerprint": token.fingerprint}
             try:
-                proof = run.prove_dead(token, run.value_of(token), using=using)
+                proof = confirm(run, token, using=using)
             except VendorError as exc:
                 rows.append({**row, "result": f"unknown: {exc}"})
                 continue
             if proof.dead:
-                self._settle(job, token.token_id, proof.evidence)
+                self.settle_token(job, token.token_id, proof.evidence)
                 rows.append({**row, "result": f"settled: {proof.evidence}"})
             else:
                 rows.append({**row, "result": ("still held: " if proof.probed
@@ -285,22 +300,16 @@ class Engine:
                              + proof.evidence})
         return rows
 
-    def _settle(self, job: Job, token_id: str, evidence: str) -> None:
-        now = self.now()
-
-        def apply(current: Job) -> Job:
-            token = current.token(token_id)
-            if token is not None and token.life == Life.DEBT:
-                ledger.set_life(token, Life.PROVEN_DEAD, now, evidence=evidence)
-                current.events.append(Event(
-                    at=now, actor=self.actor, action="debt_settled",
-                    from_state=str(current.status), to_state=str(current.status),
-                    detail=f"auth id {token.auth_id}: {evidence}",
-                    data={"auth_id": token.auth_id, "fingerprint": token.fingerprint,
-                          "token_id": token_id}))
-            return current
-
-        self.store.update(job.credential, job.job_id, apply)
+    def settle_token(self, job: Job, token_id: str, evidence: str) -> None:
+        """A token listed as debt is proven dead: recorded through the job's journal."""
+        journal = Journal.for_engine(self, job)
+        token = job.token(token_id)
+        if token is None or token.life != Life.DEBT:
+            return
+        journal.settle(token_id, Life.PROVEN_DEAD, evidence=evidence)
+        journal.note("debt_settled", f"auth id {token.auth_id}: {evidence}",
+                     {"auth_id": token.auth_id, "fingerprint": token.fingerprint,
+                      "token_id": token_id})
 
 
 def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,
@@ -322,6 +331,8 @@ def _run_url() -> str | None:
 
 
 def stage_failed(job: Job) -> bool:
-    """Whether the CLI should exit 1: the stage ended in a failed or partial state."""
-    return job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
+    """Whether the CLI should exit 1: the stage ended in a failed or partial state, or in a
+    `done` that is not clean (a consumer failed its check after the revoke)."""
+    return (job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
+            or bool((job.report.get("after_revoke") or {}).get("failing")))
 

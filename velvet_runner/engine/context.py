@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from velvet_runner import ledger, redact
 from velvet_runner.client import RetryPolicy
-from velvet_runner.errors import BadArgument, InputError, VendorError
+from velvet_runner.errors import BadArgument, InputError, VelvetError, VendorError
 from velvet_runner.machine import Action
 from velvet_runner.manifest import Consumer, Credential
 from velvet_runner.records import ConsumerRow, Job, Life, Role, Token, fingerprint
@@ -41,15 +41,7 @@ class Args:
     ticket: str | None = None
     confirm: str | None = None
     accept_debt: bool = False
-
-
-@dataclass(frozen=True)
-class Proof:
-    """Whether a token is proven dead, and the evidence either way (never a value)."""
-
-    dead: bool
-    evidence: str
-    probed: bool = True  # False: the vendor offers no probe (a person's word is the evidence)
+    preempted_by: str | None = None  # abort: the emergency revocation taking over
 
 
 class Run:
@@ -57,7 +49,7 @@ class Run:
         self.e = engine
         self.cred = cred
         self.wiring = engine.wiring
-        self.journal = Journal(engine, job)
+        self.journal = Journal.for_engine(engine, job)
         self.log = self.journal.log
         self._vendor: Vendor | None = None
         self._vault: Vault | None = None
@@ -102,7 +94,13 @@ class Run:
                 out.append((row, consumer))
         return out
 
-    def retry(self, hint: Callable[[], float | None] | None = None) -> RetryPolicy:
+    def retry(self, hint: Callable[[], float | None] | None = None, *,
+              patient: bool = False) -> RetryPolicy:
+        """The retry policy for one call; `patient` where a value exists only in this process
+        until the call succeeds (a rolled value on its way to the vault)."""
+        if patient:
+            return RetryPolicy(attempts=8, cap=15.0, sleep=self.wiring.sleep,
+                               rate_limit_probe=hint, say=self.e.progress.note)
         return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint,
                            say=self.e.progress.note)
 
@@ -170,6 +168,13 @@ class Run:
                 return value
         return None
 
+    def read_current(self) -> SecretStr | None:
+        """The vault's current value, or None where it cannot be read (registered for masking)."""
+        value = self._read(self.vault.current)
+        if value is not None:
+            redact.register(value)
+        return value
+
     def _pending_value(self) -> SecretStr | None:
         pending = self.vault.pending()
         return pending.value if pending is not None else None
@@ -190,54 +195,39 @@ class Run:
         self.call(lambda: self.vault.promote(pending.value, self.job.new_auth_id))
         return True
 
-    # --- proof of death ------------------------------------------------------------------
-
-    def prove_dead(self, token: Token, value: SecretStr | None, *,
-                   using: SecretStr | None = None) -> Proof:
-        """Ask the vendor whether `token` is dead: it refuses the value, or (where nobody holds
-        the value) it no longer has the id. Vendor outages propagate as VendorError."""
-        if not self.vendor.CAN_PROBE:
-            return Proof(False, f"{self.cred.vendor} offers no probe: nothing can prove the "
-                         "token dead but a person", probed=False)
-        if value is not None:
-            if self.call(lambda: self.vendor.is_live(value)):
-                return Proof(False, f"the vendor still accepts {_name(token)}")
-            return Proof(True, f"{_name(token)} is refused by the vendor")
-        if token.auth_id is not None and using is not None:
-            auth_id = token.auth_id
-            held = self.call(lambda: self.vendor.exists(auth_id, using=using))
-            if held is False:
-                return Proof(True, f"the vendor no longer has auth id {auth_id}, and no one "
-                             "holds its value")
-            if held:
-                return Proof(False, f"the vendor still has auth id {auth_id}")
-        return Proof(False, f"{_name(token)} cannot be probed: its value was never stored and "
-                     "the vendor cannot say whether its id still exists")
+    def settle_elsewhere(self, job_id: str, token: Token, evidence: str) -> None:
+        """A token another job lists as debt (the job this one preempted) is proven dead: say
+        so on that job's ledger too. Best effort: `velvet stuck --settle-debt` also clears it."""
+        try:
+            other = self.e.store.find(job_id)
+        except VelvetError as exc:
+            self.log.warning("could not settle job %s's debt: %s", job_id, exc)
+            return
+        match = next((t for t in other.ledger if t.life == Life.DEBT and (
+            (token.auth_id is not None and t.auth_id == token.auth_id)
+            or (token.fingerprint is not None and t.fingerprint == token.fingerprint))), None)
+        if match is not None:
+            self.e.settle_token(other, match.token_id,
+                                f"{evidence} (proven by job {self.job.job_id})")
 
     def entry(self, role: Role) -> Token | None:
-        return ledger.latest(self.job, role)
+        return self.job.newest(role)
 
-    def ensure_old(self, value: SecretStr, auth_id: str | None, *, defer: bool = True) -> str:
+    def ensure_old(self, value: SecretStr, *, defer: bool = True) -> str:
         """The ledger entry of the value the job starts from (made at verify; records written
         before the ledger existed get it on their next stage)."""
-        old = ledger.latest(self.job, "old")
+        old = self.job.newest("old")
         if old is not None:
             return old.token_id
-        at = self.e.now()
+        at, auth_id = self.e.now(), self.vault_auth_id()
         fp = fingerprint(value)
         holders = [ledger.VAULT_CURRENT] + [r.consumer_id for r in self.job.consumers
                                             if r.holds == "old"]
 
         def add(job: Job) -> None:
-            if ledger.latest(job, "old") is None:
+            if job.newest("old") is None:
                 ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
                            held_by=holders)
 
         self.journal.change(add, defer=defer)
         return "old"
-
-
-def _name(token: Token) -> str:
-    what = {"old": "the old value", "new": "the new value", "rolled": "the rolled value"}
-    ident = f" (auth id {token.auth_id})" if token.auth_id else ""
-    return f"{what[token.role]}{ident}"

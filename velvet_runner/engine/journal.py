@@ -16,7 +16,7 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from velvet_runner import ledger
@@ -25,8 +25,11 @@ from velvet_runner.logs import job_logger
 from velvet_runner.machine import IN_PROGRESS, Action, State, Trigger, step
 from velvet_runner.records import ConsumerRow, Event, Job, Lease, Life, Role, Token
 
+from .progress import Progress
+
 if TYPE_CHECKING:
-    from velvet_runner.engine import Engine
+    from velvet_runner.engine import Engine, Notifier
+    from velvet_runner.store import Store
 
 LEASE_TTL = timedelta(minutes=2)
 # Terminal events page people; rev_done too, so the SEV1 channel hears the leak is closed.
@@ -36,8 +39,20 @@ Change = Callable[[Job], None]
 
 
 class Journal:
-    def __init__(self, engine: Engine, job: Job) -> None:
-        self.e = engine
+    """Writes one job's record. It is handed the services it needs; the engine, the Actions
+    gate and the dispatcher each open one (`for_engine`, or with a store, a clock and an
+    actor), so no other code writes a job record."""
+
+    def __init__(self, job: Job, store: Store, *, now: Callable[[], datetime], actor: str,
+                 notifier: Notifier | None = None,
+                 on_transition: Callable[[Job, Event], None] | None = None,
+                 progress: Progress | None = None) -> None:
+        self.store = store
+        self.now = now
+        self.actor = actor
+        self.notifier = notifier
+        self.on_transition = on_transition
+        self.progress = progress if progress is not None else Progress()
         self.job = job
         self.log = job_logger("engine", job.job_id)
         self.lock = threading.Lock()  # guards the in-memory rows during a fan-out
@@ -53,6 +68,20 @@ class Journal:
         self.stopping = False  # recording an interruption: no further checkpoints
         self.checkpoints = True  # off while a fan-out saves rows from its loop
 
+    @classmethod
+    def for_engine(cls, engine: Engine, job: Job) -> Journal:
+        return cls(job, engine.store, now=engine.now, actor=engine.actor,
+                   notifier=engine.notifier, on_transition=engine.on_transition,
+                   progress=engine.progress)
+
+    def create(self) -> tuple[Job, bool]:
+        """Write the new job with its lock (and idempotency key); (stored job, created). A
+        repeated idempotency key returns the job it made before."""
+        stored, created = self.store.create(self.job)
+        self.job = stored
+        self._saved = stored.status
+        return stored, created
+
     # --- transitions and events ----------------------------------------------------------
 
     def move(self, trigger: Trigger, detail: str | None = None, *,
@@ -61,7 +90,7 @@ class Journal:
         """One transition; written now, or with the next write when `defer` (nothing may
         touch a vendor or consumer in between: the branch must show where the job stands
         before any side effect)."""
-        at = self.e.now()
+        at = self.now()
         rolling_back = self.job.rollback is not None
 
         def transition(job: Job) -> Event:
@@ -69,7 +98,7 @@ class Journal:
                           rolling_back=rolling_back)
             if mutate is not None:
                 mutate(job)
-            event = Event(at=at, actor=self.e.actor, action=str(trigger),
+            event = Event(at=at, actor=self.actor, action=str(trigger),
                           from_state=str(job.status), to_state=str(target), detail=detail,
                           data=data or {})
             job.events.append(event)
@@ -81,15 +110,18 @@ class Journal:
         return self.job if defer else self._write()
 
     def note(self, action: str, detail: str, data: dict[str, Any] | None = None, *,
-             mutate: Change | None = None, defer: bool = False) -> Job:
-        """An event without a transition (a refusal, a failed rollback attempt); written now,
-        or with the next write when `defer` (a report, never an intent)."""
-        at = self.e.now()
+             mutate: Change | None = None, defer: bool = False, actor: str | None = None,
+             at: datetime | None = None) -> Job:
+        """An event without a transition (a refusal, a failed rollback attempt, an approval, a
+        dispatch); written now, or with the next write when `defer` (a report, never an
+        intent). `actor`/`at`: who did it and when, where that is not this run (an approver)."""
+        when = at or self.now()
+        who = actor or self.actor
 
         def add(current: Job) -> None:
             if mutate is not None:
                 mutate(current)
-            current.events.append(Event(at=at, actor=self.e.actor, action=action,
+            current.events.append(Event(at=when, actor=who, action=action,
                                         from_state=str(current.status),
                                         to_state=str(current.status), detail=detail,
                                         data=data or {}))
@@ -123,7 +155,7 @@ class Journal:
     def intend(self, role: Role, intent: str, *, label: str | None = None,
                auth_id: str | None = None, commit: bool = True) -> str:
         """Announce a token about to be created (mint, roll, regenerate); its id."""
-        at = self.e.now()
+        at = self.now()
         token_id = ledger.next_id(self.job, role)
 
         def add(job: Job) -> None:
@@ -145,22 +177,25 @@ class Journal:
         self.change(drop, defer=True)
         self.announced.discard(token_id)
 
-    def kill(self, token_id: str, intent: str = "revoke", *, commit: bool = True) -> None:
-        """Announce a side effect that kills a token (revoke, roll, regenerate)."""
-        at = self.e.now()
+    def kill(self, token_id: str, intent: str = "revoke", *, commit: bool = True,
+             reopen: str | None = None) -> None:
+        """Announce a side effect that kills a token (revoke, roll, regenerate). A token
+        recorded as proven dead is reopened only with `reopen`: why that proof did not hold."""
+        at = self.now()
 
         def mark(job: Job) -> None:
             token = job.token(token_id)
-            if token is not None and token.life != Life.PROVEN_DEAD:
-                ledger.set_life(token, Life.REVOKING, at)
-                token.intent = intent
+            if token is None or (token.life == Life.PROVEN_DEAD and reopen is None):
+                return
+            ledger.set_life(token, Life.REVOKING, at, evidence=reopen)
+            token.intent = intent
 
         self.change(mark, defer=not commit)
 
     def settle(self, token_id: str, life: Life, *, evidence: str | None = None,
                defer: bool = True, **fields: Any) -> None:
         """Record an outcome for a token; by default with the next write."""
-        at = self.e.now()
+        at = self.now()
 
         def apply(job: Job) -> None:
             token = job.token(token_id)
@@ -173,6 +208,18 @@ class Journal:
             ledger.set_life(token, life, at, evidence=evidence)
 
         self.change(apply, defer=defer)
+
+    def observe(self, token_id: str, seen: str) -> None:
+        """Record what was seen of a token that is not a proof (a refusal at verify); with the
+        next write. Never changes its life: death is proven when it is claimed."""
+        at = self.now()
+
+        def apply(job: Job) -> None:
+            token = job.token(token_id)
+            if token is not None:
+                token.observed, token.observed_at = seen, at
+
+        self.change(apply, defer=True)
 
     # --- writing -------------------------------------------------------------------------
 
@@ -207,7 +254,7 @@ class Journal:
                 current.lease = None
             return current
 
-        self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
+        self.job = self.store.update(self.job.credential, self.job.job_id, apply)
         self._queued.clear()
         self._saved = self.job.status
         if taking is not None:
@@ -217,20 +264,20 @@ class Journal:
         for event in events:
             self.log.info("%s: %s -> %s%s", event.action, event.from_state, event.to_state,
                           f" ({event.detail})" if event.detail else "")
-            if self.e.on_transition is not None:
-                self.e.on_transition(self.job, event)
-        if events and self.job.status in NOTIFY_STATES and self.e.notifier is not None:
+            if self.on_transition is not None:
+                self.on_transition(self.job, event)
+        if events and self.job.status in NOTIFY_STATES and self.notifier is not None:
             self._notify(expected)
         # Every committed write is a safe point to stop at (a resume reconciles from here).
         if self.checkpoints and not self.stopping and self.job.status in IN_PROGRESS:
-            self.e.progress.checkpoint()
+            self.progress.checkpoint()
         return self.job
 
     def _notify(self, previous: State) -> None:
         """Tell people; a failure is recorded on the job and never changes its outcome."""
-        assert self.e.notifier is not None  # noqa: S101 - checked by the caller
+        assert self.notifier is not None  # noqa: S101 - checked by the caller
         try:
-            results = self.e.notifier.job_changed(self.job, previous)
+            results = self.notifier.job_changed(self.job, previous)
         except Exception as exc:  # noqa: BLE001 - notifications must never fail a job
             results = [{"channel": "all", "ok": False, "error": type(exc).__name__}]
         if not results:
@@ -270,13 +317,13 @@ class Journal:
             return current
 
         try:
-            self.job = self.e.store.update(self.job.credential, self.job.job_id, apply)
+            self.job = self.store.update(self.job.credential, self.job.job_id, apply)
         except VelvetError as exc:
             self.log.warning("could not release the job's lease: %s", exc)
 
     def _claim(self, current: Job, taking: Action | None) -> None:
         """Take (when `taking`) or renew this run's lease on `current`, or refuse."""
-        lease, now = current.lease, self.e.now()
+        lease, now = current.lease, self.now()
         if taking is not None:
             if lease is not None and lease.owner != self.owner and not stale(lease, now):
                 raise ConflictError(
@@ -311,7 +358,7 @@ class Journal:
                 return
             for key, value in fields.items():
                 setattr(row, key, value)
-            row.updated_at = self.e.now()
+            row.updated_at = self.now()
 
 
 def stale(lease: Lease, now: Any) -> bool:

@@ -10,12 +10,19 @@ from __future__ import annotations
 from pydantic import SecretStr
 
 from velvet_runner import ledger, redact
-from velvet_runner.errors import InputError, VendorError, VendorUnavailable
+from velvet_runner.errors import (
+    InputError,
+    NotFoundError,
+    OrphanedPending,
+    VendorError,
+    VendorUnavailable,
+)
 from velvet_runner.machine import Outcome
 from velvet_runner.records import Job, Life, fingerprint
 from velvet_runner.vendors.base import Minted
 
 from .context import Run
+from .proof import prove
 
 
 def mint_label(run: Run) -> str:
@@ -24,7 +31,7 @@ def mint_label(run: Run) -> str:
 
 def announce_mint(run: Run, job: Job, label: str) -> None:
     """The intent to mint, committed with the move into minting (before any vendor call)."""
-    open_new = ledger.latest(job, "new")
+    open_new = job.newest("new")
     if open_new is not None and open_new.life == Life.INTENDED:
         return
     ledger.add(job, "new", Life.INTENDED, run.e.now(), label=label, intent="mint")
@@ -45,17 +52,11 @@ def mint(run: Run) -> None:
     if new_fp == fingerprint(current):
         j.move(Outcome.FAILED, "mint failed: the new value equals the current one")
         return
-
-    def record(job: Job) -> None:
-        job.new_auth_id = minted.auth_id
-        job.new_fingerprint = new_fp
-
     j.settle(token_id, Life.HELD, auth_id=minted.auth_id, fingerprint=new_fp,
              held_by=[ledger.VAULT_PENDING])
     # Committed with distribution's first write, which comes before any consumer write.
     j.move(Outcome.OK, "new value in the vault's pending slot",
-           data={"new_auth_id": minted.auth_id, "new_fingerprint": new_fp},
-           mutate=record, defer=True)
+           data={"new_auth_id": minted.auth_id, "new_fingerprint": new_fp}, defer=True)
 
 
 def _open_intent(run: Run) -> str:
@@ -81,6 +82,7 @@ def _obtain(run: Run, current: SecretStr) -> tuple[str, Minted]:
     if own is not None:
         run.log.info("resuming with the value already in the pending slot")
         return token_id, Minted(own.auth_id, own.value)
+    _refuse_orphaned_pending(run)
     if not run.vendor.CAN_MINT:
         return token_id, _claim_manual(run)
     label = mint_label(run)
@@ -100,6 +102,31 @@ def _obtain(run: Run, current: SecretStr) -> tuple[str, Minted]:
         raise
     run.crash("after_vault_write")
     return token_id, minted
+
+
+def _refuse_orphaned_pending(run: Run) -> None:
+    """The pending slot holds a value minted by a job the state branch does not know: the
+    branch was rewritten (force-pushed, restored from an old copy) or lost that record. The
+    slot is that job's only hold on a live token, so it is never overwritten."""
+    pending = run.call(run.vault.pending)
+    if pending is None or pending.job_id is None or pending.job_id == run.job.job_id:
+        return
+    try:
+        run.e.store.find(pending.job_id)
+    except NotFoundError:
+        pass
+    else:
+        return
+    slot = f"{run.vault.describe()}__PENDING"
+    raise OrphanedPending(
+        f"the vault's pending slot {slot} holds a value minted by job {pending.job_id} (auth id "
+        f"{pending.auth_id}), which the state branch {run.e.store.branch} does not know: the "
+        "branch was rewritten or lost that record, and this slot is the only hold on that "
+        "token. Restore the branch from a clone that has the job (git push <clone's "
+        f"{run.e.store.branch}> to the state repository), then run velvet stage "
+        f"{pending.job_id} abort; or, if the record is gone for good, check which consumers "
+        f"hold it, revoke auth id {pending.auth_id} at {run.cred.vendor}, clear {slot} and "
+        f"{slot}_META, then {run.command('proceed_mint')}")
 
 
 def _mint_once(run: Run, current: SecretStr, token_id: str) -> Minted:
@@ -150,7 +177,7 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
     j.kill(token_id)
     _revoke_by_id(run, lost_id, current, current)
     lost = j.token(token_id)
-    proof = run.prove_dead(lost, None, using=current)
+    proof = prove(run, lost, None, using=current)
     j.settle(token_id, Life.PROVEN_DEAD if proof.dead else Life.DEBT, evidence=proof.evidence)
     fresh = j.intend("new", "mint", label=mint_label(run))
     return fresh, _mint_once(run, current, fresh)
@@ -185,7 +212,7 @@ def _revoke_and_prove(run: Run, token_id: str, auth_id: str | None, value: Secre
             _revoke_by_id(run, auth_id, current, value or current)
             if crash_point is not None:
                 run.crash(crash_point)
-        proof = run.prove_dead(j.token(token_id), value, using=current)
+        proof = prove(run, j.token(token_id), value, using=current)
     except VendorError as exc:
         j.settle(token_id, Life.DEBT, evidence=f"{evidence}; revoking it failed: {exc}")
         return

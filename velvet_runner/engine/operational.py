@@ -7,6 +7,7 @@ in `mint`, stage 3 (proceed_revoke) in `revoke`.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -18,10 +19,12 @@ from velvet_runner.errors import AuthRejected, InputError, VendorError, VendorUn
 from velvet_runner.machine import Action, Outcome, State
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, ConsumerRow, Job, Life, RowStatus, fingerprint
+from velvet_runner.targets.base import Target
 
 from .context import Args, Run
 from .fanout import fan_out
 from .mint import announce_mint, mint, mint_label
+from .proof import prove
 
 Holds = Literal["old", "new", "unknown"]
 
@@ -51,37 +54,48 @@ def verify(run: Run, act: Action, args: Args) -> Job:
         identity = run.call(lambda: run.vendor.verify(current))
         run.call(run.vendor.check_rotatable)
     except AuthRejected as exc:
-        # The vendor refuses the vault's value: say so in the ledger (reports must not call
-        # it live); a retry after the vault was fixed by hand starts a new entry.
-        old_id = run.ensure_old(current, run.job.old_auth_id)
-        j.settle(old_id, Life.PROVEN_DEAD, evidence=f"refused by the vendor at verify ({exc})")
+        # Seen, not proven: a blip answers 401 too. The entry stays the vault's current value
+        # until a proof is taken (runbook 6a says what a real refusal means for the operator).
+        old_id = start_from(run, current, run.vault_auth_id())
+        j.observe(old_id, f"refused by the vendor at verify ({exc})")
         return j.move(Outcome.FAILED, f"verify failed: {exc}")
     except (VendorError, InputError) as exc:
         return j.move(Outcome.FAILED, f"verify failed: {exc}")
-    old_auth_id = run.vault_auth_id(identity.auth_id)
+    start_from(run, current, run.vault_auth_id(identity.auth_id))
+    return j.move(Outcome.OK, f"current value accepted for {identity.subject}")
+
+
+def start_from(run: Run, current: SecretStr, auth_id: str | None) -> str:
+    """The ledger entry of the value the job starts from: the vault's current value.
+
+    When the vault's value was replaced by hand since an earlier verify (runbook 6a), the entry
+    of the value it held before is no longer the vault's: it is proven dead now, or debt.
+    """
+    j = run.journal
     fp = fingerprint(current)
     known = run.entry("old")
-    if known is not None and known.fingerprint != fp:
-        at = run.e.now()
-        j.change(lambda job: _new_old(job, at, old_auth_id, fp), defer=True)
-    run.ensure_old(current, old_auth_id)
+    if known is not None and known.fingerprint != fp and known.life in ledger.LIVE:
+        proof = prove(run, known, None, using=current)
+        life = Life.PROVEN_DEAD if proof.dead else Life.DEBT
+        j.settle(known.token_id, life, evidence=(
+            f"replaced in the vault by hand; {proof.evidence}"
+            + (f"; earlier {known.observed}" if known.observed and not proof.dead else "")))
+    if known is None or known.fingerprint != fp:
+        at, token_id = run.e.now(), ledger.next_id(run.job, "old")
+        holders = [ledger.VAULT_CURRENT] + [r.consumer_id for r in run.job.consumers
+                                            if r.holds == "old"]
 
-    def record(job: Job) -> None:
-        job.old_auth_id = old_auth_id
-        job.old_fingerprint = fp
-        old = ledger.latest(job, "old")
-        if old is not None and old.life != Life.PROVEN_DEAD:
-            old.auth_id = old_auth_id
+        def add(job: Job) -> None:
+            if job.token(token_id) is None:
+                ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
+                           held_by=holders)
 
-    return j.move(Outcome.OK, f"current value accepted for {identity.subject}", mutate=record)
-
-
-def _new_old(job: Job, at: datetime, auth_id: str | None, fp: str) -> None:
-    """retry_verify after the vault's value was replaced by hand: the job starts from it."""
-    old = ledger.latest(job, "old")
-    if old is not None and old.fingerprint != fp:
-        ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
-                   held_by=[ledger.VAULT_CURRENT])
+        j.change(add, defer=True)
+        return token_id
+    if auth_id is not None and known.auth_id != auth_id and known.life in ledger.LIVE:
+        token_id = known.token_id
+        j.change(lambda job: setattr(job.token(token_id), "auth_id", auth_id), defer=True)
+    return known.token_id
 
 
 # --- stage 2: mint, distribute, validate -----------------------------------------------
@@ -157,32 +171,33 @@ def distribute(run: Run) -> None:
     run.crash("distribute_start")
     written = [0]
 
-    def write(consumer: Consumer) -> tuple[RowStatus, str, Holds]:
+    def write(consumer: Consumer) -> Written:
         target = run.target(consumer)
         hint = getattr(target, "backoff_hint", None)
+        since = run.e.now()
         try:
             run.retry(hint).run(lambda: target.write(value))
         except VendorError as exc:
             # 5xx/timeouts may have been applied; refusals (401/403/404/422/429) were not.
             holds: Holds = ("unknown" if isinstance(exc, VendorUnavailable)
                             else before.get(consumer.consumer_id, "unknown"))
-            return RowStatus.FAILED, str(exc), holds
+            return Written(RowStatus.FAILED, str(exc), holds)
         with j.lock:
             written[0] += 1
             if written[0] == 1:
                 run.crash("mid_distribute")
-        return RowStatus.SUCCEEDED, "written", "new"
+        return shown_write(run, target, value, since)
 
-    def done(consumer: Consumer, result: tuple[RowStatus, str, Holds]) -> None:
-        status, detail, holds = result
+    def done(consumer: Consumer, result: Written) -> None:
         with j.lock:
             row = j.row(consumer.consumer_id)
             attempts = row.attempts + 1 if row else 1
-        j.set_row(consumer.consumer_id, distribute_status=status, detail=detail, holds=holds,
+        j.set_row(consumer.consumer_id, distribute_status=result.status, detail=result.detail,
+                  holds=result.holds, shown=result.shown, written_at=result.written_at,
                   attempts=attempts)
 
     fan_out(run, [c for _, c in todo], write, done,
-            lambda reason: (RowStatus.FAILED, reason, "unknown"), what="distributing",
+            lambda reason: Written(RowStatus.FAILED, reason, "unknown"), what="distributing",
             spends=True)
     run.crash("after_distribute")
     result = outcome(r.distribute_status for r in run.job.consumers)
@@ -191,6 +206,36 @@ def distribute(run: Run) -> None:
     j.move(result, f"distribution {result}" + (f"; failed: {', '.join(failed)}" if failed
                                                 else ""),
            defer=result == Outcome.OK)
+
+
+@dataclass(frozen=True)
+class Written:
+    """One consumer's distribution: its row's status, what it now holds, and the evidence."""
+
+    status: RowStatus
+    detail: str
+    holds: Holds
+    shown: str | None = None
+    written_at: datetime | None = None
+
+
+def shown_write(run: Run, target: Target, value: SecretStr, since: datetime) -> Written:
+    """A write the target acknowledged, shown to have landed (or not): only a write the target
+    shows is succeeded; one it cannot show waits for a person."""
+    try:
+        shown = run.call(lambda: target.shows(value, since))
+    except VendorError as exc:
+        return Written(RowStatus.FAILED, f"written, but it could not be shown to have landed: "
+                       f"{exc}", "unknown", written_at=since)
+    if shown is None:
+        return Written(RowStatus.MANUAL_REQUIRED, f"written; {target.kind} cannot show that it "
+                       "landed: confirm it by hand (manual_confirm)", "unknown",
+                       written_at=since)
+    if not shown.held:
+        return Written(RowStatus.FAILED, f"written, but not stored: {shown.evidence}",
+                       "unknown", shown.evidence, since)
+    return Written(RowStatus.SUCCEEDED, f"written; {shown.evidence}", "new", shown.evidence,
+                   since)
 
 
 def validate(run: Run, *, recheck: bool = False) -> None:
@@ -213,9 +258,15 @@ def validate(run: Run, *, recheck: bool = False) -> None:
 
 
 def check_rows(run: Run, todo: list[tuple[ConsumerRow, Consumer]], value: SecretStr | None,
-               expect: Expect, *, settle: bool, crash_point: str | None = None) -> None:
+               expect: Expect, *, settle: bool, crash_point: str | None = None,
+               readback: bool = False) -> None:
+    """Check each row's consumer (within a settle window, or once); with `readback`, each
+    target must first show it still holds `value` (the re-check before revoke)."""
     j = run.journal
     checker = run.wiring.checker()
+    # Only Velvet's own writes are read back: a row a person confirmed stands on their word.
+    written = {row.consumer_id: row.written_at for row, _ in todo
+               if row.distribute_status == RowStatus.SUCCEEDED}
     for row, _ in todo:
         j.set_row(row.consumer_id, validate_status=RowStatus.IN_PROGRESS)
     if run.job.status == State.DISTRIBUTED:
@@ -226,6 +277,15 @@ def check_rows(run: Run, todo: list[tuple[ConsumerRow, Consumer]], value: Secret
 
     def check(consumer: Consumer) -> CheckResult:
         target = run.target(consumer)
+        if readback and value is not None and consumer.consumer_id in written:
+            since = written[consumer.consumer_id]
+            try:
+                shown = run.call(lambda: target.shows(value, since))
+            except VendorError as exc:
+                return CheckResult(RowStatus.FAILED, f"could not be read back: {exc}")
+            if shown is not None and not shown.held:
+                return CheckResult(RowStatus.FAILED,
+                                   f"no longer holds the new value: {shown.evidence}")
         if settle:
             return checker.check(consumer, target, value, expect)
         return checker.check_once(consumer, target, value, expect)

@@ -21,6 +21,7 @@ from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, iso
 from .context import Args, Run
 from .fanout import fan_out
 from .operational import advance, outcome
+from .proof import Proof, confirm, prove
 from .revoke import make_current
 
 
@@ -105,7 +106,7 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
     """The operator revoked the old value at the vendor: believed only once it is refused."""
     ticket = _ticket(args, act)
     current = run.current()
-    old_id = run.ensure_old(current, run.job.old_auth_id)
+    old_id = run.ensure_old(current)
     life, evidence = manual_proof(run, old_id, current, ticket, args)
     if run.job.flow_type == Flow.OPERATIONAL:
         run.promote()
@@ -132,9 +133,7 @@ def manual_proof(run: Run, token_id: str, value: SecretStr, ticket: str,
                  args: Args) -> tuple[Life, str]:
     """What the operator's word is worth: proven dead, or debt on `--accept-debt`."""
     token = run.journal.token(token_id)
-    if token.life == Life.PROVEN_DEAD:
-        return Life.PROVEN_DEAD, token.evidence or "proven dead"
-    proof = run.prove_dead(token, value)
+    proof = confirm(run, token, value)
     if not proof.probed:
         return Life.PROVEN_DEAD, f"{proof.evidence}; the operator's ticket {ticket} is the evidence"
     if proof.dead:
@@ -155,30 +154,55 @@ def manual_proof(run: Run, token_id: str, value: SecretStr, ticket: str,
 def abort(run: Run, act: Action, args: Args) -> Job:
     """End the job: revoke what no consumer may hold, list the rest as debt, report."""
     j = run.journal
-    superseded = run.job.status == State.VALIDATED and run.job.new_fingerprint is not None
+    by = args.preempted_by
+    # From validated the vault is promoted to the value consumers use; not when an emergency
+    # takes over: it kills the value live when it was declared (the vault's current one).
+    superseded = (run.job.status == State.VALIDATED and run.job.new_fingerprint is not None
+                  and by is None)
     notes: list[str] = []
+    old_proof = _old_now(run)
     if superseded:
         notes.append(_promote_for_abort(run))
     elif run.job.flow_type == Flow.OPERATIONAL:
         notes += _kill_unheld(run)
 
     def record(job: Job) -> None:
+        old = job.newest("old")
+        if old is not None and old_proof is not None:
+            if old_proof.dead and old.life != Life.PROVEN_DEAD:
+                ledger.set_life(old, Life.PROVEN_DEAD, run.e.now(), evidence=old_proof.evidence)
+            elif old_proof.verdict == "live" and old.life == Life.PROVEN_DEAD:
+                ledger.set_life(old, Life.CURRENT, run.e.now(),
+                                evidence=f"recorded as proven dead, but {old_proof.evidence}")
         if superseded:
             make_current(run, job)
-            old = ledger.latest(job, "old")
+            old = job.newest("old")
             if old is not None and old.life in ledger.LIVE:
                 ledger.set_life(old, Life.DEBT, run.e.now(), evidence=(
                     "aborted from validated: superseded by the new value, not revoked"))
         for token in job.ledger:
             if token.life in (Life.INTENDED, Life.MINTED, Life.HELD, Life.REVOKING):
-                ledger.set_life(token, Life.DEBT, run.e.now(),
-                                evidence=token.evidence or _why_debt(job, token))
+                why = (f"preempted: emergency revocation {by} revokes it" if by
+                       else token.evidence or _why_debt(job, token))
+                ledger.set_life(token, Life.DEBT, run.e.now(), evidence=why)
         job.report["residual"] = residual(job, notes)
 
     preview = run.job.model_copy(deep=True)
     record(preview)
     next_step = preview.report["residual"]["next_step"]
     return j.move(act, next_step, data={"residual": preview.report["residual"]}, mutate=record)
+
+
+def _old_now(run: Run) -> Proof | None:
+    """What the vendor says of the old value now: the residual report says whether it is live,
+    and that is a claim like any other (a refusal at verify was only an observation)."""
+    old = run.entry("old")
+    if old is None or old.fingerprint is None:
+        return None
+    try:
+        return confirm(run, old)
+    except VendorError:
+        return None
 
 
 def _promote_for_abort(run: Run) -> str:
@@ -254,7 +278,7 @@ def _revoke_token(run: Run, token_id: str, using: SecretStr) -> str:
     try:
         run.call(lambda: run.vendor.revoke(auth_id, using=using, value=value or using))
         run.crash("after_revoke_new")
-        proof = run.prove_dead(j.token(token_id), value, using=using)
+        proof = prove(run, j.token(token_id), value, using=using)
     except VendorError as exc:
         j.settle(token_id, Life.DEBT, evidence=f"revoke failed: {exc}")
         return f"token {token_id} (auth id {auth_id}) not revoked: {exc}"
@@ -273,7 +297,7 @@ def _why_debt(job: Job, token: Token) -> str:
 
 def residual(job: Job, notes: list[str]) -> dict[str, Any]:
     """Which consumer holds which value and which tokens outlive the job (runbook 6f)."""
-    old = ledger.latest(job, "old")
+    old = job.newest("old")
     debt = [{"token_id": t.token_id, "auth_id": t.auth_id, "fingerprint": t.fingerprint,
              "why": t.evidence} for t in ledger.debt(job)]
     revoked = [{"token_id": t.token_id, "auth_id": t.auth_id, "evidence": t.evidence}

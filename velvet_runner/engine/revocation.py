@@ -9,16 +9,18 @@ reached the vault is revocation debt, never a silent `rev_done`.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from pydantic import SecretStr
 
 from velvet_runner import ledger, redact
-from velvet_runner.errors import AuthRejected, InputError, VendorError
+from velvet_runner.errors import AuthRejected, InputError, VendorError, VendorUnavailable
 from velvet_runner.machine import Action, Outcome, State
-from velvet_runner.records import Job, Life, RowStatus, fingerprint
+from velvet_runner.records import Job, Life, RowStatus, Token, fingerprint
 
 from .context import Args, Run
 from .operational import check_rows
+from .proof import Proof, confirm, name, prove
 from .recovery import _ticket, manual_proof
 
 INACTIVE = "active: false in the manifest"
@@ -74,21 +76,23 @@ def _continue(run: Run, *, resumed: bool) -> Job:
     return run.job
 
 
-def _announce(run: Run, job: Job, current: SecretStr, auth_id: str | None) -> None:
-    """The intent to kill the value in the vault, committed before the vendor is called."""
+def _announce(run: Run, job: Job, current: SecretStr, auth_id: str | None, *,
+              reopen: str | None = None) -> None:
+    """The intent to kill the value in the vault, committed before the vendor is called.
+    A value recorded as proven dead is announced again only with `reopen` (why that proof
+    did not hold)."""
     at, fp = run.e.now(), fingerprint(current)
-    old = ledger.latest(job, "old")
+    old = job.newest("old")
     if old is None:
         old = ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
                          held_by=[ledger.VAULT_CURRENT])
-    if old.life == Life.PROVEN_DEAD:
+    if old.life == Life.PROVEN_DEAD and reopen is None:
         return  # dead already (a lost roll): the retry only settles what is left
-    job.old_fingerprint, job.old_auth_id = fp, auth_id
     rolls = run.vendor.CAN_ROLL
-    ledger.set_life(old, Life.REVOKING, at)
+    ledger.set_life(old, Life.REVOKING, at, evidence=reopen)
     old.intent = "roll" if rolls else "revoke"
-    rolled = ledger.latest(job, "rolled")
-    if rolls and (rolled is None or rolled.life not in (Life.INTENDED,)):
+    rolled = job.newest("rolled")
+    if rolls and (rolled is None or rolled.life != Life.INTENDED):
         ledger.add(job, "rolled", Life.INTENDED, at, auth_id=auth_id, intent="roll")
 
 
@@ -106,35 +110,46 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
         j.change(lambda job: _announce(run, job, current, auth_id))
         old = run.entry("old")
     assert old is not None  # noqa: S101 - announced above
-    rolled = run.entry("rolled")
-    if old.life == Life.PROVEN_DEAD and old.fingerprint == fingerprint(current):
-        j.move(Outcome.FAILED, f"the vault still holds the revoked value: put a fresh value in "
-               f"{run.vault.describe()} (regenerate auth id {old.auth_id} at "
-               f"{run.cred.vendor}), then {run.command('retry_revoke')}")
-        return
-    if old.fingerprint != fingerprint(current) or old.life == Life.PROVEN_DEAD:
+    if old.fingerprint != fingerprint(current):
         _vault_moved_on(run, current)
         return
+    if old.life == Life.PROVEN_DEAD:
+        # The vault still holds the value the record calls dead: proven again, now.
+        try:
+            again = prove(run, old, current)
+        except VendorError as exc:
+            j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+            return
+        if again.dead:
+            j.move(Outcome.FAILED, f"the vault still holds the revoked value: put a fresh value"
+                   f" in {run.vault.describe()} (regenerate auth id {old.auth_id} at "
+                   f"{run.cred.vendor}), then {run.command('retry_revoke')}")
+            return
+        auth = old.auth_id
+        j.change(lambda job: _announce(run, job, current, auth, reopen=(
+            f"recorded as proven dead, but {again.evidence}")))
+        old = j.token(old.token_id)
+    rolled = run.entry("rolled")
     auth_id = old.auth_id
     try:
         if run.vendor.CAN_ROLL:
             detail = _roll(run, current, auth_id, resumed=resumed,
                            rolled_id=rolled.token_id if rolled else None)
             if detail is None:
-                return  # a lost roll: failed and recorded
+                return  # the rolled value was lost or could not be stored: failed, recorded
         elif run.vendor.CAN_REVOKE:
             run.call(lambda: run.vendor.revoke(auth_id, using=current, value=current))
             run.crash("after_roll")
             detail = "revoked at the vendor"
         else:
             detail = "the vendor cannot revoke by API"
-        proof = run.prove_dead(j.token(old.token_id), current)
+        proof = prove(run, j.token(old.token_id), current)
     except (VendorError, InputError) as exc:
-        _back_to_current(run, old.token_id)
+        _back_to_current(run, old.token_id, current)
         j.move(Outcome.FAILED, f"revoke failed: {exc}")
         return
     if not proof.dead:
-        _back_to_current(run, old.token_id)
+        _back_to_current(run, old.token_id, current)
         what = ("manual_required: " + run.cred.vendor + " cannot revoke by API; delete the "
                 "token in the vendor's dashboard, then " + run.command("retry_revoke")
                 if not run.vendor.CAN_REVOKE and not run.vendor.CAN_ROLL
@@ -145,13 +160,69 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
         j.move(Outcome.FAILED, what)
         return
     j.settle(old.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
-    j.move(Outcome.OK, f"{detail}; {proof.evidence}")
+    _revoked(run, f"{detail}; {proof.evidence}")
+
+
+def _revoked(run: Run, detail: str) -> None:
+    """The value the emergency is about is dead: kill what the preempted job left live too,
+    then move on to the lockout checks; or fail naming what still lives."""
+    alive = kill_preempted(run)
+    if alive:
+        run.journal.move(Outcome.FAILED, f"{detail}; but the preempted job's "
+                         + "; ".join(alive) + f"; {run.command('retry_revoke')}")
+        return
+    run.journal.move(Outcome.OK, detail)
+
+
+def kill_preempted(run: Run) -> list[str]:
+    """Revoke and prove dead every token the preempted job left live (it minted them before the
+    emergency was declared); what could not be killed, one line each."""
+    j = run.journal
+    todo = [t for t in run.job.ledger if t.role == "preempted" and t.life in ledger.LIVE]
+    if not todo:
+        return []
+    using = run.read_current()
+    alive = []
+    for token in todo:
+        value = run.value_of(token)
+        j.kill(token.token_id)
+        auth_id = token.auth_id
+        try:
+            if run.vendor.CAN_REVOKE and auth_id is not None and using is not None:
+                run.call(partial(run.vendor.revoke, auth_id, using=using,
+                                 value=value or using))
+            proof = prove(run, j.token(token.token_id), value, using=using)
+        except VendorError as exc:
+            j.settle(token.token_id, Life.DEBT, evidence=f"revoke failed: {exc}")
+            alive.append(f"{name(token)} is not revoked: {exc}")
+            continue
+        if not proof.dead:
+            j.settle(token.token_id, Life.DEBT, evidence=proof.evidence)
+            alive.append(f"{name(token)}: {proof.evidence}")
+            continue
+        j.settle(token.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
+        if value is not None:
+            _clear_pending_of(run, token)
+        if token.from_job is not None:
+            run.settle_elsewhere(token.from_job, token, proof.evidence)
+    return alive
+
+
+def _clear_pending_of(run: Run, token: Token) -> None:
+    """The preempted job's value sat in the vault's pending slot: it is dead now, so clear it."""
+    try:
+        pending = run.call(run.vault.pending)
+        if pending is not None and fingerprint(pending.value) == token.fingerprint:
+            run.call(run.vault.clear_pending)
+    except VendorError as exc:
+        run.log.warning("could not clear the vault's pending slot: %s", exc)
 
 
 def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
           rolled_id: str | None) -> str | None:
     """Roll the value in place; the rolled value goes to the vault. None: the roll happened
-    before a crash and its value was lost (recorded as debt, the job failed)."""
+    and its value could not be kept (lost to a crash, or refused by the vault): recorded, the
+    job failed."""
     j = run.journal
     try:
         rolled = run.vendor.roll(auth_id, current)
@@ -168,13 +239,61 @@ def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
                      "the roll because the value was already dead")
         return ("the old value is already refused by the vendor; the vault still holds it, "
                 "so put a fresh value there by hand")
+    except VendorUnavailable:
+        # An outage may have rolled it anyway: then the old value is dead and the new one lost.
+        if rolled_id is not None and not run.call(lambda: run.vendor.is_live(current)):
+            _lost_roll(run, rolled_id, auth_id)
+            return None
+        raise
     redact.register(rolled.value)
     run.crash("after_roll")
     new_auth = rolled.auth_id or auth_id
-    run.call(lambda: run.vault.set_current(rolled.value, new_auth))
+    try:
+        # The rolled value exists only in this process until the vault holds it: be patient.
+        run.retry(patient=True).run(lambda: run.vault.set_current(rolled.value, new_auth))
+    except VendorError as exc:
+        _unstorable_roll(run, rolled_id, rolled.value, new_auth, current, exc)
+        return None
     run.crash("after_vault_write")
     _settle_rolled(run, rolled.value, new_auth)
     return "rolled at the vendor: the old value is dead"
+
+
+def _unstorable_roll(run: Run, rolled_id: str | None, value: SecretStr, auth_id: str | None,
+                     current: SecretStr, refused: VendorError) -> None:
+    """The vendor rolled the value and the vault would not take the new one. A live value
+    nobody holds must not outlive this process: it is revoked while it is still in hand."""
+    j = run.journal
+    token_id = rolled_id or j.intend("rolled", "roll", auth_id=auth_id)
+    j.settle(token_id, Life.MINTED, auth_id=auth_id, fingerprint=fingerprint(value),
+             defer=False)
+    j.kill(token_id)
+    why = f"the vault could not store the rolled value ({refused})"
+    try:
+        if auth_id is not None:
+            run.call(lambda: run.vendor.revoke(auth_id, using=value, value=value))
+        proof = prove(run, j.token(token_id), value)
+    except VendorError as exc:
+        proof = Proof("unknown", f"revoking it failed: {exc}")
+    if proof.dead:
+        j.settle(token_id, Life.PROVEN_DEAD, evidence=f"{why}; revoked: {proof.evidence}")
+        fate = f"so it was revoked too ({proof.evidence})"
+    else:
+        j.settle(token_id, Life.DEBT, evidence=f"{why}; {proof.evidence}")
+        fate = (f"and it could not be revoked ({proof.evidence}): delete auth id {auth_id} at "
+                f"{run.cred.vendor} by hand")
+    old = run.entry("old")
+    if old is not None:
+        try:
+            dead = prove(run, old, current)
+        except VendorError:
+            dead = Proof("unknown", "")
+        if dead.dead:
+            j.settle(old.token_id, Life.PROVEN_DEAD, evidence=dead.evidence)
+    j.move(Outcome.FAILED, f"revoke incomplete: the old value is dead, but {why}, {fate}. "
+           f"{run.cred.name} has no live value now: create one at {run.cred.vendor}, put it "
+           f"in {run.vault.describe()} (and its id in __AUTH_ID), then "
+           f"{run.command('retry_revoke')}")
 
 
 def _vault_moved_on(run: Run, current: SecretStr) -> None:
@@ -185,13 +304,16 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
     assert old is not None  # noqa: S101 - the caller read it
     vault_auth = run.vault_auth_id()
     for token in (old, rolled):
-        if token is None or token.life not in (Life.REVOKING, Life.DEBT):
+        if token is None or token.life not in (Life.REVOKING, Life.DEBT, Life.CURRENT):
             continue
-        if token.auth_id is not None and token.auth_id == vault_auth:
+        if token.fingerprint == fingerprint(current):
+            continue  # the vault's value itself (a roll that reached it)
+        if token.fingerprint is None and token.auth_id is not None \
+                and token.auth_id == vault_auth:
             proof_text = f"replaced in place: auth id {token.auth_id} now has the vault's value"
         else:
             try:
-                proof = run.prove_dead(token, None, using=current)
+                proof = prove(run, token, None, using=current)
             except VendorError as exc:
                 j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
                 return
@@ -212,7 +334,7 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
                            fingerprint=fp, held_by=[ledger.VAULT_CURRENT])
 
         j.change(adopt, defer=True)
-    j.move(Outcome.OK, "the old value is dead at the vendor; the vault holds a new value")
+    _revoked(run, "the old value is dead at the vendor; the vault holds a new value")
 
 
 def _settle_rolled(run: Run, value: SecretStr, auth_id: str | None = None) -> None:
@@ -226,8 +348,8 @@ def _settle_rolled(run: Run, value: SecretStr, auth_id: str | None = None) -> No
 def _lost_roll(run: Run, rolled_id: str, auth_id: str | None) -> None:
     j = run.journal
     old = run.entry("old")
-    lost = (f"the roll of auth id {auth_id} happened before a crash and its new value was "
-            "lost: that authorization is live with a value that no vault or consumer holds")
+    lost = (f"the roll of auth id {auth_id} happened and its new value was lost: that "
+            "authorization is live with a value that no vault or consumer holds")
     j.settle(rolled_id, Life.DEBT, evidence=lost)
     if old is not None:
         j.settle(old.token_id, Life.PROVEN_DEAD, evidence="the vendor refuses the old value")
@@ -236,15 +358,22 @@ def _lost_roll(run: Run, rolled_id: str, auth_id: str | None) -> None:
            f"{run.command('retry_revoke')}")
 
 
-def _back_to_current(run: Run, old_id: str) -> None:
-    """The kill did not happen (or is not proven): the value is still the vault's current."""
+def _back_to_current(run: Run, old_id: str, current: SecretStr) -> None:
+    """The kill did not happen (or is not proven): the value is still the vault's current.
+    A roll announced for it was never issued: the old value still works, which a roll would
+    have ended."""
     j = run.journal
     if j.token(old_id).life == Life.REVOKING:
         j.settle(old_id, Life.CURRENT)
     rolled = run.entry("rolled")
     if rolled is not None and rolled.life == Life.INTENDED:
-        j.settle(rolled.token_id, Life.PROVEN_DEAD, evidence="never issued: the roll failed")
-
+        try:
+            still = run.call(lambda: run.vendor.is_live(current))
+        except VendorError:
+            still = False
+        if still:
+            j.settle(rolled.token_id, Life.PROVEN_DEAD,
+                     evidence="never issued: the old value still works, so no roll happened")
 
 
 def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
@@ -272,7 +401,7 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
         token = job.token(old_id)
         if token is not None and token.life != Life.PROVEN_DEAD:
             ledger.set_life(token, life, run.e.now(), evidence=evidence)
-        rolled = ledger.latest(job, "rolled")
+        rolled = job.newest("rolled")
         if rolled is not None and rolled.life == Life.INTENDED:
             ledger.set_life(rolled, Life.PROVEN_DEAD, run.e.now(),
                             evidence="never issued: revoked by hand instead")
@@ -291,7 +420,40 @@ def lockout_checks(run: Run) -> None:
         j.move(Outcome.FAILED, "SEV1: still accepting the revoked value: " + ", ".join(leaking),
                data={"leaking_consumers": leaking})
         return
-    j.move(Outcome.OK, lockout_detail(run.job), data={"unchecked": unchecked(run.job)})
+    _done(run, lockout_detail(run.job))
+
+
+def _done(run: Run, detail: str) -> Job:
+    """rev_done, with the death of every value the emergency killed proven now; a value the
+    vendor accepts again is a SEV1 (rev_leaked), named, with the retry."""
+    j = run.journal
+    alive: list[str] = []
+    proofs: list[str] = []
+    for token in run.job.ledger:
+        if token.role not in ("old", "preempted") or token.life not in (
+                *ledger.LIVE, Life.PROVEN_DEAD):
+            continue
+        try:
+            # The lockout checks just showed every consumer refused: they hold it dead.
+            proof = confirm(run, token, holders=[])
+        except VendorError as exc:
+            j.note("rev_done_deferred", f"could not prove {name(token)} dead: {exc}")
+            raise VendorUnavailable(
+                f"rev_done not claimed: {name(token)} could not be proven dead now ({exc}); "
+                f"the job stays {run.job.status}: {run.command('revoke')} again") from None
+        if proof.dead:
+            proofs.append(f"{name(token)}: {proof.evidence}")
+            continue
+        alive.append(f"{name(token)}: {proof.evidence}")
+        if token.life == Life.PROVEN_DEAD:
+            j.settle(token.token_id, Life.DEBT,
+                     evidence=f"recorded as proven dead, but {proof.evidence}")
+    if alive:
+        return j.move(Outcome.FAILED, "SEV1: not proven dead at rev_done: " + "; ".join(alive)
+                      + f"; revoke it at {run.cred.vendor} by hand, then "
+                      + run.command("confirm_leak_resolved"), data={"not_proven": alive})
+    return j.move(Outcome.OK, detail, data={"unchecked": unchecked(run.job),
+                                             "proofs": proofs})
 
 
 def unchecked(job: Job) -> list[str]:
@@ -322,4 +484,4 @@ def confirm_leak_resolved(run: Run, act: Action, args: Args) -> Job:
                + ", ".join(leaking), {"leaking_consumers": leaking})
         raise LeakStillOpen(run.job, leaking)
     j.move(act, "re-checked: every consumer is locked out")
-    return j.move(Outcome.OK, lockout_detail(run.job), data={"unchecked": unchecked(run.job)})
+    return _done(run, lockout_detail(run.job))

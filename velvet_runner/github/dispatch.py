@@ -50,20 +50,12 @@ def record_dispatch(store: Store, job_id: str, result: dict[str, Any],
                     inputs: dict[str, str], *, actor: str,
                     now: Callable[[], datetime] = now_utc) -> Job:
     """Note on the job which run was started for it, so the chain of runs is traceable."""
-    from velvet_runner.records import Event
+    from velvet_runner.engine.journal import Journal
 
-    job = store.find(job_id)
-
-    def apply(current: Job) -> Job:
-        current.events.append(Event(
-            at=now(), actor=actor, action=DISPATCH_EVENT, from_state=str(current.status),
-            to_state=str(current.status),
-            detail=f"started {result['workflow']}" + (
-                f" run {result['run_id']}" if result.get("run_id") else ""),
-            data={**result, "inputs": sorted(inputs)}))
-        return current
-
-    return store.update(job.credential, job.job_id, apply)
+    journal = Journal(store.find(job_id), store, now=now, actor=actor)
+    return journal.note(DISPATCH_EVENT, f"started {result['workflow']}" + (
+        f" run {result['run_id']}" if result.get("run_id") else ""),
+        {**result, "inputs": sorted(inputs)})
 
 
 def dispatch_due(api: GitHubApi, repository: str, workflow: str, ref: str,

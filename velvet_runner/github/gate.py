@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from velvet_runner.errors import BadArgument, ConflictError, GateRefused, InputError
+from velvet_runner.errors import BadArgument, GateRefused, InputError
 
 from .api import (
     Environ,
@@ -280,8 +280,8 @@ def record_fallback_approval(settings: Settings, manifest: Manifest, store: Stor
     is the approval), the job is waiting for exactly this action, and the approver is allowed
     and is not the job's initiator.
     """
+    from velvet_runner.engine.journal import Journal
     from velvet_runner.machine import Action, allowed
-    from velvet_runner.records import Event
     from velvet_runner.timeline import require_serves
 
     env = environ_or_os(environ)
@@ -328,18 +328,8 @@ def record_fallback_approval(settings: Settings, manifest: Manifest, store: Stor
             "approver_id": (run.get("actor") or {}).get("id"), "approval_run_id": str(run_id),
             "approval_run_url": run.get("html_url"), "observed_at": iso(observed),
             "kind": "fallback_approval"}
-    expected = job.status
-
-    def apply(current: Job) -> Job:
-        if current.status != expected:
-            raise ConflictError(f"job {current.job_id} moved from {expected} to "
-                                f"{current.status} while approving; check it and approve again")
-        current.events.append(Event(at=observed, actor=actor, action=FALLBACK_EVENT,
-                                    from_state=str(current.status),
-                                    to_state=str(current.status),
-                                    detail=f"{act} approved by {actor} ({APPROVE_WORKFLOW} "
-                                           f"run {run_id})", data=data))
-        return current
-
-    return store.update(job.credential, job.job_id, apply)
+    # The journal refuses the write if the job moved meanwhile (its compare-and-swap).
+    journal = Journal(job, store, now=now, actor=actor)
+    return journal.note(FALLBACK_EVENT, f"{act} approved by {actor} ({APPROVE_WORKFLOW} run "
+                        f"{run_id})", data, at=observed)
 

@@ -520,6 +520,11 @@ class State:
                 existing.version += 1
                 existing.updated_at = self.clock()
 
+    def delete_secret(self, project: str, env: str, path: str, name: str) -> None:
+        """Remove a secret if it exists (a fresh world drops the last world's pending slots)."""
+        with self._lock:
+            self._secrets.pop((project, env, _normalise_path(path), name), None)
+
     def secret_value(self, project: str, env: str, path: str, name: str) -> str | None:
         with self._lock:
             secret = self._secrets.get((project, env, _normalise_path(path), name))

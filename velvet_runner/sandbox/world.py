@@ -16,6 +16,7 @@ so a second Sandbox never invalidates the first one's AWS_DEPLOY_KEY.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import tempfile
 import threading
@@ -309,6 +310,10 @@ class Sandbox:
 
     def _vault_infisical(self, name: str, value: str, companions: dict[str, str]) -> Any:
         self.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH, name, value)
+        # A fresh world holds no job's pending value: the last world's jobs are gone.
+        for slot in ("__PENDING", "__PENDING_META"):
+            self.infisical.delete_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
+                                         name + slot)
         for suffix, extra in companions.items():
             self.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
                                       f"{name}__{suffix}", extra)
@@ -484,6 +489,9 @@ class Sandbox:
         world.aws_access_key_ids[name] = value.split(":", 1)[0]
         self.ssm().put_parameter(Name=vault_name, Value=value, Type="SecureString",
                                  Overwrite=True)
+        for slot in ("__PENDING", "__PENDING_META"):
+            with contextlib.suppress(self.ssm().exceptions.ParameterNotFound):
+                self.ssm().delete_parameter(Name=vault_name + slot)
         rows = [
             self._ssm_consumer("ssm-aws-deploy-ci", f"/raxx/prod/aws_iam/ci/{name}", value),
             self._ssm_consumer("ssm-aws-deploy-worker", f"/raxx/prod/aws_iam/worker/{name}",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -12,6 +14,15 @@ from velvet_runner.records import fingerprint
 
 if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What a target shows of a write: whether it holds the value now, and how that is known
+    (a fingerprint read back, or the target's own time of the write; never the value)."""
+
+    held: bool
+    evidence: str
 
 
 class Target(ABC):
@@ -48,6 +59,22 @@ class Target(ABC):
         """A fingerprint of the stored value (readback checks compare it with the new one)."""
         value = self.read()
         return fingerprint(value) if value is not None else None
+
+    def shows(self, value: SecretStr, since: datetime | None) -> Shown | None:
+        """Show that the target holds `value` now: a write acknowledged is not a write stored.
+
+        Readable targets read the value back and compare fingerprints; a write-only target
+        may show the time it last stored a value, no older than `since` (when the write was
+        sent). None: the target can show nothing, and a person confirms the row. Reading
+        failures raise the VendorError subclasses.
+        """
+        if not self.READABLE:
+            return None
+        stored, expected = self.fingerprint(), fingerprint(value)
+        if stored == expected:
+            return Shown(True, f"reads back {expected}")
+        return Shown(False, "reads back no value" if stored is None else
+                     f"reads back {stored}, not the value written ({expected})")
 
     @abstractmethod
     def probe(self) -> str:

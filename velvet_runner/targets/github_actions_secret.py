@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import weakref
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
@@ -16,12 +17,17 @@ from pydantic import Field, SecretStr, StrictStr, model_validator
 from velvet_runner.errors import NotFound, VendorRejected
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Target
+from velvet_runner.targets.base import Shown, Target
 
 if TYPE_CHECKING:
     import httpx
 
     from velvet_runner.wiring import Wiring
+
+# How far GitHub's clock and the runner's may disagree when a write's time is compared.
+CLOCK_SKEW = timedelta(seconds=5)
+
+_UNREAD = object()  # no write by this instance yet: its earlier updated_at is unknown
 
 _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
     weakref.WeakKeyDictionary())
@@ -70,6 +76,7 @@ class GithubActionsSecretTarget(Target):
         else:
             self.base = f"/repos/{config.repository}/actions/secrets"
         self.what = config.describe()
+        self._before: str | None | object = _UNREAD
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         # Imported here: the manifest imports this module for GithubActionsSecret, without httpx.
@@ -91,6 +98,8 @@ class GithubActionsSecretTarget(Target):
     def write(self, value: SecretStr) -> None:
         from nacl.public import PublicKey, SealedBox
 
+        # When GitHub last stored it before this write: `shows` compares (no clocks involved).
+        self._before = self.updated_at()
         for fresh in (False, True):
             key_id, key = self._public_key(fresh=fresh)
             sealed = SealedBox(PublicKey(key)).encrypt(value.get_secret_value().encode("utf-8"))
@@ -119,7 +128,31 @@ class GithubActionsSecretTarget(Target):
                               f"GET {self.what}").json()
         except NotFound:
             return None
-        return str(meta.get("updated_at"))
+        updated = meta.get("updated_at") if isinstance(meta, dict) else None
+        return str(updated) if updated else None
+
+    def shows(self, value: SecretStr, since: datetime | None) -> Shown | None:
+        """GitHub never returns a value, but it says when the secret was last stored: a time
+        other than before this process's write shows it landed; without that, a time no older
+        than `since` (allowing for the two clocks)."""
+        updated = self.updated_at()
+        if updated is None:
+            return Shown(False, "GitHub has no such secret: the write was not stored")
+        if self._before is not _UNREAD:
+            if updated != self._before:
+                return Shown(True, f"GitHub stored it at {updated}")
+            return Shown(False, f"GitHub still shows it last stored at {updated}, as before "
+                         "this write: acknowledged but not stored")
+        if since is None:
+            return None
+        try:
+            at = datetime.fromisoformat(updated.replace("Z", "+00:00"))
+        except ValueError:
+            return Shown(False, f"GitHub's updated_at {updated!r} is not a time")
+        if at >= since - CLOCK_SKEW:
+            return Shown(True, f"GitHub stored it at {updated}")
+        return Shown(False, f"GitHub last stored it at {updated}, before this write "
+                     f"({since:%Y-%m-%dT%H:%M:%SZ}): acknowledged but not stored")
 
     def delete(self) -> None:
         self._call("DELETE", f"{self.base}/{self.config.secret}", f"DELETE {self.what}")
