@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from velvet_runner.sandbox.world import Sandbox, World
+from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH, Sandbox, World
 from velvet_runner.store import Store
 
 from .conftest import Cli
@@ -239,3 +239,49 @@ def test_overdue_credentials_follow_their_schedule(
     # `velvet due` agrees (the cron tick that would start it).
     due = rev_cli("due", "--now", iso(done_at + timedelta(days=89)), "--json").json()
     assert "HK_PLATFORM_FULL" not in {r["credential"] for r in due}
+
+
+def test_debt_no_vendor_can_prove_dead_is_settled_on_a_ticket(
+        rev_cli: Cli, rev_sandbox: Sandbox, rev_world: World, rev_unscheduled: Path) -> None:
+    """Issue #22: Postmark cannot revoke or say whether a token exists, so an old server token
+    left live by an abort from validated is debt nothing can prove dead: the operator deletes
+    it in the dashboard and settles it with the ticket that records that."""
+    name = "PM_SERVER_MAIL"
+    old = rev_world.values[name]
+    job_id = rev_cli("rotate", name).job["job_id"]
+    assert rev_cli("stage", job_id, "verify").code == 0
+    fresh = rev_sandbox.postmark.add_token(rev_world.postmark_server_ids[name])
+    rev_sandbox.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
+                                     f"{name}__PENDING", fresh)
+    assert rev_cli("stage", job_id, "proceed_mint").job["status"] == "validated"
+    aborted = rev_cli("stage", job_id, "abort").job
+    [debt] = [d for d in aborted["revocation_debt"] if d["settled_at"] is None]
+    fingerprint = debt["fingerprint"]
+
+    # The vendor cannot tell; the settle without evidence leaves it listed, and says how.
+    settle = rev_cli("stuck", "--settle-debt")
+    assert settle.code == 1
+    assert f"--token {fingerprint} --ticket T" in settle.err
+    # The operator deletes it in Postmark's dashboard; nothing can show that by API, so the
+    # ticket is the evidence.
+    assert rev_sandbox.postmark.delete_token(old)
+    settled = rev_cli("stuck", "--settle-debt", "--token", fingerprint, "--ticket", "OPS-9")
+    assert settled.code == 0, settled.err
+    assert "settled on the operator's evidence (ticket OPS-9)" in settled.err
+    record = rev_cli("status", "--job", job_id, "--json").json()
+    assert [d["settled_at"] is not None for d in record["revocation_debt"]] == [True]
+    assert any(e["action"] == "debt_settled" and e["data"].get("ticket") == "OPS-9"
+               for e in record["events"])
+
+
+def test_settling_debt_by_ticket_needs_the_token(rev_cli: Cli, rev_world: World) -> None:
+    refused = rev_cli("stuck", "--settle-debt", "--ticket", "OPS-9")
+    assert refused.code == 2
+    assert "--token" in refused.err
+    unknown = rev_cli("stuck", "--settle-debt", "--token", "sha256:000000000000",
+                      "--ticket", "OPS-9")
+    assert unknown.code == 2
+    assert "no unsettled revocation debt" in unknown.err
+    alone = rev_cli("stuck", "--token", "x")
+    assert alone.code == 2
+    assert "--settle-debt" in alone.err

@@ -210,18 +210,27 @@ def due(now_text: str | None, as_json: bool | None) -> None:
 @click.option("--now", "now_text", default=None, help="ISO 8601 time to evaluate at.")
 @click.option("--settle-debt", is_flag=True,
               help="First ask each vendor whether revocation-debt tokens still exist.")
-def stuck(as_json: bool | None, now_text: str | None, settle_debt: bool) -> None:
+@click.option("--token", "token", default=None, metavar="ID",
+              help="With --settle-debt: only the debt token with this auth id or fingerprint.")
+@click.option("--ticket", default=None, metavar="T",
+              help="With --settle-debt --token: the ticket recording that it was revoked, for "
+                   "a token no vendor API can prove dead (Postmark, operator-managed).")
+def stuck(as_json: bool | None, now_text: str | None, settle_debt: bool, token: str | None,
+          ticket: str | None) -> None:
     """Jobs stuck > 5 min or waiting on an operator, overdue credentials, revocation debt.
 
     Exits 1 whenever it lists anything (so a scheduled run fails visibly), 0 when nothing.
     """
     from velvet_runner import manifest as manifest_mod
+    from velvet_runner.errors import BadArgument
     from velvet_runner.schedule import parse_now
     from velvet_runner.watchdog import find_stuck
 
     settings = _settings()
+    if (token is not None or ticket is not None) and not settle_debt:
+        raise BadArgument("--token and --ticket apply to --settle-debt only")
     if settle_debt:
-        for row in _engine(settings).settle_debt():
+        for row in _engine(settings).settle_debt(token=token, ticket=ticket):
             click.echo(f"debt {row['credential']} auth id {row['auth_id']}: {row['result']}",
                        err=True)
     loaded = manifest_mod.load(settings.manifest)

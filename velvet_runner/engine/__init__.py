@@ -261,14 +261,23 @@ class Engine:
 
     # --- revocation debt -----------------------------------------------------------------
 
-    def settle_debt(self) -> list[dict[str, Any]]:
+    def settle_debt(self, *, token: str | None = None,
+                    ticket: str | None = None) -> list[dict[str, Any]]:
         """Ask each vendor whether the tokens listed as revocation debt are dead.
 
         A token the vendor refuses (or whose id it no longer has, its value held by nobody) is
-        proven dead on its job's ledger, with an event; one it cannot tell about (Postmark,
-        operator-managed) stays listed for a person.
+        proven dead on its job's ledger, with an event. One nothing can prove either way (its
+        value is gone and the vendor cannot say whether its id exists: Postmark,
+        operator-managed tokens) is settled only on the operator's evidence: `token` (its auth
+        id or fingerprint, as `velvet stuck` lists it) with a `ticket`. A token the vendor
+        still accepts is never settled.
         """
         self.require_enabled()
+        if ticket is not None and not ticket.strip():
+            raise BadArgument("--ticket needs the ticket id that records the evidence")
+        if ticket is not None and token is None:
+            raise BadArgument("--ticket settles one token: give --token with its auth id or "
+                              "fingerprint, as velvet stuck lists it")
         report: list[dict[str, Any]] = []
         runner_env = timeline.require_env(self.settings.env)
         for cred in self.manifest.credentials:
@@ -276,14 +285,20 @@ class Engine:
                 continue
             jobs = [j for j in self.store.list_jobs(cred.name) if ledger.debt(j)]
             for job in jobs:
-                report += self._settle_job(job, cred)
+                report += self._settle_job(job, cred, token, ticket)
+        if token is not None and not report:
+            raise NotFoundError(f"no unsettled revocation debt has auth id or fingerprint "
+                                f"{token}; velvet stuck lists the debt")
         return report
 
-    def _settle_job(self, job: Job, cred: Credential) -> list[dict[str, Any]]:
+    def _settle_job(self, job: Job, cred: Credential, only: str | None,
+                    ticket: str | None) -> list[dict[str, Any]]:
         run = Run(self, job, cred)
         using = run.read_current()
         rows: list[dict[str, Any]] = []
         for token in ledger.debt(job):
+            if only is not None and only not in (token.auth_id, token.fingerprint):
+                continue
             row = {"credential": cred.name, "job_id": job.job_id, "token_id": token.token_id,
                    "auth_id": token.auth_id, "fingerprint": token.fingerprint}
             try:
@@ -294,14 +309,23 @@ class Engine:
             if proof.dead:
                 self.settle_token(job, token.token_id, proof.evidence)
                 rows.append({**row, "result": f"settled: {proof.evidence}"})
+            elif proof.verdict == "unknown" and ticket is not None:
+                evidence = (f"{proof.evidence}; settled on the operator's evidence (ticket "
+                            f"{ticket.strip()})")
+                self.settle_token(job, token.token_id, evidence, ticket=ticket.strip())
+                rows.append({**row, "result": f"settled: {evidence}"})
             else:
-                rows.append({**row, "result": ("still held: " if proof.probed
-                                               else "unknown: confirm by hand: ")
-                             + proof.evidence})
+                rows.append({**row, "result": (
+                    "still live: " if proof.verdict == "live" else
+                    "unknown: settle it on your evidence with --token "
+                    f"{token.auth_id or token.fingerprint} --ticket T once it is revoked: ")
+                    + proof.evidence})
         return rows
 
-    def settle_token(self, job: Job, token_id: str, evidence: str) -> None:
-        """A token listed as debt is proven dead: recorded through the job's journal."""
+    def settle_token(self, job: Job, token_id: str, evidence: str, *,
+                     ticket: str | None = None) -> None:
+        """A token listed as debt is proven dead (or, with `ticket`, settled on a person's
+        evidence): recorded through the job's journal."""
         journal = Journal.for_engine(self, job)
         token = job.token(token_id)
         if token is None or token.life != Life.DEBT:
@@ -309,7 +333,7 @@ class Engine:
         journal.settle(token_id, Life.PROVEN_DEAD, evidence=evidence)
         journal.note("debt_settled", f"auth id {token.auth_id}: {evidence}",
                      {"auth_id": token.auth_id, "fingerprint": token.fingerprint,
-                      "token_id": token_id})
+                      "token_id": token_id, **({"ticket": ticket} if ticket else {})})
 
 
 def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,

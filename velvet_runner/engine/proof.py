@@ -70,7 +70,11 @@ def prove(run: Run, token: Token, value: SecretStr | None = None, *,
                 return Proof("dead", f"the vendor no longer has auth id {auth_id}, and no "
                              "one holds its value")
             if held:
-                return Proof("unknown", f"the vendor still has auth id {auth_id}")
+                # Where an id carries one value for life (an AWS key), the id is the value; a
+                # vendor that regenerates in place may hold a newer value under it.
+                regenerates = vendor.CAN_ROLL or vendor.CAN_REGENERATE
+                return Proof("unknown" if regenerates else "live",
+                             f"the vendor still has auth id {auth_id}")
     return Proof("unknown", f"{name(token)} cannot be probed: its value is in no vault slot "
                  "and the vendor cannot say whether its id still exists")
 

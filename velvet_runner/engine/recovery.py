@@ -16,7 +16,7 @@ from velvet_runner import ledger
 from velvet_runner.errors import BadArgument, GateRefused, InputError, VendorError
 from velvet_runner.machine import Action, Flow, State
 from velvet_runner.manifest import Consumer
-from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, iso
+from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint, iso
 
 from .context import Args, Run
 from .fanout import fan_out
@@ -107,14 +107,16 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
     ticket = _ticket(args, act)
     current = run.current()
     old_id = run.ensure_old(current)
-    life, evidence = manual_proof(run, old_id, current, ticket, args)
+    # The vault's value is the old one unless a crash came after the vault was promoted.
+    held = current if fingerprint(current) == run.journal.token(old_id).fingerprint else None
+    life, evidence = manual_proof(run, old_id, held, ticket, args)
     if run.job.flow_type == Flow.OPERATIONAL:
         run.promote()
 
     def record(job: Job) -> None:
         job.ticket = ticket
         old = job.token(old_id)
-        if old is not None and old.life != Life.PROVEN_DEAD:
+        if old is not None:
             ledger.set_life(old, life, run.e.now(), evidence=evidence)
         if job.flow_type == Flow.OPERATIONAL:
             make_current(run, job)
@@ -129,15 +131,17 @@ def _ticket(args: Args, act: Action) -> str:
     return args.ticket.strip()
 
 
-def manual_proof(run: Run, token_id: str, value: SecretStr, ticket: str,
+def manual_proof(run: Run, token_id: str, value: SecretStr | None, ticket: str,
                  args: Args) -> tuple[Life, str]:
     """What the operator's word is worth: proven dead, or debt on `--accept-debt`."""
     token = run.journal.token(token_id)
     proof = confirm(run, token, value)
-    if not proof.probed:
-        return Life.PROVEN_DEAD, f"{proof.evidence}; the operator's ticket {ticket} is the evidence"
     if proof.dead:
         return Life.PROVEN_DEAD, f"{proof.evidence} (ticket {ticket})"
+    if proof.verdict == "unknown":
+        # Nothing can prove it either way (no probe, or its value is gone and the vendor
+        # cannot say whether its id exists): the operator's ticket is the evidence.
+        return Life.PROVEN_DEAD, f"{proof.evidence}; the operator's ticket {ticket} is the evidence"
     if not args.accept_debt:
         message = (f"mark_manually_revoked refused: {proof.evidence}. Revoke it at "
                    f"{run.cred.vendor} first and run this again, or record it as revocation "

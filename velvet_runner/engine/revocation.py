@@ -385,21 +385,14 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
         run.journal.change(lambda job: _announce(run, job, current, auth_id))
         old = run.entry("old")
     assert old is not None  # noqa: S101 - announced above
-    if old.fingerprint != fingerprint(current):
-        value = run.value_of(old)
-    else:
-        value = current
-    if value is None:
-        life, evidence = Life.PROVEN_DEAD, (f"the vault no longer holds it; the operator's ticket"
-                                            f" {ticket} is the evidence")
-    else:
-        life, evidence = manual_proof(run, old.token_id, value, ticket, args)
+    value = current if old.fingerprint == fingerprint(current) else None
+    life, evidence = manual_proof(run, old.token_id, value, ticket, args)
     old_id = old.token_id
 
     def record(job: Job) -> None:
         job.ticket = ticket
         token = job.token(old_id)
-        if token is not None and token.life != Life.PROVEN_DEAD:
+        if token is not None:
             ledger.set_life(token, life, run.e.now(), evidence=evidence)
         rolled = job.newest("rolled")
         if rolled is not None and rolled.life == Life.INTENDED:
