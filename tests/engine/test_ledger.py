@@ -343,6 +343,13 @@ def test_manual_confirm_of_a_row_that_never_got_the_value_is_refused(eng_world: 
     assert done.status == "done"
     assert list(done.report["after_revoke"]["failing"]) == [api_row]
     assert "NOT CLEAN" in (done.events[-2].detail or "") + (done.events[-1].detail or "")
+    assert f"velvet push {done.job_id} --consumer {api_row}" in "".join(
+        e.detail or "" for e in done.events[-2:])
+    # The command it names pushes the new value, shows it landed and checks the row again.
+    pushed = eng_world.cli_job("push", done.job_id, "--consumer", api_row)
+    assert pushed.report["after_revoke"]["failing"] == {}
+    assert pushed.events[-1].action == "pushed"
+    assert eng_world.health(api_row) == 200
     revoking = next(e for e in done.events if e.action == "proceed_revoke")
     assert revoking.data["manually_confirmed_consumers"] == [api_row]
     assert api_row in (revoking.detail or "")

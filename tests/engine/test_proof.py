@@ -259,3 +259,15 @@ def test_a_rewritten_branch_never_overwrites_a_pending_token(eng_world: EngWorld
 def _store(eng: EngWorld) -> Store:
     settings = Settings.from_env(eng.env)
     return Store(settings.state, settings.state_branch, settings.cache_dir)
+
+
+def test_push_is_only_for_a_done_rotation_and_its_own_value(eng_world: EngWorld) -> None:
+    engine, job = to_validated(eng_world)
+    early = eng_world.cli("push", job.job_id, "--consumer", API_ROW)
+    assert early.returncode == 2
+    assert "is validated" in early.stderr
+    done = revoke(engine, job)
+    assert done.status == "done", last(done)
+    unknown = eng_world.cli("push", done.job_id, "--consumer", "nope")
+    assert unknown.returncode == 2
+    assert "not registered" in unknown.stderr

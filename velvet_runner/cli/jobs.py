@@ -98,6 +98,23 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
     _finish(engine.store)
 
 
+@cli.command()
+@click.argument("job_id")
+@click.option("--consumer", "consumers", multiple=True, required=True,
+              help="Consumer id, repeatable.")
+@output_option
+def push(job_id: str, consumers: Sequence[str], as_json: bool | None) -> None:
+    """Push a done job's new value to consumers that failed their check after the revoke."""
+    from velvet_runner.engine import stage_failed
+
+    engine = _engine(_settings(), _progress())
+    job = engine.push(job_id, consumers)
+    _show_job(job, wants_json(as_json))
+    if stage_failed(job):
+        sys.exit(1)
+    _finish(engine.store)
+
+
 def _show_job(job: Job, as_json: bool) -> None:
     if as_json:
         _emit_job(job)

@@ -50,6 +50,7 @@ from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.wiring import Wiring
 
+from . import revoke
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
 from .journal import LEASE_TTL, Journal
@@ -258,6 +259,21 @@ class Engine:
         finally:
             run.journal.release()
         return run.job
+
+    def push(self, job_id: str, consumers: Sequence[str]) -> Job:
+        """After a `done` that is not clean: push the job's new value to `consumers` again."""
+        self.require_enabled()
+        if not consumers:
+            raise BadArgument("velvet push needs --consumer ID (one or more)")
+        job = self.store.find(job_id)
+        cred = self._credential(job.credential)
+        self._require_env(job.env, f"job {job_id}")
+        run = Run(self, job, cred)
+        run.journal.acquire(Action.PROCEED_REVOKE)
+        try:
+            return revoke.push(run, list(consumers))
+        finally:
+            run.journal.release()
 
     # --- revocation debt -----------------------------------------------------------------
 

@@ -7,14 +7,14 @@ from pydantic import SecretStr
 
 from velvet_runner import ledger
 from velvet_runner.checks import CheckResult
-from velvet_runner.errors import GateRefused, InputError, VendorError
+from velvet_runner.errors import BadArgument, GateRefused, InputError, VendorError
 from velvet_runner.machine import Action, Outcome, State
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint
 
 from .context import Args, Run
 from .fanout import fan_out
-from .operational import check_rows, outcome
+from .operational import check_rows, outcome, shown_write
 from .proof import confirm, prove
 
 
@@ -204,11 +204,64 @@ def finish_revoke(run: Run, detail: str) -> Job:
     if not failing:
         return run.journal.move(Outcome.OK, f"{detail}; vault promoted", mutate=record)
     named = "; ".join(f"{cid} ({why})" for cid, why in failing.items())
+    push = " ".join(f"--consumer {cid}" for cid in sorted(failing))
     return run.journal.move(
         Outcome.OK, f"{detail}; vault promoted. NOT CLEAN: after the revoke these consumers "
-        f"fail their check: {named}. Restart each so it loads the new value, or write the "
-        f"vault's current value ({run.vault.describe()}) to it by hand, then check it",
+        f"fail their check: {named}. Push the new value to them and check them again: "
+        f"velvet push {run.job.job_id} {push} (or restart each, if it holds it already)",
         data={"failing_after_revoke": sorted(failing)}, mutate=record)
+
+
+def push(run: Run, consumer_ids: list[str]) -> Job:
+    """After `done`: write the vault's current value (this job's new one) to consumers that
+    failed their check after the revoke, show it landed, check each once more, and record it.
+    The value is the one the job proved: another in the vault is refused."""
+    j = run.journal
+    if run.job.status != State.DONE or run.job.flow_type != "operational":
+        raise BadArgument(f"velvet push is for a rotation that is done; job {run.job.job_id} "
+                          f"is {run.job.status}")
+    value = run.current()
+    if fingerprint(value) != run.job.new_fingerprint:
+        raise BadArgument(f"the vault's current value ({fingerprint(value)}) is not job "
+                          f"{run.job.job_id}'s new value ({run.job.new_fingerprint}): another "
+                          "rotation has run since; push from that job")
+    consumers = [run.consumer(cid) for cid in consumer_ids]
+    checker = run.wiring.checker()
+    results: dict[str, str] = {}
+    failing: dict[str, str] = dict((run.job.report.get("after_revoke") or {}).get("failing")
+                                   or {})
+
+    def work(consumer: Consumer) -> tuple[bool, str]:
+        target = run.target(consumer)
+        since = run.e.now()
+        try:
+            run.retry(getattr(target, "backoff_hint", None)).run(lambda: target.write(value))
+        except VendorError as exc:
+            return False, f"write failed: {exc}"
+        written = shown_write(run, target, value, since)
+        if written.status != RowStatus.SUCCEEDED:
+            return False, written.detail
+        check = checker.check(consumer, target, value, "live")
+        if check.status == RowStatus.FAILED:
+            return False, f"{written.detail}; but its check fails: {check.detail}"
+        return True, f"{written.detail}; {check.detail}"
+
+    def done(consumer: Consumer, result: tuple[bool, str]) -> None:
+        ok, detail = result
+        results[consumer.consumer_id] = detail
+        if ok:
+            failing.pop(consumer.consumer_id, None)
+        else:
+            failing[consumer.consumer_id] = detail
+
+    fan_out(run, consumers, work, done, lambda reason: (False, reason), what="pushing",
+            spends=True)
+
+    def record(job: Job) -> None:
+        job.report["after_revoke"] = {"failing": dict(failing)}
+
+    return j.note("pushed", "; ".join(f"{cid}: {why}" for cid, why in sorted(results.items())),
+                  {"consumers": sorted(results), "failing": sorted(failing)}, mutate=record)
 
 
 def after_revoke(run: Run) -> dict[str, str]:
