@@ -1,5 +1,5 @@
 """Commands that need no job: the manifest (`check`, `schema`, `plan`), the status app
-(`serve`), and the built-in sandbox (`sandbox`, `demo`)."""
+(`serve`), and the sandbox (`sandbox`, `demo`)."""
 
 from __future__ import annotations
 
@@ -77,18 +77,27 @@ def serve(host: str, port: int | None) -> None:
 @click.option("--port", default=None, type=click.IntRange(1, 65000),
               help="First port (default: any free ports).")
 @click.option("--dir", "workdir", default=".velvet/sandbox", show_default=True,
-              type=click.Path(file_okay=False), help="Where the sandbox manifest is written.")
-def sandbox(port: int | None, workdir: str) -> None:
-    """Start every fake vendor on 127.0.0.1 and print the environment that points at them."""
+              type=click.Path(file_okay=False),
+              help="Where the sandbox's manifest copy and state repository are written.")
+@click.option("--manifest", "source", default=None, type=click.Path(dir_okay=False),
+              help="The manifest to provision [default: $VELVET_MANIFEST, else "
+                   "manifest/subscription-manifest.yml].")
+def sandbox(port: int | None, workdir: str, source: str | None) -> None:
+    """Start every fake vendor on 127.0.0.1, provision your manifest's world at them, and print
+    the environment that points at it. The state repository starts and ends with the fakes."""
+    from velvet_runner import manifest as manifest_mod
     from velvet_runner.sandbox import main as sandbox_main
 
-    sandbox_main(port, workdir)
+    path = source or str(_settings().manifest)
+    manifest_mod.load(path)  # a manifest Velvet refuses is named before anything starts
+    sandbox_main(port, workdir, echo=click.echo, manifest=path)
 
 
 @cli.command()
-@click.option("--credential", default="HK_PLATFORM_FULL", show_default=True)
-def demo(credential: str) -> None:
-    """One full rotation against the built-in sandbox, from init to done."""
+@click.option("--credential", default=None,
+              help="[default: the example's first active credential]")
+def demo(credential: str | None) -> None:
+    """One full rotation of the example world (examples/raxx/) in the sandbox, init to done."""
     from velvet_runner.demo import run_demo
 
     sys.exit(run_demo(credential, echo=click.echo))
