@@ -1,5 +1,5 @@
-"""Commands that need no job: the manifest (`check`, `schema`, `plan`), the status app
-(`serve`), and the sandbox (`sandbox`, `demo`)."""
+"""Commands that need no job: making a Velvet repository (`init`), the manifest (`check`,
+`schema`, `plan`), the status app (`serve`), and the sandbox (`sandbox`, `demo`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,32 @@ from velvet_runner.cli.common import (
     _store,
     cli,
 )
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--runner", default=None, metavar="OWNER/NAME",
+              help="The runner's repository on GitHub [default: velvet-runner/velvet-runner].")
+@click.option("--sha", default=None, help="The runner's release commit to pin (full SHA) "
+              "[default: the commit of this runner's checkout].")
+@click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
+def init(directory: str, runner: str | None, sha: str | None, force: bool) -> None:
+    """Make DIRECTORY a Velvet repository: caller workflows pinned to the runner's release,
+    Dependabot, a starter manifest, flags (off), .gitignore and a README section."""
+    from pathlib import Path
+
+    from velvet_runner import adopt
+
+    target = Path(directory)
+    for line in adopt.init(target, runner=runner or adopt.RUNNER, sha=sha, force=force):
+        click.echo(line)
+    cd = "" if target.resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"""
+next:
+  {cd}$EDITOR manifest/subscription-manifest.yml   # your credentials, consumers, approvers
+  velvet manifest check
+  velvet rehearse run                  # one rotation through these workflows, against fakes
+  git add -A && git commit -m "Velvet" && git push""")
 
 
 @cli.group()
