@@ -71,6 +71,14 @@ def manifest_schema() -> None:
     click.echo(json_schema_text(), nl=False)
 
 
+@manifest.command("reference")
+def manifest_reference() -> None:
+    """Print the manifest's reference (docs/manifest.md), written from its JSON Schema."""
+    from velvet_runner.manifest_doc import reference
+
+    click.echo(reference(), nl=False)
+
+
 @manifest.command("plan")
 @click.argument("base", type=click.Path(dir_okay=False))
 @click.argument("head", type=click.Path(dir_okay=False))
