@@ -988,6 +988,13 @@ class InfisicalFake(registry.Fake):
         return {"VELVET_INFISICAL_CLIENT_ID": self.client_id,
                 "VELVET_INFISICAL_CLIENT_SECRET": client_secret}
 
+    def prepare(self, manifest: Any, identity: registry.Identity) -> None:
+        """Velvet's identity may reach every project the manifest's secrets live in."""
+        for credential in manifest.credentials:
+            for config in (credential.vault, *credential.consumers):
+                if config.kind in self.targets:
+                    self.state.grant(self.client_id, config.project_id)
+
     def hold(self, config: Any, value: str) -> None:
         self.state.grant(self.client_id, config.project_id)
         self.state.set_secret(config.project_id, config.environment, config.secret_path,

@@ -99,7 +99,8 @@ class Fake:
         return {}
 
     def prepare(self, manifest: Manifest, identity: Identity) -> None:
-        """What the manifest names beyond tokens and targets (the gates' environments)."""
+        """The world's frame, at start: what Velvet's own credentials may reach (Infisical
+        projects) and what the manifest names beyond tokens and targets (the gates)."""
 
     def token_values(self) -> list[str]:
         """Every secret this fake ever issued, for leak scans."""

@@ -257,9 +257,13 @@ class Sandbox:
             raise RuntimeError("the sandbox is not started")
 
     def _seed_bootstrap(self) -> None:
-        """Velvet's own credentials (runbook section 8): never rotated by Velvet itself."""
+        """Velvet's own credentials (runbook section 8), never rotated by Velvet itself, and
+        the frame of the world: what they may reach (Infisical projects) and the gates."""
+        manifest = load(self.source)
         for fake in self.fakes.values():
             self._boot.update(fake.bootstrap(self.identity))
+        for fake in self.fakes.values():
+            fake.prepare(manifest, self.identity)
 
     def _fake(self, role: str, kind: str) -> registry.Fake:
         for fake in self.fakes.values():
@@ -276,8 +280,6 @@ class Sandbox:
         (work / "manifest").mkdir(parents=True, exist_ok=True)
         world = World(manifest_path=work / "manifest" / "subscription-manifest.yml",
                       flags_path=work / "manifest" / "flags.yml")
-        for fake in self.fakes.values():
-            fake.prepare(manifest, self.identity)
         for credential in manifest.credentials:
             self._provision(credential, world)
         document = yaml.safe_load(self.source.read_text(encoding="utf-8"))
