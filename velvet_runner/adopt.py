@@ -1,7 +1,9 @@
 """`velvet init [DIR]`: make a repository a Velvet repository of thin callers.
 
 What it writes (never over a different file without `force`; the same content again is left
-alone, so a second run changes nothing):
+alone, so a second run changes nothing; the manifest and flags, once there, are the
+repository's and are never replaced, so `--force` with a new `--sha` rewrites the callers of an
+upgrade and nothing else):
 
     .github/workflows/velvet-*.yml   the runner's own workflows, their `uses: ./` (the runner's
                                      composite action) pinned to <runner>@<full sha> # v<version>
@@ -62,6 +64,7 @@ class Planned:
     path: Path
     content: str
     append: bool = False  # add `content` to an existing file instead of writing it whole
+    starter: bool = False  # a starting point: an existing file is the repository's own
 
 
 def workflows(runner: str, sha: str, release: str) -> dict[str, str]:
@@ -147,8 +150,9 @@ def plan(target: Path, runner: str, sha: str, release: str) -> list[Planned]:
              for name, text in workflows(runner, sha, release).items()]
     files += [
         Planned(target / ".github" / "dependabot.yml", DEPENDABOT),
-        Planned(target / "manifest" / "subscription-manifest.yml", starter_manifest(runner, sha)),
-        Planned(target / "manifest" / "flags.yml", FLAGS),
+        Planned(target / "manifest" / "subscription-manifest.yml", starter_manifest(runner, sha),
+                starter=True),
+        Planned(target / "manifest" / "flags.yml", FLAGS, starter=True),
         Planned(target / ".gitignore", ".velvet/\n", append=True),
         Planned(target / "README.md", README.replace("{runner}", runner), append=True),
     ]
@@ -176,8 +180,8 @@ def init(target: Path, *, runner: str = RUNNER, sha: str | None = None, force: b
     if not SHA_RE.match(pinned):
         raise BadArgument(f"--sha must be a full 40-character commit SHA, not {pinned!r}")
     items = plan(target, runner, pinned, version())
-    conflicts = [item.path for item in items
-                 if not item.append and item.path.exists() and not _present(item)]
+    conflicts = [item.path for item in items if not (item.append or item.starter)
+                 and item.path.exists() and not _present(item)]
     if conflicts and not force:
         raise BadArgument("these files exist with other content (--force overwrites them): "
                           + ", ".join(str(p) for p in conflicts))
@@ -186,6 +190,9 @@ def init(target: Path, *, runner: str = RUNNER, sha: str | None = None, force: b
         shown = item.path.relative_to(target) if item.path.is_relative_to(target) else item.path
         if _present(item):
             report.append(f"unchanged {shown}")
+            continue
+        if item.starter and item.path.exists():
+            report.append(f"kept {shown} (yours)")
             continue
         item.path.parent.mkdir(parents=True, exist_ok=True)
         if item.append and item.path.exists():

@@ -108,18 +108,35 @@ def test_init_twice_changes_nothing(repo: Path):
 
 
 def test_an_existing_file_is_refused_by_name_and_nothing_is_written(repo: Path):
-    (repo / "manifest").mkdir()
-    (repo / "manifest" / "flags.yml").write_text("velvet_v2_rotation: true\n")
+    mint = repo / ".github" / "workflows" / "velvet-stage-2-mint.yml"
+    mint.parent.mkdir(parents=True)
+    mint.write_text("name: our own stage 2\n")
     refused = velvet(repo, "init", "--sha", SHA)
     assert refused.returncode == 2
-    assert "manifest/flags.yml" in refused.stderr
+    assert ".github/workflows/velvet-stage-2-mint.yml" in refused.stderr
     assert "--force" in refused.stderr
     assert "Traceback" not in refused.stderr
-    assert _files(repo) == {"manifest/flags.yml": "velvet_v2_rotation: true\n"}
+    assert _files(repo) == {".github/workflows/velvet-stage-2-mint.yml": "name: our own stage 2\n"}
 
     forced = velvet(repo, "init", "--sha", SHA, "--force")
     assert forced.returncode == 0, forced.stderr
-    assert "velvet_v2_rotation: false" in (repo / "manifest" / "flags.yml").read_text()
+    assert f"@{SHA} # v" in mint.read_text()
+
+
+def test_an_upgrade_rewrites_the_callers_and_keeps_the_manifest_and_flags(repo: Path):
+    assert velvet(repo, "init", "--sha", SHA).returncode == 0
+    (repo / "manifest" / "flags.yml").write_text("velvet_v2_rotation: true\n")
+    manifest = (repo / "manifest" / "subscription-manifest.yml").read_text()
+    newer = "89abcdef" * 5
+    upgraded = velvet(repo, "init", "--sha", newer, "--force")
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "kept manifest/flags.yml (yours)" in upgraded.stdout
+    assert "kept manifest/subscription-manifest.yml (yours)" in upgraded.stdout
+    assert (repo / "manifest" / "flags.yml").read_text() == "velvet_v2_rotation: true\n"
+    assert (repo / "manifest" / "subscription-manifest.yml").read_text() == manifest
+    for caller in (repo / ".github" / "workflows").glob("velvet-*.yml"):
+        assert f"@{newer} # v" in caller.read_text()
+        assert SHA not in caller.read_text()
 
 
 def test_an_existing_gitignore_and_readme_are_added_to(repo: Path):
