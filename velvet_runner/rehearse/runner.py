@@ -1,11 +1,11 @@
 """`Rehearsal`: the repository's own workflows, run by nektos/act on this host against the sandbox.
 
     with Rehearsal(root, folder) as rh:
-        run = rh.dispatch("velvet-stage-1-verify.yml", {"credential": "HK_PLATFORM_FULL"},
-                          as_login="alice")
+        run = rh.dispatch("velvet-stage-1-verify.yml", {"credential": "CF_DEPLOY"},
+                          as_login=rh.starter)    # an approver from the manifest
         rh.drain()                      # act runs every run that is ready (stage 1)
         stage2 = rh.waiting()[0]        # stage 1 dispatched stage 2; it waits for a review
-        rh.approve(stage2, "bob")       # POST pending_deployments as bob
+        rh.approve(stage2, rh.reviewer) # POST pending_deployments as another approver
         rh.drain()                      # now act runs stage 2
 
 What is real: the workflow files, the `velvet` CLI each step runs, the sandbox's fake vendors
