@@ -23,10 +23,16 @@ CHILD_TIMEOUT = 120
 
 @pytest.fixture
 def adopter_manifest(tmp_path: Path) -> Path:
+    """The adopter's repository: its manifest, its flag off, and what velvet init adds."""
     path = tmp_path / "repo" / "manifest" / "subscription-manifest.yml"
     path.parent.mkdir(parents=True)
     path.write_text(MANIFEST, encoding="utf-8")
     (path.parent / "flags.yml").write_text("velvet_v2_rotation: false\n", encoding="utf-8")
+    made = subprocess.run([sys.executable, "-m", "velvet_runner", "init", "--sha", "0" * 40],
+                          cwd=path.parents[1], capture_output=True, text=True, check=False,
+                          timeout=CHILD_TIMEOUT)
+    assert made.returncode == 0, made.stderr
+    assert "kept manifest/subscription-manifest.yml (yours)" in made.stdout
     return path
 
 
