@@ -163,7 +163,7 @@ def test_a_vendor_module_registered_later_is_in_schema_parse_and_wiring(
     credentials = schema["properties"]["credentials"]["items"]
     assert credentials["discriminator"]["mapping"]["throwaway"] == "#/$defs/ThrowawayCredential"
     defined = schema["$defs"]["ThrowawayCredential"]
-    assert defined["properties"]["options"] == {"$ref": "#/$defs/ThrowawayOptions"}
+    assert defined["properties"]["options"]["$ref"] == "#/$defs/ThrowawayOptions"
     assert defined["properties"]["vendor"]["const"] == "throwaway"
     assert "options" in defined["required"]  # region has no default
     assert schema["$defs"]["ThrowawayOptions"]["required"] == ["region"]

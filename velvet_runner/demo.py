@@ -32,7 +32,7 @@ from velvet_runner.wiring import Wiring
 Echo = Callable[[str], None]
 
 
-def run_demo(credential: str = "HK_PLATFORM_FULL", *, echo: Echo = print,
+def run_demo(credential: str | None = None, *, echo: Echo = print,
              workdir: str | Path | None = None) -> int:
     from velvet_runner.sandbox import Sandbox
 
@@ -41,7 +41,10 @@ def run_demo(credential: str = "HK_PLATFORM_FULL", *, echo: Echo = print,
         root = Path(workdir) if workdir is not None else Path(tmp)
         echo("velvet demo: starting the sandbox (fake vendors on 127.0.0.1) ...")
         with Sandbox() as sandbox:
-            sandbox.seed_world(root)
+            echo(f"velvet demo: the example world of {sandbox.source}")
+            world = sandbox.seed_world(root)
+            credential = credential or next(
+                c.name for c in world.manifest().credentials if c.active and c.consumers)
             env = {**sandbox.env(root), "VELVET_ACTOR": "demo-operator",
                    "VELVET_SETTLE_SECONDS": "5", "VELVET_CACHE_DIR": str(root / "cache")}
             # boto3 reads its credentials from the process environment.

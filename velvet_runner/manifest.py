@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from velvet_runner import targets, vendors
 from velvet_runner.errors import ManifestError
-from velvet_runner.manifest_models import HEALTHCHECK_TYPES, Model
+from velvet_runner.manifest_models import DEFAULT_ENVS, HEALTHCHECK_TYPES, Env, Model
 from velvet_runner.manifest_models import Consumer as Consumer
 from velvet_runner.manifest_models import Credential as Credential
 from velvet_runner.manifest_models import HttpCheck as HttpCheck
@@ -64,7 +64,11 @@ BOOTSTRAP_CREDENTIALS: dict[str, str] = {
 class Manifest(Model):
     """The whole subscription manifest."""
 
-    version: Literal[1] = 1
+    version: Literal[1] = Field(1, description="The manifest format: 1.")
+    environments: list[Env] = Field(
+        default_factory=lambda: list(DEFAULT_ENVS), min_length=1,
+        description="The environments a Velvet of this manifest serves (VELVET_ENV, the "
+        "workflows' env input, velvet-<env> gates); every env below is one of them.")
     credentials: list[Credential] = Field(default_factory=list)
 
     schema_id: ClassVar[str] = "https://velvet.invalid/schemas/subscription-manifest.json"
@@ -118,7 +122,8 @@ def _build(vendor_items: tuple[tuple[str, type[Vendor]], ...],
     manifest = create_model("Manifest", __base__=Manifest, __doc__=Manifest.__doc__,
                             __module__=__name__,
                             credentials=(_list(_union(credentials, "vendor")),
-                                         Field(default_factory=list)))
+                                         Field(default_factory=list,
+                                               description="The credentials Velvet rotates.")))
     models: dict[str, Any] = {"Vault": vault}
     for model in [*credentials, *consumers, *(cls.options_model for _, cls in vendor_items),
                   *(cls.config_model for _, cls in target_items)]:
@@ -160,10 +165,15 @@ def _credential_model(kind: str, options: type[Model], vault: Any,
     return create_model(
         "".join(part.capitalize() for part in kind.split("_")) + "Credential",
         __base__=Credential, __module__=__name__,
-        vendor=(_forms.Literal[kind], ...),
-        options=(options, ...) if required else (options, Field(default_factory=options)),
-        vault=(vault, ...),
-        consumers=(_list(consumer), Field(default_factory=list)),
+        vendor=(_forms.Literal[kind], Field(description=f"The vendor that issues the token: "
+                                            f"{kind}.")),
+        options=(options, Field(description=f"Options of the {kind} vendor.")) if required
+        else (options, Field(default_factory=options,
+                             description=f"Options of the {kind} vendor.")),
+        vault=(vault, Field(description="The canonical store of the live value: the pending "
+                            "slot and companions sit beside it (NAME__PENDING, ...).")),
+        consumers=(_list(consumer), Field(default_factory=list,
+                                          description="Everything that holds the value.")),
     )
 
 
@@ -248,8 +258,8 @@ def _message(err: Any) -> str:
         return f"unknown value {ctx.get('tag')!r}; expected one of {ctx.get('expected_tags')}"
     if kind == "union_tag_not_found":
         return f"missing {err.get('ctx', {}).get('discriminator', 'type')}"
-    if kind == "literal_error" and err["loc"] and err["loc"][-1] == "env":
-        return "env must be prod or staging"
+    if kind == "string_pattern_mismatch" and err["loc"] and err["loc"][-1] == "env":
+        return "env must be a lower-case name such as prod (letters, digits, dashes)"
     if kind == "bool_type":
         return "must be true or false"
     msg: str = err["msg"]
@@ -341,10 +351,11 @@ def _by_line(reason: str) -> tuple[int, str]:
 
 
 def _semantic_checks(doc: _Located, data: dict[str, Any]) -> None:
-    """Rules that span entries: unique names and ids, bootstrap credentials."""
+    """Rules that span entries: unique names and ids, bootstrap credentials, environments."""
     credentials = data.get("credentials")
     if not isinstance(credentials, list):
         return
+    _env_checks(doc, data, credentials)
     seen_names: dict[str, int] = {}
     seen_consumers: dict[str, int] = {}
     for i, cred in enumerate(credentials):
@@ -374,6 +385,34 @@ def _semantic_checks(doc: _Located, data: dict[str, Any]) -> None:
                                 f"{seen_consumers[cid]})")
                 else:
                     seen_consumers[cid] = cline
+
+
+def _env_checks(doc: _Located, data: dict[str, Any], credentials: list[Any]) -> None:
+    """Every env a credential, its approvers or its consumers name is one of the manifest's
+    `environments` (default prod and staging)."""
+    declared = data.get("environments", list(DEFAULT_ENVS))
+    if not isinstance(declared, list) or not all(isinstance(e, str) for e in declared):
+        return  # the model reports a malformed list
+    allowed = " or ".join(declared) if len(declared) <= 2 else "one of " + ", ".join(declared)
+
+    def check(path: Path_, value: object) -> None:
+        if isinstance(value, str) and value not in declared:
+            probe = path
+            while probe and probe not in doc.lines:
+                probe = probe[:-1]
+            doc.problem(doc.lines.get(probe, 1), _field(path, data),
+                        f"env must be {allowed} (the manifest's environments)")
+
+    for i, cred in enumerate(credentials):
+        if not isinstance(cred, dict):
+            continue
+        check(("credentials", i, "env"), cred.get("env"))
+        approvers = cred.get("approvers")
+        for env in approvers if isinstance(approvers, dict) else {}:
+            check(("credentials", i, "approvers", env), env)
+        for j, consumer in enumerate(_as_list(cred.get("consumers"))):
+            if isinstance(consumer, dict):
+                check(("credentials", i, "consumers", j, "env"), consumer.get("env"))
 
 
 def _as_list(value: object) -> list[Any]:

@@ -24,8 +24,10 @@ from pydantic import (
     field_validator,
 )
 
-Env = Literal["prod", "staging"]
-ENVS: tuple[str, ...] = ("prod", "staging")
+ENV_RE = r"^[a-z][a-z0-9-]{0,31}$"
+# An environment a Velvet serves: one of the manifest's `environments` (manifest.py checks).
+Env = Annotated[StrictStr, Field(pattern=ENV_RE)]
+DEFAULT_ENVS: tuple[str, ...] = ("prod", "staging")
 
 NAME_RE = r"^[A-Z][A-Z0-9_]{0,127}$"
 CONSUMER_ID_RE = r"^[a-z0-9][a-z0-9-]{0,99}$"
@@ -43,10 +45,12 @@ class Model(BaseModel):
 class HttpCheck(Model):
     """GET the consumer's health URL; it must answer `expect_status` with the value it holds."""
 
-    type: Literal["http"]
-    url: AnyHttpUrl
-    expect_status: StrictInt = Field(default=200, ge=100, le=599)
-    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    type: Literal["http"] = Field(description="An HTTP health check.")
+    url: AnyHttpUrl = Field(description="The consumer's health URL (http:// or https://).")
+    expect_status: StrictInt = Field(default=200, ge=100, le=599,
+                                     description="The status a healthy consumer answers.")
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120,
+                                   description="How long one check may take.")
 
     @field_validator("url", mode="before")
     @classmethod
@@ -59,13 +63,13 @@ class HttpCheck(Model):
 class ReadbackCheck(Model):
     """Read the target back and compare its fingerprint with the new value's."""
 
-    type: Literal["readback"]
+    type: Literal["readback"] = Field(description="Read the target back.")
 
 
 class ManualCheck(Model):
     """No automatic check: an operator confirms the consumer works (manual_confirm)."""
 
-    type: Literal["none"]
+    type: Literal["none"] = Field(description="No automatic check.")
 
 
 HealthCheck = Annotated[HttpCheck | ReadbackCheck | ManualCheck, Field(discriminator="type")]
@@ -92,10 +96,15 @@ class VaultConfig(TargetConfig):
 
 
 class ConsumerFields(Model):
-    consumer_id: Annotated[StrictStr, Field(pattern=CONSUMER_ID_RE)]
-    env: Env
-    active: StrictBool = True
-    healthcheck: HealthCheck = Field(default_factory=lambda: ManualCheck(type="none"))
+    consumer_id: Annotated[StrictStr, Field(pattern=CONSUMER_ID_RE)] = Field(
+        description="Unique in the manifest: lower-case letters, digits and dashes.")
+    env: Env = Field(description="The environment the consumer belongs to; a job fans out only "
+                     "to consumers of its own env.")
+    active: StrictBool = Field(True, description="false: skipped by every rotation.")
+    healthcheck: HealthCheck = Field(
+        default_factory=lambda: ManualCheck(type="none"),
+        description="How Velvet proves the consumer works with the new value (default none: "
+        "an operator confirms).")
 
 
 class Consumer(TargetConfig, ConsumerFields):
@@ -108,14 +117,20 @@ class Credential(Model):
     # A credential row. manifest.py builds one class per vendor with `vendor` narrowed to its
     # Literal, `options` typed by the vendor's options model, and the built vault and consumer
     # unions in place of the bases below (the field order stays this one).
-    name: Annotated[StrictStr, Field(pattern=NAME_RE)]
-    env: Env
-    active: StrictBool = True
-    schedule: StrictStr | None = None
+    name: Annotated[StrictStr, Field(pattern=NAME_RE)] = Field(
+        description="Unique in the manifest, UPPER_SNAKE_CASE (the vault's key by convention).")
+    env: Env = Field(description="The environment whose Velvet rotates this credential.")
+    active: StrictBool = Field(True, description="false: every rotation is refused with the "
+                               "manual procedure.")
+    schedule: StrictStr | None = Field(None, description="How often to rotate: an interval such "
+                                       "as 90d, 12w or 36h (none: only by hand).")
     vault: VaultConfig
-    approvers: dict[Env, list[StrictStr]] = Field(default_factory=dict)
+    approvers: dict[Env, list[StrictStr]] = Field(
+        default_factory=dict, description="Per environment, the GitHub logins allowed to "
+        "approve a gated stage (never the person who started the job).")
     consumers: list[Consumer] = Field(default_factory=list)
-    description: StrictStr | None = None
+    description: StrictStr | None = Field(None, description="What the credential is, for "
+                                          "people.")
     vendor: str
     options: Any = None
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from velvet_runner.errors import BadArgument
+from velvet_runner.manifest_models import ENV_RE
 
 DEFAULT_STATE = ".velvet/state.git"
 
@@ -42,7 +44,7 @@ class Settings(BaseModel):
     slack_channel: str | None = None
     postmark_server_token: SecretStr | None = None
     ops_email: str | None = None
-    ops_email_from: str = "velvet@raxx.app"
+    ops_email_from: str = "velvet@localhost"  # VELVET_OPS_EMAIL_FROM: a sender Postmark knows
     github_repository: str | None = None
     github_server_url: str = "https://github.com"
     actor: str | None = None
@@ -93,6 +95,7 @@ class Settings(BaseModel):
             "slack_channel": "VELVET_SLACK_CHANNEL",
             "postmark_server_token": "VELVET_POSTMARK_SERVER_TOKEN",
             "ops_email": "VELVET_OPS_EMAIL",
+            "ops_email_from": "VELVET_OPS_EMAIL_FROM",
             "github_repository": "GITHUB_REPOSITORY",
             "github_server_url": "GITHUB_SERVER_URL",
             "crash_at": "VELVET_CRASH_AT",
@@ -112,8 +115,9 @@ class Settings(BaseModel):
         if repository:
             values["github_repository"] = repository
         values["actor"] = get("VELVET_ACTOR") or get("GITHUB_ACTOR") or get("USER") or _whoami()
-        if values.get("env") not in (None, "prod", "staging"):
-            raise BadArgument(f"VELVET_ENV must be prod or staging, not {values['env']!r}")
+        if values.get("env") is not None and not re.match(ENV_RE, str(values["env"])):
+            raise BadArgument("VELVET_ENV must be one of the manifest's environments (a "
+                              f"lower-case name such as prod), not {values['env']!r}")
         try:
             return cls.model_validate(values)
         except ValueError as exc:

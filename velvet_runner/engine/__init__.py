@@ -109,8 +109,8 @@ class Engine:
         cred = self.manifest.credential(name)
         if cred is None:
             raise NotFoundError(f"credential {name} is not in the manifest "
-                                f"({self.settings.manifest}); use the per-credential SOP in "
-                                "docs/ops/runbooks/rotation/")
+                                f"({self.settings.manifest}); add it there, or rotate it by "
+                                "hand per your procedure for it")
         return cred
 
     def _require_env(self, env: str, what: str) -> None:
@@ -125,8 +125,8 @@ class Engine:
                              "first or rotate it manually per the vendor SOP (runbook section 1)")
         live = timeline.live_consumers(cred)
         if not live:
-            raise InputError(f"{cred.name} has no active {cred.env} consumers registered; use the "
-                             "per-credential SOP in docs/ops/runbooks/rotation/")
+            raise InputError(f"{cred.name} has no active {cred.env} consumers registered; add "
+                             "them to the manifest, or rotate it by hand per your procedure")
         return live
 
     # --- creating a job ------------------------------------------------------------------

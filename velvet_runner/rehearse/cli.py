@@ -16,7 +16,6 @@ to DIR/rehearsal.json. Module-level imports stay light: this group is mounted on
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +28,7 @@ from velvet_runner.errors import BadArgument
 if TYPE_CHECKING:
     import httpx
 
-    from velvet_runner.rehearse.runner import Rehearsal
+    from velvet_runner.rehearse.runner import Rehearsal, RunResult
 
 DEFAULT_DIR = ".velvet/rehearse"
 CONNECTION = "rehearsal.json"
@@ -38,6 +37,9 @@ STAGE1, STAGE2, STAGE3 = ("velvet-stage-1-verify.yml", "velvet-stage-2-mint.yml"
 _dir = click.option("--dir", "folder", default=DEFAULT_DIR, show_default=True,
                     type=click.Path(file_okay=False),
                     help="Where runs' logs, summaries and outputs are kept.")
+_manifest = click.option("--manifest", "manifest", default=None, type=click.Path(dir_okay=False),
+                         help="The manifest the sandbox is provisioned from "
+                              "[default: manifest/subscription-manifest.yml of the repository].")
 
 
 def _root() -> Path:
@@ -48,10 +50,10 @@ def _root() -> Path:
     return root
 
 
-def _rehearsal(folder: str) -> Rehearsal:
+def _rehearsal(folder: str, manifest: str | None) -> Rehearsal:
     from velvet_runner.rehearse.runner import Rehearsal
 
-    return Rehearsal(_root(), Path(folder))
+    return Rehearsal(_root(), Path(folder), manifest=Path(manifest) if manifest else None)
 
 
 @click.group()
@@ -61,42 +63,55 @@ def rehearse() -> None:
 
 @rehearse.command("run")
 @_dir
-@click.option("--credential", default="HK_PLATFORM_FULL", show_default=True)
-def run_command(folder: str, credential: str) -> None:
-    """One rotation through the real workflows: stage 1 by alice, stage 2 and 3 approved by
-    bob, ending `done`. Proves the workflows, the gates and the stage chain work together."""
-    with _rehearsal(folder) as rh:
+@_manifest
+@click.option("--credential", default=None,
+              help="[default: the manifest's first active credential with consumers]")
+def run_command(folder: str, manifest: str | None, credential: str | None) -> None:
+    """One rotation of your manifest's credential through the real workflows: stage 1 by one
+    approver, stages 2 and 3 approved by another, ending `done`. Proves the workflows, the
+    gates and the stage chain work together."""
+    with _rehearsal(folder, manifest) as rh:
+        name = credential or _first_credential(rh)
+        env = rh.sandbox.default_env()
         click.echo(f"rehearsal in {rh.folder}; act runs {rh.root}/.github/workflows")
-        rh.dispatch(STAGE1, {"credential": credential, "flow": "operational", "env": "prod"},
-                    as_login="alice")
+        click.echo(f"sandbox provisioned from {rh.sandbox.source}: {name} rotated in {env}, "
+                   f"started by {rh.starter}, approved by {rh.reviewer}")
+        for consumer_id, url in rh.world.standins.items():
+            click.echo(f"  healthcheck {consumer_id}: {url} is off this machine; its stand-in "
+                       "answers in the rehearsal")
+        rh.dispatch(STAGE1, {"credential": name, "flow": "operational", "env": env},
+                    as_login=rh.starter)
         results = rh.drain()
         job_id = results[-1].outputs.get("job_id") if results else None
         for run_id in rh.waiting():
-            rh.approve(run_id, "bob", comment="velvet rehearse run")
-        results = rh.drain()
+            rh.approve(run_id, rh.reviewer, comment="velvet rehearse run")
+        results += rh.drain()
         if job_id and results and results[-1].outputs.get("status") == "validated":
             stage3 = rh.dispatch(STAGE3, {"job_id": job_id, "ticket": "REHEARSAL-1",
-                                          "confirm": credential, "env": "prod"},
-                                 as_login="alice")
-            rh.approve(stage3, "bob", comment="velvet rehearse run")
-            results = rh.drain()
+                                          "confirm": name, "env": env},
+                                 as_login=rh.starter)
+            rh.approve(stage3, rh.reviewer, comment="velvet rehearse run")
+            results += rh.drain()
         click.echo(rh.table(), nl=False)
         final = results[-1].outputs.get("status") if results else None
-        click.echo(f"job {job_id}: {final or 'no status'}; logs, summaries and outputs under "
-                   f"{rh.folder / 'runs'}")
+        _explain(results)
+        what = f"job {job_id}: {final or 'no status'}" if job_id else "no job was created"
+        click.echo(f"{what}; logs, summaries and outputs under {rh.folder / 'runs'}")
         if final != "done":
             raise SystemExit(1)
 
 
 @rehearse.command("schedule")
 @_dir
-def schedule_command(folder: str) -> None:
+@_manifest
+def schedule_command(folder: str, manifest: str | None) -> None:
     """One cron tick of velvet-schedule.yml and every run it starts (a due rotation's stage 1;
     its stage 2 then waits for a review, as on GitHub). Exit 1 if a run failed."""
-    with _rehearsal(folder) as rh:
+    with _rehearsal(folder, manifest) as rh:
         rh.schedule()
         results = rh.drain()
         click.echo(rh.table(), nl=False)
+        _explain(results)
         click.echo(f"logs, summaries and outputs under {rh.folder / 'runs'}")
         if any(r.conclusion != "success" for r in results):
             raise SystemExit(1)
@@ -106,19 +121,35 @@ def schedule_command(folder: str) -> None:
 @click.argument("base")
 @click.argument("head")
 @_dir
-def pull_request_command(base: str, head: str, folder: str) -> None:
+@_manifest
+def pull_request_command(base: str, head: str, folder: str, manifest: str | None) -> None:
     """The manifest check of a pull request from HEAD onto BASE (commits or branches of this
     repository); prints its step summary: what the change adds, removes and changes."""
     root = _root()
     shas = [_commit(root, ref) for ref in (base, head)]
-    with _rehearsal(folder) as rh:
+    with _rehearsal(folder, manifest) as rh:
         rh.pull_request(root, shas[0], shas[1])
         results = rh.drain()
         click.echo(rh.table(), nl=False)
         for result in results:
             click.echo(result.summary, nl=False)
+        _explain(results)
         if not results or any(r.conclusion != "success" for r in results):
             raise SystemExit(1)
+
+
+def _explain(results: Sequence[RunResult]) -> None:
+    """Each failed run: its workflow, the failing job and step, and the tail of its log."""
+    for result in results:
+        if result.conclusion != "success":
+            click.echo(result.explain(), err=True, nl=False)
+
+
+def _first_credential(rh: Rehearsal) -> str:
+    for cred in rh.world.manifest().credentials:
+        if cred.active and cred.consumers:
+            return cred.name
+    raise BadArgument(f"{rh.sandbox.source}: no active credential with consumers to rehearse")
 
 
 def _commit(root: Path, ref: str) -> str:
@@ -133,17 +164,19 @@ def _commit(root: Path, ref: str) -> str:
 
 @rehearse.command("up")
 @_dir
-def up_command(folder: str) -> None:
+@_manifest
+def up_command(folder: str, manifest: str | None) -> None:
     """Keep a rehearsal running: every run that is ready is executed by act. Ctrl-C stops."""
-    with _rehearsal(folder) as rh:
+    with _rehearsal(folder, manifest) as rh:
         connection = rh.folder / CONNECTION
         connection.touch(mode=0o600)
         connection.write_text(json.dumps({"github": rh.server_url, "tokens": rh.tokens,
+                                          "repository": rh.repository,
                                           "folder": str(rh.folder)}), encoding="utf-8")
         click.echo(f"rehearsal up: GitHub fake {rh.server_url}, runs under {rh.folder / 'runs'}")
-        click.echo("  velvet rehearse dispatch velvet-stage-1-verify.yml --as alice "
-                   "-f credential=HK_PLATFORM_FULL")
-        click.echo("  velvet rehearse approve RUN --as bob;  velvet rehearse status")
+        click.echo(f"  velvet rehearse dispatch velvet-stage-1-verify.yml --as {rh.starter} "
+                   f"-f credential={_first_credential(rh)}")
+        click.echo(f"  velvet rehearse approve RUN --as {rh.reviewer};  velvet rehearse status")
         shown = ""
         try:
             while True:
@@ -174,7 +207,7 @@ def _client(folder: str, login: str | None) -> tuple[httpx.Client, str]:
         raise BadArgument(f"--as must be one of {', '.join(tokens)}, not {login!r}")
     client = httpx.Client(base_url=data["github"], timeout=30, headers={
         "Authorization": f"Bearer {tokens[login]}", "User-Agent": "velvet-rehearse"})
-    return client, "/repos/" + os.environ.get("VELVET_REHEARSE_REPOSITORY", "raxx/velvet")
+    return client, "/repos/" + str(data["repository"])
 
 
 def _answer(response: httpx.Response, what: str) -> Any:

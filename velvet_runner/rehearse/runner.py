@@ -1,11 +1,11 @@
 """`Rehearsal`: the repository's own workflows, run by nektos/act on this host against the sandbox.
 
     with Rehearsal(root, folder) as rh:
-        run = rh.dispatch("velvet-stage-1-verify.yml", {"credential": "HK_PLATFORM_FULL"},
-                          as_login="alice")
+        run = rh.dispatch("velvet-stage-1-verify.yml", {"credential": "CF_DEPLOY"},
+                          as_login=rh.starter)    # an approver from the manifest
         rh.drain()                      # act runs every run that is ready (stage 1)
         stage2 = rh.waiting()[0]        # stage 1 dispatched stage 2; it waits for a review
-        rh.approve(stage2, "bob")       # POST pending_deployments as bob
+        rh.approve(stage2, rh.reviewer) # POST pending_deployments as another approver
         rh.drain()                      # now act runs stage 2
 
 What is real: the workflow files, the `velvet` CLI each step runs, the sandbox's fake vendors
@@ -40,7 +40,8 @@ import yaml
 from velvet_runner.errors import BadArgument, InputError
 from velvet_runner.sandbox import Sandbox
 from velvet_runner.sandbox.actions_plane import ActionsPlane, RunInfo
-from velvet_runner.sandbox.world import APPROVERS, GITHUB_PLATFORM_REPO, GITHUB_REPOSITORY
+from velvet_runner.sandbox.github.fake import gates
+from velvet_runner.sandbox.world import fresh_state
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 # owner/repo of a `uses:` -> the stand-in directory (None: act's own local checkout).
@@ -50,9 +51,13 @@ KNOWN_ACTIONS: dict[str, str | None] = {
     "actions/create-github-app-token": "create-github-app-token",
     "aws-actions/configure-aws-credentials": "configure-aws-credentials",
 }
-PROJECT_ACTION = "raxx/velvet-runner"  # this repository's action.yml, as callers name it
+# The runner's composite action, as callers name it (<owner>/velvet-runner@<sha>, a fork
+# too): act gets an export of the runner's source for it.
+RUNNER_NAME = "velvet-runner"
+RUNNER_SOURCE = Path(__file__).resolve().parents[2]  # the checkout the runner runs from
 BOT = "github-actions[bot]"
-LOGINS = ("alice", "bob", "carol")  # alice and bob approve prod (the world's manifest)
+OUTSIDER = "carol"  # a login that approves nothing: refusals are rehearsed with it
+MANIFEST = Path("manifest") / "subscription-manifest.yml"
 RUN_TIMEOUT_SECONDS = 600
 EVENTS = ("workflow_dispatch", "schedule", "pull_request")
 
@@ -72,6 +77,7 @@ class RunResult:
     conclusion: str
     folder: Path
     outputs: dict[str, str] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)  # "job J step S" of each failed step
 
     @property
     def log(self) -> str:
@@ -80,6 +86,14 @@ class RunResult:
     @property
     def summary(self) -> str:
         return (self.folder / "summary.md").read_text(encoding="utf-8")
+
+    def explain(self, tail: int = 20) -> str:
+        """Why this run failed: the workflow, the job and step that failed, the log's tail."""
+        where = "; ".join(self.failures) or "no step reported failing (act itself stopped)"
+        lines = self.log.rstrip("\n").splitlines()[-tail:]
+        return (f"run {self.run_id} of {self.workflow} failed: {where}\n"
+                f"last {len(lines)} lines of {self.folder / 'log.txt'}:\n"
+                + "".join(f"  {line}\n" for line in lines))
 
 
 def _uses(doc: dict[str, Any]) -> list[tuple[str, str]]:
@@ -105,13 +119,17 @@ def local_repositories(workflow: Path, project: Path) -> list[str]:
         raise InputError(f"{workflow}: not a workflow")
     mappings: list[str] = []
     todo = [(workflow, doc)]
+    checkout = workflow.resolve().parents[2]  # <repository>/.github/workflows/<file>
     while todo:
         source, current = todo.pop()
         for where, uses in _uses(current):
-            if uses.startswith("./"):
+            if uses.startswith("./"):  # an action of the checkout: act reads it in place
+                local = checkout / uses / "action.yml"
+                if local.is_file() and source != local:
+                    todo.append((local, yaml.safe_load(local.read_text("utf-8"))))
                 continue
             name, _, ref = uses.partition("@")
-            if name == PROJECT_ACTION:
+            if name.rpartition("/")[2] == RUNNER_NAME and ref:
                 mappings.append(f"{uses}={project}")  # an export: act tars the folder
                 todo.append((project / "action.yml",
                              yaml.safe_load((project / "action.yml").read_text("utf-8"))))
@@ -120,7 +138,7 @@ def local_repositories(workflow: Path, project: Path) -> list[str]:
                 raise InputError(
                     f"{source.name}: {where} uses {uses}, which velvet rehearse has no local "
                     f"stand-in for (known: {', '.join(sorted(KNOWN_ACTIONS))}, "
-                    f"{PROJECT_ACTION}); act would fetch it from the network")
+                    f"<owner>/{RUNNER_NAME}); act would fetch it from the network")
             standin = KNOWN_ACTIONS[name]
             if standin is not None:
                 mappings.append(f"{uses}={STANDINS / standin}")
@@ -130,11 +148,17 @@ def local_repositories(workflow: Path, project: Path) -> list[str]:
 class Rehearsal:
     """The sandbox, the Actions control plane and act; a context manager."""
 
-    def __init__(self, root: Path, folder: Path, *, settle_seconds: float = 3.0) -> None:
+    def __init__(self, root: Path, folder: Path, *, manifest: Path | None = None,
+                 settle_seconds: float = 3.0) -> None:
         self.root = root.resolve()
         self.folder = folder.resolve()
         self.settle_seconds = settle_seconds
-        self.sandbox = Sandbox()
+        source = manifest if manifest is not None else self.root / MANIFEST
+        if not source.is_file():
+            raise BadArgument(f"{source}: no such manifest; the rehearsal provisions the sandbox "
+                              "from it (velvet init writes a starter)")
+        self.sandbox = Sandbox(manifest=source)
+        self.repository = self.sandbox.identity.repository
         self.plane = ActionsPlane(self.sandbox.github)
         self.tokens: dict[str, str] = {}
         self.results: dict[int, RunResult] = {}
@@ -153,25 +177,44 @@ class Rehearsal:
                  tb: TracebackType | None) -> None:
         self.stop()
 
+    @property
+    def approvers(self) -> list[str]:
+        """Who approves the sandbox's env, from the manifest (in its order)."""
+        return gates(self.world.manifest()).get(self.sandbox.default_env(), [])
+
+    @property
+    def starter(self) -> str:
+        """Who presses "Run workflow": the first approver (the four-eyes rule then wants
+        another), or the outsider when the manifest names one approver only."""
+        return self.approvers[0] if len(self.approvers) > 1 else OUTSIDER
+
+    @property
+    def reviewer(self) -> str:
+        """Who approves the gates: an approver other than the starter."""
+        return next((a for a in self.approvers if a != self.starter), OUTSIDER)
+
     # -- setting up ----------------------------------------------------------------------
 
     def start(self) -> Rehearsal:
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._ignore_rules()
+        # One world: the fakes start now, so nothing of an earlier rehearsal's state survives.
+        fresh_state(self.folder / "world")
+        shutil.rmtree(self.folder / "state.git", ignore_errors=True)
         self.sandbox.start()
         try:
             self.world = self.sandbox.seed_world(self.folder / "world")
             gh = self.sandbox.github
-            self.plane.learn(GITHUB_REPOSITORY, self.root)
-            self.plane.add_environments(GITHUB_REPOSITORY, "prod", APPROVERS["prod"])
-            for login in (*LOGINS, BOT):
+            self.plane.learn(self.repository, self.root)
+            for login in (*self.approvers, OUTSIDER, BOT):
                 self.tokens[login] = f"ghp_rehearse_{login.split('[')[0]}_{secrets.token_hex(12)}"
                 gh.add_token(self.tokens[login], login)
             self.app_token = f"ghs_rehearse_app_{secrets.token_hex(16)}"
             gh.add_token(self.app_token, "velvet-app[bot]",
-                         repos=[GITHUB_REPOSITORY, GITHUB_PLATFORM_REPO])
+                         repos=[self.repository, *self.secret_repositories])
             self._state_repo()
             self._python()
-            self.project = self._export()
+            self.project = self._export(RUNNER_SOURCE)
         except BaseException:
             self.sandbox.stop()
             raise
@@ -184,31 +227,63 @@ class Rehearsal:
     def server_url(self) -> str:
         return self.sandbox.urls["github"]
 
+    @property
+    def secret_repositories(self) -> list[str]:
+        """The repositories whose Actions secrets the manifest's consumers are."""
+        return sorted({str(getattr(c, "repository", None))
+                       for cred in self.world.manifest().credentials for c in cred.consumers
+                       if c.kind == "github_actions_secret" and getattr(c, "repository", None)})
+
+    def _ignore_rules(self) -> None:
+        """act copies the repository for every run, leaving out what git ignores: a rehearsal
+        folder inside it would be copied into itself (copies included) until a path is too
+        long. The rehearsal ignores its own files in .git/info/exclude (never committed)
+        rather than depending on the repository's .gitignore."""
+        rules = ["/.velvet/"]
+        if self.folder.is_relative_to(self.root):
+            rules.append(f"/{self.folder.relative_to(self.root).as_posix()}/")
+        found = subprocess.run(["git", "-C", str(self.root), "rev-parse", "--git-path",
+                                "info/exclude"], capture_output=True, text=True, check=False)
+        if found.returncode != 0:
+            raise BadArgument(f"{self.root} is not a git repository (act reads the workflows "
+                              "from one): run git init there")
+        exclude = (self.root / found.stdout.strip()).resolve()
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        have = exclude.read_text(encoding="utf-8").splitlines() if exclude.exists() else []
+        missing = [rule for rule in rules if rule not in have]
+        if missing:
+            with exclude.open("a", encoding="utf-8") as out:
+                out.write("".join(f"{rule}\n" for rule in
+                                  ["# velvet rehearse: its own files", *missing]))
+
     def _state_repo(self) -> None:
         """A bare repository for the state branch, and the git config that maps the URL the
         workflows push to (`<server_url>/<repo>.git`) onto it."""
         state = self.folder / "state.git"
-        if not state.exists():
-            subprocess.run(["git", "init", "--quiet", "--bare", str(state)], check=True)
+        subprocess.run(["git", "init", "--quiet", "--bare", str(state)], check=True)
         self.gitconfig = self.folder / "gitconfig"
         self.gitconfig.write_text(
             "[user]\n\tname = velvet rehearse\n\temail = rehearse@localhost\n"
-            f'[url "{state}"]\n\tinsteadOf = {self.server_url}/{GITHUB_REPOSITORY}.git\n'
+            f'[url "{state}"]\n\tinsteadOf = {self.server_url}/{self.repository}.git\n'
             "[init]\n\tdefaultBranch = main\n[advice]\n\tdetachedHead = false\n",
             encoding="utf-8")
 
-    def _export(self) -> Path:
-        """The repository's files (tracked and new, not ignored): what a caller's `uses:` of
-        this action gets. act copies a --local-repository folder whole, .venv included."""
+    def _export(self, source: Path) -> Path:
+        """The runner's files (tracked and new, not ignored): what a caller's `uses:` of its
+        action gets. act copies a --local-repository folder whole, .venv included."""
         target = self.folder / "project"
         shutil.rmtree(target, ignore_errors=True)
-        listed = subprocess.run(["git", "-C", str(self.root), "ls-files", "-co",
-                                 "--exclude-standard", "-z"], capture_output=True, check=True)
+        listed = subprocess.run(["git", "-C", str(source), "ls-files", "-co",
+                                 "--exclude-standard", "--exclude=/.velvet/", "-z"],
+                                capture_output=True, check=False)
+        if listed.returncode != 0:
+            raise InputError(f"{source}: the runner's source is not a git checkout; the "
+                             "rehearsal needs one for the composite action")
         for name in filter(None, listed.stdout.decode().split("\0")):
-            source = self.root / name
-            if source.is_file():
+            origin = source / name
+            if origin.is_file():
                 (target / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target / name)
+                shutil.copy2(origin, target / name)
         return target
 
     def _python(self) -> None:
@@ -240,7 +315,8 @@ class Rehearsal:
         secret_values = {k: v for k, v in base.items() if k in secret_names}
         secret_values.update({"GITHUB_TOKEN": run_token, "VELVET_APP_PRIVATE_KEY": self.app_token})
         variables = {"VELVET_APP_CLIENT_ID": "Iv1.rehearse",
-                     "VELVET_SECRET_REPOSITORIES": GITHUB_PLATFORM_REPO.split("/")[1],
+                     "VELVET_SECRET_REPOSITORIES": ",".join(
+                         r.split("/")[1] for r in self.secret_repositories),
                      "VELVET_SLACK_CHANNEL": base["VELVET_SLACK_CHANNEL"],
                      "VELVET_OPS_EMAIL": base["VELVET_OPS_EMAIL"],
                      "VELVET_AWS_REGION": "us-east-1",
@@ -271,7 +347,7 @@ class Rehearsal:
             raise BadArgument(f"--as must be one of {', '.join(self.tokens)}, not {as_login!r}")
         with self.api(as_login) as client:
             response = client.post(
-                f"/repos/{GITHUB_REPOSITORY}/actions/workflows/{workflow}/dispatches",
+                f"/repos/{self.repository}/actions/workflows/{workflow}/dispatches",
                 json={"ref": "main", "inputs": inputs, "return_run_details": True})
         if response.status_code != 200:
             raise BadArgument(f"dispatching {workflow}: HTTP {response.status_code}: "
@@ -280,8 +356,8 @@ class Rehearsal:
 
     def schedule(self, workflow: str = "velvet-schedule.yml") -> int:
         """A cron tick of `workflow`."""
-        cron = self.plane.specs[GITHUB_REPOSITORY][workflow].triggers["schedule"][0]["cron"]
-        return self.plane.create_run(GITHUB_REPOSITORY, workflow, actor=BOT, event="schedule",
+        cron = self.plane.specs[self.repository][workflow].triggers["schedule"][0]["cron"]
+        return self.plane.create_run(self.repository, workflow, actor=BOT, event="schedule",
                                      payload={"schedule": cron})
 
     def pull_request(self, workdir: Path, base: str, head: str, number: int = 1,
@@ -290,7 +366,7 @@ class Rehearsal:
         payload = {"number": number, "pull_request": {
             "number": number, "base": {"sha": base, "ref": "main"},
             "head": {"sha": head, "ref": f"rehearse-{number}"}}}
-        run_id = self.plane.create_run(GITHUB_REPOSITORY, workflow, actor="alice",
+        run_id = self.plane.create_run(self.repository, workflow, actor=self.starter,
                                        event="pull_request", payload=payload)
         self.workdirs[run_id] = workdir
         return run_id
@@ -299,7 +375,7 @@ class Rehearsal:
                as_login: str) -> int:
         """A run of another repository's workflow (at `workdir`) that uses this action."""
         spec_root = workdir
-        self.plane.learn(GITHUB_REPOSITORY, spec_root)
+        self.plane.learn(self.repository, spec_root)
         run_id = self.dispatch(workflow, inputs, as_login=as_login)
         self.workdirs[run_id] = workdir
         return run_id
@@ -308,7 +384,7 @@ class Rehearsal:
                 environment: str | None = None, comment: str = "") -> httpx.Response:
         """Review the deployments `run_id` waits for, as `login` (the API GitHub's button uses)."""
         with self.api(login) as client:
-            path = f"/repos/{GITHUB_REPOSITORY}/actions/runs/{run_id}/pending_deployments"
+            path = f"/repos/{self.repository}/actions/runs/{run_id}/pending_deployments"
             pending = client.get(path).json()
             ids = [p["environment"]["id"] for p in pending
                    if environment is None or p["environment"]["name"] == environment]
@@ -361,7 +437,7 @@ class Rehearsal:
             code, stdout = proc.returncode, proc.stdout + proc.stderr
         except subprocess.TimeoutExpired:
             code, stdout = -1, "act timed out\n"
-        log, summary, outputs = _parse_act(self._scrub(stdout))
+        log, summary, outputs, failures = _parse_act(self._scrub(stdout))
         (out / "log.txt").write_text(log, encoding="utf-8")
         (out / "summary.md").write_text(summary, encoding="utf-8")
         (out / "outputs.json").write_text(json.dumps(outputs, indent=2, sort_keys=True) + "\n",
@@ -372,7 +448,7 @@ class Rehearsal:
         self.plane.finish(info.run_id, conclusion)
         self.runs_executed += 1
         result = RunResult(info.run_id, info.workflow, info.event, gh_run.actor, conclusion,
-                           out, outputs)
+                           out, outputs, failures)
         self.results[info.run_id] = result
         return result
 
@@ -405,9 +481,10 @@ class Rehearsal:
                          for r in rows) + "\n"
 
 
-def _parse_act(text: str) -> tuple[str, str, dict[str, str]]:
-    """act's --json lines -> (a readable log, the step summaries, the step outputs)."""
-    lines, summary, outputs = [], [], {}
+def _parse_act(text: str) -> tuple[str, str, dict[str, str], list[str]]:
+    """act's --json lines -> (a readable log, the step summaries, the step outputs, the steps
+    that failed)."""
+    lines, summary, outputs, failures = [], [], {}, []
     for raw in text.splitlines():
         try:
             entry = json.loads(raw)
@@ -425,4 +502,9 @@ def _parse_act(text: str) -> tuple[str, str, dict[str, str]]:
             summary.append(str(entry.get("content", "")))
         if entry.get("command") == "set-output":
             outputs[str(entry.get("name"))] = str(entry.get("arg", ""))
-    return "\n".join(lines) + "\n", "".join(summary), outputs
+        if entry.get("stepResult") == "failure":
+            name = str(entry.get("job", "")).rpartition("/")[2]
+            failed = f"job {job} ({name}) step {entry.get('step', '?')!r}"
+            if failed not in failures:
+                failures.append(failed)
+    return "\n".join(lines) + "\n", "".join(summary), outputs, failures

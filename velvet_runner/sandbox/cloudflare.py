@@ -45,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
@@ -669,3 +670,45 @@ def create_app(state: CloudflareState) -> Starlette:
         extra_control_routes=_control_routes(state),
         prefix=BASE_PATH,
     )
+
+
+# --- the sandbox's registry: provisioning from a manifest ----------------------------------
+
+
+class CloudflareFake(registry.Fake):
+    """Cloudflare: API tokens for `cloudflare` credentials, each allowed to manage tokens (the
+    vendor mints its successor with it) and to read the account's zones."""
+
+    name = "cloudflare"
+    setting = "VELVET_CLOUDFLARE_API_URL"
+    api_path = BASE_PATH
+    vendors = ("cloudflare",)
+
+    def new_state(self) -> CloudflareState:
+        return CloudflareState()
+
+    def app(self) -> Starlette:
+        return create_app(self.state)
+
+    def issue(self, credential: Any, identity: registry.Identity) -> registry.Issued:
+        options = credential.options
+        if options.token_type == "account":
+            with self.state._lock:
+                self.state._add_account(options.account_id)
+            owner, manage = options.account_id, ACCOUNT_API_TOKENS_WRITE
+            scope = f"com.cloudflare.api.account.{options.account_id}"
+        else:
+            owner, manage = USER, API_TOKENS_WRITE
+            scope = f"com.cloudflare.api.user.{self.state.user_id}"
+        policies = [{"effect": "allow", "resources": {"com.cloudflare.api.account.zone.*": "*"},
+                     "permission_groups": [{"id": ZONE_READ}]},
+                    {"effect": "allow", "resources": {scope: "*"},
+                     "permission_groups": [{"id": manage}]}]
+        token_id, value = self.state.add_token(owner, policies, credential.name)
+        return registry.Issued(value, token_id, {"TOKEN_ID": token_id})
+
+    def is_live(self, value: str) -> bool:
+        return bool(self.state.token_is_live(value))
+
+
+registry.register(CloudflareFake)

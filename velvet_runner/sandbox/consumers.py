@@ -31,6 +31,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import Json, build_app, control_route, json_response, read_json
 
 Source = Callable[[], str | None]
@@ -197,3 +198,22 @@ def create_app(state: ConsumersState) -> Starlette:
         state=state,
         extra_control_routes=_control_routes(state),
     )
+
+
+# --- the sandbox's registry ----------------------------------------------------------------
+
+
+class ConsumersFake(registry.Fake):
+    """The consumer stand-ins: one per consumer of the world, answering its health check with
+    whether the value its target holds is live at the vendor (the world registers them)."""
+
+    name = "consumers"
+
+    def new_state(self) -> ConsumersState:
+        return ConsumersState()
+
+    def app(self) -> Starlette:
+        return create_app(self.state)
+
+
+registry.register(ConsumersFake)

@@ -34,6 +34,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
@@ -779,3 +780,49 @@ def create_app(state: HerokuState) -> Starlette:
         extra_control_routes=_control_routes(state),
         limiter=state.limiter,
     )
+
+
+# --- the sandbox's registry: provisioning from a manifest ----------------------------------
+
+
+class HerokuFake(registry.Fake):
+    """Heroku: OAuth authorizations for `heroku` credentials, config vars for consumers."""
+
+    name = "heroku"
+    setting = "VELVET_HEROKU_API_URL"
+    vendors = ("heroku",)
+    targets = ("heroku_config_var",)
+
+    def new_state(self) -> HerokuState:
+        return HerokuState()
+
+    def app(self) -> Starlette:
+        return create_app(self.state)
+
+    def bootstrap(self, identity: registry.Identity) -> dict[str, str]:
+        bot = self.state.add_user(identity.bot_email, "Velvet bot")
+        # Least privilege: the bot writes and reads config vars; it cannot mint authorizations.
+        _, token = self.state.add_authorization(bot, ["read-protected", "write-protected"],
+                                                "HK_VELVET_BOOTSTRAP")
+        return {"VELVET_HEROKU_TOKEN": token}
+
+    def issue(self, credential: Any, identity: registry.Identity) -> registry.Issued:
+        owner = identity.owners.get(credential.name) or registry.owner_email(credential.name)
+        auth_id, token = self.state.add_authorization(owner, credential.options.scope,
+                                                      credential.name)
+        return registry.Issued(token, auth_id, {"AUTH_ID": auth_id})
+
+    def is_live(self, value: str) -> bool:
+        return bool(self.state.token_is_live(value))
+
+    def hold(self, config: Any, value: str) -> None:
+        if self.state._find_app(config.app) is None:
+            self.state.add_app(config.app)
+        self.state.set_config_vars(config.app, {config.var: value})
+
+    def held(self, config: Any) -> str | None:
+        value: str | None = self.state.config_var(config.app, config.var)
+        return value
+
+
+registry.register(HerokuFake)

@@ -69,6 +69,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import (
     CONTROL_PREFIX,
     Secret,
@@ -967,3 +968,51 @@ def create_app(state: State) -> Starlette:
     app.add_middleware(_RateLimitHeaders, limiter=state.limiter,
                        endpoint=route_template(routes))
     return app
+
+
+# --- the sandbox's registry: provisioning from a manifest ----------------------------------
+
+
+class InfisicalFake(registry.Fake):
+    """Infisical: Velvet's machine identity, granted every project a manifest's secrets live in."""
+
+    name = "infisical"
+    setting = "VELVET_INFISICAL_API_URL"
+    targets = ("infisical_secret",)
+
+    def new_state(self) -> State:
+        return State()
+
+    def app(self) -> Any:
+        return create_app(self.state)
+
+    def bootstrap(self, identity: registry.Identity) -> dict[str, str]:
+        self.client_id = str(uuid.uuid4())
+        client_secret = secrets.token_hex(32)
+        self.state.add_identity(self.client_id, client_secret, [])
+        return {"VELVET_INFISICAL_CLIENT_ID": self.client_id,
+                "VELVET_INFISICAL_CLIENT_SECRET": client_secret}
+
+    def prepare(self, manifest: Any, identity: registry.Identity) -> None:
+        """Velvet's identity may reach every project the manifest's secrets live in."""
+        for credential in manifest.credentials:
+            for config in (credential.vault, *credential.consumers):
+                if config.kind in self.targets:
+                    self.state.grant(self.client_id, config.project_id)
+
+    def hold(self, config: Any, value: str) -> None:
+        self.state.grant(self.client_id, config.project_id)
+        self.state.set_secret(config.project_id, config.environment, config.secret_path,
+                              config.name, value)
+
+    def held(self, config: Any) -> str | None:
+        value: str | None = self.state.secret_value(config.project_id, config.environment,
+                                                    config.secret_path, config.name)
+        return value
+
+    def forget(self, config: Any) -> None:
+        self.state.delete_secret(config.project_id, config.environment, config.secret_path,
+                                 config.name)
+
+
+registry.register(InfisicalFake)

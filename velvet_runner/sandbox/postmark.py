@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import (
     Json,
     Secret,
@@ -408,3 +409,35 @@ def create_app(state: PostmarkState) -> Starlette:
         state=state,
         extra_control_routes=_control_routes(state),
     )
+
+
+# --- the sandbox's registry: provisioning from a manifest ----------------------------------
+
+
+class PostmarkFake(registry.Fake):
+    """Postmark: a server per `postmark` credential (named by sandbox.yml's owners, else after
+    the credential), its first token live; the ops server whose token sends Velvet's mail."""
+
+    name = "postmark"
+    setting = "VELVET_POSTMARK_API_URL"
+    vendors = ("postmark",)
+
+    def new_state(self) -> PostmarkState:
+        return PostmarkState()
+
+    def app(self) -> Starlette:
+        return create_app(self.state)
+
+    def bootstrap(self, identity: registry.Identity) -> dict[str, str]:
+        return {"VELVET_POSTMARK_SERVER_TOKEN": self.state.add_server("velvet-ops").tokens[0]}
+
+    def issue(self, credential: Any, identity: registry.Identity) -> registry.Issued:
+        server = self.state.add_server(identity.owners.get(credential.name)
+                                       or credential.name.lower().replace("_", "-"))
+        return registry.Issued(server.tokens[0], str(server.id), {"SERVER_ID": str(server.id)})
+
+    def is_live(self, value: str) -> bool:
+        return bool(self.state.token_is_live(value))
+
+
+registry.register(PostmarkFake)

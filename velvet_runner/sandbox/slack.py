@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.control import Secret, StateModel, bearer_token, build_app, json_response
 from velvet_runner.sandbox.ratelimit import SLACK_CHANNEL, Refusal, slack_limits
 
@@ -399,3 +401,29 @@ def create_app(state: State) -> Starlette:
         state=state,
         limiter=state.limiter,
     )
+
+
+# --- the sandbox's registry ----------------------------------------------------------------
+
+
+class SlackFake(registry.Fake):
+    """Slack: Velvet's bot token and its ops channel."""
+
+    name = "slack"
+    setting = "VELVET_SLACK_API_URL"
+    api_path = "/api/"
+
+    def new_state(self) -> State:
+        return State()
+
+    def app(self) -> Any:
+        return create_app(self.state)
+
+    def bootstrap(self, identity: registry.Identity) -> dict[str, str]:
+        token = "xoxb-" + secrets.token_hex(24)
+        self.state.add_token(token, user="velvet-bot")
+        self.state.add_channel(identity.slack_channel, "velvet-ops")
+        return {"VELVET_SLACK_TOKEN": token, "VELVET_SLACK_CHANNEL": identity.slack_channel}
+
+
+registry.register(SlackFake)

@@ -1,115 +1,163 @@
-"""`Sandbox`: every fake on 127.0.0.1, plus a realistic world and the env Velvet needs.
+"""`Sandbox`: every registered fake on 127.0.0.1, provisioned from one manifest.
 
-    with Sandbox() as sbx:                 # start(): heroku, cloudflare, postmark, infisical,
-        world = sbx.seed_world(workdir)    # github, slack, consumers and moto, each on a port
+    with Sandbox(manifest) as sbx:         # start(): each fake of the registry on its own port
+        world = sbx.seed_world(workdir)    # provision what the manifest names; write workdir/
         env = sbx.env(workdir)             # VELVET_* / AWS_* settings pointing at the fakes
 
-Velvet's own bootstrap credentials (Heroku bot token, Infisical machine identity, GitHub and
-Slack tokens, the ops Postmark server) exist from `start()`, so `env()` works without a world.
-`seed_world()` adds the credentials of the demo manifest, writes the manifest and flags into
-`workdir/manifest/`, and makes every consumer hold its credential's live value.
-
-moto keeps its AWS state per process, not per server: two Sandboxes in one process share IAM
-and SSM. Seeding is idempotent for AWS (an existing live key is adopted rather than replaced),
-so a second Sandbox never invalidates the first one's AWS_DEPLOY_KEY.
+A sandbox is one world: the manifest it was made for (default: the raxx example under
+examples/raxx/) and `sandbox.yml` beside it (who the world is; optional). Velvet's own bootstrap
+credentials exist from `start()`, so `env()` works before a world. `seed_world()` asks the
+registry's fakes for a live token per credential (with its vault entry and companions), puts
+it at every consumer's target, stands a health service in for every consumer, and writes the
+sandbox's copy of the manifest, in which a healthcheck URL off this machine points at its
+stand-in (`World.standins` lists them), into `workdir/manifest/` with the flag on. No fake is
+named here: registry.py lists them.
 """
 
 from __future__ import annotations
 
-import contextlib
-import secrets
+import functools
+import ipaddress
+import shutil
+import sysconfig
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from velvet_runner.manifest import Manifest, load
-from velvet_runner.sandbox import cloudflare, consumers, github, heroku, infisical, postmark, slack
-from velvet_runner.sandbox.server import HOST, MotoThread, ServerThread
+from velvet_runner.errors import InputError
+from velvet_runner.manifest import HttpCheck, Manifest, load
+from velvet_runner.sandbox import registry
+from velvet_runner.sandbox.aws import ACCESS_KEY as AWS_ACCESS_KEY
+from velvet_runner.sandbox.aws import REGION as AWS_REGION
+from velvet_runner.sandbox.aws import SECRET_KEY as AWS_SECRET_KEY
+from velvet_runner.sandbox.consumers import ConsumersState, health_path
+from velvet_runner.sandbox.github.fake import gates
+from velvet_runner.sandbox.server import HOST
 
 if TYPE_CHECKING:
     from mypy_boto3_iam import IAMClient
     from mypy_boto3_ssm import SSMClient
 
-# Order fixes the ports when a base port is given: base+0 heroku … base+7 aws.
-SERVICES = ("heroku", "cloudflare", "postmark", "infisical", "github", "slack", "consumers")
+    from velvet_runner.sandbox.aws import AwsFake
+
+__all__ = ["AWS", "AWS_ACCESS_KEY", "AWS_REGION", "AWS_SECRET_KEY", "SERVICES", "Sandbox",
+           "World", "example", "main"]
+
 AWS = "aws"
+# The fakes that serve a control API (/__velvet/), in the order they start.
+SERVICES: tuple[str, ...] = tuple(name for name, cls in registry.load_all().items()
+                                  if cls.control)
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+SANDBOX_FILE = "sandbox.yml"
 
-AWS_REGION = "us-east-1"
-AWS_ACCESS_KEY = "testing"
-AWS_SECRET_KEY = "testing"
 
-VELVET_BOT_EMAIL = "velvet-bot@raxx.app"
-PLATFORM_EMAIL = "platform@raxx.app"
-DEPLOY_BOT_EMAIL = "deploy-bot@raxx.app"
-INFISICAL_PROJECT = "raxx-platform"
-INFISICAL_ENV = "prod"
-VAULT_PATH = "/velvet"
-GITHUB_REPOSITORY = "raxx/velvet"
-GITHUB_PLATFORM_REPO = "raxx/platform"
-SLACK_CHANNEL = "C0VELVETOPS"
-OPS_EMAIL = "ops@raxx.app"
-RAXX_APP_ZONE_ID = "5c1e3f0b9a7d4e2f8b6a0c9d1e2f3a4b"
-APPROVERS = {"prod": ["alice", "bob"]}
+def example(name: str) -> Path:
+    """The manifest of example `name`: examples/<name>/ of a checkout, or of an install."""
+    installed = Path(sysconfig.get_paths()["data"]) / "share" / "velvet-runner" / "examples"
+    for root in (EXAMPLES, installed):
+        path = root / name / "manifest" / "subscription-manifest.yml"
+        if path.is_file():
+            return path
+    raise InputError(f"the {name} example is not installed (examples/{name}/ of the source)")
+
+
+class WorldFile(BaseModel):
+    """sandbox.yml beside a manifest: who the sandbox's world is. Every field is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    repository: StrictStr = Field("velvet-sandbox/velvet", pattern=r"^[\w.-]+/[\w.-]+$")
+    bot_email: StrictStr = "velvet-bot@sandbox.invalid"
+    ops_email: StrictStr = "ops@sandbox.invalid"
+    slack_channel: StrictStr = "C0VELVETSBX"
+    owners: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    cached_checks: list[StrictStr] = Field(default_factory=list)
+
+    @classmethod
+    def beside(cls, manifest: Path) -> WorldFile:
+        path = manifest.parent / SANDBOX_FILE
+        if not path.is_file():
+            return cls()
+        try:
+            return cls.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        except (yaml.YAMLError, ValueError) as exc:
+            raise InputError(f"{path}: {exc}") from None
+
+    def identity(self) -> registry.Identity:
+        return registry.Identity(self.repository, self.bot_email, self.ops_email,
+                                 self.slack_channel, dict(self.owners))
 
 
 @dataclass
 class World:
-    """What `seed_world` made: ids and live values, for tests to assert against."""
+    """What `seed_world` made: ids and live values, for tests and the CLI to report."""
 
     manifest_path: Path
     flags_path: Path
     values: dict[str, str] = field(default_factory=dict)  # credential name -> live value
-    heroku_auth_ids: dict[str, str] = field(default_factory=dict)
-    cloudflare_token_ids: dict[str, str] = field(default_factory=dict)
-    postmark_server_ids: dict[str, int] = field(default_factory=dict)
-    aws_access_key_ids: dict[str, str] = field(default_factory=dict)
+    ids: dict[str, str] = field(default_factory=dict)  # credential -> the vendor's id of it
+    vendors: dict[str, str] = field(default_factory=dict)  # credential -> vendor kind
+    companions: dict[str, dict[str, str]] = field(default_factory=dict)
     http_consumers: list[str] = field(default_factory=list)
+    standins: dict[str, str] = field(default_factory=dict)  # consumer -> URL it stands in for
 
     def manifest(self) -> Manifest:
         return load(self.manifest_path)
 
+    def _ids(self, vendor: str) -> dict[str, str]:
+        return {n: i for n, i in self.ids.items() if self.vendors[n] == vendor}
 
-@dataclass
-class _Bootstrap:
-    heroku_token: str = ""
-    heroku_auth_id: str = ""
-    infisical_client_id: str = ""
-    infisical_client_secret: str = ""
-    github_token: str = ""
-    slack_token: str = ""
-    postmark_server_token: str = ""
+    @property
+    def heroku_auth_ids(self) -> dict[str, str]:
+        return self._ids("heroku")
+
+    @property
+    def cloudflare_token_ids(self) -> dict[str, str]:
+        return self._ids("cloudflare")
+
+    @property
+    def postmark_server_ids(self) -> dict[str, int]:
+        return {n: int(i) for n, i in self._ids("postmark").items()}
+
+    @property
+    def aws_access_key_ids(self) -> dict[str, str]:
+        return self._ids("aws_iam")
 
 
 class Sandbox:
-    """All fakes and moto on loopback. Use as a context manager, or start()/stop()."""
+    """Every registered fake on loopback, for one world. A context manager, or start()/stop().
 
-    def __init__(self, base_port: int | None = None) -> None:
+    `sandbox.<fake>` (heroku, github, consumers, ...) is that fake's in-memory state.
+    """
+
+    def __init__(self, base_port: int | None = None, manifest: str | Path | None = None) -> None:
         self.base_port = base_port
-        self.heroku = heroku.HerokuState()
-        self.cloudflare = cloudflare.CloudflareState()
-        self.postmark = postmark.PostmarkState()
-        self.infisical = infisical.State()
-        self.github = github.State()
-        self.slack = slack.State()
-        self.consumers = consumers.ConsumersState({
-            "heroku": self.heroku.token_is_live,
-            "cloudflare": self.cloudflare.token_is_live,
-            "postmark": self.postmark.token_is_live,
-        })
+        self.source = Path(manifest) if manifest is not None else example("raxx")
+        self.world_file = WorldFile.beside(self.source)
+        self.identity = self.world_file.identity()
+        self.fakes = {name: cls() for name, cls in registry.load_all().items()}
+        consumers: ConsumersState = self.fakes["consumers"].state
+        consumers.validators.update({vendor: fake.is_live for fake in self.fakes.values()
+                                     for vendor in fake.vendors})
         self.urls: dict[str, str] = {}
         self.roots: dict[str, str] = {}  # server roots: where `/__velvet/` lives
-        self._servers: list[ServerThread] = []
-        self._moto: MotoThread | None = None
-        self._boot = _Bootstrap()
-        self._secrets: list[str] = []  # values the sandbox made outside the vendor fakes
+        self._servers: list[registry.Server] = []
+        self._boot: dict[str, str] = {}  # the settings of Velvet's own credentials
         self._started = False
+
+    def __getattr__(self, name: str) -> Any:
+        fakes = self.__dict__.get("fakes", {})
+        if name in fakes:
+            return fakes[name].state
+        raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -125,50 +173,30 @@ class Sandbox:
     def start(self) -> Sandbox:
         if self._started:
             return self
-        apps = {
-            "heroku": heroku.create_app(self.heroku),
-            "cloudflare": cloudflare.create_app(self.cloudflare),
-            "postmark": postmark.create_app(self.postmark),
-            "infisical": infisical.create_app(self.infisical),
-            "github": github.create_app(self.github),
-            "slack": slack.create_app(self.slack),
-            "consumers": consumers.create_app(self.consumers),
-        }
         try:
-            for i, name in enumerate(SERVICES):
-                port = 0 if self.base_port is None else self.base_port + i
-                srv = ServerThread(apps[name], port, name=name)
-                srv.start()
-                self._servers.append(srv)
-                self.roots[name] = srv.url
-            self._moto = MotoThread(0 if self.base_port is None else self.base_port + len(SERVICES))
-            self._moto.start()
-            self.roots[AWS] = self._moto.url
+            for fake in self.fakes.values():
+                port = 0 if self.base_port is None else self.base_port + len(self._servers)
+                server = fake.serve(port)
+                if server is None:
+                    continue
+                server.start()
+                self._servers.append(server)
+                fake.root = self.roots[fake.name] = server.url
+                self.urls[fake.name] = fake.url
         except BaseException:
             self.stop()
             raise
-        self.urls = {
-            "heroku": self.roots["heroku"],
-            "cloudflare": self.roots["cloudflare"] + cloudflare.BASE_PATH,
-            "postmark": self.roots["postmark"],
-            "infisical": self.roots["infisical"],
-            "github": self.roots["github"],
-            "slack": self.roots["slack"] + "/api/",
-            "consumers": self.roots["consumers"],
-            AWS: self.roots[AWS],
-        }
         self._started = True
         self._seed_bootstrap()
         return self
 
     def stop(self) -> None:
-        for srv in self._servers:
-            srv.request_stop()
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
-        for srv in self._servers:
-            srv.stop()
+        for server in self._servers:
+            request_stop = getattr(server, "request_stop", None)
+            if request_stop is not None:
+                request_stop()  # lets the servers stop in parallel
+        for server in self._servers:
+            server.stop()
         self._servers.clear()
         self._started = False
 
@@ -177,7 +205,7 @@ class Sandbox:
         return self.roots[service] + "/__velvet"
 
     def health_url(self, consumer_id: str) -> str:
-        return self.roots["consumers"] + consumers.health_path(consumer_id)
+        return self.roots["consumers"] + health_path(consumer_id)
 
     # --- settings -------------------------------------------------------------------------
 
@@ -185,66 +213,42 @@ class Sandbox:
         """Everything Velvet reads from the environment, pointing at this sandbox."""
         self._require_started()
         work = Path(workdir).resolve()  # a workflow's working directory is elsewhere
-        return {
-            "VELVET_HEROKU_API_URL": self.urls["heroku"],
-            "VELVET_CLOUDFLARE_API_URL": self.urls["cloudflare"],
-            "VELVET_POSTMARK_API_URL": self.urls["postmark"],
-            "VELVET_INFISICAL_API_URL": self.urls["infisical"],
-            "VELVET_GITHUB_API_URL": self.urls["github"],
-            "VELVET_SLACK_API_URL": self.urls["slack"],
-            "AWS_ENDPOINT_URL": self.urls[AWS],
-            "AWS_ACCESS_KEY_ID": AWS_ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": AWS_SECRET_KEY,
-            "AWS_DEFAULT_REGION": AWS_REGION,
+        env = {fake.setting: fake.url for fake in self.fakes.values()
+               if fake.setting and fake.root}
+        env.update(self._boot)
+        env.update({
             "VELVET_MANIFEST": str(work / "manifest" / "subscription-manifest.yml"),
             "VELVET_STATE": str(work / "state.git"),
-            "VELVET_ENV": "prod",
-            "VELVET_HEROKU_TOKEN": self._boot.heroku_token,
-            "VELVET_INFISICAL_CLIENT_ID": self._boot.infisical_client_id,
-            "VELVET_INFISICAL_CLIENT_SECRET": self._boot.infisical_client_secret,
-            "VELVET_GITHUB_TOKEN": self._boot.github_token,
-            "VELVET_GITHUB_REPOSITORY": GITHUB_REPOSITORY,
-            "VELVET_SLACK_TOKEN": self._boot.slack_token,
-            "VELVET_SLACK_CHANNEL": SLACK_CHANNEL,
-            "VELVET_POSTMARK_SERVER_TOKEN": self._boot.postmark_server_token,
-            "VELVET_OPS_EMAIL": OPS_EMAIL,
-        }
+            "VELVET_ENV": self.default_env(),
+            "VELVET_OPS_EMAIL": self.identity.ops_email,
+        })
+        return env
+
+    def default_env(self) -> str:
+        """The env Velvet serves in this sandbox: prod if the manifest serves it."""
+        envs = list(gates(load(self.source))) or ["prod"]
+        return "prod" if "prod" in envs else envs[0]
 
     def token_values(self) -> list[str]:
         """Every secret value the sandbox or its fakes ever issued, for leak scans."""
-        values: list[str] = [*self._secrets]
-        for fake in (self.heroku, self.cloudflare, self.postmark, self.infisical, self.github,
-                     self.slack):
-            values += fake.token_values()
-        values += self._moto_secret_keys()
-        return sorted(set(values))
+        return sorted({v for fake in self.fakes.values() for v in fake.token_values()})
 
     # --- AWS clients ----------------------------------------------------------------------
 
-    def ssm(self) -> SSMClient:
-        import boto3
+    @property
+    def _aws(self) -> AwsFake:
+        fake: AwsFake = self.fakes[AWS]  # type: ignore[assignment]
+        return fake
 
-        return boto3.client("ssm", **self._aws_kwargs())
+    def ssm(self) -> SSMClient:
+        return self._aws.ssm()
 
     def iam(self) -> IAMClient:
-        import boto3
-
-        return boto3.client("iam", **self._aws_kwargs())
-
-    def _aws_kwargs(self) -> dict[str, Any]:
-        self._require_started()
-        return {"endpoint_url": self.urls[AWS], "region_name": AWS_REGION,
-                "aws_access_key_id": AWS_ACCESS_KEY, "aws_secret_access_key": AWS_SECRET_KEY}
+        return self._aws.iam()
 
     def ssm_value(self, name: str) -> str | None:
         """An SSM parameter's decrypted value, or None when it does not exist."""
-        try:
-            found = self.ssm().get_parameter(Name=name, WithDecryption=True)
-        except Exception as exc:  # noqa: BLE001 - botocore raises a dynamic class
-            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "ParameterNotFound":
-                return None
-            raise
-        return found["Parameter"].get("Value")
+        return self._aws.parameter(name)
 
     # --- the world ------------------------------------------------------------------------
 
@@ -252,49 +256,40 @@ class Sandbox:
         if not self._started:
             raise RuntimeError("the sandbox is not started")
 
-    def _secret(self, value: str) -> str:
-        self._secrets.append(value)
-        return value
-
     def _seed_bootstrap(self) -> None:
-        """Velvet's own credentials (runbook section 8): never rotated by Velvet itself."""
-        b = self._boot
-        bot = self.heroku.add_user(VELVET_BOT_EMAIL, "Velvet bot")
-        # Least privilege: the bot writes and reads config vars; it cannot mint authorizations.
-        b.heroku_auth_id, b.heroku_token = self.heroku.add_authorization(
-            bot, ["read-protected", "write-protected"], "HK_VELVET_BOOTSTRAP")
-        b.infisical_client_id = str(uuid.uuid4())
-        b.infisical_client_secret = self._secret(secrets.token_hex(32))
-        self.infisical.add_identity(b.infisical_client_id, b.infisical_client_secret,
-                                    [INFISICAL_PROJECT])
-        b.github_token = self._secret("ghs_" + secrets.token_urlsafe(27)[:36])
-        self.github.add_repo(GITHUB_REPOSITORY)
-        self.github.add_repo(GITHUB_PLATFORM_REPO)
-        self.github.add_environment(GITHUB_REPOSITORY, "prod", APPROVERS["prod"])
-        self.github.add_token(b.github_token, login="velvet-bot")
-        b.slack_token = self._secret("xoxb-" + secrets.token_hex(24))
-        self.slack.add_token(b.slack_token, user="velvet-bot")
-        self.slack.add_channel(SLACK_CHANNEL, "velvet-ops")
-        b.postmark_server_token = self.postmark.add_server("velvet-ops").tokens[0]
+        """Velvet's own credentials (runbook section 8), never rotated by Velvet itself, and
+        the frame of the world: what they may reach (Infisical projects) and the gates."""
+        manifest = load(self.source)
+        for fake in self.fakes.values():
+            self._boot.update(fake.bootstrap(self.identity))
+        for fake in self.fakes.values():
+            fake.prepare(manifest, self.identity)
+
+    def _fake(self, role: str, kind: str) -> registry.Fake:
+        for fake in self.fakes.values():
+            if kind in getattr(fake, role):
+                return fake
+        raise InputError(f"{self.source}: the sandbox has no fake for {kind} (a module of "
+                         "velvet_runner/sandbox/ registers one)")
 
     def seed_world(self, workdir: str | Path) -> World:
-        """Create the demo world's credentials and consumers; write manifest/ into workdir."""
+        """Provision the manifest's world; write its sandbox copy and flags into workdir."""
         self._require_started()
         work = Path(workdir).resolve()  # a workflow's working directory is elsewhere
+        manifest = load(self.source)
         (work / "manifest").mkdir(parents=True, exist_ok=True)
         world = World(manifest_path=work / "manifest" / "subscription-manifest.yml",
                       flags_path=work / "manifest" / "flags.yml")
-        credentials = [
-            self._hk_platform_full(world),
-            self._hk_deploy_bot(world),
-            self._pm_server_mail(world),
-            self._cf_dns_edit(world),
-            self._cf_zone_read(world),
-            self._aws_deploy_key(world),
-        ]
-        document = {"version": 1, "credentials": credentials}
+        for credential in manifest.credentials:
+            self._provision(credential, world)
+        document = yaml.safe_load(self.source.read_text(encoding="utf-8"))
+        for raw in document["credentials"]:
+            for consumer in raw.get("consumers") or []:
+                if consumer["consumer_id"] in world.standins:
+                    consumer["healthcheck"]["url"] = self.health_url(consumer["consumer_id"])
         world.manifest_path.write_text(
-            "# Generated by velvet_runner.sandbox.world: the sandbox's demo world.\n"
+            f"# The sandbox's copy of {self.source}: every healthcheck URL off this machine "
+            "points at its consumer's stand-in.\n"
             + yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=100),
             encoding="utf-8")
         world.flags_path.write_text("velvet_v2_rotation: true\n", encoding="utf-8")
@@ -305,235 +300,47 @@ class Sandbox:
         create_repository(Path(self.env(work)["VELVET_STATE"]))
         return world
 
-    # Each credential below: mint at its vendor, store in its vault, copy to every consumer,
-    # register the http consumers, and return its manifest entry.
-
-    def _vault_infisical(self, name: str, value: str, companions: dict[str, str]) -> Any:
-        self.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH, name, value)
+    def _provision(self, credential: Any, world: World) -> None:
+        """A live token at its vendor, in its vault with its companions, at every consumer."""
+        name = credential.name
+        issued = self._fake("vendors", credential.vendor).issue(credential, self.identity)
+        world.values[name], world.vendors[name] = issued.value, credential.vendor
+        world.companions[name] = dict(issued.companions)
+        if issued.auth_id is not None:
+            world.ids[name] = issued.auth_id
+        vault = self._fake("targets", credential.vault.kind)
+        vault.hold(credential.vault, issued.value)
         # A fresh world holds no job's pending value: the last world's jobs are gone.
         for slot in ("__PENDING", "__PENDING_META"):
-            self.infisical.delete_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
-                                         name + slot)
-        for suffix, extra in companions.items():
-            self.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH,
-                                      f"{name}__{suffix}", extra)
-        return {"kind": "infisical_secret", "project_id": INFISICAL_PROJECT,
-                "environment": INFISICAL_ENV, "secret_path": VAULT_PATH, "name": name}
+            vault.forget(credential.vault.model_copy(update={
+                "name": f"{credential.vault.name}{slot}"}))
+        for suffix, extra in issued.companions.items():
+            slot = credential.vault.model_copy(update={"name": f"{credential.vault.name}__"
+                                                       f"{suffix}"})
+            vault.hold(slot, extra)
+        consumers: ConsumersState = self.fakes["consumers"].state
+        for consumer in credential.consumers:
+            holder = self._fake("targets", consumer.kind)
+            holder.hold(consumer, issued.value)
+            consumers.register(consumer.consumer_id, credential.vendor,
+                               functools.partial(holder.held, consumer),
+                               cache=consumer.consumer_id in self.world_file.cached_checks,
+                               description=consumer.describe())
+            check = consumer.healthcheck
+            if isinstance(check, HttpCheck):
+                world.http_consumers.append(consumer.consumer_id)
+                if not _on_this_machine(str(check.url)):
+                    world.standins[consumer.consumer_id] = str(check.url)
 
-    def _http(self, world: World, consumer_id: str, vendor: str,
-              source: Callable[[], str | None], description: str, *, cache: bool = False,
-              ) -> dict[str, Any]:
-        self.consumers.register(consumer_id, vendor, source, cache=cache,
-                                description=description)
-        world.http_consumers.append(consumer_id)
-        return {"type": "http", "url": self.health_url(consumer_id), "expect_status": 200,
-                "timeout_seconds": 5.0}
 
-    def _heroku_consumer(self, world: World, consumer_id: str, app: str, var: str,
-                         value: str, *, vendor: str = "heroku", check: str = "http",
-                         cache: bool = False) -> dict[str, Any]:
-        if self.heroku._find_app(app) is None:
-            self.heroku.add_app(app, {"APP_ENV": app.rsplit("-", 1)[-1]})
-        self.heroku.set_config_vars(app, {var: value})
-        entry: dict[str, Any] = {"consumer_id": consumer_id, "kind": "heroku_config_var",
-                                 "env": "prod", "app": app, "var": var}
-        if check == "http":
-            entry["healthcheck"] = self._http(
-                world, consumer_id, vendor,
-                lambda: self.heroku.config_var(app, var),
-                f"heroku app {app} config var {var}", cache=cache)
-        else:
-            entry["healthcheck"] = {"type": "none"}
-        return entry
-
-    def _github_consumer(self, world: World, consumer_id: str, vendor: str, repo: str,
-                         secret: str, value: str) -> dict[str, Any]:
-        scope = f"repo:{repo}"
-        self.github.set_secret(scope, secret, value)
-        return {"consumer_id": consumer_id, "kind": "github_actions_secret", "env": "prod",
-                "repository": repo, "secret": secret,
-                "healthcheck": self._http(world, consumer_id, vendor,
-                                          lambda: self.github.secret_plaintext(scope, secret),
-                                          f"github {repo} secret {secret}")}
-
-    def _infisical_consumer(self, world: World, consumer_id: str, vendor: str, path: str,
-                            name: str, value: str) -> dict[str, Any]:
-        self.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, path, name, value)
-        return {"consumer_id": consumer_id, "kind": "infisical_secret", "env": "prod",
-                "project_id": INFISICAL_PROJECT, "environment": INFISICAL_ENV,
-                "secret_path": path, "name": name,
-                "healthcheck": self._http(
-                    world, consumer_id, vendor,
-                    lambda: self.infisical.secret_value(INFISICAL_PROJECT, INFISICAL_ENV, path,
-                                                        name),
-                    f"infisical {INFISICAL_PROJECT}/{INFISICAL_ENV}{path} {name}")}
-
-    def _ssm_consumer(self, consumer_id: str, name: str, value: str) -> dict[str, Any]:
-        self.ssm().put_parameter(Name=name, Value=value, Type="SecureString", Overwrite=True)
-        return {"consumer_id": consumer_id, "kind": "aws_ssm_parameter", "env": "prod",
-                "name": name, "region": AWS_REGION, "healthcheck": {"type": "readback"}}
-
-    def _credential(self, name: str, vendor: str, vault: Any, consumers_: list[Any],
-                    description: str, **extra: Any) -> dict[str, Any]:
-        entry: dict[str, Any] = {"name": name, "vendor": vendor, "env": "prod"}
-        entry.update(extra)
-        entry.update({"schedule": "90d", "description": description, "vault": vault,
-                      "approvers": APPROVERS, "consumers": consumers_})
-        return entry
-
-    def _hk_platform_full(self, world: World) -> dict[str, Any]:
-        name = "HK_PLATFORM_FULL"
-        auth_id, token = self.heroku.add_authorization(PLATFORM_EMAIL, ["global"], name)
-        world.values[name], world.heroku_auth_ids[name] = token, auth_id
-        vault = self._vault_infisical(name, token, {"AUTH_ID": auth_id})
-        rows = [
-            self._heroku_consumer(world, "heroku-config-console-prod", "raxx-console-prod",
-                                  "HEROKU_API_KEY", token),
-            self._heroku_consumer(world, "heroku-config-api-prod", "raxx-api-prod",
-                                  "HEROKU_API_KEY", token),
-            # Registered env: prod on purpose (runbook section 11): one key for both envs.
-            self._heroku_consumer(world, "heroku-config-console-staging",
-                                  "raxx-console-staging", "HEROKU_API_KEY", token),
-            self._heroku_consumer(world, "heroku-config-api-staging", "raxx-api-staging",
-                                  "HEROKU_API_KEY", token),
-            self._github_consumer(world, "github-actions-heroku-api-key", "heroku",
-                                  GITHUB_PLATFORM_REPO, "HEROKU_API_KEY", token),
-            self._infisical_consumer(world, "infisical-heroku-prod", "heroku", "/heroku",
-                                     "HEROKU_API_KEY", token),
-            self._ssm_consumer("ssm-heroku-prod", "/raxx/prod/heroku/HK_PLATFORM_FULL", token),
-        ]
-        return self._credential(name, "heroku", vault, rows,
-                                "Heroku platform API key (global scope, platform@raxx.app)",
-                                options={"scope": ["global"]})
-
-    def _hk_deploy_bot(self, world: World) -> dict[str, Any]:
-        name = "HK_DEPLOY_BOT"
-        auth_id, token = self.heroku.add_authorization(DEPLOY_BOT_EMAIL, ["global"], name)
-        world.values[name], world.heroku_auth_ids[name] = token, auth_id
-        vault = self._vault_infisical(name, token, {"AUTH_ID": auth_id})
-        rows = [
-            self._heroku_consumer(world, "heroku-config-deploy-prod", "raxx-deploy-prod",
-                                  "HEROKU_DEPLOY_KEY", token),
-            # Caches its check until restarted: the runbook's rev_leaked root cause.
-            self._heroku_consumer(world, "heroku-config-worker-prod", "raxx-worker-prod",
-                                  "HEROKU_DEPLOY_KEY", token, cache=True),
-            self._heroku_consumer(world, "heroku-config-legacy-cron-prod",
-                                  "raxx-legacy-cron-prod", "HEROKU_DEPLOY_KEY", token,
-                                  check="none"),
-        ]
-        return self._credential(name, "heroku", vault, rows,
-                                "Deploy bot key (deploy-bot@raxx.app); one cached consumer, "
-                                "one manual", options={"scope": ["global"]})
-
-    def _pm_server_mail(self, world: World) -> dict[str, Any]:
-        name = "PM_SERVER_MAIL"
-        server = self.postmark.add_server("raxx-transactional")
-        token = server.tokens[0]
-        world.values[name], world.postmark_server_ids[name] = token, server.id
-        vault = self._vault_infisical(name, token, {"SERVER_ID": str(server.id)})
-        rows = [self._infisical_consumer(world, "infisical-postmark-prod", "postmark", "/mail",
-                                         "POSTMARK_SERVER_TOKEN", token)]
-        return self._credential(name, "postmark", vault, rows,
-                                "Postmark server token of raxx-transactional (operator-assisted)",
-                                options={"token_type": "server"})
-
-    def _cf_policies(self, *groups: str, manage: bool = False) -> list[dict[str, Any]]:
-        policies: list[dict[str, Any]] = [{
-            "effect": "allow",
-            "resources": {f"com.cloudflare.api.account.zone.{RAXX_APP_ZONE_ID}": "*"},
-            "permission_groups": [{"id": g} for g in groups],
-        }]
-        if manage:
-            policies.append({
-                "effect": "allow",
-                "resources": {f"com.cloudflare.api.user.{self.cloudflare.user_id}": "*"},
-                "permission_groups": [{"id": cloudflare.API_TOKENS_WRITE}],
-            })
-        return policies
-
-    def _cf_dns_edit(self, world: World) -> dict[str, Any]:
-        name = "CF_DNS_EDIT_RAXX_APP"
-        token_id, value = self.cloudflare.add_token(
-            cloudflare.USER, self._cf_policies(cloudflare.DNS_WRITE, cloudflare.ZONE_READ), name)
-        world.values[name], world.cloudflare_token_ids[name] = value, token_id
-        vault = self._vault_infisical(name, value, {"TOKEN_ID": token_id})
-        rows = [self._infisical_consumer(world, "infisical-cf-dns-edit-prod", "cloudflare",
-                                         "/dns", "CLOUDFLARE_API_TOKEN", value)]
-        # Inactive until the Cloudflare adapter question (runbook OQ7) is settled.
-        return self._credential(name, "cloudflare", vault, rows,
-                                "DNS edit token for raxx.app (no token-management permission)",
-                                active=False, options={"token_type": "user"})
-
-    def _cf_zone_read(self, world: World) -> dict[str, Any]:
-        name = "CF_ZONE_READ"
-        token_id, value = self.cloudflare.add_token(
-            cloudflare.USER, self._cf_policies(cloudflare.ZONE_READ, manage=True), name)
-        world.values[name], world.cloudflare_token_ids[name] = value, token_id
-        vault = self._vault_infisical(name, value, {"TOKEN_ID": token_id})
-        rows = [
-            self._github_consumer(world, "github-actions-cf-zone-read", "cloudflare",
-                                  GITHUB_PLATFORM_REPO, "CLOUDFLARE_ZONE_READ_TOKEN", value),
-            self._heroku_consumer(world, "heroku-config-cf-zone-read-console",
-                                  "raxx-console-prod", "CLOUDFLARE_API_TOKEN", value,
-                                  vendor="cloudflare"),
-        ]
-        return self._credential(name, "cloudflare", vault, rows,
-                                "Zone read token; holds API Tokens Write so it can rotate itself",
-                                options={"token_type": "user"})
-
-    def _aws_deploy_key(self, world: World) -> dict[str, Any]:
-        name, user = "AWS_DEPLOY_KEY", "raxx-deploy"
-        vault_name = f"/raxx/prod/aws_iam/{name}"
-        value = self._adopt_or_create_key(user, vault_name)
-        world.values[name] = value
-        world.aws_access_key_ids[name] = value.split(":", 1)[0]
-        self.ssm().put_parameter(Name=vault_name, Value=value, Type="SecureString",
-                                 Overwrite=True)
-        for slot in ("__PENDING", "__PENDING_META"):
-            with contextlib.suppress(self.ssm().exceptions.ParameterNotFound):
-                self.ssm().delete_parameter(Name=vault_name + slot)
-        rows = [
-            self._ssm_consumer("ssm-aws-deploy-ci", f"/raxx/prod/aws_iam/ci/{name}", value),
-            self._ssm_consumer("ssm-aws-deploy-worker", f"/raxx/prod/aws_iam/worker/{name}",
-                               value),
-        ]
-        vault = {"kind": "aws_ssm_parameter", "name": vault_name, "region": AWS_REGION}
-        return self._credential(name, "aws_iam", vault, rows,
-                                "Access key of IAM user raxx-deploy, stored as AKID:SECRET",
-                                options={"user_name": user, "region": AWS_REGION})
-
-    def _adopt_or_create_key(self, user: str, vault_name: str) -> str:
-        """Reuse the key another Sandbox in this process already seeded, if it is live."""
-        iam = self.iam()
-        try:
-            iam.create_user(UserName=user)
-        except iam.exceptions.EntityAlreadyExistsException:
-            pass
-        keys = iam.list_access_keys(UserName=user)["AccessKeyMetadata"]
-        current = self.ssm_value(vault_name)
-        if current and any(k["AccessKeyId"] == current.split(":", 1)[0]
-                           and k["Status"] == "Active" for k in keys):
-            self._secrets.append(current)
-            return current
-        if len(keys) >= 2:  # IAM's two-key cap: make room, oldest first
-            iam.delete_access_key(UserName=user, AccessKeyId=keys[0]["AccessKeyId"])
-        key = iam.create_access_key(UserName=user)["AccessKey"]
-        return self._secret(f"{key['AccessKeyId']}:{key['SecretAccessKey']}")
-
-    def _moto_secret_keys(self) -> list[str]:
-        """Secret access keys moto holds now (including ones Velvet created in a rotation)."""
-        try:
-            from moto.iam.models import iam_backends
-        except ImportError:  # pragma: no cover - moto is a hard dependency
-            return []
-        out: list[str] = []
-        for account in list(iam_backends.values()):
-            backend = account["aws"]
-            for user in list(backend.users.values()):
-                for key in list(user.access_keys):
-                    out += [key.secret_access_key,
-                            f"{key.access_key_id}:{key.secret_access_key}"]
-        return out
+def _on_this_machine(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _PlainDumper(yaml.SafeDumper):
@@ -543,20 +350,69 @@ class _PlainDumper(yaml.SafeDumper):
         return True
 
 
+# The raxx example's names, as the tests imported them before the example moved to
+# examples/raxx/: each is read from the example's files, none is spelled out here.
+_EXAMPLE_NAMES: dict[str, Callable[[WorldFile, Manifest], Any]] = {
+    "GITHUB_REPOSITORY": lambda w, m: w.repository,
+    "VELVET_BOT_EMAIL": lambda w, m: w.bot_email,
+    "OPS_EMAIL": lambda w, m: w.ops_email,
+    "SLACK_CHANNEL": lambda w, m: w.slack_channel,
+    "PLATFORM_EMAIL": lambda w, m: w.owners["HK_PLATFORM_FULL"],
+    "DEPLOY_BOT_EMAIL": lambda w, m: w.owners["HK_DEPLOY_BOT"],
+    "APPROVERS": lambda w, m: gates(m),
+    "INFISICAL_PROJECT": lambda w, m: m.credentials[0].vault.project_id,  # type: ignore[attr-defined]
+    "INFISICAL_ENV": lambda w, m: m.credentials[0].vault.environment,  # type: ignore[attr-defined]
+    "VAULT_PATH": lambda w, m: m.credentials[0].vault.secret_path,  # type: ignore[attr-defined]
+    "GITHUB_PLATFORM_REPO": lambda w, m: next(
+        c.repository for cred in m.credentials for c in cred.consumers  # type: ignore[attr-defined]
+        if c.kind == "github_actions_secret"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXAMPLE_NAMES:
+        source = example("raxx")
+        return _EXAMPLE_NAMES[name](WorldFile.beside(source), load(source))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def fresh_state(workdir: Path) -> list[str]:
+    """Remove the state repository and cache a previous sandbox left in `workdir`: their jobs
+    are about tokens that died with that sandbox's fakes. What was removed, for the output."""
+    removed = []
+    for name in ("state.git", "cache"):
+        path = workdir / name
+        if path.exists():
+            shutil.rmtree(path)
+            removed.append(str(path))
+    return removed
+
+
 def main(port: int | None = None, workdir: str | Path | None = None,
-         echo: Callable[[str], None] = print) -> None:
-    """`velvet sandbox`: start everything, seed a world, print the env, wait for Ctrl-C."""
+         echo: Callable[[str], None] = print, manifest: str | Path | None = None) -> None:
+    """`velvet sandbox`: start the fakes, provision the manifest's world, print the env, wait
+    for Ctrl-C. The state repository starts and ends with the fakes."""
     own_dir = None
     if workdir is None:
         own_dir = tempfile.TemporaryDirectory(prefix="velvet-sandbox-")
         workdir = own_dir.name
-    sandbox = Sandbox(base_port=port)
+    work = Path(workdir).resolve()
+    removed = fresh_state(work)
+    sandbox = Sandbox(base_port=port, manifest=manifest)
     try:
         sandbox.start()
-        sandbox.seed_world(workdir)
-        env = sandbox.env(workdir)
+        world = sandbox.seed_world(work)
+        env = {**sandbox.env(work), "VELVET_CACHE_DIR": str(work / "cache")}
         for key, value in sorted(env.items()):
             echo(f"{key}={value}")
+        echo(f"# world: {len(world.values)} credentials of {sandbox.source}, each live at its "
+             "fake and held by every consumer")
+        echo(f"# state: a new state repository {env['VELVET_STATE']}" + (
+            f" (the last sandbox's state, about tokens that no longer exist, was removed: "
+            f"{', '.join(removed)})" if removed else ""))
+        for consumer_id, url in world.standins.items():
+            echo(f"# healthcheck {consumer_id}: {url} is off this machine; its stand-in "
+                 f"answers at {sandbox.health_url(consumer_id)}")
         echo(f"# consumers service: {sandbox.urls['consumers']} "
              "(GET /consumers/<consumer_id>/health, GET /__velvet/consumers)")
         echo(f"# fakes on {HOST}; control API under <url>/__velvet/; Ctrl-C to stop")
@@ -565,5 +421,6 @@ def main(port: int | None = None, workdir: str | Path | None = None,
         pass
     finally:
         sandbox.stop()
+        fresh_state(work)  # the state ends with the fakes
         if own_dir is not None:
             own_dir.cleanup()

@@ -25,9 +25,11 @@ if TYPE_CHECKING:
 
 
 class AwsSsmParameter(VaultConfig):
-    kind: Literal["aws_ssm_parameter"]
-    name: Annotated[StrictStr, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")]
-    region: StrictStr = "us-east-1"
+    kind: Literal["aws_ssm_parameter"] = Field(
+        description="An AWS SSM Parameter Store SecureString.")
+    name: Annotated[StrictStr, Field(pattern=r"^/[A-Za-z0-9_.\-/]+$")] = Field(
+        description="The parameter's full path.")
+    region: StrictStr = Field("us-east-1", description="The AWS region of the parameter.")
 
     def describe(self) -> str:
         return f"aws ssm parameter {self.name}"

@@ -34,12 +34,19 @@ _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
 
 
 class GithubActionsSecret(TargetConfig):
-    kind: Literal["github_actions_secret"]
-    secret: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
-    repository: Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")] | None = None
-    environment: StrictStr | None = None
-    org: StrictStr | None = None
-    visibility: Literal["all", "private", "selected"] = "private"
+    kind: Literal["github_actions_secret"] = Field(
+        description="A GitHub Actions secret of a repository, environment or organisation.")
+    secret: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                       description="The secret's name.")]
+    repository: Annotated[StrictStr, Field(pattern=r"^[\w.-]+/[\w.-]+$")] | None = Field(
+        None, description="owner/name of the repository (give this or org).")
+    environment: StrictStr | None = Field(
+        None, description="A deployment environment of the repository: the secret is that "
+        "environment's.")
+    org: StrictStr | None = Field(None, description="An organisation: the secret is the "
+                                  "organisation's (give this or repository).")
+    visibility: Literal["all", "private", "selected"] = Field(
+        "private", description="Which repositories see an organisation secret.")
 
     @model_validator(mode="after")
     def _one_scope(self) -> GithubActionsSecret:

@@ -20,9 +20,11 @@ if TYPE_CHECKING:
 
 
 class HerokuConfigVar(TargetConfig):
-    kind: Literal["heroku_config_var"]
-    app: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,99}$")]
-    var: Annotated[StrictStr, Field(pattern=r"^\w+$")]
+    kind: Literal["heroku_config_var"] = Field(description="A Heroku app's config var.")
+    app: Annotated[StrictStr, Field(pattern=r"^[a-z][a-z0-9-]{1,99}$",
+                                    description="The Heroku app's name.")]
+    var: Annotated[StrictStr, Field(pattern=r"^\w+$",
+                                    description="The config var that holds the value.")]
 
     def describe(self) -> str:
         return f"heroku app {self.app} config var {self.var}"

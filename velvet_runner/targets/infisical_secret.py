@@ -24,11 +24,14 @@ if TYPE_CHECKING:
 
 
 class InfisicalSecret(VaultConfig):
-    kind: Literal["infisical_secret"]
-    project_id: StrictStr
-    environment: StrictStr
-    secret_path: Annotated[StrictStr, Field(pattern=r"^/")] = "/"
-    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    kind: Literal["infisical_secret"] = Field(description="A secret in Infisical.")
+    project_id: StrictStr = Field(description="The Infisical project (workspace) id.")
+    environment: StrictStr = Field(description="The Infisical environment slug, e.g. prod.")
+    secret_path: Annotated[StrictStr, Field(pattern=r"^/")] = Field(
+        "/", description="The folder the secret is in.")
+    name: Annotated[StrictStr, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")] = Field(
+        description="The secret's key (a vault's companions are NAME__AUTH_ID, "
+        "NAME__PENDING, ...).")
 
     def describe(self) -> str:
         return f"infisical {self.project_id}/{self.environment}{self.secret_path} {self.name}"

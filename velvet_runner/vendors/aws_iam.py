@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr, StrictStr
+from pydantic import Field, SecretStr, StrictStr
 
 from velvet_runner.aws import AwsClients, translate
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
@@ -21,8 +21,8 @@ if TYPE_CHECKING:
 
 
 class AwsIamOptions(Model):
-    user_name: StrictStr
-    region: StrictStr = "us-east-1"
+    user_name: StrictStr = Field(description="The IAM user whose access key this is.")
+    region: StrictStr = Field("us-east-1", description="The AWS region of the IAM calls.")
 
 
 def split(value: SecretStr) -> tuple[str, str]:

@@ -24,8 +24,10 @@ if TYPE_CHECKING:
 
 
 class CloudflareOptions(Model):
-    token_type: Literal["user", "account"] = "user"
-    account_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$")] | None = None
+    token_type: Literal["user", "account"] = Field(
+        "user", description="A user token, or an account-owned token.")
+    account_id: Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{32}$")] | None = Field(
+        None, description="The account of an account-owned token.")
 
     @model_validator(mode="after")
     def _account_needs_id(self) -> CloudflareOptions:

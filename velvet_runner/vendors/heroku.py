@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 
 
 class HerokuOptions(Model):
-    scope: list[StrictStr] = Field(default_factory=lambda: ["global"], min_length=1)
-    expires_in: StrictInt | None = Field(default=None, gt=0)
+    scope: list[StrictStr] = Field(default_factory=lambda: ["global"], min_length=1,
+                                   description="OAuth scopes of the minted authorization.")
+    expires_in: StrictInt | None = Field(
+        default=None, gt=0, description="Seconds until a minted authorization expires "
+        "(none: it does not).")
 
 
 def _auth(value: SecretStr) -> dict[str, str]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pydantic import SecretStr, StrictStr
+from pydantic import Field, SecretStr, StrictStr
 
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
@@ -19,7 +19,8 @@ if TYPE_CHECKING:
 
 
 class OperatorManualOptions(Model):
-    procedure: StrictStr | None = None
+    procedure: StrictStr | None = Field(
+        None, description="Where the manual procedure is written down (shown to operators).")
 
 
 class OperatorManualVendor(Vendor):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 
 class PostmarkOptions(Model):
-    token_type: Literal["server"] = "server"
+    token_type: Literal["server"] = Field(
+        "server", description="A server token (the only kind Velvet rotates).")
 
 
 class PostmarkVendor(Vendor):

@@ -3,6 +3,7 @@
 sealed-box Actions secrets, `runs` workflows, dispatch, runs and approvals, `issues` issues,
 `views` the JSON, `app` the routes."""
 
+from velvet_runner.sandbox.github import fake  # noqa: E402, I001 - registers the fake
 from velvet_runner.sandbox.github.app import create_app
 from velvet_runner.sandbox.github.common import (
     DOCS,
@@ -53,4 +54,5 @@ __all__ = [
     "Workflow",
     "create_app",
     "error",
+    "fake",
 ]
