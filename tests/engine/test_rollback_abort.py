@@ -142,7 +142,7 @@ def test_revocation_debt_settles_once_the_vendor_no_longer_has_the_token(
 
     # Still held at the vendor: asking does not settle it.
     still = eng_world.cli("stuck", "--settle-debt", "--json")
-    assert f"auth id {new_id}: still held" in still.stderr
+    assert f"auth id {new_id}: still live" in still.stderr
     assert [d["auth_id"] for d in json.loads(still.stdout)["revocation_debt"]] == [new_id]
 
     # The operator deletes it at Heroku (runbook 6f); the next check settles it.

@@ -137,6 +137,8 @@ def test_a_secret_write_refused_by_the_primary_limit_is_retried_and_lands(fake: 
             kind="github_actions_secret", secret="ROTATED", repository=REPO), client)
         RetryPolicy().run(lambda: target.write(SecretStr("v-new")))
     assert fake.state.secret_plaintext(f"repo:{REPO}", "ROTATED") == "v-new"
-    assert fake.statuses("/secrets/public-key") == [403, 200]
-    assert fake.statuses("/secrets/ROTATED") == [201]
+    # The first call (when GitHub last stored it: 404, never) met the limit; then the key
+    # and the write.
+    assert fake.statuses("/secrets/ROTATED") == [403, 404, 201]
+    assert fake.statuses("/secrets/public-key") == [200]
     assert budgets.totals().rejected == 1

@@ -8,8 +8,9 @@ consumers are validated by their health checks, not by readback.
 from __future__ import annotations
 
 import base64
+import time
 import weakref
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
@@ -28,6 +29,21 @@ if TYPE_CHECKING:
 CLOCK_SKEW = timedelta(seconds=5)
 
 _UNREAD = object()  # no write by this instance yet: its earlier updated_at is unknown
+# GitHub keeps a secret's times to the second: a write in the same second as the last one
+# would show no change. A real wait for GitHub's clock, not a backoff (so not injected).
+SAME_SECOND = 1.5
+
+
+def _second_apart(before: str | None) -> None:
+    if before is None:
+        return
+    try:
+        stored = datetime.fromisoformat(before.replace("Z", "+00:00"))
+    except ValueError:
+        return
+    age = (datetime.now(UTC) - stored).total_seconds()
+    if age < SAME_SECOND:
+        time.sleep(min(SAME_SECOND, SAME_SECOND - age))
 
 _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
     weakref.WeakKeyDictionary())
@@ -105,8 +121,9 @@ class GithubActionsSecretTarget(Target):
     def write(self, value: SecretStr) -> None:
         from nacl.public import PublicKey, SealedBox
 
-        # When GitHub last stored it before this write: `shows` compares (no clocks involved).
-        self._before = self.updated_at()
+        # When GitHub last stored it before this write: `shows` compares the two times.
+        self._before = before = self.updated_at()
+        _second_apart(before)
         for fresh in (False, True):
             key_id, key = self._public_key(fresh=fresh)
             sealed = SealedBox(PublicKey(key)).encrypt(value.get_secret_value().encode("utf-8"))
