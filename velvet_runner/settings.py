@@ -58,6 +58,9 @@ class Settings(BaseModel):
     status_refresh_seconds: float = Field(default=10.0, ge=0.05, le=3600)
     status_max_age_seconds: float = Field(default=300.0, ge=1, le=86400)
     status_fingerprint_key: SecretStr | None = None
+    # Deploying it (velvet status-app): the Heroku token that deploys, the token that probes.
+    status_deploy_token: SecretStr | None = None
+    status_token: SecretStr | None = None
 
     @field_validator("status_tokens", mode="before")
     @classmethod
@@ -127,6 +130,8 @@ class Settings(BaseModel):
             "status_refresh_seconds": "VELVET_STATUS_REFRESH_SECONDS",
             "status_max_age_seconds": "VELVET_STATUS_MAX_AGE_SECONDS",
             "status_fingerprint_key": "VELVET_STATUS_FINGERPRINT_KEY",
+            "status_deploy_token": "VELVET_STATUS_DEPLOY_TOKEN",
+            "status_token": "VELVET_STATUS_TOKEN",
         }
         for field, var in mapping.items():
             value = get(var)

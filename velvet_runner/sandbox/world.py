@@ -169,6 +169,7 @@ class Sandbox:
         for srv in self._servers:
             srv.stop()
         self._servers.clear()
+        self.heroku.deploys.reset()  # the web dynos a rehearsed deploy started
         self._started = False
 
     def control_url(self, service: str) -> str:
