@@ -77,7 +77,9 @@ def _host(ctx: click.Context, param: click.Parameter, value: str) -> str:
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, callback=_host,
-              help="The address to listen on (an IP address or a host name).")
+              envvar="VELVET_SERVE_HOST",
+              help="The address to listen on (an IP address or a host name; default "
+                   "$VELVET_SERVE_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), envvar="PORT",
               help="Default $PORT or 8000.")
 @click.option("--public", is_flag=True,
