@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import resource
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -460,9 +461,11 @@ def bench_web(rep: Report, tmp: Path, results: dict[str, Any], *, total: int, se
     jobs = build_branch(work / "state.git", creds, 1000)
     built = time.perf_counter() - t
     name = creds[0]
+    token = secrets.token_urlsafe(32)  # the status app is closed: every request presents it
     env = {**_clean_env(), "VELVET_MANIFEST": str(work / "manifest" / "subscription-manifest.yml"),
            "VELVET_STATE": str(work / "state.git"), "VELVET_CACHE_DIR": str(work / "cache"),
-           "VELVET_ENV": "prod"}
+           "VELVET_ENV": "prod", "VELVET_STATUS_TOKENS": token}
+    auth = {"Authorization": f"Bearer {token}"}
     rep.out(f"{jobs} jobs on the branch ({len(creds)} credentials x 1,000 jobs, 10 consumer rows "
             f"and 11 events each; written by one git fast-import in {built:.1f} s). Each app is "
             f"served by uvicorn (one process, defaults) on 127.0.0.1; the load generator "
@@ -483,7 +486,8 @@ def bench_web(rep: Report, tmp: Path, results: dict[str, Any], *, total: int, se
     runs: dict[str, list[dict[str, Any]]] = {label: [] for label, _, _ in endpoints}
     try:
         for _label, factory, path in endpoints:  # warm every cache once
-            load(servers[factory].url + path, concurrency=concurrency, total=500, seconds=2)
+            load(servers[factory].url + path, concurrency=concurrency, total=500, seconds=2,
+                 headers=auth)
         # Rounds interleave the endpoints so that drift in the machine's speed hits all alike;
         # each figure below is the median round.
         for _ in range(rounds):
@@ -491,7 +495,7 @@ def bench_web(rep: Report, tmp: Path, results: dict[str, Any], *, total: int, se
                 pid = servers[factory].proc.pid
                 cpu0, me0 = _proc_cpu(pid), _self_cpu()
                 got = load(servers[factory].url + path, concurrency=concurrency, total=total,
-                           seconds=seconds)
+                           seconds=seconds, headers=auth)
                 cpu, me = _proc_cpu(pid) - cpu0, _self_cpu() - me0
                 runs[label].append({**got.__dict__, "server_cpu_us": cpu / got.requests * 1e6,
                                     "server_busy": cpu / got.seconds,

@@ -64,12 +64,13 @@ class _Conn:
 
 
 async def _load(url: str, concurrency: int, total: int, seconds: float,
-                warmup: int) -> LoadResult:
+                warmup: int, headers: dict[str, str]) -> LoadResult:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     target = parts.path + (f"?{parts.query}" if parts.query else "")
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     request = (f"GET {target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-               "User-Agent: velvet-bench\r\nAccept: */*\r\n\r\n").encode()
+               f"User-Agent: velvet-bench\r\nAccept: */*\r\n{extra}\r\n").encode()
     conns = [_Conn(host, port, request) for _ in range(concurrency)]
     for i in range(warmup):
         if await conns[i % concurrency].get() != 200:
@@ -109,5 +110,5 @@ async def _load(url: str, concurrency: int, total: int, seconds: float,
 
 
 def load(url: str, *, concurrency: int = 8, total: int = 20000, seconds: float = 10.0,
-         warmup: int = 200) -> LoadResult:
-    return asyncio.run(_load(url, concurrency, total, seconds, warmup))
+         warmup: int = 200, headers: dict[str, str] | None = None) -> LoadResult:
+    return asyncio.run(_load(url, concurrency, total, seconds, warmup, headers or {}))

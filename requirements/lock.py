@@ -2,6 +2,8 @@
 
     stage.txt  what a stage job installs (runtime dependencies and the build backend)
     test.txt   the developer and CI install (every extra), pinned to stage.txt's versions
+    serve.txt  what the status app installs (Heroku's root requirements.txt, the container
+               image): the runtime dependencies and the `serve` extra, at test.txt's versions
 
 Needs `uv` (pip install uv) and the package index. Each file's header records the digest of
 pyproject.toml's dependency tables; tests/rehearse/test_lock.py fails when they drift apart.
@@ -18,7 +20,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-LOCKS = {"stage.txt": [], "test.txt": ["--extra", "test", "-c", "requirements/stage.txt"]}
+# serve.txt after test.txt, pinned to it: the status app runs the versions the tests ran
+LOCKS = {"stage.txt": [], "test.txt": ["--extra", "test", "-c", "requirements/stage.txt"],
+         "serve.txt": ["--extra", "serve", "-c", "requirements/test.txt"]}
 
 
 def pyproject_digest(path: Path = ROOT / "pyproject.toml") -> str:

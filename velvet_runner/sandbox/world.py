@@ -198,6 +198,7 @@ class Sandbox:
         for server in self._servers:
             server.stop()
         self._servers.clear()
+        self.heroku.deploys.reset()  # the web dynos a rehearsed deploy started
         self._started = False
 
     def control_url(self, service: str) -> str:

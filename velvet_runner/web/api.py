@@ -1,7 +1,11 @@
 """The JSON endpoints and the job stream (SSE): DESIGN.md's status API, shapes unchanged.
 
 A token value never reaches a response: records hold ids and fingerprints only, and the
-manifest holds no values (health-check URLs are not shown either).
+manifest holds no values (health-check URLs are not shown either). Fingerprints are shown
+keyed (state.FingerprintKey). `/healthz` says 503 with the reason while the copy of the state
+branch cannot be trusted (its last fetch failed, or it is older than
+VELVET_STATUS_MAX_AGE_SECONDS). At most `Context.streams.limit` event streams are open at once;
+one more is answered 503 with a Retry-After.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import anyio
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from velvet_runner.machine import is_terminal
 from velvet_runner.manifest import Credential
@@ -47,8 +52,13 @@ _HEALTH = Response(bytes(JSONResponse({"status": "ok", "service": "velvet"}).bod
 
 
 async def health(request: Request) -> Response:
-    # async and pre-rendered: a liveness probe must not queue behind the thread pool
-    return _HEALTH
+    # async, from memory: a probe must not queue behind the thread pool or wait on git
+    ctx: Context = request.app.state.velvet
+    trouble = ctx.state.trouble(ctx.settings.status_max_age_seconds)
+    if trouble is None:
+        return _HEALTH
+    return JSONResponse({"status": "degraded", "service": "velvet", "reason": trouble},
+                        status_code=503)
 
 
 def flags(request: Request) -> JSONResponse:
@@ -125,19 +135,36 @@ async def _cached_json(ctx: Context, key: tuple[str, ...],
         ctx.state.start()
         manifest_key = ctx.manifest.stat_key()
         head = ctx.state.head()
-        response = Response(bytes(JSONResponse(render()).body), media_type="application/json")
+        body = ctx.keyed(bytes(JSONResponse(render()).body).decode())
+        response = Response(body.encode(), media_type="application/json")
         ctx.state.remember(key, head, manifest_key, response)
         return response
 
     return await run_in_threadpool(miss)
 
 
-def _sse(event: str, data: Any) -> str:
-    return f"event: {event}\ndata: {json.dumps(data, sort_keys=True, separators=(',', ':'))}\n\n"
+def _sse(ctx: Context, event: str, data: Any) -> str:
+    text = ctx.keyed(json.dumps(data, sort_keys=True, separators=(",", ":")))
+    return f"event: {event}\ndata: {text}\n\n"
 
 
 def _signature(job: Job) -> tuple[str, list[dict[str, Any]]]:
     return str(job.status), [row.model_dump(mode="json") for row in job.consumers]
+
+
+class _Held(StreamingResponse):
+    """A stream that gives its slot back however it ends (finished, disconnected, failed)."""
+
+    def __init__(self, ctx: Context, events: AsyncIterator[str], headers: dict[str, str]
+                 ) -> None:
+        super().__init__(events, media_type="text/event-stream", headers=headers)
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.ctx.streams.give_back()
 
 
 async def stream(request: Request) -> Response:
@@ -148,10 +175,12 @@ async def stream(request: Request) -> Response:
     headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     if request.method == "HEAD":
         return Response(media_type="text/event-stream", headers=headers)
-    return StreamingResponse(
-        _job_events(ctx, name, job_id),
-        media_type="text/event-stream", headers=headers,
-    )
+    if not ctx.streams.take():
+        return JSONResponse(
+            {"error": f"too many open event streams (at most {ctx.streams.limit}); retry "
+                      "later or poll the job", "status": 503},
+            status_code=503, headers={"Retry-After": str(SSE_RETRY_MS // 1000)})
+    return _Held(ctx, _job_events(ctx, name, job_id), headers)
 
 
 async def _job_events(ctx: Context, name: str, job_id: str) -> AsyncIterator[str]:
@@ -173,17 +202,18 @@ async def _job_events(ctx: Context, name: str, job_id: str) -> AsyncIterator[str
             try:
                 job = await run_in_threadpool(ctx.state.job, name, job_id)
             except Unavailable as exc:
-                yield _sse("end", {"job_id": job_id, "status": None, "reason": exc.message})
+                yield _sse(ctx, "end", {"job_id": job_id, "status": None, "reason": exc.message})
                 return
             if job is None:
-                yield _sse("end", {"job_id": job_id, "status": None, "reason": "job not found"})
+                yield _sse(ctx, "end", {"job_id": job_id, "status": None,
+                                        "reason": "job not found"})
                 return
             signature = _signature(job)
             if signature != last:
                 last, last_sent = signature, now
-                yield _sse("job", job.summary())
+                yield _sse(ctx, "job", job.summary())
             if is_terminal(job.flow_type, job.status):
-                yield _sse("end", {"job_id": job.job_id, "status": str(job.status)})
+                yield _sse(ctx, "end", {"job_id": job.job_id, "status": str(job.status)})
                 return
         if now - last_sent >= ctx.heartbeat_seconds:
             last_sent = now

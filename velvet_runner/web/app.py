@@ -13,7 +13,8 @@ Routes (OpenAPI at /openapi.json, generated from ROUTES by `openapi.document`):
     GET /tokens/{name}/rotations/{job_id}/view         HTML: one job, live over the stream
 
 Any other method on any path is 405, with `Allow` naming the methods the path serves; an
-unknown credential, job or path is a 404 JSON body `{"error": ..., "status": 404}`.
+unknown credential, job or path is a 404 JSON body `{"error": ..., "status": 404}`. Every path
+but /healthz and /health needs a read token (auth.py) unless the app is served `--public`.
 """
 
 from __future__ import annotations
@@ -34,10 +35,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from velvet_runner import redact
+from velvet_runner.gitbranch import token_env
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import api, pages
+from velvet_runner.web.auth import RequireToken, Tokens
 from velvet_runner.web.openapi import (
+    DEGRADED_503,
     ERROR_404,
     LIMIT,
     LIMIT_400,
@@ -45,6 +50,7 @@ from velvet_runner.web.openapi import (
     PAGE,
     PAGE_404,
     RECORD_503,
+    STREAMS_503,
     Doc,
     Documented,
     document,
@@ -53,9 +59,11 @@ from velvet_runner.web.openapi import (
 )
 from velvet_runner.web.state import (
     Context,
+    FingerprintKey,
     ManifestView,
     PageNotFound,
     StateView,
+    StreamSlots,
     WebError,
 )
 
@@ -91,11 +99,13 @@ def openapi(request: Request) -> JSONResponse:
     return JSONResponse(openapi_document())
 
 
-HEALTH = Doc("Liveness", json_reply("Health", "Velvet is up"))
+HEALTH = Doc("Liveness, and whether the copy of the state branch is fresh",
+             json_reply("Health", "Velvet is up and its copy of the state branch is fresh"),
+             {503: DEGRADED_503}, public=True)
 ROUTES: list[BaseRoute] = [
     Documented("/healthz", api.health, HEALTH),
-    Documented("/health", api.health, Doc("Liveness (alias of /healthz)", HEALTH.ok),
-               name="health_alias"),
+    Documented("/health", api.health, Doc("Liveness (alias of /healthz)", HEALTH.ok,
+                                          HEALTH.errors, public=True), name="health_alias"),
     Documented("/flags", api.flags, Doc(
         "Feature flags from flags.yml beside the manifest",
         json_reply("Flags", "flag name to on/off"), {503: MANIFEST_503})),
@@ -116,7 +126,7 @@ ROUTES: list[BaseRoute] = [
         "row, a comment heartbeat, and `end` at a terminal state",
         {"description": "an event stream", "content": {"text/event-stream": {
             "schema": {"$ref": "#/components/schemas/StreamEvent"}}}},
-        {404: ERROR_404, 503: RECORD_503})),
+        {404: ERROR_404, 503: STREAMS_503})),
     Documented("/", pages.index, Doc("Status page: every credential", PAGE,
                                      {503: MANIFEST_503})),
     Documented("/tokens/{name}/view", pages.credential_view, Doc(
@@ -184,18 +194,34 @@ class ReadOnly:
         return wrapped
 
 
-def create_app(settings: Settings, *, store: Store | None = None, refresh_seconds: float = 2.0,
-               heartbeat_seconds: float = 10.0, now: Callable[[], datetime] | None = None,
-               ) -> Starlette:
-    """The status app. `store` defaults to the state branch named by `settings`."""
+MAX_STREAMS = 64  # event streams open at once (each holds a connection and a poller)
+
+
+def create_app(settings: Settings, *, store: Store | None = None,
+               refresh_seconds: float | None = None, heartbeat_seconds: float = 10.0,
+               now: Callable[[], datetime] | None = None, public: bool = False,
+               max_streams: int = MAX_STREAMS) -> Starlette:
+    """The status app. `store` defaults to the state branch named by `settings`, fetched
+    every `refresh_seconds` (default VELVET_STATUS_REFRESH_SECONDS) with VELVET_STATE_TOKEN.
+    Closed to requests without one of `settings.status_tokens` unless `public`."""
+    for secret in (*settings.status_tokens, settings.state_token,
+                   settings.status_fingerprint_key):
+        redact.register(secret)  # the log formatter's last line of defence
     if store is None:
-        store = Store(settings.state, settings.state_branch, settings.cache_dir)
+        token = settings.state_token
+        store = Store(settings.state, settings.state_branch, settings.cache_dir,
+                      env=token_env(token.get_secret_value()) if token else None)
+    if refresh_seconds is None:
+        refresh_seconds = settings.status_refresh_seconds
     state = StateView(store, refresh_seconds)
+    key = settings.status_fingerprint_key
     ctx = Context(
         settings=settings, state=state, manifest=ManifestView(Path(settings.manifest)),
         heartbeat_seconds=heartbeat_seconds,
         poll_seconds=min(0.25, max(0.02, refresh_seconds / 4)),
         now=now or (lambda: datetime.now(UTC)),
+        keyed=FingerprintKey(key.get_secret_value().encode() if key else None),
+        streams=StreamSlots(max_streams), public=public,
     )
 
     def http_error(request: Request, exc: Exception) -> Response:
@@ -220,10 +246,13 @@ def create_app(settings: Settings, *, store: Store | None = None, refresh_second
     app = Starlette(routes=ROUTES, lifespan=lifespan,
                     exception_handlers={HTTPException: http_error, WebError: web_error})
     app.state.velvet = ctx
-    app.add_middleware(ReadOnly, routes=ROUTES)
+    if not public:
+        app.add_middleware(RequireToken, tokens=Tokens(settings.status_tokens),
+                           render=pages.plain_page)
+    app.add_middleware(ReadOnly, routes=ROUTES)  # outermost: a write is 405 with or without
     return app
 
 
-def serve(host: str, port: int, settings: Settings) -> None:
+def serve(host: str, port: int, settings: Settings, *, public: bool = False) -> None:
     """Serve the status app with uvicorn until interrupted (`velvet serve`)."""
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, public=public), host=host, port=port, log_level="info")

@@ -39,6 +39,15 @@ MANIFEST_503 = json_reply("Error", "the manifest or flags.yml does not load")
 RECORD_503 = json_reply("Error", "the job record on the state branch does not parse")
 LIMIT_400 = json_reply("Error", f"limit is not an integer from 1 to {MAX_LIMIT}")
 PAGE = text_reply("text/html", "HTML page")
+DEGRADED_503 = json_reply("Health", "degraded: the state branch cannot be read, or the copy "
+                          "is older than VELVET_STATUS_MAX_AGE_SECONDS (`reason` says which)")
+STREAMS_503 = json_reply("Error", "a record that does not parse, or too many event streams open")
+_REFUSED = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}},
+            "text/html": {"schema": {"type": "string"}}}
+UNAUTHORIZED_401 = {"description": "no read token, or one not accepted (a plain HTML page when "
+                                   "the client accepts text/html)", "content": _REFUSED}
+TOO_MANY_429 = {"description": "too many failed attempts from this client; see Retry-After",
+                "content": _REFUSED}
 
 PATH_PARAMETERS = {
     "name": "credential name as in the manifest, e.g. HK_PLATFORM_FULL",
@@ -58,6 +67,7 @@ class Doc:
     ok: Reply
     errors: Mapping[int, Reply] = field(default_factory=dict)
     query: tuple[dict[str, Any], ...] = ()
+    public: bool = False  # answered without a token (the health probes only)
 
 
 class Documented(Route):
@@ -73,9 +83,14 @@ def _operation(route: Documented) -> dict[str, Any]:
     doc = route.doc
     params = [{"name": p, "in": "path", "required": True, "description": PATH_PARAMETERS[p],
                "schema": {"type": "string"}} for p in route.param_convertors]
+    errors = dict(doc.errors)
+    if not doc.public:
+        errors.update({401: UNAUTHORIZED_401, 429: TOO_MANY_429})
     op: dict[str, Any] = {"operationId": route.name, "summary": doc.summary,
                           "responses": {"200": doc.ok,
-                                        **{str(s): r for s, r in sorted(doc.errors.items())}}}
+                                        **{str(s): r for s, r in sorted(errors.items())}}}
+    if doc.public:
+        op["security"] = []
     if params or doc.query:
         op["parameters"] = params + list(doc.query)
     return op
@@ -92,10 +107,18 @@ def document(routes: Iterable[BaseRoute]) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "Velvet runner status", "version": "1",
                  "description": "Read-only status of credential rotations: every path answers "
-                                "GET and HEAD, any other method 405. Token values never appear "
-                                "in any response."},
+                                "GET and HEAD, any other method 405. Every path but the health "
+                                "probes needs a read token (Bearer, or HTTP Basic's password). "
+                                "Token values never appear in any response; fingerprints are "
+                                "shown keyed (hmac:...)."},
         "paths": paths,
-        "components": {"schemas": _schemas()},
+        "security": [{"bearer": []}, {"basic": []}],
+        "components": {"schemas": _schemas(), "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer",
+                       "description": "a token from VELVET_STATUS_TOKENS"},
+            "basic": {"type": "http", "scheme": "basic",
+                      "description": "any user name; a token from VELVET_STATUS_TOKENS as the "
+                                     "password (what a browser sends)"}}},
     }
 
 
@@ -110,7 +133,8 @@ def _schemas() -> dict[str, Any]:
     }
     schemas["Health"] = {
         "type": "object", "required": ["status", "service"],
-        "properties": {"status": {"const": "ok"}, "service": {"const": "velvet"}},
+        "properties": {"status": {"enum": ["ok", "degraded"]}, "service": {"const": "velvet"},
+                       "reason": {"type": "string", "description": "why it is degraded"}},
     }
     schemas["Flags"] = {"type": "object", "additionalProperties": {"type": "boolean"}}
     schemas["Subscriber"] = {

@@ -45,6 +45,14 @@ ROW_LABEL = {
     RowStatus.MANUAL_REQUIRED: "manual action required", RowStatus.FAILED: "failed",
     RowStatus.SKIPPED: "skipped",
 }
+# A revocation's check is the other way round: it passes when the consumer is locked out.
+LOCKOUT_LABEL = {
+    RowStatus.SUCCEEDED: "locked out (refuses the revoked value)",
+    RowStatus.MANUALLY_CONFIRMED: "confirmed locked out by hand",
+    RowStatus.PENDING: "not checked yet",
+    RowStatus.IN_PROGRESS: "checking", RowStatus.MANUAL_REQUIRED: "check by hand",
+    RowStatus.FAILED: "LEAKING: still accepts the revoked value", RowStatus.SKIPPED: "skipped",
+}
 
 
 def _time(value: datetime | None) -> Markup:
@@ -92,7 +100,7 @@ TEMPLATES = Environment(loader=PackageLoader("velvet_runner.web", "templates"),
                         undefined=StrictUndefined)
 TEMPLATES.filters.update(time=_time, duration=_duration)
 TEMPLATES.globals.update(job_tone=job_tone, is_terminal=is_terminal, TONE_ICON=TONE_ICON,
-                         ROW_TONE=ROW_TONE, ROW_LABEL=ROW_LABEL)
+                         ROW_TONE=ROW_TONE, ROW_LABEL=ROW_LABEL, LOCKOUT_LABEL=LOCKOUT_LABEL)
 
 
 def render(ctx: Context, template: str, title: str, *, status_code: int = 200,
@@ -103,8 +111,16 @@ def render(ctx: Context, template: str, title: str, *, status_code: int = 200,
     html = TEMPLATES.get_template(template).render(
         title=title, banner_class=css_class, banner_label=label, settings=ctx.settings,
         head=ctx.state.head(), fetched=ctx.state.fetched_at, fetch_error=ctx.state.last_error,
-        **values)
-    return HTMLResponse(html, status_code=status_code)
+        public=ctx.public, **values)
+    return HTMLResponse(ctx.keyed(html), status_code=status_code)
+
+
+def plain_page(status: int, title: str, message: str) -> HTMLResponse:
+    """A page outside the site's frame (no banner, no branch, no links): what a visitor
+    without a token sees."""
+    html = TEMPLATES.get_template("plain.html").render(title=title, message=message,
+                                                       status=status)
+    return HTMLResponse(html, status_code=status)
 
 
 @dataclass(frozen=True)
@@ -206,9 +222,14 @@ def job_view(request: Request) -> HTMLResponse:
     except NotFound as exc:
         raise PageNotFound(exc.message) from None
     run_url = job.run_url if job.run_url and re.match(r"^https://", job.run_url) else None
+    revocation = job.flow_type == Flow.REVOCATION
     return render(
         ctx, "job.html", f"{name} job {job.job_id[:8]}", name=name, job=job, run_url=run_url,
+        revocation=revocation,
         done_rows=sum(1 for r in job.consumers if r.distribute_status in DONE_ROW),
+        locked_out=sum(1 for r in job.consumers if r.validate_status in DONE_ROW),
+        leaking=[r.consumer_id for r in job.consumers if r.validate_status == RowStatus.FAILED]
+        if job.status == State.REV_LEAKED else [],
         nxt=next_stage(ctx.settings, job), path=_visited(job), mermaid=report.mermaid(job),
         debts=[d for d in job.revocation_debt if d.settled_at is None])
 

@@ -10,8 +10,12 @@ next due, live consumers) is `timeline`'s answer, over every job, as `velvet due
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import logging
 import os
+import re
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +37,7 @@ log = logging.getLogger("velvet.web")
 
 T = TypeVar("T")
 PAGE_CACHE_SIZE = 4096  # rendered JSON bodies kept per head (credential x limit, jobs)
+FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{12,64}")
 
 
 class WebError(Exception):
@@ -111,6 +116,22 @@ class StateView:
                 self.generation += 1
             self.fetched_at = datetime.now(UTC)
             self.last_error = None
+
+    def trouble(self, max_age_seconds: float) -> str | None:
+        """Why the copy of the branch cannot be trusted now (for /healthz), or None.
+
+        Public: says what is wrong, never the remote's URL or git's message (the log has them).
+        """
+        if self.last_error is not None:
+            return "cannot read the state branch: the last fetch failed (see the server log)"
+        fetched = self.fetched_at
+        if fetched is None:
+            return "the state branch has not been read yet"
+        age = (datetime.now(UTC) - fetched).total_seconds()
+        if age > max_age_seconds:
+            return (f"the copy of the state branch is {int(age)} s old (the bound is "
+                    f"{int(max_age_seconds)} s)")
+        return None
 
     def start(self) -> None:
         with self._start_lock:
@@ -296,6 +317,47 @@ class Summary:
     open_debt: int
 
 
+class FingerprintKey:
+    """What the app shows in place of a record's fingerprint: an HMAC of it, never the stored
+    one. A stored fingerprint is an unsalted SHA-256 of the value cut to 48 bits, which a
+    guesser can match for a short or patterned value; without this key (from
+    VELVET_STATUS_FINGERPRINT_KEY, or drawn at start-up, and never served) what the app shows
+    cannot be matched to any guess. Equal fingerprints still show equal, so a page can tell
+    that the debt it lists is the token a ledger entry names.
+    """
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self._key = key or secrets.token_bytes(32)
+
+    def _one(self, match: re.Match[str]) -> str:
+        return "hmac:" + hmac.new(self._key, match.group().encode(), hashlib.sha256
+                                  ).hexdigest()[:12]
+
+    def __call__(self, text: str) -> str:
+        """`text` with every fingerprint in it keyed."""
+        return FINGERPRINT_RE.sub(self._one, text)
+
+
+class StreamSlots:
+    """At most `limit` event streams open at once: each holds the connection and a poller."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self.open >= self.limit:
+                return False
+            self.open += 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
 @dataclass
 class Context:
     settings: Settings
@@ -304,6 +366,9 @@ class Context:
     heartbeat_seconds: float
     poll_seconds: float
     now: Callable[[], datetime]
+    keyed: FingerprintKey
+    streams: StreamSlots
+    public: bool  # `velvet serve --public`: no token needed, and every banner says so
 
     def known(self, name: str) -> bool:
         """A credential is known if the manifest names it or the state branch has its jobs."""
