@@ -29,12 +29,12 @@ def parse_now(text: str | None) -> datetime:
 
 
 def last_done(store: Store, credential: str) -> datetime | None:
-    """When the newest finished operational rotation of `credential` ended.
-
-    Every job is read, not a recent window: dry runs and aborted attempts must not push the
-    last real rotation out of sight and make the credential look never rotated.
-    """
-    return timeline.last_done(store.list_jobs(credential, None, fetch=False))
+    """When the newest finished operational rotation of `credential` ended (at the head last
+    fetched): its newest job that is one, read newest-first, so dry runs and aborted attempts
+    since never hide it and older jobs are never read."""
+    head = store.head(fetch=False)
+    return timeline.last_done(filter(None, [
+        store.newest([credential], timeline.rotated, head=head)[credential]]))
 
 
 def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
@@ -44,17 +44,19 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
     `due_at` is the one "due since" both `velvet due` and `velvet stuck` show: the schedule's
     due time, or `now` for a credential Velvet never rotated (due from the first tick on).
     Idempotent for cron ticks. `fetch=False` when the caller has just fetched the branch.
+    A few batched reads of the branch, however many credentials and however much history:
+    the locks, then each credential's newest rotation (Store.newest).
     """
     served = timeline.require_env(env)
-    if fetch:
-        store.refresh()
+    head = store.head(fetch=fetch)
+    held = store.lock_holders(head=head)  # a job in flight: starting another would be refused
+    creds = [c for c in manifest.credentials if timeline.serves(served, c.env)
+             and not timeline.unscheduled(c) and c.name not in held]
+    newest = store.newest([c.name for c in creds], timeline.rotated, head=head)
     rows = []
-    for cred in manifest.credentials:
-        if not timeline.serves(served, cred.env) or timeline.unscheduled(cred):
-            continue
-        if store.lock_holder(cred.name, fetch=False) is not None:
-            continue  # a job is in flight; starting another would be refused anyway
-        done = last_done(store, cred.name)
+    for cred in creds:
+        job = newest[cred.name]
+        done = timeline.last_done([job] if job is not None else [])
         if done is None:
             rows.append({"credential": cred.name, "due_at": iso(now),
                          "reason": NEVER_ROTATED, "schedule": cred.schedule})
