@@ -33,6 +33,7 @@ from velvet_runner.manifest_models import Consumer as Consumer
 from velvet_runner.manifest_models import Credential as Credential
 from velvet_runner.manifest_models import HttpCheck as HttpCheck
 from velvet_runner.manifest_models import ReadbackCheck as ReadbackCheck
+from velvet_runner.manifest_models import Scheduler as Scheduler
 from velvet_runner.manifest_models import TargetConfig as TargetConfig
 from velvet_runner.manifest_yaml import MAX_BYTES as MAX_BYTES
 from velvet_runner.manifest_yaml import (
@@ -65,6 +66,7 @@ class Manifest(Model):
     """The whole subscription manifest."""
 
     version: Literal[1] = 1
+    scheduler: Scheduler = Field(default_factory=Scheduler)
     credentials: list[Credential] = Field(default_factory=list)
 
     schema_id: ClassVar[str] = "https://velvet.invalid/schemas/subscription-manifest.json"

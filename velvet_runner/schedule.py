@@ -66,3 +66,19 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
             rows.append({"credential": cred.name, "due_at": iso(due_at),
                          "reason": f"last done {iso(done)}", "schedule": cred.schedule})
     return rows
+
+
+def tick(rows: list[dict[str, Any]], max_starts: int) -> tuple[list[dict[str, Any]],
+                                                               list[dict[str, Any]]]:
+    """What one cron tick starts from `velvet due` rows, and what it leaves for the next.
+
+    The most overdue first: a credential Velvet never rotated (its age unknown) before every
+    scheduled one, then the earliest `due_at`, then by name; at most `max_starts` (the
+    manifest's `scheduler.max_starts`).
+    """
+    def overdue(row: dict[str, Any]) -> tuple[bool, datetime, str]:
+        return (row.get("reason") != NEVER_ROTATED, parse_now(str(row.get("due_at") or "")),
+                str(row["credential"]))
+
+    ordered = sorted(rows, key=overdue)
+    return ordered[:max_starts], ordered[max_starts:]
