@@ -34,7 +34,8 @@ def last_done(store: Store, credential: str) -> datetime | None:
     since never hide it and older jobs are never read."""
     head = store.head(fetch=False)
     return timeline.last_done(filter(None, [
-        store.newest([credential], timeline.rotated, head=head)[credential]]))
+        store.newest([credential], timeline.rotated, head=head,
+                     hint=timeline.ROTATED_FIELDS)[credential]]))
 
 
 def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
@@ -52,7 +53,8 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
     held = store.lock_holders(head=head)  # a job in flight: starting another would be refused
     creds = [c for c in manifest.credentials if timeline.serves(served, c.env)
              and not timeline.unscheduled(c) and c.name not in held]
-    newest = store.newest([c.name for c in creds], timeline.rotated, head=head)
+    newest = store.newest([c.name for c in creds], timeline.rotated, head=head,
+                          hint=timeline.ROTATED_FIELDS)
     rows = []
     for cred in creds:
         job = newest[cred.name]

@@ -43,6 +43,10 @@ def since(job: Job) -> datetime:
     return entered(job, job.status) or job.updated_at
 
 
+# What `rotated` asks of a record, as its top-level fields (Store.newest's `hint`).
+ROTATED_FIELDS = {"flow_type": "operational", "status": "done"}
+
+
 def rotated(job: Job) -> bool:
     """Whether `job` is a finished operational rotation. Only the operational flow rotates on a
     schedule: a dry run (testing flow) that ends `done` does not restart it."""
