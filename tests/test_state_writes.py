@@ -140,7 +140,7 @@ def test_a_race_like_refusal_on_a_branch_that_stands_still_is_a_refusal(bare_rep
     hook(bare_repo, "pre-receive", "echo 'cannot lock ref: the disk is full' >&2\nexit 1")
     with pytest.raises(StateWriteRefused, match="the disk is full"):
         store.create(make_job("CRED_B"))
-    assert store.retries == 1 + 3  # the optimistic push on the head it made, then 3 fetched
+    assert store.retries == 3  # three pushes refused while the fetched head never moved
 
 
 def test_child_git_gets_only_the_environment_it_needs(bare_repo: Path, tmp_path: Path,

@@ -16,9 +16,12 @@ A write does not give up while others make progress: it is bounded by a deadline
 (`patience`, 10 minutes), not an attempt count. Losers of a race wait a random part of what an
 attempt costs, a part that shrinks with every race they lose, so the writer that has waited
 longest tries soonest (a lottery weighted by age: exponential backoff would starve it behind
-fresh writers). A push the remote refuses for another reason (a hook, a full disk, a corrupt
-pack, no permission) is StateWriteRefused quoting git's reason, and so is a "lost race" while
-the branch does not move: nobody else is writing, so retrying cannot help.
+fresh writers); the winner of a contended race lets its next write wait about as many attempts
+as it lost (round-robin, roughly), since the head it just made is one only it knows without a
+fetch. A push the remote refuses
+for another reason (a hook, a full disk, a corrupt pack, no permission) is StateWriteRefused
+quoting git's reason, and so is a "lost race" while the branch does not move: nobody else is
+writing, so retrying cannot help.
 
 Child git processes get only the environment git needs (PATH, HOME, locale, proxy, ssh agent,
 GIT_* and the state token a credential helper reads), never Velvet's vendor credentials.
@@ -63,6 +66,7 @@ from velvet_runner.gitobjects import (
 
 WRITE_PATIENCE_SECONDS = 600.0  # how long one write keeps trying while others' writes land
 STILL_REFUSALS = 3  # "lost races" in a row with the branch not moving: a refusal, not a race
+YIELD_CAP_SECONDS = 10.0  # the longest a winner lets its next write wait for the others
 # What a child git process may see of Velvet's environment: what git, its credential helper and
 # its transports read. Everything else (vendor tokens, Velvet's bootstrap secrets) stays out.
 GIT_ENV_KEPT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
@@ -150,6 +154,7 @@ class GitBranch:
         self._create = create
         self.retries = 0  # pushes lost to a race since construction (benchmarks read it)
         self.patience = patience  # seconds one write keeps trying while the branch moves
+        self._yield_until = 0.0  # after winning a contended race: when our next write may start
         if _is_local(url):
             self.url = str(Path(url).resolve())
         key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
@@ -369,7 +374,11 @@ class GitBranch:
         deadline = time.monotonic() + self.patience
         fetched_once = False
         lost = still = 0  # races lost by this write; lost in a row on a branch that stood still
+        rejected: tuple[str | None, str] | None = None  # (head we built on, git's reason)
         attempt = 0
+        if self._yield_until > time.monotonic():
+            # Our last write won a contended race: let the writers that lost it go first.
+            self._sleep(self._yield_until - time.monotonic())
         while True:
             started = time.monotonic()
             with self._locked():
@@ -379,6 +388,12 @@ class GitBranch:
                 if fetched:
                     head = self._fetch()
                     fetched_once = True
+                    if rejected is not None:
+                        # A race needs a rival: a refusal on a branch that did not move, a few
+                        # times over, is the remote refusing us, not a race.
+                        still = still + 1 if head == rejected[0] else 0
+                        if still >= STILL_REFUSALS:
+                            raise self._refused(rejected[1])
                 attempt += 1
                 try:
                     change = plan(functools.partial(self.read, head),
@@ -395,15 +410,20 @@ class GitBranch:
                 commit = self._commit(head, change)
                 try:
                     self._push(commit)
-                    return
                 except _Rejected as race:
                     self.retries += 1
                     self._pushed = None
                     lost += 1
-                    # A race needs a rival: a branch that did not move refused us for good.
-                    still = still + 1 if fetched and self._fetch() == head else 0
-                    if still >= STILL_REFUSALS:
-                        raise self._refused(race.reason) from None
+                    rejected = (head, race.reason)
+                else:
+                    if lost:
+                        # Won a contended race after losing `lost`: our next write waits about
+                        # as many attempts, so the others (as many of them, roughly) get their
+                        # turn, and the fresh head we alone know is not a head start each time.
+                        unit = max(0.01, time.monotonic() - started)
+                        turn = min(YIELD_CAP_SECONDS, unit * lost * (0.5 + random.random()))  # noqa: S311
+                        self._yield_until = time.monotonic() + turn
+                    return
             if not fetched_once:
                 continue  # the optimistic attempt lost: fetch now, without waiting
             if time.monotonic() >= deadline:
