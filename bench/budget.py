@@ -153,6 +153,8 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 
     logging.getLogger("velvet").setLevel(logging.WARNING)
     work = Path(spec["workdir"])
+    # boto3 (the SSM target) reads its keys and region from the process environment.
+    os.environ.update({k: v for k, v in spec["env"].items() if k.startswith("AWS_")})
     settings = Settings.from_env({**spec["env"], "VELVET_STATE": str(work / "state.git"),
                                   "VELVET_CACHE_DIR": str(work / "cache"),
                                   "VELVET_ACTOR": "bench"})

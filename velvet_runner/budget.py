@@ -140,6 +140,16 @@ class Budget:
             return {w.name: sum(e[2] for e in log if e[1] > now - self._real(w.seconds))
                     for w, log in zip(self.policy.windows, self._logs, strict=True)}
 
+    def heavy(self, requests: int, method: str = "PUT") -> bool:
+        """Whether `requests` more would take half of one of the account's windows or of its
+        bucket: a fan-out that large leases a share of the account (shares.py)."""
+        for window in self.policy.windows:
+            cost = window.cost(method)
+            if cost > 0 and requests * cost * 2 >= window.limit:
+                return True
+        bucket = self.policy.bucket
+        return bucket is not None and requests * 2 >= bucket.capacity
+
     def spans(self) -> dict[str, float]:
         """Real seconds each window remembers a request for."""
         return {w.name: self._real(w.seconds) for w in self.policy.windows}

@@ -22,8 +22,14 @@ others spent beyond their present share as spent by itself, at the time they sai
 windows forget it (Budget.set_share's `carried`). A crashed run's share is reclaimed by the
 next run that polls after its lease went unrenewed for 2 minutes (at once when it was a
 process of the same host that has died, as for the stage lease): that run marks the lease
-released, with the whole share counted as spent at the moment of the reclaim. A released lease
-is deleted once the longest window of its account has forgotten it.
+released, counting as spent at the moment of the reclaim what the crashed run may have spent
+since it last said (its share of each window, bounded for a long window by the shorter ones:
+a crash costs at most about a minute of GitHub's budget, not its hour). A released lease is
+deleted once the longest window of its account has forgotten it.
+
+Only a fan-out that needs at least half of one of the account's windows (or of its bucket)
+leases: a smaller one cannot starve the others, and if several small ones at once overdraw the
+account, its rate-limit answer is waited out (budget.py), never taken as a refusal.
 
 Which accounts: those a fan-out's target writes draw from (Wiring.budget_for_kind); the
 account is the vendor and its API's URL, since a run's token (a GitHub App installation token)
@@ -34,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import threading
 import time
 import uuid
@@ -216,11 +223,11 @@ class ShareKeeper:
                     files[path] = None  # every window has forgotten it
                 continue
             if path != account.path and self._dead(lease, now):
-                # A crashed run: its whole share counted as spent now, then released.
+                # A crashed run: what it may have spent since it last said, counted as spent
+                # now, then released.
                 lease.update(released_at=iso(now), reclaimed_by=self.owner, used_at=iso(now),
-                             used={n: max(float((lease.get("used") or {}).get(n, 0.0)),
-                                          float(lease.get("share", 0.0)) * limit)
-                                   for n, limit in limits.items()}, share=0.0, seq=_seq(lease))
+                             used=_may_have_spent(budget, lease, now), share=0.0,
+                             seq=_seq(lease))
                 leases[path] = lease
                 files[path] = _dumps(lease)
                 continue
@@ -278,6 +285,27 @@ class ShareKeeper:
                        acquired_at=_time(lease.get("joined_at")) or renewed,
                        renewed_at=renewed)
         return self._stale(record, now)
+
+
+def _may_have_spent(budget: Budget, lease: dict[str, Any], now: datetime) -> dict[str, float]:
+    """What a crashed run may have spent in each window: what it last reported, plus what its
+    share allowed since. A window is bounded by itself, and by any shorter window that counts
+    the same requests (GitHub's 80 a minute bound what 30 s can add to its 500 an hour)."""
+    share = float(lease.get("share", 0.0))
+    said = _time(lease.get("used_at")) or _time(lease.get("renewed_at")) or now
+    elapsed = max(0.0, (now - said).total_seconds())
+    used = lease.get("used") or {}
+    spans = budget.spans()
+    out = {}
+    for window in budget.policy.windows:
+        bound = window.limit
+        for shorter in budget.policy.windows:
+            if shorter.cost is window.cost and spans[shorter.name] < spans[window.name]:
+                bursts = math.ceil(elapsed / max(spans[shorter.name], 1e-9)) + 1
+                bound = min(bound, shorter.limit * bursts)
+        reported = float(used.get(window.name, 0.0))
+        out[window.name] = min(max(reported, share * window.limit), reported + share * bound)
+    return out
 
 
 def _dumps(data: dict[str, Any]) -> bytes:

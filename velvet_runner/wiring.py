@@ -10,7 +10,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -237,19 +237,22 @@ class Wiring:
         vendor, url, secret = account
         return self.budgets.get(vendor, url, f"Bearer {self._secret(secret)}")
 
-    def share_accounts(self, kinds: Iterable[str]) -> list[Account]:
-        """The accounts a fan-out of `kinds` spends, to lease shares of across runs
-        (shares.py): one per vendor and API URL, never keyed by a token."""
+    def share_accounts(self, kinds: Mapping[str, int]) -> list[Account]:
+        """The accounts a fan-out of `kinds` (kind -> writes) spends heavily enough to lease a
+        share of across runs (shares.py; Budget.heavy): one per vendor and API URL, never
+        keyed by a token. A small fan-out does not lease: it needs under half of every window."""
         from velvet_runner.shares import Account, account_folder
 
         found: dict[str, Account] = {}
-        for kind in kinds:
+        writes: dict[str, int] = {}
+        for kind, count in kinds.items():
             account, budget = self._account_of_kind(kind), self.budget_for_kind(kind)
             if account is None or budget is None:
                 continue
             folder = account_folder(account[0], account[1])
             found.setdefault(folder, Account(folder, f"{account[0]} {account[1]}", budget))
-        return list(found.values())
+            writes[folder] = writes.get(folder, 0) + count
+        return [a for folder, a in found.items() if a.budget.heavy(writes[folder])]
 
     def budget_estimate(self, kinds: Mapping[Any, int]) -> tuple[float, str]:
         """Seconds the budgets need for one write per consumer, and what binds the longest."""

@@ -136,7 +136,7 @@ def _share_budgets(run: Run, kinds: Mapping[str, int], stack: ExitStack) -> None
 
     from .journal import stale
 
-    accounts = run.wiring.share_accounts(kinds)
+    accounts = run.wiring.share_accounts(kinds)  # only those the fan-out spends heavily
     if not accounts:
         return
     store = run.e.store
