@@ -18,8 +18,9 @@ more than 1: every change is a compare-and-swap write made on the freshest lease
 
 Handing capacity over never lets the account see more than its limits: every write records
 what the run has spent in each of its windows (`used`), and a run that grows counts what the
-others spent beyond their present share as spent by itself, at the time they said so, until its
-windows forget it (Budget.set_share's `carried`). A crashed run's share is reclaimed by the
+others spent beyond their present share as spent by itself, from when it grows until its
+windows forget it (Budget.set_share's `carried`), up to the capacity it takes: runs growing at
+once split that excess as they split the capacity freed. A crashed run's share is reclaimed by the
 next run that polls after its lease went unrenewed for 2 minutes (at once when it was a
 process of the same host that has died, as for the stage lease): that run marks the lease
 released, counting as spent at the moment of the reclaim what the crashed run may have spent
@@ -269,6 +270,12 @@ class ShareKeeper:
                     excess = float((lease.get("used") or {}).get(name, 0.0)) - their * limit
                     if excess > 0:
                         carried[name] = carried.get(name, 0.0) + excess
+            # Each grower carries at most the capacity it takes: growers at once split the
+            # excess as they split what was freed (the rest of it stays unclaimed), instead of
+            # each counting all of it. What a grower carries is in its own `used` from then on,
+            # so the excess follows the capacity when it changes hands again.
+            carried = {name: min(cost, (share - held) * limits[name])
+                       for name, cost in carried.items()}
         changed = abs(share - held) > EPSILON or account.path not in leases
         if changed or renew:
             mine.update(share=share, renewed_at=iso(now), used=budget.usage(),

@@ -158,3 +158,29 @@ def test_a_lease_elsewhere_is_reclaimed_when_it_goes_unrenewed(bare_repo: Path, 
     clock.now += timedelta(hours=1, minutes=1)  # GitHub's longest window is an hour
     here.step(renew=True)
     assert [lease["credential"] for lease in leases(here.store).values()] == ["CRED_HERE"]
+
+
+def test_runs_growing_at_once_split_what_the_leaver_spent(bare_repo: Path, tmp_path: Path,
+                                                          clock: Clock) -> None:
+    """Four runs at a quarter each; one leaves having spent its 20 of the minute's 80. The
+    other three each take a twelfth more and carry a twelfth's worth of its 20 (all 20 between
+    them), not all 20 each, which would leave 40 of the account idle for a minute."""
+    runs = [keeper(bare_repo, tmp_path, f"r{i}", clock) for i in range(4)]
+    for i, k in enumerate(runs):
+        k.join()
+        for other in runs[:i + 1]:
+            other.step()
+    for k in runs:
+        k.step()
+    assert [share(k) for k in runs] == [0.25] * 4
+    spend(runs[0], 20)
+    runs[0].leave()
+    rest = runs[1:]
+    for k in rest:
+        k.step()
+    assert [round(share(k), 6) for k in rest] == [round(1 / 3, 6)] * 3
+    carried = [k.accounts[0].budget.usage()[PER_MINUTE] for k in rest]
+    assert [round(x, 6) for x in carried] == [round(80 / 12, 6)] * 3
+    assert round(sum(carried), 6) == 20  # all of the leaver's spend, counted once
+    room = sum(80 / 3 - x for x in carried)
+    assert 20 + room <= 80 + 1e-9
