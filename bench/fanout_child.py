@@ -1,11 +1,14 @@
-"""One fan-out measurement, run as a child process so its peak RSS can be read with wait4().
+"""One fan-out measurement, run as a child process that reports its own peak RSS.
 
 Reads a JSON job description on stdin, prints one JSON result line on stdout:
 
   proceed_mint     wall time of Engine.run(job, "proceed_mint") (mint, distribute to every
                    consumer, validate every consumer), with the time of each transition
-  floor            mint alone + vault write alone (median of 3 each) + the slowest single
-                   consumer (write + check) seen in the sequential loop
+  floor            mint alone + vault write alone (median of 3 each) + the median single
+                   consumer (write + check) seen in the sequential loop (the slowest is kept
+                   beside it: one slow sample is not the latency every write pays)
+  peak_rss_kib     this process's own peak RSS (VmHWM in /proc/self/status): wait4()'s
+                   figure for a forked child starts from its parent's high-water mark
   sequential       the same write + check per consumer, one after another (all consumers
                    up to `seq_sample`; above that an evenly spaced sample, extrapolated)
   cpu              CPU seconds spent during proceed_mint by this runner (all threads, plus its
@@ -146,7 +149,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     mint_s = statistics.median(mint_times)
     vault_s = statistics.median(vault_times)
     slowest = max(per_consumer)
-    floor = mint_s + vault_s + slowest
+    floor = mint_s + vault_s + statistics.median(per_consumer)
     return {
         "n": n, "bound": wiring.bounds["heroku_config_var"], "status": str(job.status),
         "wall": wall, "commits": commits,
@@ -157,8 +160,15 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
                   "median_consumer": statistics.median(per_consumer), "total": floor},
         "sequential": {"sampled": sample_size, "measured": seq_measured, "total": seq_total,
                        "extrapolated": sample_size < n, "cpu_per_consumer": seq_cpu},
-        "cpu": cpu,
+        "cpu": cpu, "peak_rss_kib": _peak_rss_kib(),
     }
+
+
+def _peak_rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _cpu_per_consumer(spec: dict[str, Any], sample: list[Any], wiring: Any, checker: Any,

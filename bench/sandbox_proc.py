@@ -99,6 +99,15 @@ def main() -> None:
 
                     answer = budget_world(sbx, Path(msg["workdir"]), int(msg["github"]),
                                           int(msg["heroku_vars"]))
+                elif cmd == "shared_world":
+                    from scale import shared_world
+
+                    answer = shared_world(sbx, Path(msg["workdir"]), int(msg["runs"]),
+                                          int(msg["secrets"]))
+                elif cmd == "mixed_world":
+                    from budget import mixed_world
+
+                    answer = mixed_world(sbx, Path(msg["workdir"]), int(msg["n"]))
                 elif cmd == "env":
                     answer = {"env": sbx.env(Path(msg["workdir"]))}
                 elif cmd == "stop":

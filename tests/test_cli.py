@@ -91,7 +91,8 @@ def test_twenty_rotations_at_once_one_wins(bare_repo: Path, tmp_path: Path) -> N
         if code == 3:
             assert out == ""
             assert f"active rotation already in progress for {CRED}: job {job_id}" in err
-    assert branch_files(bare_repo) == [f"jobs/{CRED}/{job_id}.json", f"locks/{CRED}.json"]
+    assert branch_files(bare_repo) == ["debt/index.json", f"jobs/{CRED}/{job_id}.json",
+                                       f"locks/{CRED}.json"]
     assert commit_count(bare_repo) == 1
     assert branch_blob(bare_repo, f"jobs/{CRED}/{job_id}.json") == winner_out
     assert json.loads(branch_blob(bare_repo, f"locks/{CRED}.json"))["job_id"] == job_id
@@ -110,7 +111,8 @@ def test_rotate_prints_the_job_in_the_polling_shape(run_velvet: RunVelvet, bare_
         "heroku-config-api-staging", "github-actions-heroku-api-key"]
     assert {c["distribute_status"] for c in job["consumers"]} == {"pending"}
     assert job["created_at"].endswith("Z")
-    assert branch_files(bare_repo) == [f"jobs/{CRED}/{job['job_id']}.json", f"locks/{CRED}.json"]
+    assert branch_files(bare_repo) == ["debt/index.json", f"jobs/{CRED}/{job['job_id']}.json",
+                                       f"locks/{CRED}.json"]
 
 
 def test_second_rotate_is_a_conflict_naming_the_job(run_velvet: RunVelvet, job_id: str,

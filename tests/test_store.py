@@ -17,7 +17,7 @@ import pytest
 from velvet_runner.errors import NotFoundError, RotationInFlight
 from velvet_runner.machine import INITIAL, Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
-from velvet_runner.store import Change, Store
+from velvet_runner.store import DEBT_INDEX, Change, Store
 
 CRED = "HK_PLATFORM_FULL"
 BRANCH = "velvet-state"
@@ -105,7 +105,8 @@ def test_create_then_read_back_every_way(store: Store, bare_repo: Path) -> None:
     assert store.job_ids(CRED) == [job.job_id]
     assert store.credentials() == [CRED]
     assert store.lock_holder(CRED) == job.job_id
-    assert files_on_branch(bare_repo) == [f"jobs/{CRED}/{job.job_id}.json", f"locks/{CRED}.json"]
+    assert files_on_branch(bare_repo) == [DEBT_INDEX, f"jobs/{CRED}/{job.job_id}.json",
+                                          f"locks/{CRED}.json"]
 
 
 def test_the_state_branch_is_an_orphan_with_only_state_files(store: Store,
@@ -114,7 +115,7 @@ def test_the_state_branch_is_an_orphan_with_only_state_files(store: Store,
     roots = remote_git(bare_repo, "rev-list", "--max-parents=0", BRANCH).stdout.split()
     assert len(roots) == 1
     assert {p.split("/")[0] for p in files_on_branch(bare_repo)} == {
-        "jobs", "locks", "idempotency"}
+        "jobs", "locks", "idempotency", "debt"}
 
 
 def test_list_is_newest_first(store: Store) -> None:
@@ -333,7 +334,8 @@ def test_concurrent_creates_one_job_wins(bare_repo: Path, tmp_path: Path) -> Non
     assert len(refused) == contenders - 1
     assert {exc.job_id for exc in refused} == {winner}
     assert all(winner in str(exc) for exc in refused)
-    assert files_on_branch(bare_repo) == [f"jobs/{CRED}/{winner}.json", f"locks/{CRED}.json"]
+    assert files_on_branch(bare_repo) == [DEBT_INDEX, f"jobs/{CRED}/{winner}.json",
+                                          f"locks/{CRED}.json"]
     assert commit_count(bare_repo) == 1
 
 
@@ -381,13 +383,14 @@ def test_objects_written_in_process_pass_git_fsck(store: Store, bare_repo: Path)
         store.update(job.credential, job.job_id, moved(State.VERIFYING))
         store.update(job.credential, job.job_id, moved(State.ABORTED))  # deletes its lock
     root = remote_git(bare_repo, "ls-tree", BRANCH).stdout.decode()
-    assert [line.split("\t")[1] for line in root.splitlines()] == ["idempotency", "jobs"]
+    assert [line.split("\t")[1] for line in root.splitlines()] == ["debt", "idempotency", "jobs"]
     for repo in (bare_repo, store.cache):
         fsck = remote_git(repo, "fsck", "--strict", "--no-dangling", check=False)
         assert fsck.returncode == 0, fsck.stderr.decode()
     assert sorted(files_on_branch(bare_repo)) == sorted(
         [f"jobs/{j.credential}/{j.job_id}.json" for j in jobs]
-        + [p for p in files_on_branch(bare_repo) if p.startswith("idempotency/")])
+        + [p for p in files_on_branch(bare_repo) if p.startswith("idempotency/")]
+        + [DEBT_INDEX])
     assert [store.get(j.credential, j.job_id).status for j in jobs] == [State.ABORTED] * 5
 
 
@@ -470,7 +473,8 @@ def test_a_local_remote_that_does_not_exist_yet_is_created(tmp_path: Path) -> No
     job, created = s.create(make_job())
     assert created
     assert remote_git(remote, "rev-parse", "--is-bare-repository").stdout.strip() == b"true"
-    assert files_on_branch(remote) == [f"jobs/{CRED}/{job.job_id}.json", f"locks/{CRED}.json"]
+    assert files_on_branch(remote) == [DEBT_INDEX, f"jobs/{CRED}/{job.job_id}.json",
+                                       f"locks/{CRED}.json"]
 
 
 def test_a_file_url_remote(bare_repo: Path, tmp_path: Path) -> None:

@@ -16,6 +16,13 @@ so adapters and the engine's fan-out are paced without knowing it:
                         with `x-ratelimit-remaining: 0` or `retry-after` or its "secondary rate
                         limit" message; 429 elsewhere) pause every caller of the account
 
+Runs at once on one account (two stage-2 runs writing through one GitHub App installation)
+split it: each run leases a share of the account through the state branch (shares.py) and
+its Budget paces to that share (`set_share`): every window's limit, the bucket, concurrency and
+what the vendor reports as left are taken times the share. Capacity another run handed over
+counts what that run spent of it until its windows forget it (`carried`), so runs changing
+shares never add up to more than the account allows.
+
 A rate-limit answer is "wait", never "refused": `client.raise_for_vendor` turns it into
 `RateLimited` with the pause, and `RetryPolicy` retries it without spending an attempt until
 `max_rate_wait` has passed. Windows are kept conservatively: a request is counted from when it
@@ -95,11 +102,57 @@ class Budget:
         self._next_slot = 0.0
         self.stats = Stats()
         self.waiting: dict[str, int] = {}  # callers waiting now, by what holds them
+        self.share = 1.0  # of the account's limits this run may use (shares.py leases it)
 
     # --- seconds ------------------------------------------------------------------------------
 
     def _real(self, vendor_seconds: float) -> float:
         return vendor_seconds / self.scale
+
+    # --- this run's share of the account -------------------------------------------------------
+
+    def set_share(self, share: float, carried: dict[str, float] | None = None,
+                  at_wall: float | None = None) -> None:
+        """Pace to `share` (0..1) of the account's limits from now on.
+
+        `carried`: cost units per window (by name) that other runs spent before handing this
+        capacity over, counted here as if answered at `at_wall` (a time.time()) until the window
+        forgets them; they leave when the spender's own entries would have left, or later.
+        """
+        with self._cond:
+            self.share = max(0.0, min(1.0, share))
+            if self.policy.bucket is not None:
+                self._tokens = min(self._tokens, self.policy.bucket.capacity * self.share)
+            if carried:
+                now = self._clock()
+                at = now - max(0.0, self._wall() - (at_wall if at_wall is not None
+                                                    else self._wall()))
+                for window, log in zip(self.policy.windows, self._logs, strict=True):
+                    cost = carried.get(window.name, 0.0)
+                    if cost > 0:
+                        log.append([at, at, cost])
+            self._cond.notify_all()
+
+    def usage(self) -> dict[str, float]:
+        """Cost units each window counts now (in flight or answered within its span)."""
+        with self._cond:
+            now = self._clock()
+            return {w.name: sum(e[2] for e in log if e[1] > now - self._real(w.seconds))
+                    for w, log in zip(self.policy.windows, self._logs, strict=True)}
+
+    def heavy(self, requests: int, method: str = "PUT") -> bool:
+        """Whether `requests` more would take half of one of the account's windows or of its
+        bucket: a fan-out that large leases a share of the account (shares.py)."""
+        for window in self.policy.windows:
+            cost = window.cost(method)
+            if cost > 0 and requests * cost * 2 >= window.limit:
+                return True
+        bucket = self.policy.bucket
+        return bucket is not None and requests * 2 >= bucket.capacity
+
+    def spans(self) -> dict[str, float]:
+        """Real seconds each window remembers a request for."""
+        return {w.name: self._real(w.seconds) for w in self.policy.windows}
 
     # --- drawing and reporting ----------------------------------------------------------------
 
@@ -170,8 +223,9 @@ class Budget:
             self._remaining, self._reset_in, self._reported_at = remaining, reset_in, now
             if policy.bucket is not None:
                 self._refill(now)
-                # What is left, less what this budget has in flight (not yet counted there).
-                level = remaining - max(0, self.in_flight)
+                # Our share of what is left, less what this budget has in flight (not yet
+                # counted there).
+                level = remaining * self.share - max(0, self.in_flight)
                 self._tokens = level if not self._known else min(self._tokens, level)
                 self._known = True
         if policy.is_rate_limited(response):
@@ -225,8 +279,8 @@ class Budget:
         bucket = self.policy.bucket
         if bucket is None:
             return
-        gained = (now - self._filled) * bucket.per_second * self.scale
-        self._tokens = min(bucket.capacity, self._tokens + gained)
+        gained = (now - self._filled) * bucket.per_second * self.scale * self.share
+        self._tokens = min(bucket.capacity * self.share, self._tokens + gained)
         self._filled = now
 
     def _spacing(self, now: float) -> float:
@@ -236,18 +290,23 @@ class Budget:
         left = self._reset_in - (now - self._reported_at)
         if left <= 0 or self._remaining >= self.policy.low_water:
             return 0.0
-        return left / max(1.0, self._remaining)
+        if self.share <= 0:
+            return left
+        return left / max(1.0, self._remaining * self.share)
 
     def _wait_for(self, method: str, now: float) -> tuple[float, str]:
         policy = self.policy
         if now < self._paused_until:
             return self._paused_until - now, "a rate-limit answer"
-        if self.in_flight >= policy.concurrency:
+        if self.share <= 0:
+            return 5.0, "a share of the account (other runs hold it)"  # woken by set_share
+        if self.in_flight >= max(1, int(policy.concurrency * self.share)):
             return 5.0, "concurrency"  # woken by a release
         if policy.bucket is not None:
             self._refill(now)
             if self._tokens < 1:
-                return (1 - self._tokens) / (policy.bucket.per_second * self.scale), "bucket"
+                return ((1 - self._tokens)
+                        / (policy.bucket.per_second * self.scale * self.share)), "bucket"
         if now < self._next_slot:
             return self._next_slot - now, "remaining running low"
         for window, log in zip(policy.windows, self._logs, strict=True):
@@ -261,10 +320,11 @@ class Budget:
                 log.clear()
                 log.extend(live)
             used = sum(e[2] for e in log)
-            if used + cost <= window.limit:
+            limit = window.limit * self.share
+            if used + cost <= limit:
                 continue
             # The earliest time enough answered entries leave the window for this one to fit.
-            need = used + cost - window.limit
+            need = used + cost - limit
             for entry in sorted(log, key=lambda e: e[1]):
                 need -= entry[2]
                 if need <= 0:
@@ -287,16 +347,18 @@ class Budget:
                     continue
                 span = self._real(window.seconds)
                 used = sum(e[2] for e in log if e[1] > now - span)
-                over = requests * cost - (window.limit - used)
+                limit = window.limit * max(self.share, 1e-9)
+                over = requests * cost - (limit - used)
                 if over > 0:
-                    seconds = math.ceil(over / window.limit) * span
+                    seconds = math.ceil(over / limit) * span
                     if seconds > best:
-                        best, why = seconds, f"{window.name}: {window.limit:g}"
+                        best, why = seconds, f"{window.name}: {limit:g}"
             if self.policy.bucket is not None:
                 self._refill(now)
                 short = requests - max(0.0, self._tokens)
                 if short > 0:
-                    seconds = short / (self.policy.bucket.per_second * self.scale)
+                    seconds = short / (self.policy.bucket.per_second * self.scale
+                                       * max(self.share, 1e-9))
                     if seconds > best:
                         best, why = seconds, "request bucket refill"
             return best, why

@@ -10,8 +10,21 @@ push that is not a fast-forward, which makes `git push` the compare-and-swap. On
 fetch, call the same plan on the fresh files, and try again; the plan may refuse (raise). When
 our last push is still the head we know, the next write skips the fetch: a push that others
 overtook is refused and retried as above. Only a write is decided on unfetched data; a decision
-not to write, or a refusal, is re-checked on a fetched head. Losers of a race back off for a
-random time growing with the attempts, in units of an attempt's cost, so writers spread out.
+not to write, or a refusal, is re-checked on a fetched head.
+
+A write does not give up while others make progress: it is bounded by a deadline
+(`patience`, 10 minutes), not an attempt count. Losers of a race wait a random part of what an
+attempt costs, a part that shrinks with every race they lose, so the writer that has waited
+longest tries soonest (a lottery weighted by age: exponential backoff would starve it behind
+fresh writers); the winner of a contended race lets its next write wait about as many attempts
+as it lost (round-robin, roughly), since the head it just made is one only it knows without a
+fetch. A push the remote refuses
+for another reason (a hook, a full disk, a corrupt pack, no permission) is StateWriteRefused
+quoting git's reason, and so is a "lost race" while the branch does not move: nobody else is
+writing, so retrying cannot help.
+
+Child git processes get only the environment git needs (PATH, HOME, locale, proxy, ssh agent,
+GIT_* and the state token a credential helper reads), never Velvet's vendor credentials.
 
 A local cache repository holds fetched objects. Processes sharing a cache take a file lock around
 each fetch-modify-push; others race through the push. A cache (and the default local state
@@ -42,10 +55,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from velvet_runner.errors import BadArgument, StateHistoryLost, StateWriteLost, VelvetError
-from velvet_runner.gitobjects import SHA_RE, RefFile, build_commit, write_object
+from velvet_runner.gitobjects import (
+    SHA_RE,
+    Entries,
+    RefFile,
+    build_commit,
+    parse_tree,
+    write_object,
+)
 
-MAX_ATTEMPTS = 60
-BACKOFF_CAP_SECONDS = 2.0
+WRITE_PATIENCE_SECONDS = 600.0  # how long one write keeps trying while others' writes land
+STILL_REFUSALS = 3  # "lost races" in a row with the branch not moving: a refusal, not a race
+YIELD_CAP_SECONDS = 10.0  # the longest a winner lets its next write wait for the others
+# What a child git process may see of Velvet's environment: what git, its credential helper and
+# its transports read. Everything else (vendor tokens, Velvet's bootstrap secrets) stays out.
+GIT_ENV_KEPT = frozenset({"PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                          "TERM", "XDG_CONFIG_HOME", "SSH_AUTH_SOCK", "SSH_AGENT_PID",
+                          "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy",
+                          "https_proxy", "no_proxy", "all_proxy", "CURL_CA_BUNDLE",
+                          "SSL_CERT_FILE", "SSL_CERT_DIR", "VELVET_STATE_TOKEN"})
+GIT_ENV_PREFIXES = ("GIT_", "LC_")
 
 Read = Callable[[list[str]], dict[str, bytes | None]]  # paths -> content at one head (None: absent)
 Ls = Callable[[str], list[str]]  # folder -> the names in it at that head
@@ -78,8 +107,30 @@ class GitError(VelvetError):
     """A git command failed for a reason other than a lost race."""
 
 
+class StateWriteRefused(GitError):
+    """The remote refused the push for a reason other than a lost race; git's reason quoted."""
+
+
 class _Rejected(Exception):
     """The push was not a fast-forward: someone else wrote first."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# git's words for a push that lost the compare-and-swap (another writer moved the ref first):
+# `[rejected] (non-fast-forward|fetch first|stale info)`, or, when two pushes meet at the
+# remote's ref lock, `[remote rejected] (failed to lock|cannot lock ref ... but expected ...)`.
+_RACE = re.compile(r"non-fast-forward|fetch first|stale info|failed to lock|cannot lock ref"
+                   r"|but expected|incorrect old value")
+
+
+def git_env() -> dict[str, str]:
+    """The environment of a child git process: what git needs of ours, and Velvet's identity."""
+    kept = {k: v for k, v in os.environ.items()
+            if k in GIT_ENV_KEPT or k.startswith(GIT_ENV_PREFIXES)}
+    return {**kept, **GIT_ENV}
 
 
 @dataclass
@@ -105,7 +156,8 @@ class GitBranch:
     def __init__(self, url: str, branch: str = "velvet-state", cache_dir: Path | None = None,
                  *, sleep: Callable[[float], None] = time.sleep, create: bool = True,
                  at_stake: str = "What that history recorded",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None,
+                 patience: float = WRITE_PATIENCE_SECONDS) -> None:
         """`create`: make a missing local repository at `url` (the CLI allows it only for
         the default one, so that a typo in VELVET_STATE is refused, not silently created).
         `at_stake`: what StateHistoryLost says would be forgotten with the lost history.
@@ -117,6 +169,8 @@ class GitBranch:
         self._sleep = sleep
         self._create = create
         self.retries = 0  # pushes lost to a race since construction (benchmarks read it)
+        self.patience = patience  # seconds one write keeps trying while the branch moves
+        self._yield_until = 0.0  # after winning a contended race: when our next write may start
         if _is_local(url):
             self.url = str(Path(url).resolve())
         key = hashlib.sha256(f"{self.url}\0{branch}".encode()).hexdigest()[:16]
@@ -135,7 +189,7 @@ class GitBranch:
 
     def _git(self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None,
              check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        full_env = {**os.environ, **GIT_ENV, **self._env, **(env or {})}
+        full_env = {**git_env(), **self._env, **(env or {})}
         proc = subprocess.run(
             ["git", "--git-dir", str(self.cache), *args],
             input=input, capture_output=True, env=full_env, check=False,
@@ -252,19 +306,42 @@ class GitBranch:
     def read(self, head: str | None, paths: list[str]) -> dict[str, bytes | None]:
         if head is None or not paths:
             return dict.fromkeys(paths)
-        query = "".join(f"{head}:{p}\n" for p in paths).encode()
-        out = self._git("cat-file", "--batch", input=query).stdout
-        result: dict[str, bytes | None] = {}
+        return dict(zip(paths, self._cat([f"{head}:{p}" for p in paths]), strict=True))
+
+    def objects(self, oids: list[str]) -> dict[str, bytes | None]:
+        """Objects by id (from a tree entry), in one cat-file."""
+        return dict(zip(oids, self._cat(oids), strict=True))
+
+    def ls_many(self, head: str | None, folders: list[str]) -> dict[str, Entries]:
+        """The entries (name -> (mode, object id)) of every folder, from one cat-file: a
+        listing of thousands of folders costs one git process, not one each."""
+        found = self.read(head, folders)
+        return {f: parse_tree(raw, self.width) if raw is not None else {}
+                for f, raw in found.items()}
+
+    @property
+    def width(self) -> int:
+        """Bytes in an object id of the cache's format (20, or 32 for sha256)."""
+        self._ensure()
+        return self._hash().digest_size
+
+    def _cat(self, names: list[str]) -> list[bytes | None]:
+        """`git cat-file --batch` of `names`: each object's content (None: missing)."""
+        if not names:
+            return []
+        out = self._git("cat-file", "--batch", input="".join(f"{n}\n" for n in names).encode()
+                        ).stdout
+        result: list[bytes | None] = []
         pos = 0
-        for path in paths:
+        for _ in names:
             nl = out.index(b"\n", pos)
             header = out[pos:nl].split()
             pos = nl + 1
             if header[-1] == b"missing":
-                result[path] = None
+                result.append(None)
                 continue
             size = int(header[2])
-            result[path] = out[pos:pos + size]
+            result.append(out[pos:pos + size])
             pos += size + 1
         return result
 
@@ -290,10 +367,15 @@ class GitBranch:
             self._pushed = commit
             return
         err = (proc.stderr + proc.stdout).decode(errors="replace")
-        if any(s in err for s in ("non-fast-forward", "fetch first", "rejected", "failed to lock",
-                                  "cannot lock ref", "stale info")):
-            raise _Rejected()
-        raise GitError(f"cannot push state branch {self.branch} to {self.url}: {err.strip()[:300]}")
+        if _RACE.search(err):
+            raise _Rejected(_reason(err))
+        raise self._refused(_reason(err))
+
+    def _refused(self, reason: str) -> StateWriteRefused:
+        return StateWriteRefused(
+            f"the state repository {self.url} refused the push to branch {self.branch}: "
+            f"{reason}. Nothing was written; fix the remote (its hooks, permissions, disk) "
+            f"and re-run the action to resume")
 
     # --- the compare-and-swap loop -------------------------------------------------------
 
@@ -302,10 +384,18 @@ class GitBranch:
 
         `plan(read, ls)` returns the Change to make, or None when nothing needs writing; it is
         called again with fresh data after every lost race, so it must be a pure function of
-        what it reads (raising to refuse is fine).
+        what it reads (raising to refuse is fine). Gives up (StateWriteLost) only when the
+        branch kept moving for `patience` seconds without this write landing.
         """
+        deadline = time.monotonic() + self.patience
         fetched_once = False
-        for attempt in range(MAX_ATTEMPTS):
+        lost = still = 0  # races lost by this write; lost in a row on a branch that stood still
+        rejected: tuple[str | None, str] | None = None  # (head we built on, git's reason)
+        attempt = 0
+        if self._yield_until > time.monotonic():
+            # Our last write won a contended race: let the writers that lost it go first.
+            self._sleep(self._yield_until - time.monotonic())
+        while True:
             started = time.monotonic()
             with self._locked():
                 head = self._head()
@@ -314,6 +404,13 @@ class GitBranch:
                 if fetched:
                     head = self._fetch()
                     fetched_once = True
+                    if rejected is not None:
+                        # A race needs a rival: a refusal on a branch that did not move, a few
+                        # times over, is the remote refusing us, not a race.
+                        still = still + 1 if head == rejected[0] else 0
+                        if still >= STILL_REFUSALS:
+                            raise self._refused(rejected[1])
+                attempt += 1
                 try:
                     change = plan(functools.partial(self.read, head),
                                   functools.partial(self.ls, head))
@@ -329,19 +426,31 @@ class GitBranch:
                 commit = self._commit(head, change)
                 try:
                     self._push(commit)
-                    return
-                except _Rejected:
+                except _Rejected as race:
                     self.retries += 1
                     self._pushed = None
+                    lost += 1
+                    rejected = (head, race.reason)
+                else:
+                    if lost:
+                        # Won a contended race after losing `lost`: our next write waits about
+                        # as many attempts, so the others (as many of them, roughly) get their
+                        # turn, and the fresh head we alone know is not a head start each time.
+                        unit = max(0.01, time.monotonic() - started)
+                        turn = min(YIELD_CAP_SECONDS, unit * lost * (0.5 + random.random()))  # noqa: S311
+                        self._yield_until = time.monotonic() + turn
+                    return
             if not fetched_once:
                 continue  # the optimistic attempt lost: fetch now, without waiting
-            # Jittered exponential backoff outside the lock, in units of what an attempt costs
-            # here, so that N writers spread over about N attempts' time instead of colliding.
+            if time.monotonic() >= deadline:
+                raise StateWriteLost(
+                    f"state branch {self.branch} at {self.url} kept moving: this write lost "
+                    f"{lost} races to other writers in {self.patience:.0f} s and was not "
+                    f"made; re-run the action to resume")
+            # A lottery weighted by age: a random part of one attempt's cost, shrinking with
+            # each race lost, so the writer that has waited longest tries soonest.
             unit = max(0.01, time.monotonic() - started)
-            ceiling = min(BACKOFF_CAP_SECONDS, unit * 2 ** min(attempt, 8))
-            self._sleep(ceiling * random.random())  # noqa: S311 - jitter, not crypto
-        raise StateWriteLost(f"state branch {self.branch} at {self.url} kept moving; "
-                             f"gave up after {MAX_ATTEMPTS} attempts")
+            self._sleep(unit * random.random() * 2 / (1 + lost))  # noqa: S311 - jitter
 
     # --- reads ---------------------------------------------------------------------------
 
@@ -358,9 +467,22 @@ class GitBranch:
         return self._head()
 
 
+def _reason(output: str) -> str:
+    """git's reason for a refused push: the porcelain `!` line's reason and the remote's own
+    lines (a hook's message), without the progress chatter."""
+    lines = []
+    for line in output.splitlines():
+        line = line.strip()
+        if line.startswith("!"):
+            lines.append(line.split("\t")[-1])
+        elif (line.startswith(("remote:", "error:", "fatal:")) and line != "remote:"
+              and not line.startswith("error: failed to push some refs")):
+            lines.append(line)
+    return "; ".join(lines)[:500] or output.strip()[:500] or "no reason given"
+
+
 def _run_git(*args: str) -> None:
-    proc = subprocess.run(["git", *args], capture_output=True, check=False,
-                          env={**os.environ, **GIT_ENV})
+    proc = subprocess.run(["git", *args], capture_output=True, check=False, env=git_env())
     if proc.returncode != 0:
         raise GitError(f"git {' '.join(args)} failed: "
                        f"{proc.stderr.decode(errors='replace').strip()[:300]}")

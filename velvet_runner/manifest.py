@@ -33,6 +33,7 @@ from velvet_runner.manifest_models import Consumer as Consumer
 from velvet_runner.manifest_models import Credential as Credential
 from velvet_runner.manifest_models import HttpCheck as HttpCheck
 from velvet_runner.manifest_models import ReadbackCheck as ReadbackCheck
+from velvet_runner.manifest_models import Scheduler as Scheduler
 from velvet_runner.manifest_models import TargetConfig as TargetConfig
 from velvet_runner.manifest_yaml import MAX_BYTES as MAX_BYTES
 from velvet_runner.manifest_yaml import (
@@ -69,6 +70,10 @@ class Manifest(Model):
         default_factory=lambda: list(DEFAULT_ENVS), min_length=1,
         description="The environments a Velvet of this manifest serves (VELVET_ENV, the "
         "workflows' env input, velvet-<env> gates); every env below is one of them.")
+    scheduler: Scheduler = Field(
+        default_factory=Scheduler,
+        description="How the scheduled workflow starts due rotations (velvet dispatch "
+        "--each-due).")
     credentials: list[Credential] = Field(default_factory=list)
 
     schema_id: ClassVar[str] = "https://velvet.invalid/schemas/subscription-manifest.json"

@@ -113,6 +113,17 @@ class Consumer(TargetConfig, ConsumerFields):
     pass
 
 
+class Scheduler(Model):
+    """What one cron tick of the schedule workflow may start."""
+
+    max_starts: StrictInt = Field(
+        default=50, ge=1, le=1000,
+        description="Rotations one tick starts at most, the most overdue first (a credential "
+                    "never rotated by Velvet counts as the most overdue); the rest wait for "
+                    "the next tick. Each is its own workflow run, started at once: the vendors' "
+                    "rate budgets, shared through the state branch, pace them, not a sleep.")
+
+
 class Credential(Model):
     # A credential row. manifest.py builds one class per vendor with `vendor` narrowed to its
     # Literal, `options` typed by the vendor's options model, and the built vault and consumer

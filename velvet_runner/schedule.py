@@ -29,12 +29,13 @@ def parse_now(text: str | None) -> datetime:
 
 
 def last_done(store: Store, credential: str) -> datetime | None:
-    """When the newest finished operational rotation of `credential` ended.
-
-    Every job is read, not a recent window: dry runs and aborted attempts must not push the
-    last real rotation out of sight and make the credential look never rotated.
-    """
-    return timeline.last_done(store.list_jobs(credential, None, fetch=False))
+    """When the newest finished operational rotation of `credential` ended (at the head last
+    fetched): its newest job that is one, read newest-first, so dry runs and aborted attempts
+    since never hide it and older jobs are never read."""
+    head = store.head(fetch=False)
+    return timeline.last_done(filter(None, [
+        store.newest([credential], timeline.rotated, head=head,
+                     hint=timeline.ROTATED_FIELDS)[credential]]))
 
 
 def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
@@ -44,17 +45,20 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
     `due_at` is the one "due since" both `velvet due` and `velvet stuck` show: the schedule's
     due time, or `now` for a credential Velvet never rotated (due from the first tick on).
     Idempotent for cron ticks. `fetch=False` when the caller has just fetched the branch.
+    A few batched reads of the branch, however many credentials and however much history:
+    the locks, then each credential's newest rotation (Store.newest).
     """
     served = timeline.require_env(env)
-    if fetch:
-        store.refresh()
+    head = store.head(fetch=fetch)
+    held = store.lock_holders(head=head)  # a job in flight: starting another would be refused
+    creds = [c for c in manifest.credentials if timeline.serves(served, c.env)
+             and not timeline.unscheduled(c) and c.name not in held]
+    newest = store.newest([c.name for c in creds], timeline.rotated, head=head,
+                          hint=timeline.ROTATED_FIELDS)
     rows = []
-    for cred in manifest.credentials:
-        if not timeline.serves(served, cred.env) or timeline.unscheduled(cred):
-            continue
-        if store.lock_holder(cred.name, fetch=False) is not None:
-            continue  # a job is in flight; starting another would be refused anyway
-        done = last_done(store, cred.name)
+    for cred in creds:
+        job = newest[cred.name]
+        done = timeline.last_done([job] if job is not None else [])
         if done is None:
             rows.append({"credential": cred.name, "due_at": iso(now),
                          "reason": NEVER_ROTATED, "schedule": cred.schedule})
@@ -64,3 +68,19 @@ def due_credentials(manifest: Manifest, store: Store, now: datetime, *,
             rows.append({"credential": cred.name, "due_at": iso(due_at),
                          "reason": f"last done {iso(done)}", "schedule": cred.schedule})
     return rows
+
+
+def tick(rows: list[dict[str, Any]], max_starts: int) -> tuple[list[dict[str, Any]],
+                                                               list[dict[str, Any]]]:
+    """What one cron tick starts from `velvet due` rows, and what it leaves for the next.
+
+    The most overdue first: a credential Velvet never rotated (its age unknown) before every
+    scheduled one, then the earliest `due_at`, then by name; at most `max_starts` (the
+    manifest's `scheduler.max_starts`).
+    """
+    def overdue(row: dict[str, Any]) -> tuple[bool, datetime, str]:
+        return (row.get("reason") != NEVER_ROTATED, parse_now(str(row.get("due_at") or "")),
+                str(row["credential"]))
+
+    ordered = sorted(rows, key=overdue)
+    return ordered[:max_starts], ordered[max_starts:]

@@ -5,11 +5,20 @@ Layout of the branch (an orphan branch; see state/README.md):
     jobs/<CREDENTIAL>/<job_id>.json     one record per job; ids sort by creation time
     locks/<CREDENTIAL>.json             the lease of the job in flight for that credential
     idempotency/<sha256(key)>.json      idempotency key -> job id
+    debt/<CREDENTIAL>/<job_id>.json     index: this job lists revocation debt not yet settled
+    debt/index.json                     the index above is complete (written with its first entry)
 
 The git side (cache, fetch, compare-and-swap push, retries, the lost-history check) is
 `gitbranch.GitBranch`; this module decides what the files are. Each write is a plan that reads
 the freshest files and returns the Change to make, or refuses, for example when another job took
 the lock; the branch writer calls it again after every lost race.
+
+`velvet due` and `velvet stuck` read the branch as a whole (`in_flight`, `newest`, `owing`): a
+few batched git reads per command, however many credentials, and never every job of history:
+the lock files say what is in flight, the newest jobs say when each credential last rotated
+(ids are time-ordered, so a read goes newest-first and stops), and the debt index says which
+old jobs still owe a revocation. Every write keeps that index in the commit that writes the
+job; the first write by this version on an older branch builds it from every job once.
 
 A record that does not parse is named (CorruptRecord, exit 2). Listing reads skip it, so every
 other job stays readable, and remember it in `problems` for the caller to report.
@@ -21,7 +30,7 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -34,6 +43,7 @@ from velvet_runner.errors import (
     StateWriteLost,
 )
 from velvet_runner.gitbranch import Change, GitBranch, GitError, Ls, Plan, Read, create_repository
+from velvet_runner.gitobjects import TREE_MODE, parse_tree
 from velvet_runner.machine import is_terminal
 from velvet_runner.records import Job, iso, utcnow
 
@@ -45,6 +55,8 @@ JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-
 CREDENTIAL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 # What lock_holder answers for a lock file that does not parse: held, by a job nobody can name.
 UNREADABLE_LOCK = "?"
+DEBT_INDEX = "debt/index.json"
+_RECORD = re.compile(rb'^  "job_id": "[0-9a-f-]{36}",?$', re.MULTILINE)  # looks like a job record
 
 
 class Store:
@@ -62,6 +74,7 @@ class Store:
         self.url = self.git.url
         self.branch = branch
         self.problems: list[str] = []  # records skipped by listing reads, each named
+        self._owes_by_blob: dict[str, bool] = {}  # building the debt index: blobs already read
 
     @property
     def cache(self) -> Path:
@@ -149,6 +162,122 @@ class Store:
             self._problem(str(exc))
             return UNREADABLE_LOCK
 
+    # --- whole-branch reads: a few git processes per command, however many credentials ------
+
+    def job_ids_of(self, credentials: Iterable[str], *, head: str | None) -> dict[str, list[str]]:
+        """Job ids of each credential at `head`, newest first, from one read of their folders."""
+        folders = {c: f"jobs/{c}" for c in credentials}
+        trees = self.git.ls_many(head, list(folders.values()))
+        return {c: sorted((n.removesuffix(".json") for n in trees[f] if n.endswith(".json")),
+                          reverse=True) for c, f in folders.items()}
+
+    def jobs_at(self, paths: list[str], *, head: str | None) -> dict[str, Job]:
+        """The jobs at `paths` (one cat-file); a record that does not parse is skipped and
+        named in `problems`, a missing one left out."""
+        jobs: dict[str, Job] = {}
+        for path, blob in self.git.read(head, paths).items():
+            if blob is None:
+                continue
+            try:
+                jobs[path] = self._job(path, blob)
+            except CorruptRecord as exc:
+                self._problem(str(exc))
+        return jobs
+
+    def lock_holders(self, *, head: str | None) -> dict[str, str]:
+        """Credential -> the job holding its lock (UNREADABLE_LOCK for a lock that won't parse),
+        for every lock on the branch: what is in flight, in two git reads."""
+        names = self.git.ls_many(head, ["locks"])["locks"]
+        holders: dict[str, str] = {}
+        paths = [f"locks/{n}" for n in sorted(names) if n.endswith(".json")]
+        for path, blob in self.git.read(head, paths).items():
+            if blob is None:
+                continue
+            credential = path.removeprefix("locks/").removesuffix(".json")
+            try:
+                holders[credential] = self._lock_job_id(path, blob)
+            except CorruptRecord as exc:
+                self._problem(str(exc))
+                holders[credential] = UNREADABLE_LOCK
+        return holders
+
+    def in_flight(self, *, head: str | None) -> list[Job]:
+        """The jobs the lock files name (every job not yet terminal holds its credential's
+        lock), by credential."""
+        holders = self.lock_holders(head=head)
+        paths = [f"jobs/{c}/{j}.json" for c, j in sorted(holders.items())
+                 if j != UNREADABLE_LOCK and CREDENTIAL_RE.fullmatch(c)
+                 and JOB_ID_RE.fullmatch(j)]
+        return list(self.jobs_at(paths, head=head).values())
+
+    def newest(self, credentials: Iterable[str], accept: Callable[[Job], bool], *,
+               head: str | None, hint: Mapping[str, str] | None = None) -> dict[str, Job | None]:
+        """Per credential, the newest job that `accept` takes (None: none does).
+
+        Jobs are read newest first in rounds, one batched read per round for every credential
+        still looking (1 job each, then 2, 4, ...): a credential whose newest job answers costs
+        one read, however long its history. `hint`: top-level fields `accept` needs (e.g.
+        status "done"); a record whose bytes show other values is passed over unparsed (the
+        records' bytes are deterministic: sorted keys, two-space indent), the rest are parsed
+        and asked.
+        """
+        ids = self.job_ids_of(credentials, head=head)
+        found: dict[str, Job | None] = dict.fromkeys(ids)
+        looking = {c: 0 for c, i in ids.items() if i}
+        patterns = [re.compile(rb'^  "' + re.escape(k.encode()) + rb'": "'
+                               + re.escape(v.encode()) + rb'",?$', re.MULTILINE)
+                    for k, v in (hint or {}).items()]
+        chunk = 1
+        while looking:
+            batch = {c: [f"jobs/{c}/{j}.json" for j in ids[c][start:start + chunk]]
+                     for c, start in looking.items()}
+            blobs = self.git.read(head, [p for paths in batch.values() for p in paths])
+            for credential, paths in batch.items():
+                hit = None
+                for path in paths:
+                    blob = blobs[path]
+                    if blob is None or (not all(p.search(blob) for p in patterns)
+                                        and _RECORD.search(blob)):
+                        continue  # a record, of another status: passed over unparsed
+                    try:
+                        job = self._job(path, blob)
+                    except CorruptRecord as exc:
+                        self._problem(str(exc))
+                        continue
+                    if accept(job):
+                        hit = job
+                        break
+                if hit is not None:
+                    found[credential] = hit
+                    del looking[credential]
+                elif looking[credential] + chunk >= len(ids[credential]):
+                    del looking[credential]
+                else:
+                    looking[credential] += chunk
+            chunk *= 2
+        return found
+
+    def owing(self, *, head: str | None) -> list[Job]:
+        """Jobs listing revocation debt not yet settled, by credential, newest job first.
+
+        From the debt index; on a branch no write of this version has touched yet (no
+        `debt/index.json`), from every job, as before the index.
+        """
+        if head is None:
+            return []
+        if self.git.read(head, [DEBT_INDEX])[DEBT_INDEX] is None:
+            credentials = sorted(self.git.ls_many(head, ["jobs"])["jobs"])
+            ids = self.job_ids_of(credentials, head=head)
+            paths = [f"jobs/{c}/{j}.json" for c in credentials for j in ids[c]]
+        else:
+            index = self.git.ls_many(head, ["debt"])["debt"]
+            credentials = sorted(n for n, (mode, _) in index.items() if mode == TREE_MODE)
+            listed = self.git.ls_many(head, [f"debt/{c}" for c in credentials])
+            paths = [f"jobs/{c}/{j}.json" for c in credentials
+                     for j in sorted((n.removesuffix(".json") for n in listed[f"debt/{c}"]
+                                      if n.endswith(".json")), reverse=True)]
+        return [job for job in self.jobs_at(paths, head=head).values() if _owes(job)]
+
     # --- parsing what the branch holds ---------------------------------------------------
 
     def _where(self) -> str:
@@ -190,7 +319,7 @@ class Store:
 
         def plan(read: Read, ls: Ls) -> Change | None:
             result.clear()
-            paths = [lock_path] + ([idem_path] if idem_path else [])
+            paths = [lock_path, DEBT_INDEX] + ([idem_path] if idem_path else [])
             found = read(paths)
             idem = found[idem_path] if idem_path else None
             if idem_path and idem:
@@ -209,6 +338,7 @@ class Store:
             }
             if idem_path:
                 files[idem_path] = _dumps({"credential": job.credential, "job_id": job.job_id})
+            files.update(self._debt_files(read, found[DEBT_INDEX], job))
             result.append((job, True))
             return Change(files, f"{job.credential}: create {job.flow_type} job {job.job_id}")
 
@@ -229,7 +359,7 @@ class Store:
 
         def plan(read: Read, ls: Ls) -> Change | None:
             result.clear()
-            found = read([path, lock_path])
+            found = read([path, lock_path, DEBT_INDEX])
             blob = found[path]
             if blob is None:
                 raise NotFoundError(f"no job {job_id} for credential {credential}")
@@ -251,11 +381,48 @@ class Store:
                     self._problem(str(exc))
                 if holder == job_id:
                     files[lock_path] = None
+            files.update(self._debt_files(read, found[DEBT_INDEX], new))
             result.append(new)
             return Change(files, f"{credential}: {job_id} {current.status} -> {new.status}")
 
         self.transact(plan)
         return result[0]
+
+    # --- the debt index ----------------------------------------------------------------
+
+    def _debt_files(self, read: Read, index: bytes | None, job: Job) -> dict[str, bytes | None]:
+        """The debt index's part of a write of `job`: its entry while it owes, none after.
+
+        On a branch without the index (written before it existed), the index of every job is
+        built in the same commit, once: a write is the only time Velvet may change the branch.
+        """
+        files: dict[str, bytes | None] = {
+            _debt_path(job.credential, job.job_id): _debt_blob(job) if _owes(job) else None}
+        if index is None:
+            for credential, job_id in self._owing_everywhere(read):
+                files.setdefault(_debt_path(credential, job_id), _dumps(
+                    {"credential": credential, "job_id": job_id}))
+            files[DEBT_INDEX] = _dumps({"format": 1, "lists": "debt/<CREDENTIAL>/<job_id>.json"
+                                                            " for each job owing revocation debt"})
+        return files
+
+    def _owing_everywhere(self, read: Read) -> list[tuple[str, str]]:
+        """(credential, job id) of every job owing debt, reading each record once per Store
+        (a retried write reads only the records that changed)."""
+        width = self.git.width
+        credentials = [n for n, (mode, _) in parse_tree(read(["jobs"])["jobs"], width).items()
+                       if mode == TREE_MODE]
+        folders = read([f"jobs/{c}" for c in credentials])
+        entries = [(c, name.removesuffix(".json"), oid) for c in credentials
+                   for name, (_, oid) in parse_tree(folders[f"jobs/{c}"], width).items()
+                   if name.endswith(".json")]
+        unread = [oid for _, _, oid in entries if oid not in self._owes_by_blob]
+        for oid, blob in self.git.objects(unread).items():
+            try:
+                self._owes_by_blob[oid] = blob is not None and _owes(Job.from_json(blob))
+            except ValidationError:
+                self._owes_by_blob[oid] = False  # named by the listings that read it
+        return [(c, j) for c, j, oid in entries if self._owes_by_blob[oid]]
 
 
 def _why(exc: ValidationError) -> str:
@@ -277,6 +444,19 @@ def _dumps(data: object) -> bytes:
 def _lock_blob(job: Job) -> bytes:
     return _dumps({"job_id": job.job_id, "credential": job.credential,
                    "flow_type": str(job.flow_type), "acquired_at": iso(job.created_at)})
+
+
+def _owes(job: Job) -> bool:
+    """Whether the job lists revocation debt not yet settled (what `velvet stuck` reports)."""
+    return any(d.settled_at is None for d in job.revocation_debt)
+
+
+def _debt_path(credential: str, job_id: str) -> str:
+    return f"debt/{credential}/{job_id}.json"
+
+
+def _debt_blob(job: Job) -> bytes:
+    return _dumps({"credential": job.credential, "job_id": job.job_id})
 
 
 def _idem_path(credential: str, key: str | None) -> str | None:

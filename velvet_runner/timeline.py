@@ -2,7 +2,8 @@
 
     entered(job, state)       when the job last moved into `state` (a later note does not count)
     since(job)                when the job entered its current status
-    last_done(jobs)           when the newest operational rotation finished (a dry run is not one)
+    rotated(job)              whether the job is a finished rotation (a dry run is not one)
+    last_done(jobs)           when the newest operational rotation finished
     last_rotation(jobs)       the newest job that is a rotation, not a dry run
     live_consumers(cred)      the consumers a rotation writes: active, in the credential's env
     unscheduled(cred)         why the schedule never starts a rotation of `cred`, or None
@@ -42,14 +43,24 @@ def since(job: Job) -> datetime:
     return entered(job, job.status) or job.updated_at
 
 
+# What `rotated` asks of a record, as its top-level fields (Store.newest's `hint`).
+ROTATED_FIELDS = {"flow_type": "operational", "status": "done"}
+
+
+def rotated(job: Job) -> bool:
+    """Whether `job` is a finished operational rotation. Only the operational flow rotates on a
+    schedule: a dry run (testing flow) that ends `done` does not restart it."""
+    return job.flow_type == Flow.OPERATIONAL and job.status == State.DONE
+
+
 def last_done(jobs: Iterable[Job]) -> datetime | None:
     """When the newest finished operational rotation among `jobs` reached `done`.
 
-    Only the operational flow rotates on a schedule: a dry run (testing flow) that ends `done`
-    does not restart it.
+    A credential's rotations never overlap (each holds its lock until it ends), so the newest
+    such job by id is also the last to finish: `Store.newest(..., rotated)` finds it without
+    reading older ones.
     """
-    return max((since(j) for j in jobs
-                if j.flow_type == Flow.OPERATIONAL and j.status == State.DONE), default=None)
+    return max((since(j) for j in jobs if rotated(j)), default=None)
 
 
 def last_rotation(jobs: Iterable[Job]) -> Job | None:

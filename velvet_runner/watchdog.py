@@ -39,35 +39,36 @@ def _job_row(job: Job, now: datetime, why: str) -> dict[str, Any]:
 
 def find_stuck(manifest: Manifest, store: Store, now: datetime, *,
                env: str | None) -> dict[str, list[dict[str, Any]]]:
+    """What needs a person, from a few batched reads of one fetched head: the jobs the locks
+    name (every job not yet terminal holds its credential's lock), the jobs the debt index
+    lists (an old aborted job's orphaned token is still debt), and what is due."""
     served = timeline.require_env(env)
-    store.refresh()
+    head = store.refresh()
     found: dict[str, list[dict[str, Any]]] = {section: [] for section in SECTIONS}
-    names = sorted(set(store.credentials(fetch=False)) | {c.name for c in manifest.credentials})
-    for name in names:
-        # Every job, not a recent window: an old aborted job's orphaned token is still debt.
-        for job in store.list_jobs(name, None, fetch=False):
-            if not timeline.serves(served, job.env):
-                continue
-            for debt in job.revocation_debt:
-                if debt.settled_at is None:
-                    found["revocation_debt"].append({
-                        "credential": job.credential, "job_id": job.job_id,
-                        "auth_id": debt.auth_id, "fingerprint": debt.fingerprint,
-                        "reason": debt.reason, "since": iso(debt.since)})
-            if is_terminal(job.flow_type, job.status):
-                continue
-            age = now - timeline.since(job)
-            if job.status in OPERATOR_STATES:
-                found["waiting_on_operator"].append(_job_row(job, now, "needs an operator action"))
-            elif job.status in GATE_STATES:
-                if age > STUCK_AFTER:
-                    found["approvals_waiting"].append(_job_row(
-                        job, now, "waiting at an approval gate"))
-            elif age > STUCK_AFTER:
-                why = ("created and never started" if job.status in (State.INIT, State.REV_INIT)
-                       else "interrupted mid-stage: re-run its action to resume")
-                found["stuck"].append(_job_row(job, now, f"same status for over 5 minutes; "
-                                                         f"{why}"))
+    for job in store.owing(head=head):
+        if not timeline.serves(served, job.env):
+            continue
+        for debt in job.revocation_debt:
+            if debt.settled_at is None:
+                found["revocation_debt"].append({
+                    "credential": job.credential, "job_id": job.job_id,
+                    "auth_id": debt.auth_id, "fingerprint": debt.fingerprint,
+                    "reason": debt.reason, "since": iso(debt.since)})
+    for job in store.in_flight(head=head):
+        if not timeline.serves(served, job.env) or is_terminal(job.flow_type, job.status):
+            continue
+        age = now - timeline.since(job)
+        if job.status in OPERATOR_STATES:
+            found["waiting_on_operator"].append(_job_row(job, now, "needs an operator action"))
+        elif job.status in GATE_STATES:
+            if age > STUCK_AFTER:
+                found["approvals_waiting"].append(_job_row(
+                    job, now, "waiting at an approval gate"))
+        elif age > STUCK_AFTER:
+            why = ("created and never started" if job.status in (State.INIT, State.REV_INIT)
+                   else "interrupted mid-stage: re-run its action to resume")
+            found["stuck"].append(_job_row(job, now, f"same status for over 5 minutes; "
+                                                     f"{why}"))
     found["overdue"].extend(due_credentials(manifest, store, now, env=served,
                                              fetch=False))
     return found

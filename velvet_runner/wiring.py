@@ -28,6 +28,7 @@ from velvet_runner.vault import Vault
 from velvet_runner.vendors.base import Vendor
 
 if TYPE_CHECKING:
+    from velvet_runner.shares import Account
     from velvet_runner.targets.infisical_secret import InfisicalSession
 
 # How many writes may be in flight at once per target kind (each vendor's fair share). Heroku's
@@ -216,18 +217,42 @@ class Wiring:
 
     # --- rate budgets ---------------------------------------------------------------------
 
-    def budget_for_kind(self, kind: str) -> Budget | None:
-        """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
+    def _account_of_kind(self, kind: str) -> tuple[str, str, str] | None:
+        """(vendor, API URL, bootstrap secret) of the account a target kind's writes draw
+        from; None: not an HTTP budget, or no credential to reach it."""
         accounts = {
             "heroku_config_var": ("heroku", self.settings.heroku_api_url, "heroku_token"),
             "github_actions_secret": ("github", self.settings.github_api_url, "github_token"),
         }
-        if kind not in accounts:
+        account = accounts.get(kind)
+        if account is None or getattr(self.settings, account[2]) is None:
             return None
-        vendor, url, secret = accounts[kind]
-        if getattr(self.settings, secret) is None:
+        return account
+
+    def budget_for_kind(self, kind: str) -> Budget | None:
+        """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
+        account = self._account_of_kind(kind)
+        if account is None:
             return None
+        vendor, url, secret = account
         return self.budgets.get(vendor, url, f"Bearer {self._secret(secret)}")
+
+    def share_accounts(self, kinds: Mapping[str, int]) -> list[Account]:
+        """The accounts a fan-out of `kinds` (kind -> writes) spends heavily enough to lease a
+        share of across runs (shares.py; Budget.heavy): one per vendor and API URL, never
+        keyed by a token. A small fan-out does not lease: it needs under half of every window."""
+        from velvet_runner.shares import Account, account_folder
+
+        found: dict[str, Account] = {}
+        writes: dict[str, int] = {}
+        for kind, count in kinds.items():
+            account, budget = self._account_of_kind(kind), self.budget_for_kind(kind)
+            if account is None or budget is None:
+                continue
+            folder = account_folder(account[0], account[1])
+            found.setdefault(folder, Account(folder, f"{account[0]} {account[1]}", budget))
+            writes[folder] = writes.get(folder, 0) + count
+        return [a for folder, a in found.items() if a.budget.heavy(writes[folder])]
 
     def budget_estimate(self, kinds: Mapping[Any, int]) -> tuple[float, str]:
         """Seconds the budgets need for one write per consumer, and what binds the longest."""

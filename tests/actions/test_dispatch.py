@@ -57,14 +57,36 @@ def test_the_started_run_is_recorded_on_the_job(gh_github, gh_job, gh_store):
     assert event.data["inputs"] == ["credential", "env", "job_id"]  # names, never values
 
 
-def test_due_credentials_are_dispatched_one_at_a_time(gh_github):
+def test_a_tick_starts_the_most_overdue_first_up_to_its_bound_without_sleeping(gh_github):
+    """Never rotated first (its age is unknown), then the earliest due time; past
+    `max_starts` the rest wait for the next tick. Nothing sleeps between dispatches."""
+    from velvet_runner.schedule import NEVER_ROTATED, tick
+
+    rows = [{"credential": "C_RECENT", "due_at": "2026-08-05T00:00:00Z", "reason": "last done x"},
+            {"credential": "C_NEVER", "due_at": "2026-09-01T00:00:00Z", "reason": NEVER_ROTATED},
+            {"credential": "C_OLDEST", "due_at": "2026-01-01T00:00:00Z", "reason": "last done y"},
+            {"credential": "C_MIDDLE", "due_at": "2026-05-01T00:00:00+00:00",
+             "reason": "last done z"}]
+    start, later = tick(rows, 3)
+    assert [r["credential"] for r in start] == ["C_NEVER", "C_OLDEST", "C_MIDDLE"]
+    assert [r["credential"] for r in later] == ["C_RECENT"]
     pauses: list[float] = []
-    rows = [{"credential": "HK_PLATFORM_FULL", "due_at": "2026-08-01T00:00:00Z"},
-            {"credential": "PM_SERVER_MAIL", "due_at": "2026-08-02T00:00:00Z"}]
-    dispatch.dispatch_due(gh_github.api(), REPO, "velvet-stage-1-verify.yml", "main", rows,
-                         env="prod", stagger_seconds=90, sleep=pauses.append)
+    dispatch.dispatch_due(gh_github.api(), REPO, "velvet-stage-1-verify.yml", "main", start,
+                          env="prod", sleep=pauses.append)
     sent = gh_github.state.dispatches(REPO)
-    assert [d["inputs"]["credential"] for d in sent] == ["HK_PLATFORM_FULL", "PM_SERVER_MAIL"]
-    assert pauses == [90]
+    assert [d["inputs"]["credential"] for d in sent] == ["C_NEVER", "C_OLDEST", "C_MIDDLE"]
+    assert pauses == []
     # A repeated cron tick sends the same idempotency key, so it creates no second job.
-    assert sent[0]["inputs"]["idempotency_key"] == "due-HK_PLATFORM_FULL-2026-08-01T00:00:00Z"
+    assert sent[1]["inputs"]["idempotency_key"] == "due-C_OLDEST-2026-01-01T00:00:00Z"
+    # Spacing is still there for whoever asks for it.
+    dispatch.dispatch_due(gh_github.api(), REPO, "velvet-stage-1-verify.yml", "main",
+                          later + start[:1],
+                          env="prod", stagger_seconds=90, sleep=pauses.append)
+    assert pauses == [90]
+
+
+def test_a_due_time_that_is_not_a_time_is_refused_by_name():
+    from velvet_runner.schedule import tick
+
+    with pytest.raises(BadArgument, match="not an ISO 8601 time"):
+        tick([{"credential": "C", "due_at": "soon"}], 5)

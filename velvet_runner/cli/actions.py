@@ -44,10 +44,14 @@ def approve(job_id: str, action: str) -> None:
 @click.option("--job", "job_id", default=None, help="Record the started run on this job.")
 @click.option("--each-due", "due_file", default=None, type=click.Path(dir_okay=False),
               help="`velvet due --json` output: dispatch WORKFLOW once per due credential.")
-@click.option("--stagger", default=120.0, show_default=True, type=click.FloatRange(0, 3600),
-              help="Seconds between two --each-due dispatches.")
+@click.option("--stagger", default=0.0, show_default=True, type=click.FloatRange(0, 3600),
+              help="Seconds between two --each-due dispatches (the vendors' shared rate "
+                   "budgets pace the runs themselves).")
+@click.option("--max-starts", default=None, type=click.IntRange(1, 1000),
+              help="--each-due: start at most this many, the most overdue first (default: "
+                   "the manifest's scheduler.max_starts).")
 def dispatch(workflow: str, pairs: Sequence[str], ref: str | None, job_id: str | None,
-             due_file: str | None, stagger: float) -> None:
+             due_file: str | None, stagger: float, max_starts: int | None) -> None:
     """Start WORKFLOW (workflow_dispatch) in this repository and print the new run's URL.
 
     Uses VELVET_GATE_TOKEN (the workflow's GITHUB_TOKEN, `actions: write`): a run started with
@@ -67,11 +71,19 @@ def dispatch(workflow: str, pairs: Sequence[str], ref: str | None, job_id: str |
     api = api_from_env(settings, os.environ)
     inputs = gh.parse_inputs(pairs)
     if due_file is not None:
-        rows = gh.read_due(due_file)
+        from velvet_runner import manifest as manifest_mod
+        from velvet_runner.schedule import tick
+
+        if max_starts is None:
+            max_starts = manifest_mod.load(settings.manifest).scheduler.max_starts
+        rows, later = tick(gh.read_due(due_file), max_starts)
         for result in gh.dispatch_due(api, repository, workflow, ref, rows,
                                       env=require_env(settings.env), stagger_seconds=stagger):
             click.echo(f"{result['credential']}: started {workflow} "
                        f"{result.get('html_url') or '(run id not returned)'}")
+        if later:
+            click.echo(f"{len(later)} more due, left for the next tick (scheduler.max_starts "
+                       f"{max_starts}): {', '.join(str(r['credential']) for r in later)}")
         if not rows:
             click.echo("nothing is due")
         return

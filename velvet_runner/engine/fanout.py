@@ -2,7 +2,8 @@
 
 Concurrency is bounded per target kind (`Wiring.bounds`); rows are saved at most once a second
 so the status app sees progress without a commit per row, and the operator sees a progress line
-at most once a second.
+at most once a second. A fan-out that spends vendor accounts holds a lease on a share of each
+(shares.py) while it runs, so concurrent runs on one account stay within its limits together.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
         # One pool per target kind, as many threads as its bound: a kind waiting on its
         # vendor's rate budget never holds threads another kind could use.
         with ExitStack() as stack:
+            if spends:
+                _share_budgets(run, kinds, stack)
             pools = {kind: stack.enter_context(ThreadPoolExecutor(
                 max_workers=max(1, min(n, limits.get(kind, 1))),
                 thread_name_prefix=f"velvet-fanout-{kind}")) for kind, n in kinds.items()}
@@ -123,6 +126,24 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
     if stopped:
         run.journal.flush_rows()
         progress.checkpoint()
+
+
+def _share_budgets(run: Run, kinds: Mapping[str, int], stack: ExitStack) -> None:
+    """Lease this run's share of every account the fan-out spends until it ends (shares.py).
+    The keeper has a Store of its own (its thread must not share the journal's)."""
+    from velvet_runner.shares import ShareKeeper
+    from velvet_runner.store import Store
+
+    from .journal import stale
+
+    accounts = run.wiring.share_accounts(kinds)  # only those the fan-out spends heavily
+    if not accounts:
+        return
+    store = run.e.store
+    keeper = ShareKeeper(Store(store.url, store.branch, store.cache.parent, create=False),
+                         accounts, owner=run.journal.owner, job_id=run.job.job_id,
+                         credential=run.job.credential, stale=stale)
+    stack.enter_context(keeper.held())
 
 
 def _note_waits(run: Run, kinds: Mapping[str, int], waited0: float) -> None:
