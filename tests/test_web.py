@@ -259,13 +259,21 @@ def test_job_in_the_runbook_polling_shape(client: TestClient, seeded: dict[str, 
     assert body == unkeyed(json.loads(job.to_json()), body)
 
 
-def unkeyed(stored: dict[str, Any], served: dict[str, Any]) -> dict[str, Any]:
-    """The stored record as the app serves it: each fingerprint keyed (hmac:), nothing else."""
-    for field in ("old_fingerprint", "new_fingerprint"):
-        if stored[field] is not None:
-            assert re.fullmatch(r"hmac:[0-9a-f]{12}", served[field]), served[field]
-            assert served[field] != stored[field]
-            stored[field] = served[field]
+def unkeyed(stored: Any, served: Any) -> Any:
+    """The stored record as the app serves it: each fingerprint keyed (hmac:), wherever it is
+    (the job's views and its ledger entries), nothing else."""
+    if isinstance(stored, dict) and isinstance(served, dict):
+        out = {}
+        for key, value in stored.items():
+            if (key == "fingerprint" or key.endswith("_fingerprint")) and value is not None:
+                assert re.fullmatch(r"hmac:[0-9a-f]{12}", served[key]), served[key]
+                assert served[key] != value
+                out[key] = served[key]
+            else:
+                out[key] = unkeyed(value, served.get(key))
+        return out
+    if isinstance(stored, list) and isinstance(served, list) and len(stored) == len(served):
+        return [unkeyed(a, b) for a, b in zip(stored, served, strict=True)]
     return stored
 
 

@@ -265,8 +265,11 @@ def test_velvet_serve_refuses_a_bad_host_by_name(host: str, run_velvet) -> None:
 def test_a_six_character_value_cannot_be_brute_forced_from_what_the_app_serves(
         settings: Settings, store: Store) -> None:
     secret, other = "402917", "835551"  # six characters, from a space walked in seconds
-    job = make_job(State.DISTRIBUTING).model_copy(update={
-        "old_fingerprint": fingerprint(secret), "new_fingerprint": fingerprint(other)})
+    job = make_job(State.DISTRIBUTING)
+    for token_id, value in (("old", secret), ("new", other)):
+        token = job.token(token_id)
+        assert token is not None
+        token.fingerprint = fingerprint(value)  # the ledger is where a token's facts live
     store.create(job)
     with TestClient(create_app(settings, store=store), headers=AUTH) as c:
         served = "\n".join(c.get(p).text for p in (

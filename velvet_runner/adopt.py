@@ -32,6 +32,9 @@ SOURCE = Path(__file__).resolve().parents[1]  # the checkout this runner runs fr
 LOCAL_ACTION = ("        uses: ./ # zizmor: ignore[self-repository] (act and older runners "
                 "know ./)\n")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+# Workflows of the runner's own repository that are no caller: the status app's deploy uploads
+# the checkout it runs in, which in an adopter's repository holds no runner (docs/setup.md 11).
+RUNNER_ONLY = frozenset({"velvet-deploy-status.yml"})
 README_MARK = "## Velvet"
 
 
@@ -73,6 +76,8 @@ def workflows(runner: str, sha: str, release: str) -> dict[str, str]:
     folder = shipped(".github/workflows")
     out = {}
     for path in sorted(folder.glob("velvet-*.yml")):
+        if path.name in RUNNER_ONLY:
+            continue
         text = path.read_text(encoding="utf-8")
         if LOCAL_ACTION not in text:
             raise BadArgument(f"{path}: takes the runner's action otherwise than adopt.py "
