@@ -3,6 +3,7 @@
     VelvetError                       1
     ├── InputError                    2   bad input: usage, manifest, action not allowed now
     │   ├── ManifestError                 holds "file:line: field: message" reasons
+    │   ├── SettingsError                 holds one "VARIABLE=value is refused: ..." per setting
     │   ├── ActionNotAllowed              names the state and the allowed actions
     │   ├── BadArgument
     │   ├── NotFoundError                 unknown credential or job
@@ -12,6 +13,7 @@
     │   ├── StateWriteLost                compare-and-swap lost too many times
     │   └── StateHistoryLost              the state branch lost commits this cache had seen
     ├── FeatureDisabled               4
+    ├── LocalFileError                1   a file on this machine could not be used (names it)
     ├── GateRefused                   2   approval missing or not allowed (Actions gates)
     └── VendorError                       caught by the engine; becomes a failed/partial state
         ├── AuthRejected                  401/403: the value is not (or no longer) accepted
@@ -24,6 +26,8 @@ Messages name the object and where it came from; they never carry a secret value
 """
 
 from __future__ import annotations
+
+import errno
 
 
 class VelvetError(Exception):
@@ -40,6 +44,14 @@ class InputError(VelvetError):
 
 class ManifestError(InputError):
     """The manifest is invalid; `reasons` holds one "file:line: field: message" per problem."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("\n".join(reasons))
+
+
+class SettingsError(InputError):
+    """Settings in the environment break their rules; `reasons` holds one line per variable."""
 
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
@@ -106,6 +118,38 @@ class FeatureDisabled(VelvetError):
     """The velvet_v2_rotation flag is off."""
 
     exit_code = 4
+
+
+class LocalFileError(VelvetError):
+    """The disk, the cache or a local repository failed (full, a size limit, permissions);
+    names the path and what to do."""
+
+    @classmethod
+    def from_os(cls, exc: OSError, what: str, path: object = None) -> LocalFileError:
+        """"cannot <what> <path>: <the system's reason>; <what to do>" for an OSError."""
+        where = exc.filename if exc.filename is not None else path
+        reason = exc.strerror or type(exc).__name__
+        advice = _OS_ADVICE.get(exc.errno or 0, "fix that and run the command again")
+        return cls(f"cannot {what} {where}: {reason}; {advice}")
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space on it and run the command again",
+    errno.EDQUOT: "the disk quota is used up: free space and run the command again",
+    errno.EFBIG: "a file grew past this process's file-size limit (ulimit -f): raise the "
+                 "limit and run the command again",
+    errno.EACCES: "make it writable by this user (or point the setting elsewhere) and run "
+                  "the command again",
+    errno.EPERM: "make it writable by this user (or point the setting elsewhere) and run "
+                 "the command again",
+    errno.EROFS: "it is on a read-only file system: point the setting at a writable place",
+    errno.ENOENT: "a folder on the way does not exist or cannot hold files: point the "
+                  "setting at a real directory",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: point the setting at a "
+                   "directory",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run the command again",
+    errno.EIO: "the disk reported an I/O error: check it before running again",
+}
 
 
 class VendorError(VelvetError):

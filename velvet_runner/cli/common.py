@@ -64,10 +64,21 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> Store:
+    """The state branch's store, its cache folder made first: a folder the system will not
+    create (under /proc, say) is refused as the setting it is, before anything is written."""
+    from velvet_runner.settings import refused
     from velvet_runner.store import Store
 
-    return Store(settings.state, settings.state_branch, settings.cache_dir,
-                 create=settings.may_create_state)
+    store = Store(settings.state, settings.state_branch, settings.cache_dir,
+                  create=settings.may_create_state)
+    folder = store.cache.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refused("VELVET_CACHE_DIR", str(settings.cache_dir or folder),
+                      f"the state cache cannot be created at {folder}: "
+                      f"{exc.strerror or type(exc).__name__}") from None
+    return store
 
 
 def _engine(settings: Settings, progress: Progress | None = None) -> Engine:

@@ -28,10 +28,32 @@ if TYPE_CHECKING:
     from velvet_runner.records import Job
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _idempotency_key(ctx: click.Context, param: click.Parameter,
+                     value: str | None) -> str | None:
+    """1 to 200 printable characters: the key is stored on the state branch and shown to
+    people, so no newline or terminal escape, and no 100 KB key."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("is empty; give 1 to 200 printable characters, or leave the "
+                                 "option out")
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise click.BadParameter(f"is {len(value)} characters long; at most "
+                                 f"{IDEMPOTENCY_KEY_MAX} printable characters")
+    if not value.isprintable():
+        raise click.BadParameter("holds a control character (a newline or a terminal escape); "
+                                 "give 1 to 200 printable characters")
+    return value
+
+
 @cli.command()
 @click.argument("credential")
 @click.option("--flow", type=click.Choice(FLOWS), default="operational", show_default=True)
-@click.option("--idempotency-key", default=None, help="Same key again returns the same job.")
+@click.option("--idempotency-key", default=None, callback=_idempotency_key,
+              help="Same key again returns the same job (1 to 200 printable characters).")
 @click.option("--force-revoke", is_flag=True,
               help="Allow proceed_revoke from validate_partial (recorded on the job).")
 @click.option("--preempt", is_flag=True,

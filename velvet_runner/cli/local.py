@@ -59,8 +59,25 @@ def manifest_plan(base: str, head: str, markdown: bool) -> None:
 # --- jobs --------------------------------------------------------------------------------
 
 
+def _host(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """An IP address or a host name (RFC 1123), refused here rather than by the server."""
+    import ipaddress
+    import re
+
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    label = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
+    if len(value) > 253 or not re.fullmatch(rf"{label}(\.{label})*\.?", value):
+        raise click.BadParameter(f"{value!r} is neither an IP address nor a host name")
+    return value
+
+
 @cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True, callback=_host,
+              help="The address to listen on: an IP address or a host name.")
 @click.option("--port", default=None, type=click.IntRange(1, 65535), envvar="PORT",
               help="Default $PORT or 8000.")
 def serve(host: str, port: int | None) -> None:
