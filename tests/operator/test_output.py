@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from operator_support import put_on_branch, run_in_pty
 
@@ -146,3 +147,22 @@ def test_a_stage_on_a_terminal_ends_with_what_to_run_next(run_velvet: RunVelvet,
     again = run_velvet("stage", job["job_id"], "abort")
     assert again.returncode == 2
     assert "can't abort when in aborted" in again.stderr
+
+
+@pytest.mark.parametrize(("flags", "env", "logged"), [
+    ([], {}, False),
+    (["-v"], {}, True),
+    ([], {"VELVET_LOG": "info"}, True),
+    ([], {"VELVET_LOG": "warning"}, False),
+    ([], {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "raxx/velvet", "GITHUB_RUN_ID": "7"},
+     True),
+], ids=["terminal", "-v", "VELVET_LOG=info", "VELVET_LOG=warning", "actions"])
+def test_log_lines_only_when_asked_for_or_in_actions(tmp_path: Path, flags: list[str],
+                                                     env: dict[str, str],
+                                                     logged: bool) -> None:
+    ran = run_in_pty(*flags, "rotate", CRED, cwd=tmp_path, env=env)
+    assert ran.code == 0, ran.err
+    line = "INFO velvet.engine job_id="
+    assert (line in ran.err) == logged, ran.err
+    if not logged:
+        assert ran.err == ""  # the terminal shows the summary alone

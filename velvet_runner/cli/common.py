@@ -89,7 +89,7 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
     from velvet_runner.notify import notifier_from_settings
     from velvet_runner.wiring import Wiring
 
-    setup()
+    setup(_log_level(settings))
     manifest = manifest_mod.load(settings.manifest)
     flags = flags_mod.load_flags(settings.manifest)
     wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
@@ -97,6 +97,21 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
                   notifier=notifier_from_settings(settings, budgets=wiring.budgets),
                   gate=_gate(settings, manifest),
                   progress=progress)
+
+
+def _log_level(settings: Settings) -> int | None:
+    """`-v` (info; `-vv` debug), else VELVET_LOG, else info in GitHub Actions; else none."""
+    import logging
+
+    ctx = click.get_current_context(silent=True)
+    verbose = ctx.find_root().params.get("verbose", 0) if ctx is not None else 0
+    if verbose:
+        return logging.DEBUG if verbose > 1 else logging.INFO
+    if settings.log_level is not None:
+        return logging.getLevelNamesMapping()[settings.log_level.upper()]
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return logging.INFO
+    return None
 
 
 def _progress() -> Progress:
@@ -135,7 +150,10 @@ def _actions_outputs(job: Job) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="velvet-runner", prog_name="velvet")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Log lines on stderr (-v info, -vv debug; or VELVET_LOG=LEVEL). In GitHub "
+                   "Actions they are on.")
+def cli(verbose: int) -> None:
     """Rotate credentials: mint, fan out to every consumer, prove it works, then revoke."""
 
 
