@@ -181,11 +181,14 @@ class RateLimited(VendorError):
 
     def __init__(
         self, message: str, *, status: int | None = 429, retry_after: float | None = None,
-        paused: bool = False,
+        paused: bool = False, refill: tuple[float, str] | None = None,
     ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
         self.paused = paused  # the account's rate budget already holds callers back
+        # (seconds, words): how long the vendor's published refill takes to admit another
+        # request, for an answer without Retry-After (client.make_client tags it)
+        self.refill = refill
 
 
 class VendorUnavailable(VendorError):
