@@ -99,13 +99,38 @@ def test_status_job_says_how_many_events_it_shows(run_velvet: RunVelvet, bare_re
     ran = run_in_pty("status", "--job", job["job_id"], cwd=tmp_path)
     assert ran.code == 0, ran.err
     assert (f"Events (the last 10 of 15; all of them: velvet status --job {job['job_id']} "
-            "--all-events):") in ran.out
+            "--all):") in ran.out
     assert "note 13" in ran.out
     assert "note 3" not in ran.out
     every = run_in_pty("status", "--job", job["job_id"], "--all-events", cwd=tmp_path)
-    assert "Events (all 15):" in every.out
+    assert "Events (all 15):" in every.out  # --all-events: the old name of --all
     assert "note 0" in every.out
     assert every.out.rstrip().endswith(f"velvet stage {job['job_id']} abort")
+
+
+def test_no_detail_is_cut_without_all_showing_it_whole(run_velvet: RunVelvet, bare_repo: Path,
+                                                       tmp_path: Path) -> None:
+    job = _job(run_velvet)
+    long = "the vendor said: " + " ".join(f"word{i}" for i in range(60)) + " THE END"
+    event = {"at": "2026-12-01T00:00:00Z", "actor": "ops", "action": "note",
+             "from_state": "init", "to_state": "init", "detail": long, "data": {}}
+    rows = [{**job["consumers"][0], "distribute_status": "failed", "detail": long}]
+    put_on_branch(bare_repo, tmp_path / "clone", {
+        f"jobs/{CRED}/{job['job_id']}.json": json.dumps(
+            {**job, "events": job["events"] + [event], "consumers": rows}, indent=2,
+            sort_keys=True)})
+    hint = (f"(Some details above are cut; velvet status --job {job['job_id']} --all shows "
+            "them whole.)")
+    for args in (["status", "--job", job["job_id"]], ["status", "--job", job["job_id"],
+                                                      "--human"]):
+        cut = run_in_pty(*args, cwd=tmp_path)
+        assert cut.code == 0, cut.err
+        assert "THE END" not in cut.out
+        assert "…" in cut.out
+        assert cut.out.rstrip().endswith(hint)
+    whole = run_in_pty("status", "--job", job["job_id"], "--all", cwd=tmp_path)
+    assert whole.out.count(long) == 3  # the status line, the row and the event
+    assert hint not in whole.out
 
 
 def test_status_due_and_stuck_end_with_commands_on_a_terminal(run_velvet: RunVelvet,

@@ -38,6 +38,13 @@ def output_option(command: F) -> F:
              "terminal).")(command)
 
 
+def all_option(command: F) -> F:
+    """`--all` (once `--all-events`): every row and event of a job, every detail uncut."""
+    return click.option(
+        "--all", "--all-events", "show_all", is_flag=True,
+        help="For people: every consumer row and event, and no detail cut.")(command)
+
+
 def wants_json(as_json: bool | None) -> bool:
     if as_json is not None:
         return as_json
