@@ -28,6 +28,7 @@ Messages name the object and where it came from; they never carry a secret value
 from __future__ import annotations
 
 import errno
+import os
 
 
 class VelvetError(Exception):
@@ -127,7 +128,8 @@ class LocalFileError(VelvetError):
     @classmethod
     def from_os(cls, exc: OSError, what: str, path: object = None) -> LocalFileError:
         """"cannot <what> <path>: <the system's reason>; <what to do>" for an OSError."""
-        where = exc.filename if exc.filename is not None else path
+        named = isinstance(exc.filename, str | bytes)  # not an fd number
+        where = os.fsdecode(exc.filename) if named else path
         reason = exc.strerror or type(exc).__name__
         advice = _OS_ADVICE.get(exc.errno or 0, "fix that and run the command again")
         return cls(f"cannot {what} {where}: {reason}; {advice}")
@@ -147,6 +149,8 @@ _OS_ADVICE = {
                   "setting at a real directory",
     errno.ENOTDIR: "a part of the path is a file, not a directory: point the setting at a "
                    "directory",
+    errno.EEXIST: "a file is in the way of a directory: move it, or point the setting "
+                  "elsewhere",
     errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run the command again",
     errno.EIO: "the disk reported an I/O error: check it before running again",
 }

@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -60,7 +61,12 @@ def _on_disk(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate
         try:
             return method(self, *args, **kwargs)
         except OSError as exc:
-            raise LocalFileError.from_os(exc, "use the state cache at", self.cache) from None
+            name = exc.filename
+            where = (Path(os.fsdecode(name)).absolute() if isinstance(name, str | bytes)
+                     else self.cache)
+            what = ("use the state cache at" if where.is_relative_to(self.cache.parent)
+                    else "use the local state repository at")
+            raise LocalFileError.from_os(exc, what, where) from None
     return wrapper
 
 

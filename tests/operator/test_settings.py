@@ -337,3 +337,13 @@ def test_a_full_disk_while_the_cache_is_made(tmp_path: Path, bare_repo: Path) ->
     assert "file-size limit (ulimit -f)" in proc.stderr
     clean(proc)
     assert refs(bare_repo) == ""
+
+
+def test_a_file_in_the_way_of_the_default_state_repository(run_velvet: RunVelvet,
+                                                           tmp_path: Path) -> None:
+    (tmp_path / ".velvet").write_text("not a folder\n", encoding="utf-8")
+    proc = run_velvet("rotate", CRED, env={"VELVET_STATE": None})
+    assert proc.returncode == 1
+    assert (f"cannot use the local state repository at {tmp_path / '.velvet'}: File exists; a "
+            "file is in the way of a directory: move it") in proc.stderr
+    clean(proc)

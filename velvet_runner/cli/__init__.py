@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as exc:  # a file no narrower boundary named: still its path and the remedy
         from velvet_runner.errors import LocalFileError
 
-        _report(LocalFileError.from_os(exc, "use"))
+        _report(LocalFileError.from_os(exc, "use", "a file on this machine (unnamed)"))
     except Exception as exc:  # noqa: BLE001 - never a traceback to the user
         _fail(f"internal error ({type(exc).__name__}): {exc}", 1)
 
