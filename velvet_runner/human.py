@@ -166,13 +166,29 @@ def _heading(job: Job, fit: _Fit) -> list[str]:
 
 
 def _failure_lines(job: Job) -> list[str]:
+    lines = _notify_failed_lines(job)
     if job.status == State.ABORTED and isinstance(job.report.get("residual"), dict):
-        return residual_lines(job.report["residual"])
+        return lines + residual_lines(job.report["residual"])
     if job.status == State.REV_LEAKED:
-        return _sev1_lines(job)
+        return lines + _sev1_lines(job)
     if job.status == State.VERIFY_FAILED:
-        return _refused_current_lines(job)
-    return []
+        return lines + _refused_current_lines(job)
+    return lines
+
+
+def _notify_failed_lines(job: Job) -> list[str]:
+    """The job's last notification, when a channel failed: the people it was for have not
+    heard (log lines are off on a terminal, so the summary says it)."""
+    last = next((e for e in reversed(job.events) if e.action in ("notified", "notify_failed")),
+                None)
+    if last is None or last.action != "notify_failed":
+        return []
+    lines = ["Notification failed (tell the people it was for by hand):"]
+    for result in last.data.get("results") or []:
+        if isinstance(result, dict) and not result.get("ok"):
+            lines += _paragraph(f"{result.get('channel')}: failed after "
+                                f"{result.get('attempts')} attempt(s): {result.get('error')}")
+    return lines
 
 
 def residual_lines(residual: dict[str, Any]) -> list[str]:
