@@ -7,7 +7,10 @@ retries the retryable ones with an injected `sleep`.
 
 A rate-limit answer is "wait", never "refused": GitHub's 403 with `x-ratelimit-remaining: 0`,
 a `retry-after` or its "secondary rate limit" message is `RateLimited`, like a 429 anywhere.
-When the vendor says how long to wait, the retry costs no attempt (up to `max_rate_wait`).
+Waiting one out costs no attempt, within the stage's patience (`max_rate_wait`): as long as the
+vendor says (`retry-after`), or, when it says nothing (Heroku never does), by the vendor's
+published refill (ratepolicy.py: Heroku's bucket gains 75 requests a minute), doubling while
+the answers keep coming, and saying so in the stage's progress.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from velvet_runner.errors import (
     VendorRejected,
     VendorUnavailable,
 )
+from velvet_runner.ratepolicy import Policy
 
 USER_AGENT = f"velvet-runner/{__version__}"
+REFILL = "velvet_refill"  # response extension: (real seconds, words) of the vendor's refill
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
 T = TypeVar("T")
 
@@ -54,11 +59,13 @@ def make_client(base_url: str, *, headers: dict[str, str] | None = None,
                 max_connections: int = 64, budgets: Budgets | None = None,
                 vendor: str | None = None) -> httpx.Client:
     """A client for one vendor API; with `budgets` and `vendor`, paced by the account's budget."""
+    hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
     if budgets is not None and vendor is not None:
         inner = transport if transport is not None else httpx.HTTPTransport(
             verify=tls_context(), limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections))
         transport = BudgetTransport(inner, budgets, vendor, base_url)
+        hooks["response"] = [_refill_hook(budgets.policies[vendor], budgets.time_scale)]
     return httpx.Client(
         base_url=base_url.rstrip("/"),
         headers={"User-Agent": USER_AGENT, **(headers or {})},
@@ -68,7 +75,18 @@ def make_client(base_url: str, *, headers: dict[str, str] | None = None,
         limits=httpx.Limits(max_connections=max_connections,
                             max_keepalive_connections=max_connections),
         follow_redirects=False,
+        event_hooks=hooks,
     )
+
+
+def _refill_hook(policy: Policy, time_scale: float) -> Callable[[httpx.Response], None]:
+    """Tag each answer with how long the vendor's published refill takes to admit another
+    request (on the budget's clock), for a rate-limit answer that does not say how long."""
+    refill = (policy.default_pause / time_scale, policy.refill_words())
+
+    def tag(response: httpx.Response) -> None:
+        response.extensions[REFILL] = refill
+    return tag
 
 
 def retry_after(response: httpx.Response) -> float | None:
@@ -103,51 +121,65 @@ def raise_for_vendor(response: httpx.Response, what: str) -> None:
         raise NotFound(f"{detail} (not found)", status=status)
     if status == 429:
         raise RateLimited(f"{detail} (rate limited)", retry_after=retry_after(response),
-                          paused=paused)
+                          paused=paused, refill=response.extensions.get(REFILL))
     if status >= 500:
         raise VendorUnavailable(f"{detail} (vendor unavailable)", status=status)
     raise VendorRejected(f"{detail} (request refused)", status=status)
 
 
+RATE_PATIENCE = 900.0  # seconds a stage waits out a vendor's rate limit before giving up
+RATE_DOUBLINGS = 6  # a silent rate limit's wait grows to at most 64 refills
+
+
 @dataclass
 class RetryPolicy:
-    """Bounded retries with jittered exponential backoff; a rate limit waits as told.
+    """Bounded retries with jittered exponential backoff; a rate limit is waited out.
 
-    A rate limit the vendor put a wait on (`retry-after`, an exhausted GitHub limit, or a free
-    probe saying the bucket is empty) is waited out without spending an attempt, for up to
-    `max_rate_wait` seconds in all. When the account's budget already paused for it (the
-    response went through a BudgetTransport), the retry simply queues at the budget.
+    A rate-limit answer costs no attempt: the retry waits as long as the vendor said
+    (`retry-after`, an exhausted GitHub limit), or, when it said nothing, for the vendor's
+    published refill (`RateLimited.refill`; a free probe such as Heroku's rate-limit endpoint
+    may ask for longer), doubled for each further rate-limit answer, until `max_rate_wait`
+    seconds of waiting (the stage's patience) are spent. When the account's budget already
+    paused for a `retry-after` (the response went through a BudgetTransport), the retry simply
+    queues at the budget.
     """
 
     attempts: int = 4
     base: float = 0.2
     cap: float = 5.0
-    max_rate_wait: float = 900.0
+    max_rate_wait: float = RATE_PATIENCE
     sleep: Callable[[float], None] = field(default=time.sleep)
-    # Called on 429 without Retry-After (Heroku): returns seconds to wait, or None.
+    # Called on a rate limit without Retry-After (Heroku): seconds to wait, or None.
     rate_limit_probe: Callable[[], float | None] | None = None
     clock: Callable[[], float] = field(default=time.monotonic)
     # Told of each wait before it starts ("retry 2 of 4 in 1.6 s: ..."): the stage's progress.
     say: Callable[[str], None] | None = None
+    # The refill of a vendor whose client did not say (no rate budget under it): seconds.
+    rate_base: float = 1.0
 
     def delay(self, attempt: int, exc: VendorError) -> float:
-        return self._delay(attempt, exc)[0]
+        return self._delay(attempt, exc, 0)[0]
 
-    def _delay(self, attempt: int, exc: VendorError) -> tuple[float, bool]:
-        """(seconds to sleep, whether the vendor asked for the wait: no attempt spent)."""
+    def _delay(self, attempt: int, exc: VendorError, silent: int) -> tuple[float, str | None]:
+        """(seconds to sleep, why the vendor asked for it: None when it is our own backoff,
+        which spends an attempt). `silent`: rate-limit answers without Retry-After so far."""
         if isinstance(exc, RateLimited):
             if exc.retry_after is not None:
-                return (0.0 if exc.paused else exc.retry_after), True
+                return (0.0 if exc.paused else exc.retry_after), \
+                    f"Retry-After {exc.retry_after:.0f} s"
+            refill, words = exc.refill or (self.rate_base, "no published refill")
+            wait = refill * 2.0 ** min(silent, RATE_DOUBLINGS)
             if self.rate_limit_probe is not None:
-                hint = self.rate_limit_probe()
-                if hint is not None and hint > 0:
-                    return hint, True
+                wait = max(wait, self.rate_limit_probe() or 0.0)
+            return wait, f"no Retry-After; {words}"
         backoff = min(self.cap, self.base * (2.0 ** attempt))
-        return backoff * (0.5 + random.random() / 2), False  # noqa: S311 - jitter, not crypto
+        return backoff * (0.5 + random.random() / 2), None  # noqa: S311 - jitter, not crypto
 
     def run(self, fn: Callable[[], T]) -> T:
         attempt = 0
-        rate_deadline = self.clock() + self.max_rate_wait
+        started = self.clock()
+        waited = 0.0  # asked-for waits so far (a shortened test sleep still counts them)
+        silent = 0
         while True:
             try:
                 return fn()
@@ -162,14 +194,22 @@ class RetryPolicy:
             except VendorError as exc:
                 if not exc.retryable:
                     raise
-                wait, asked = self._delay(attempt, exc)
-                if asked and self.clock() + wait < rate_deadline:
-                    after = exc.retry_after if isinstance(exc, RateLimited) else None
-                    told = (f"Retry-After {after:.0f} s" if after is not None
-                            else f"the vendor's rate limit, {wait:.1f} s")
-                    # A paused budget holds every caller of the account, this one included.
-                    self._say(f"waiting for {told}", exc)
+                wait, asked = self._delay(attempt, exc, silent)
+                if asked is not None:
+                    # A paused budget holds every caller of the account, this one included:
+                    # the wait is the vendor's even where this sleep is not.
+                    told = exc.retry_after if isinstance(exc, RateLimited) and \
+                        exc.retry_after is not None else wait
+                    spent = max(waited, self.clock() - started)
+                    if spent + told > self.max_rate_wait:
+                        raise _out_of_patience(exc, spent, told, self.max_rate_wait) from None
+                    self._say(f"rate limited ({asked}): waiting {told:.1f} s "
+                              f"({spent:.0f} s of the stage's {self.max_rate_wait:.0f} s "
+                              "patience spent)", exc)
                     self.sleep(wait)
+                    waited += told
+                    if isinstance(exc, RateLimited) and exc.retry_after is None:
+                        silent += 1
                     continue
                 if attempt + 1 >= self.attempts:
                     raise
@@ -180,6 +220,16 @@ class RetryPolicy:
     def _say(self, line: str, exc: VendorError) -> None:
         if self.say is not None and line:
             self.say(f"velvet: {line}: {exc}")
+
+
+def _out_of_patience(exc: VendorError, spent: float, wait: float,
+                     patience: float) -> VendorError:
+    """The rate limit outlasts the stage's patience: still "wait", and said so."""
+    if not isinstance(exc, RateLimited):
+        return exc
+    return RateLimited(f"{exc}; still rate limited after {spent:.0f} s of waiting (the next "
+                       f"wait, {wait:.0f} s, would pass the stage's {patience:.0f} s patience): "
+                       "run the same action again later", status=exc.status)
 
 
 def request(client: httpx.Client, method: str, url: str, what: str,

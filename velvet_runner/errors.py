@@ -3,6 +3,7 @@
     VelvetError                       1
     ├── InputError                    2   bad input: usage, manifest, action not allowed now
     │   ├── ManifestError                 holds "file:line: field: message" reasons
+    │   ├── SettingsError                 holds one "VARIABLE=value is refused: ..." per setting
     │   ├── ActionNotAllowed              names the state and the allowed actions
     │   ├── BadArgument
     │   ├── NotFoundError                 unknown credential or job
@@ -13,6 +14,7 @@
     │   ├── StateWriteLost                compare-and-swap lost too many times
     │   └── StateHistoryLost              the state branch lost commits this cache had seen
     ├── FeatureDisabled               4
+    ├── LocalFileError                1   a file on this machine could not be used (names it)
     ├── GateRefused                   2   approval missing or not allowed (Actions gates)
     └── VendorError                       caught by the engine; becomes a failed/partial state
         ├── AuthRejected                  401/403: the value is not (or no longer) accepted
@@ -25,6 +27,9 @@ Messages name the object and where it came from; they never carry a secret value
 """
 
 from __future__ import annotations
+
+import errno
+import os
 
 
 class VelvetError(Exception):
@@ -41,6 +46,14 @@ class InputError(VelvetError):
 
 class ManifestError(InputError):
     """The manifest is invalid; `reasons` holds one "file:line: field: message" per problem."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("\n".join(reasons))
+
+
+class SettingsError(InputError):
+    """Settings in the environment break their rules; `reasons` holds one line per variable."""
 
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
@@ -115,6 +128,41 @@ class FeatureDisabled(VelvetError):
     exit_code = 4
 
 
+class LocalFileError(VelvetError):
+    """The disk, the cache or a local repository failed (full, a size limit, permissions);
+    names the path and what to do."""
+
+    @classmethod
+    def from_os(cls, exc: OSError, what: str, path: object = None) -> LocalFileError:
+        """"cannot <what> <path>: <the system's reason>; <what to do>" for an OSError."""
+        named = isinstance(exc.filename, str | bytes)  # not an fd number
+        where = os.fsdecode(exc.filename) if named else path
+        reason = exc.strerror or type(exc).__name__
+        advice = _OS_ADVICE.get(exc.errno or 0, "fix that and run the command again")
+        return cls(f"cannot {what} {where}: {reason}; {advice}")
+
+
+_OS_ADVICE = {
+    errno.ENOSPC: "the disk is full: free space on it and run the command again",
+    errno.EDQUOT: "the disk quota is used up: free space and run the command again",
+    errno.EFBIG: "a file grew past this process's file-size limit (ulimit -f): raise the "
+                 "limit and run the command again",
+    errno.EACCES: "make it writable by this user (or point the setting elsewhere) and run "
+                  "the command again",
+    errno.EPERM: "make it writable by this user (or point the setting elsewhere) and run "
+                 "the command again",
+    errno.EROFS: "it is on a read-only file system: point the setting at a writable place",
+    errno.ENOENT: "a folder on the way does not exist or cannot hold files: point the "
+                  "setting at a real directory",
+    errno.ENOTDIR: "a part of the path is a file, not a directory: point the setting at a "
+                   "directory",
+    errno.EEXIST: "a file is in the way of a directory: move it, or point the setting "
+                  "elsewhere",
+    errno.EMFILE: "too many open files: raise the limit (ulimit -n) and run the command again",
+    errno.EIO: "the disk reported an I/O error: check it before running again",
+}
+
+
 class VendorError(VelvetError):
     """A vendor or target call failed; `retryable` says whether trying again may help."""
 
@@ -144,11 +192,14 @@ class RateLimited(VendorError):
 
     def __init__(
         self, message: str, *, status: int | None = 429, retry_after: float | None = None,
-        paused: bool = False,
+        paused: bool = False, refill: tuple[float, str] | None = None,
     ) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
         self.paused = paused  # the account's rate budget already holds callers back
+        # (seconds, words): how long the vendor's published refill takes to admit another
+        # request, for an answer without Retry-After (client.make_client tags it)
+        self.refill = refill
 
 
 class VendorUnavailable(VendorError):

@@ -46,6 +46,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -54,7 +55,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from velvet_runner.errors import BadArgument, StateHistoryLost, StateWriteLost, VelvetError
+from velvet_runner.errors import (
+    BadArgument,
+    LocalFileError,
+    StateHistoryLost,
+    StateWriteLost,
+    VelvetError,
+)
 from velvet_runner.gitobjects import (
     SHA_RE,
     Entries,
@@ -195,6 +202,7 @@ class GitBranch:
             input=input, capture_output=True, env=full_env, check=False,
         )
         if check and proc.returncode != 0:
+            _raise_if_size_limited(proc, f"git {args[0]}", self.cache)
             raise GitError(f"git {args[0]} failed for state {self.url}: "
                            f"{proc.stderr.decode(errors='replace').strip()[:500]}")
         return proc
@@ -235,6 +243,7 @@ class GitBranch:
         proc = self._git("fetch", "--quiet", "--no-tags", "origin",
                          f"+refs/heads/{self.branch}:{self._ref}", check=False)
         if proc.returncode != 0:
+            _raise_if_size_limited(proc, "git fetch", self.cache)
             err = proc.stderr.decode(errors="replace")
             if "couldn't find remote ref" in err or "could not find remote ref" in err.lower():
                 if seen is not None:
@@ -484,8 +493,18 @@ def _reason(output: str) -> str:
 def _run_git(*args: str) -> None:
     proc = subprocess.run(["git", *args], capture_output=True, check=False, env=git_env())
     if proc.returncode != 0:
+        _raise_if_size_limited(proc, f"git {args[0]}", args[-1])
         raise GitError(f"git {' '.join(args)} failed: "
                        f"{proc.stderr.decode(errors='replace').strip()[:300]}")
+
+
+def _raise_if_size_limited(proc: subprocess.CompletedProcess[bytes], what: str,
+                           where: object) -> None:
+    """A git killed by SIGXFSZ (a file past `ulimit -f`) says nothing: say it, and where."""
+    if proc.returncode == -signal.SIGXFSZ:
+        raise LocalFileError(f"{what} could not write to {where}: a file grew past this "
+                             "process's file-size limit (ulimit -f); raise the limit (or free "
+                             "disk space) and run the command again")
 
 
 def create_repository(target: Path, setup: Callable[[Path], None] | None = None) -> None:

@@ -4,10 +4,17 @@ Each function takes jobs or rows and returns text that ends with the exact next 
 commands. The commands are built from `machine`: the actions allowed in the job's state, and
 the options each action takes (`machine.OPTIONS`), so they cannot drift from what `velvet
 stage` accepts. `cli` decides whether this or the JSON is printed (DESIGN.md, Output rule).
+
+A failure state says what matters in it, from what the job's JSON holds: `aborted` its residual
+report (what is live, who holds what, the clean-up), `rev_leaked` SEV1, the leaking consumers and
+runbook section 10's steps, a `verify_failed` whose current value the vendor refused runbook
+section 6a's words. A detail too long for a line is cut with "…" and the summary ends saying
+so; `full` (`--all`) shows every row, event and detail whole.
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -16,11 +23,12 @@ from velvet_runner.machine import (
     OPTIONS,
     STOP_ACTIONS,
     Action,
+    Flow,
     Option,
     State,
     is_terminal,
 )
-from velvet_runner.records import DONE_ROW, ConsumerRow, Job, RowStatus, iso
+from velvet_runner.records import DONE_ROW, ConsumerRow, Job, Life, RowStatus, iso
 from velvet_runner.watchdog import render as render_stuck
 
 PROG = "velvet"
@@ -35,9 +43,46 @@ def _table(headers: list[str], rows: list[list[str]], indent: str = "") -> list[
             for cells in [headers, *rows]]
 
 
-def _short(text: str | None, width: int = 80) -> str:
-    text = (text or "").replace("\n", " ")
-    return text if len(text) <= width else text[:width - 1] + "…"
+WIDTH = 100  # where a paragraph wraps (wrapped, never cut)
+# Runbook 6a, for a current value the vendor refused at verify.
+RUNBOOK_6A = ("If the vendor API is returning 401: the current token is already invalid. Stop "
+              "and use the vendor's manual revocation + re-issue process. File a FreeScout "
+              "incident ticket.")
+
+
+class _Fit:
+    """Cuts details to fit a line (unless `full`) and remembers whether it cut anything."""
+
+    def __init__(self, full: bool) -> None:
+        self.full = full
+        self.cut = False
+
+    def __call__(self, text: str | None, width: int) -> str:
+        text = (text or "").replace("\n", " ")
+        if self.full or len(text) <= width:
+            return text
+        self.cut = True
+        return text[:width - 1] + "…"
+
+    def footer(self, job: Job) -> list[str]:
+        if not self.cut:
+            return []
+        return [f"(Some details above are cut; {PROG} status --job {job.job_id} --all shows "
+                "them whole.)"]
+
+
+def _paragraph(text: str, indent: str = "  ", hang: str = "    ") -> list[str]:
+    """A long text wrapped for a terminal (a hanging indent), every word kept."""
+    return textwrap.wrap(" ".join(text.split()), WIDTH, initial_indent=indent,
+                         subsequent_indent=indent + hang, break_long_words=False,
+                         break_on_hyphens=False) or [indent.rstrip()]
+
+
+def _steps(text: str) -> list[str]:
+    """A "; "-joined list of steps, one step a line (the text itself unchanged)."""
+    parts = text.split("; ")
+    return [line for i, part in enumerate(parts)
+            for line in _paragraph(part + (";" if i < len(parts) - 1 else ""))]
 
 
 # --- next commands ---------------------------------------------------------------------------
@@ -104,63 +149,193 @@ def _job_next(job: Job) -> list[str]:
 # --- one job -----------------------------------------------------------------------------------
 
 
-def _heading(job: Job) -> list[str]:
+def _heading(job: Job, fit: _Fit) -> list[str]:
     last = job.events[-1] if job.events else None
     status = f"Status: {job.status}"
-    if last is not None and last.detail:
-        status += f" — {_short(last.detail, 100)}"
+    if job.status == State.REV_LEAKED:
+        status += " (SEV1)"
+    if job.status == State.ABORTED and "residual" in job.report:
+        status += " — the residual state and the clean-up are below"
+    elif last is not None and last.detail:
+        status += f" — {fit(last.detail, 100)}"
     return [f"{job.credential}: job {job.job_id} ({job.flow_type}, env {job.env})", status]
 
 
-def _consumer_lines(job: Job) -> list[str]:
-    if not job.consumers:
-        return []
-    counts = Counter(f"{r.distribute_status}/{r.validate_status}" for r in job.consumers)
-    lines = [f"Consumers ({len(job.consumers)}; distribute/validate): "
-             + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
-    if all(r.distribute_status == RowStatus.PENDING for r in job.consumers):
-        return lines
-    rows = job.consumers
-    if len(rows) > ROWS_SHOWN:
-        rows = [r for r in rows if r.validate_status not in DONE_ROW][:ROWS_SHOWN]
-        if not rows:
-            return lines
-        lines.append(f"  first {len(rows)} not yet done:")
-    lines += _table(["CONSUMER", "DISTRIBUTE", "VALIDATE", "HOLDS", "DETAIL"],
-                    [[r.consumer_id, r.distribute_status, r.validate_status, r.holds,
-                      "" if r.validate_status in DONE_ROW else _short(r.detail, 60)]
-                     for r in rows], indent="  ")
+# --- what matters in a failure state ------------------------------------------------------------
+
+
+def _failure_lines(job: Job) -> list[str]:
+    lines = _notify_failed_lines(job)
+    if job.status == State.ABORTED and isinstance(job.report.get("residual"), dict):
+        return lines + residual_lines(job.report["residual"])
+    if job.status == State.REV_LEAKED:
+        return lines + _sev1_lines(job)
+    if job.status == State.VERIFY_FAILED:
+        return lines + _refused_current_lines(job)
     return lines
 
 
-def job_summary(job: Job, *, note: str | None = None) -> str:
-    """After `rotate` or `stage`: where the job is, its consumers, what to run next."""
-    lines = _heading(job)
+def _notify_failed_lines(job: Job) -> list[str]:
+    """The job's last notification, when a channel failed: the people it was for have not
+    heard (log lines are off on a terminal, so the summary says it)."""
+    last = next((e for e in reversed(job.events) if e.action in ("notified", "notify_failed")),
+                None)
+    if last is None or last.action != "notify_failed":
+        return []
+    lines = ["Notification failed (tell the people it was for by hand):"]
+    for result in last.data.get("results") or []:
+        if isinstance(result, dict) and not result.get("ok"):
+            lines += _paragraph(f"{result.get('channel')}: failed after "
+                                f"{result.get('attempts')} attempt(s): {result.get('error')}")
+    return lines
+
+
+def residual_lines(residual: dict[str, Any]) -> list[str]:
+    """An abort's residual report (runbook 6f): what is live, who holds what, the clean-up."""
+    lines = ["Residual state after abort (runbook 6f):"]
+    old = residual.get("old_value") or {}
+    if old:
+        ident = ", ".join(p for p in (f"auth id {old['auth_id']}" if old.get("auth_id") else "",
+                                      old.get("fingerprint") or "") if p)
+        lines.append(f"  old value{f' ({ident})' if ident else ''}: "
+                     + ("still live at the vendor" if old.get("live") else "proven dead"))
+    holders: dict[str, list[str]] = {}
+    for consumer, holds in sorted((residual.get("consumers") or {}).items()):
+        holders.setdefault(str(holds), []).append(consumer)
+    said = {"new": "hold the new value", "old": "hold the old value",
+            "unknown": "may hold either value (a write whose outcome is unknown)"}
+    for holds in ("new", "unknown", "old"):
+        if holders.get(holds):
+            lines += _paragraph(f"consumers that {said[holds]}: {', '.join(holders[holds])}")
+    for token in residual.get("orphaned_tokens") or []:
+        lines += _paragraph(f"still live, not revoked (revocation debt): {_token(token)}: "
+                            f"{token.get('why') or 'no reason recorded'}")
+    for token in residual.get("revoked_tokens") or []:
+        lines += _paragraph(f"revoked: {_token(token)}: {token.get('evidence') or ''}")
+    lines.append("Clean-up:")
+    lines += _steps(str(residual.get("next_step") or "nothing to clean up"))
+    return lines
+
+
+def _token(token: dict[str, Any]) -> str:
+    parts = [f"auth id {token['auth_id']}" if token.get("auth_id") else "",
+             token.get("fingerprint") or ""]
+    ident = ", ".join(p for p in parts if p)
+    return f"token {token.get('token_id', '?')}" + (f" ({ident})" if ident else "")
+
+
+def _sev1_lines(job: Job) -> list[str]:
+    """rev_leaked: the leaking consumers (as the job recorded them) and runbook 10's steps."""
+    leaking = next((list(e.data["leaking_consumers"]) for e in reversed(job.events)
+                    if isinstance(e.data.get("leaking_consumers"), list)), [])
+    rows = {r.consumer_id: r for r in job.consumers}
+    lines = ["SEV1: consumers still accept the revoked value (runbook section 10):"]
+    for consumer in leaking:
+        row = rows.get(consumer)
+        lines += _paragraph(f"{consumer}" + (f" ({row.target}): {row.detail}"
+                                             if row is not None and row.detail else ""))
+    steps = [
+        "Open an incident ticket listing these consumers.",
+        "For each one, find out whether it still serves traffic; if it does, disable or "
+        "restart it now so it reloads its configuration (a cached value is the usual cause).",
+        "Re-run its healthcheck by hand: it must answer 401 to the revoked value.",
+        f"When every one does, run {PROG} stage {job.job_id} confirm_leak_resolved: Velvet "
+        "checks them again and ends the job rev_done.",
+        "If a consumer cannot be made to refuse the value (a cache with a long lifetime), "
+        "escalate to a security incident per the security response runbook.",
+    ]
+    lines.append("What to do now (runbook section 10):")
+    for n, step in enumerate(steps, 1):
+        lines += _paragraph(f"{n}. {step}")
+    return lines
+
+
+def _refused_current_lines(job: Job) -> list[str]:
+    """verify_failed because the vendor refused the current value: runbook 6a, quoted."""
+    old = job.newest("old")
+    if old is None or old.observed is None or old.life == Life.PROVEN_DEAD:
+        return []
+    lines = ["The vendor refused the current token at verify: it may already be invalid."]
+    lines += _paragraph(old.observed)
+    lines.append("Runbook 6a says:")
+    lines += _paragraph(f"\"{RUNBOOK_6A}\"")
+    lines += _paragraph("Nothing was minted and no consumer was changed. One refusal can be a "
+                        "blip: retry_verify once. If it is refused again, follow 6a; once the "
+                        "re-issued value is in the vault, retry_verify starts the job from it; "
+                        "or abort.", indent="", hang="")
+    return lines
+
+
+def _consumer_lines(job: Job, fit: _Fit) -> list[str]:
+    """Counts, then the rows (those not yet done when there are many). A revocation writes
+    nothing: its rows are the lockout checks alone, without a distribute column."""
+    if not job.consumers:
+        return []
+    lockout = job.flow_type == Flow.REVOCATION
+    if lockout:
+        counts = Counter(str(r.validate_status) for r in job.consumers)
+        head = f"Consumers ({len(job.consumers)}; lockout check): "
+    else:
+        counts = Counter(f"{r.distribute_status}/{r.validate_status}" for r in job.consumers)
+        head = f"Consumers ({len(job.consumers)}; distribute/validate): "
+    lines = [head + ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))]
+    if all(r.distribute_status == RowStatus.PENDING and r.validate_status == RowStatus.PENDING
+           for r in job.consumers):
+        return lines
+    rows = job.consumers
+    if len(rows) > ROWS_SHOWN and not fit.full:
+        rows = [r for r in rows if r.validate_status not in DONE_ROW][:ROWS_SHOWN]
+        fit.cut = True
+        if not rows:
+            return lines
+        lines.append(f"  first {len(rows)} not yet done:")
+    if lockout:
+        return lines + _table(["CONSUMER", "LOCKOUT CHECK", "DETAIL"],
+                              [[r.consumer_id, r.validate_status, fit(r.detail, 60)]
+                               for r in rows], indent="  ")
+    return lines + _table(["CONSUMER", "DISTRIBUTE", "VALIDATE", "HOLDS", "DETAIL"],
+                          [[r.consumer_id, r.distribute_status, r.validate_status, r.holds,
+                            "" if r.validate_status in DONE_ROW else fit(r.detail, 60)]
+                           for r in rows], indent="  ")
+
+
+def job_summary(job: Job, *, note: str | None = None, full: bool = False) -> str:
+    """After `rotate` or `stage`: where the job is, its consumers, what matters in its failure
+    state, what to run next; `full`: nothing cut."""
+    fit = _Fit(full)
+    lines = _heading(job, fit)
     if note:
         lines.append(note)
-    lines += _consumer_lines(job)
+    lines += _consumer_lines(job, fit)
+    lines += _failure_lines(job)
     lines += _job_next(job)
+    lines += fit.footer(job)
     return "\n".join(lines) + "\n"
 
 
-def job_detail(job: Job, *, events: int | None = EVENTS_SHOWN) -> str:
-    """`status --job`: the summary plus the job's events (the last `events`, None for all)."""
-    lines = _heading(job)
+def job_detail(job: Job, *, events: int | None = EVENTS_SHOWN, full: bool = False) -> str:
+    """`status --job`: the summary plus the job's events (the last `events`; every one, and
+    nothing cut, when `full`)."""
+    fit = _Fit(full)
+    lines = _heading(job, fit)
     lines.append(f"Created {iso(job.created_at)} by {job.actor}; updated {iso(job.updated_at)}")
-    lines += _consumer_lines(job)
+    lines += _consumer_lines(job, fit)
+    lines += _failure_lines(job)
     total = len(job.events)
-    shown = job.events if events is None or total <= events else job.events[-events:]
+    shown = (job.events if full or events is None or total <= events
+             else job.events[-events:])
     if len(shown) < total:
         lines.append(f"Events (the last {len(shown)} of {total}; all of them: "
-                     f"{PROG} status --job {job.job_id} --all-events):")
+                     f"{PROG} status --job {job.job_id} --all):")
     else:
         lines.append(f"Events (all {total}):")
     for event in shown:
         move = (f"{event.from_state} -> {event.to_state}" if event.from_state
                 else f"-> {event.to_state}")
         lines.append(f"  {iso(event.at)}  {event.actor:<12} {event.action:<22} {move}  "
-                     f"{_short(event.detail, 100)}".rstrip())
+                     f"{fit(event.detail, 100)}".rstrip())
     lines += _job_next(job)
+    lines += fit.footer(job)
     return "\n".join(lines) + "\n"
 
 

@@ -1,4 +1,9 @@
-"""Logging: one key=value line per record, `job_id=<id>` bound, registered secrets scrubbed."""
+"""Logging: one key=value line per record, `job_id=<id>` bound, registered secrets scrubbed.
+
+Log lines reach stderr only when asked for (`velvet -v`, `VELVET_LOG=LEVEL`) and in GitHub
+Actions, where the run's log is the record; on a terminal they would interleave with the
+summary for people (the CLI decides the level: `cli.common._log_level`).
+"""
 
 from __future__ import annotations
 
@@ -16,16 +21,19 @@ class _Formatter(logging.Formatter):
         return scrub(line)
 
 
-def setup(level: int = logging.INFO) -> None:
+def setup(level: int | None = logging.INFO) -> None:
+    """Log to stderr at `level`; None: no log lines at all (not even Python's last-resort
+    handler's warnings)."""
     root = logging.getLogger("velvet")
     if any(getattr(h, "_velvet", False) for h in root.handlers):
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (logging.StreamHandler(sys.stderr) if level is not None
+                                else logging.NullHandler())
     handler._velvet = True  # type: ignore[attr-defined]
     handler.setFormatter(_Formatter("%(asctime)s %(levelname)s %(name)s %(message)s",
                                     "%Y-%m-%dT%H:%M:%SZ"))
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(level if level is not None else logging.CRITICAL + 1)
     root.propagate = False
 
 

@@ -65,6 +65,16 @@ class Policy:
     is_rate_limited: Callable[[httpx.Response], bool] = field(
         default=lambda response: response.status_code == 429)
 
+    def refill_words(self) -> str:
+        """What the vendor publishes about refilling, for a progress line."""
+        if self.bucket is not None:
+            return (f"{self.vendor}'s bucket refills {self.bucket.per_second * 60:g} requests "
+                    "a minute")
+        if self.windows:
+            window = self.windows[0]
+            return f"{self.vendor} allows {window.limit:g} {window.name}"
+        return f"{self.vendor} publishes no rate limit"
+
 
 def github_rate_limited(response: httpx.Response) -> bool:
     """GitHub's rate-limit answer: 429, or 403 with its rate-limit headers or message."""

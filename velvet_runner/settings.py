@@ -1,25 +1,44 @@
-"""Settings from the environment, read once (DESIGN.md's contract; defaults: the real vendors)."""
+"""Settings from the environment, read once and checked before anything else happens.
+
+Every variable Velvet reads is one row of `VARIABLES`: its name, the field it fills, and the
+rule its value must keep (README's settings table states the same rules). `Settings.from_env`
+checks every row, then the rules that join two variables (the state branch against the state
+repository's default branch), and raises one SettingsError naming each variable that breaks its
+rule, with its value (never a secret's) and the rule: exit 2, before any file, branch or vendor
+is touched. An empty value means unset, except `VELVET_STATE`, where '' is refused: it used to
+fall back to the default local repository without a word.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from velvet_runner.errors import BadArgument
+from velvet_runner.errors import SettingsError
+from velvet_runner.gitbranch import _is_local
 from velvet_runner.manifest_models import ENV_RE
 
 DEFAULT_STATE = ".velvet/state.git"
+DEFAULT_MANIFEST = "manifest/subscription-manifest.yml"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+# Branches that are some repository's code, never a place for job records.
+RESERVED_BRANCHES = ("HEAD", "main", "master")
 MIN_STATUS_TOKEN = 16  # characters of a status-app read token
 
 
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
-    manifest: Path = Path("manifest/subscription-manifest.yml")
+    manifest: Path = Path(DEFAULT_MANIFEST)
     state: str = DEFAULT_STATE
     state_branch: str = "velvet-state"
     cache_dir: Path | None = None
@@ -51,32 +70,19 @@ class Settings(BaseModel):
     actor: str | None = None
     crash_at: str | None = None
     settle_seconds: float = 30.0
+    budget_time_scale: float = 1.0
+    log_level: str | None = None  # VELVET_LOG; None: log lines only in GitHub Actions
     # The status app (`velvet serve`): its read tokens (several at once, so one can be rotated
     # while the next is already accepted), the token git reads VELVET_STATE with, how often it
     # fetches the branch and how old its copy may get before /healthz says degraded.
     status_tokens: tuple[SecretStr, ...] = ()
     state_token: SecretStr | None = None
-    status_refresh_seconds: float = Field(default=10.0, ge=0.05, le=3600)
-    status_max_age_seconds: float = Field(default=300.0, ge=1, le=86400)
+    status_refresh_seconds: float = 10.0
+    status_max_age_seconds: float = 300.0
     status_fingerprint_key: SecretStr | None = None
     # Deploying it (velvet status-app): the Heroku token that deploys, the token that probes.
     status_deploy_token: SecretStr | None = None
     status_token: SecretStr | None = None
-
-    @field_validator("status_tokens", mode="before")
-    @classmethod
-    def _split_tokens(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        tokens = [t for t in re.split(r"[\s,]+", value) if t]
-        short = [i for i, t in enumerate(tokens, start=1) if len(t) < MIN_STATUS_TOKEN]
-        if short:
-            # the position, never the value: this message reaches a terminal or a log
-            raise BadArgument(
-                f"VELVET_STATUS_TOKENS: token {', '.join(map(str, short))} of {len(tokens)} is "
-                f"shorter than {MIN_STATUS_TOKEN} characters; use random tokens (for example "
-                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-        return tuple(tokens)
 
     def api_url(self, name: str, default: str) -> str:
         """API `name`'s base URL: VELVET_<NAME>_API_URL when set, else `default`."""
@@ -93,69 +99,387 @@ class Settings(BaseModel):
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Every variable checked against its rule; SettingsError names all that break one."""
         env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        problems: list[str] = []
+        for var in VARIABLES:
+            raw = env.get(var.name)
+            if raw is None or (raw == "" and not var.empty_refused):
+                continue
+            try:
+                value = var.parse(raw)
+            except ValueError as exc:
+                problems.append(var.refusal(raw, str(exc)))
+                continue
+            if var.field is not None and var.field not in values:  # the first name wins
+                values[var.field] = value
+        api_urls: dict[str, str] = {}
+        for name, raw in sorted(env.items()):
+            if not (name.startswith("VELVET_") and name.endswith("_API_URL")) or not raw:
+                continue
+            if name in _BY_NAME:
+                continue
+            try:
+                api_urls[name.removeprefix("VELVET_").removesuffix("_API_URL").lower()] = \
+                    _http_url(raw)
+            except ValueError as exc:
+                problems.append(_URL_RULE.refusal(raw, str(exc), name=name))
+        values["api_urls"] = api_urls
+        if "actor" not in values:
+            values["actor"] = env.get("GITHUB_ACTOR") or env.get("USER") or _whoami()
+        problems += _branch_problems(values, env)
+        if problems:
+            raise SettingsError(problems)
+        return cls.model_validate(values)
 
-        def get(name: str) -> str | None:
-            value = env.get(name)
-            return value if value else None
 
-        values: dict[str, object] = {}
-        mapping = {
-            "manifest": "VELVET_MANIFEST",
-            "state": "VELVET_STATE",
-            "state_branch": "VELVET_STATE_BRANCH",
-            "cache_dir": "VELVET_CACHE_DIR",
-            "env": "VELVET_ENV",
-            "heroku_api_url": "VELVET_HEROKU_API_URL",
-            "postmark_api_url": "VELVET_POSTMARK_API_URL",
-            "cloudflare_api_url": "VELVET_CLOUDFLARE_API_URL",
-            "infisical_api_url": "VELVET_INFISICAL_API_URL",
-            "github_api_url": "VELVET_GITHUB_API_URL",
-            "slack_api_url": "VELVET_SLACK_API_URL",
-            "aws_endpoint_url": "AWS_ENDPOINT_URL",
-            "heroku_token": "VELVET_HEROKU_TOKEN",
-            "infisical_client_id": "VELVET_INFISICAL_CLIENT_ID",
-            "infisical_client_secret": "VELVET_INFISICAL_CLIENT_SECRET",
-            "github_token": "VELVET_GITHUB_TOKEN",
-            "github_issues_token": "VELVET_GITHUB_ISSUES_TOKEN",
-            "slack_token": "VELVET_SLACK_TOKEN",
-            "slack_channel": "VELVET_SLACK_CHANNEL",
-            "postmark_server_token": "VELVET_POSTMARK_SERVER_TOKEN",
-            "ops_email": "VELVET_OPS_EMAIL",
-            "ops_email_from": "VELVET_OPS_EMAIL_FROM",
-            "github_repository": "GITHUB_REPOSITORY",
-            "github_server_url": "GITHUB_SERVER_URL",
-            "crash_at": "VELVET_CRASH_AT",
-            "settle_seconds": "VELVET_SETTLE_SECONDS",
-            "status_tokens": "VELVET_STATUS_TOKENS",
-            "state_token": "VELVET_STATE_TOKEN",
-            "status_refresh_seconds": "VELVET_STATUS_REFRESH_SECONDS",
-            "status_max_age_seconds": "VELVET_STATUS_MAX_AGE_SECONDS",
-            "status_fingerprint_key": "VELVET_STATUS_FINGERPRINT_KEY",
-            "status_deploy_token": "VELVET_STATUS_DEPLOY_TOKEN",
-            "status_token": "VELVET_STATUS_TOKEN",
-        }
-        for field, var in mapping.items():
-            value = get(var)
-            if value is not None:
-                values[field] = value
-        values["api_urls"] = {
-            var.removeprefix("VELVET_").removesuffix("_API_URL").lower(): value
-            for var, value in env.items()
-            if var.startswith("VELVET_") and var.endswith("_API_URL") and value
-            and var not in mapping.values()}
-        # Actions sets GITHUB_REPOSITORY; outside Actions (the sandbox) VELVET_GITHUB_REPOSITORY.
-        repository = get("GITHUB_REPOSITORY") or get("VELVET_GITHUB_REPOSITORY")
-        if repository:
-            values["github_repository"] = repository
-        values["actor"] = get("VELVET_ACTOR") or get("GITHUB_ACTOR") or get("USER") or _whoami()
-        if values.get("env") is not None and not re.match(ENV_RE, str(values["env"])):
-            raise BadArgument("VELVET_ENV must be one of the manifest's environments (a "
-                              f"lower-case name such as prod), not {values['env']!r}")
+# --- the rules ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: the Settings field it fills and the rule its value keeps."""
+
+    name: str
+    field: str | None  # None: checked here, read where it is used
+    rule: str  # what a good value is, said in the refusal and in README's settings table
+    parse: Callable[[str], Any]  # the value, or ValueError saying what is wrong with it
+    secret: bool = False
+    empty_refused: bool = False
+
+    def refusal(self, raw: str, why: str, *, name: str | None = None) -> str:
+        """"NAME='value' is refused: why. Rule: ..." (a secret's value is never shown)."""
+        shown = "(a secret: its value is not shown)" if self.secret else f"={_shown(raw)}"
+        sep = " " if self.secret else ""
+        return f"{name or self.name}{sep}{shown} is refused: {why}. Rule: {self.rule}."
+
+
+def _shown(raw: str) -> str:
+    """The value as a person can read it: quoted, control characters escaped, cut to 200
+    characters, and any user or password in a URL replaced by ***."""
+    if "@" in raw and "://" in raw:
         try:
-            return cls.model_validate(values)
-        except ValueError as exc:
-            raise BadArgument(f"bad setting in the environment: {exc}") from None
+            parts = urlsplit(raw)
+        except ValueError:
+            parts = None
+        if parts is not None and "@" in parts.netloc:
+            raw = urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+    text = repr(raw if len(raw) <= 200 else raw[:200])
+    return text if len(raw) <= 200 else text + f" (cut: {len(raw)} characters)"
+
+
+def _finite(low: float, high: float, *, low_open: bool = False) -> Callable[[str], float]:
+    def parse(raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError("not a number") from None
+        if not math.isfinite(value):
+            raise ValueError("not a finite number")
+        if value < low or (low_open and value == low) or value > high:
+            raise ValueError("out of range")
+        return value
+    return parse
+
+
+def _http_url(raw: str) -> str:
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        raise ValueError("holds whitespace or a control character")
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ValueError("not a URL") from None
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"the scheme is {parts.scheme!r}, not http or https" if parts.scheme
+                         else "not a URL (no http:// or https://)")
+    if not parts.hostname:
+        raise ValueError("no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("it holds a user or password (they would be sent and shown with "
+                         "every request's URL)")
+    if parts.query or parts.fragment:
+        raise ValueError("it has a query or fragment")
+    return raw
+
+
+def _secret(raw: str) -> SecretStr:
+    if any(c.isspace() or not c.isprintable() for c in raw):
+        raise ValueError("it holds whitespace or a control character (a pasted newline?)")
+    return SecretStr(raw)
+
+
+def _status_tokens(raw: str) -> tuple[SecretStr, ...]:
+    """Read tokens, separated by commas or whitespace; each long enough not to be guessed."""
+    tokens = [t for t in re.split(r"[\s,]+", raw) if t]
+    if not tokens:
+        raise ValueError("no token in it")
+    if any(not t.isprintable() for t in tokens):
+        raise ValueError("a token holds a control character")
+    short = [i for i, t in enumerate(tokens, start=1) if len(t) < MIN_STATUS_TOKEN]
+    if short:
+        # the position, never the value: this message reaches a terminal or a log
+        raise ValueError(f"token {', '.join(map(str, short))} of {len(tokens)} is shorter than "
+                         f"{MIN_STATUS_TOKEN} characters; use random tokens (for example "
+                         "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
+    return tuple(SecretStr(t) for t in tokens)
+
+
+def _printable(most: int) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if not raw.isprintable():
+            raise ValueError("it holds a control character (a newline or an escape)")
+        if len(raw) > most:
+            raise ValueError(f"{len(raw)} characters is too long")
+        return raw
+    return parse
+
+
+def _pattern(regex: str, what: str) -> Callable[[str], str]:
+    compiled = re.compile(regex)
+
+    def parse(raw: str) -> str:
+        if not compiled.fullmatch(raw):
+            raise ValueError(f"not {what}")
+        return raw
+    return parse
+
+
+def _one_of(*choices: str, lower: bool = False) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.lower() if lower else raw
+        if value not in choices:
+            raise ValueError(f"not one of {', '.join(choices)}")
+        return value
+    return parse
+
+
+def _manifest(raw: str) -> Path:
+    path = Path(raw)
+    if not path.exists():
+        raise ValueError("no such file")
+    if not path.is_file():
+        raise ValueError(_kind(path) + ", not a regular file")
+    if not os.access(path, os.R_OK):
+        raise ValueError("not readable by this user")
+    return path
+
+
+def _kind(path: Path) -> str:
+    if path.is_file():
+        return "a file"
+    if path.is_dir():
+        return "a directory"
+    if path.is_fifo():
+        return "a FIFO"
+    if path.is_char_device() or path.is_block_device():
+        return "a device"
+    if path.is_socket():
+        return "a socket"
+    return "not a regular file"
+
+
+def cache_dir_problem(path: Path) -> str | None:
+    """Why `path` cannot hold the state cache, as far as can be told without creating it."""
+    if path.exists():
+        if not path.is_dir():
+            return f"{_kind(path)}, not a directory"
+        if not os.access(path, os.W_OK | os.X_OK):
+            return "a directory this user cannot write"
+        return None
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"it cannot be created: {parent} is {_kind(parent)}"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"it cannot be created: {parent} is not writable by this user"
+    return None
+
+
+def _cache_dir(raw: str) -> Path:
+    path = Path(raw)
+    problem = cache_dir_problem(path)
+    if problem is not None:
+        raise ValueError(problem)
+    return path
+
+
+def _state(raw: str) -> str:
+    if not raw.strip():
+        raise ValueError("it is empty (unset it to use the default local repository "
+                         f"{DEFAULT_STATE})")
+    if not raw.isprintable():
+        raise ValueError("it holds a control character")
+    match = _URL_SCHEME.match(raw)
+    if match is None:
+        return raw  # a local path, or git's user@host:path
+    scheme, form = match.group(1).lower(), match.group(2)
+    if form == "::" or scheme not in ("file", "ssh", "git", "http", "https"):
+        raise ValueError(f"git transport {scheme!r} is not one Velvet uses")
+    if any(c.isspace() for c in raw):
+        raise ValueError("a URL with whitespace")
+    parts = urlsplit(raw)
+    if parts.password is not None or (scheme in ("http", "https") and parts.username):
+        raise ValueError("it holds a user or password (put the token in VELVET_STATE_TOKEN, "
+                         "which git reads through a credential helper: the URL appears in "
+                         "messages and child processes)")
+    return raw
+
+
+_URL_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)(://|::)")
+
+
+def _ref_name(raw: str) -> str:
+    """A branch name git accepts (`git check-ref-format --branch`), and none of the reserved."""
+    if raw in RESERVED_BRANCHES:
+        what = "a symbolic ref, not a branch" if raw == "HEAD" else "a code branch"
+        raise ValueError(f"{raw} is {what}; job records need a branch of their own")
+    bad = [c for c in raw if ord(c) < 0x20 or ord(c) == 0x7F or c in " ~^:?*[\\"]
+    if bad:
+        raise ValueError(f"git refuses {bad[0]!r} in a branch name")
+    if (raw.startswith(("-", "/")) or raw.endswith(("/", ".")) or "//" in raw or ".." in raw
+            or "@{" in raw or raw == "@"):
+        raise ValueError("not a valid git branch name (git check-ref-format)")
+    for part in raw.split("/"):
+        if part.startswith(".") or part.endswith(".lock"):
+            raise ValueError(f"not a valid git branch name: component {part!r}")
+    if len(raw.encode()) > 200:
+        raise ValueError("longer than 200 bytes")
+    return raw
+
+
+def _branch_problems(values: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """The state branch must not be the state repository's default branch, where it is known:
+    a local repository's HEAD, or in Actions the event's repository (VELVET_STATE is often the
+    project repository itself)."""
+    branch = values.get("state_branch", "velvet-state")
+    state = values.get("state", DEFAULT_STATE)
+    default = _default_branch(str(state), env)
+    if default is None or branch != default[0]:
+        return []
+    return [_BRANCH.refusal(branch, f"it is the default branch of the state repository "
+                                    f"({default[1]})")]
+
+
+def _default_branch(state: str, env: Mapping[str, str]) -> tuple[str, str] | None:
+    if _is_local(state):
+        root = Path(state)
+        for head in (root / "HEAD", root / ".git" / "HEAD"):
+            try:
+                text = head.read_text(encoding="utf-8", errors="replace").strip()
+            except OSError:
+                continue
+            if text.startswith("ref: refs/heads/"):
+                return text.removeprefix("ref: refs/heads/"), f"HEAD of {root}"
+            return None
+    if env.get("GITHUB_ACTIONS") != "true" or not env.get("GITHUB_EVENT_PATH"):
+        return None
+    try:
+        with open(env["GITHUB_EVENT_PATH"], encoding="utf-8") as handle:
+            repository = json.load(handle).get("repository") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    name, branch = repository.get("full_name"), repository.get("default_branch")
+    if not (isinstance(name, str) and isinstance(branch, str)):
+        return None
+    if state.rstrip("/").removesuffix(".git").endswith("/" + name):
+        return branch, f"the default branch of {name}"
+    return None
+
+
+_URL_RULE = Var("VELVET_<NAME>_API_URL", "api_urls",
+                "an http:// or https:// URL with a host, no user or password, no query or "
+                "fragment", _http_url)
+_SECRET_RULE = "no whitespace or control characters"
+_BRANCH = Var("VELVET_STATE_BRANCH", "state_branch",
+              "a valid git branch name, not HEAD, main, master or the state repository's "
+              "default branch", _ref_name)
+
+
+def _url(name: str, field: str) -> Var:
+    return Var(name, field, _URL_RULE.rule, _http_url)
+
+
+def _secret_var(name: str, field: str | None) -> Var:
+    return Var(name, field, _SECRET_RULE, _secret, secret=True)
+
+
+VARIABLES: tuple[Var, ...] = (
+    Var("VELVET_MANIFEST", "manifest", "a readable regular file (not a directory, device or "
+        "FIFO)", _manifest),
+    Var("VELVET_STATE", "state", "a local path or a file, ssh, git, http(s) URL (or "
+        "user@host:path) without a password; not empty", _state, empty_refused=True),
+    _BRANCH,
+    Var("VELVET_ENV", "env", "one of the manifest's environments: a lower-case name such as "
+        "prod", _pattern(ENV_RE.strip("^$"), "a lower-case environment name")),
+    Var("VELVET_CACHE_DIR", "cache_dir", "a writable directory, or a path where one can be "
+        "created", _cache_dir),
+    Var("VELVET_SETTLE_SECONDS", "settle_seconds", "a number of seconds from 0 to 3600",
+        _finite(0, 3600)),
+    Var("VELVET_BUDGET_TIME_SCALE", "budget_time_scale", "a number above 0 and at most 3600 "
+        "(1: the vendors' real clock)", _finite(0, 3600, low_open=True)),
+    Var("VELVET_LOG", "log_level", "debug, info, warning or error", _one_of(*LOG_LEVELS,
+                                                                            lower=True)),
+    _url("VELVET_HEROKU_API_URL", "heroku_api_url"),
+    _url("VELVET_POSTMARK_API_URL", "postmark_api_url"),
+    _url("VELVET_CLOUDFLARE_API_URL", "cloudflare_api_url"),
+    _url("VELVET_INFISICAL_API_URL", "infisical_api_url"),
+    _url("VELVET_GITHUB_API_URL", "github_api_url"),
+    _url("VELVET_SLACK_API_URL", "slack_api_url"),
+    _url("AWS_ENDPOINT_URL", "aws_endpoint_url"),
+    _url("GITHUB_SERVER_URL", "github_server_url"),
+    _secret_var("VELVET_HEROKU_TOKEN", "heroku_token"),
+    _secret_var("VELVET_INFISICAL_CLIENT_ID", "infisical_client_id"),
+    _secret_var("VELVET_INFISICAL_CLIENT_SECRET", "infisical_client_secret"),
+    _secret_var("VELVET_GITHUB_TOKEN", "github_token"),
+    _secret_var("VELVET_GITHUB_ISSUES_TOKEN", "github_issues_token"),
+    _secret_var("VELVET_SLACK_TOKEN", "slack_token"),
+    _secret_var("VELVET_POSTMARK_SERVER_TOKEN", "postmark_server_token"),
+    _secret_var("VELVET_GATE_TOKEN", None),  # read by github.api.gate_token
+    Var("VELVET_SLACK_CHANNEL", "slack_channel", "a Slack channel id or name: 1 to 80 "
+        "characters, no whitespace", _pattern(r"[^\s]{1,80}", "1 to 80 non-blank characters")),
+    Var("VELVET_OPS_EMAIL", "ops_email", "one e-mail address (name@domain)",
+        _pattern(r"[^@\s,;<>]+@[^@\s,;<>]+", "one e-mail address")),
+    Var("VELVET_OPS_EMAIL_FROM", "ops_email_from", "one e-mail address (name@domain), a "
+        "sender the Postmark server knows", _pattern(r"[^@\s,;<>]+@[^@\s,;<>]+",
+                                                     "one e-mail address")),
+    Var("VELVET_STATUS_TOKENS", "status_tokens", f"one or more read tokens of at least "
+        f"{MIN_STATUS_TOKEN} characters, separated by commas or spaces", _status_tokens,
+        secret=True),
+    _secret_var("VELVET_STATE_TOKEN", "state_token"),
+    Var("VELVET_STATUS_REFRESH_SECONDS", "status_refresh_seconds", "a number of seconds from "
+        "0.05 to 3600", _finite(0.05, 3600)),
+    Var("VELVET_STATUS_MAX_AGE_SECONDS", "status_max_age_seconds", "a number of seconds from 1 "
+        "to 86400", _finite(1, 86400)),
+    _secret_var("VELVET_STATUS_FINGERPRINT_KEY", "status_fingerprint_key"),
+    _secret_var("VELVET_STATUS_DEPLOY_TOKEN", "status_deploy_token"),
+    _secret_var("VELVET_STATUS_TOKEN", "status_token"),
+    # Actions sets GITHUB_REPOSITORY; outside Actions (the sandbox) VELVET_GITHUB_REPOSITORY.
+    Var("GITHUB_REPOSITORY", "github_repository", "owner/name",
+        _pattern(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/name")),
+    Var("VELVET_GITHUB_REPOSITORY", "github_repository", "owner/name",
+        _pattern(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", "owner/name")),
+    Var("VELVET_ACTOR", "actor", "1 to 100 printable characters", _printable(100)),
+    Var("VELVET_CRASH_AT", "crash_at", "a crash point's name (tests only)",
+        _pattern(r"[a-z][a-z_]*", "a crash point's name")),
+)
+_BY_NAME = {var.name: var for var in VARIABLES}
+
+
+def require_declared_env(settings: Settings, environments: list[str]) -> None:
+    """VELVET_ENV names one of the environments the manifest declares (the manifest is read
+    after the settings, so this rule is checked when it is)."""
+    if settings.env is not None and settings.env not in environments:
+        raise refused("VELVET_ENV", settings.env, "not one of the manifest's environments "
+                      f"({', '.join(environments)})")
+
+
+def refused(name: str, raw: str, why: str) -> SettingsError:
+    """A variable found to break its rule after start-up (a cache folder the system will not
+    create), said as start-up says it."""
+    return SettingsError([_BY_NAME[name].refusal(raw, why)])
 
 
 def _whoami() -> str | None:

@@ -26,17 +26,21 @@ other job stays readable, and remember it in `problems` for the caller to report
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
 from velvet_runner.errors import (
     CorruptRecord,
+    LocalFileError,
     NotFoundError,
     RotationInFlight,
     StateHistoryLost,
@@ -57,6 +61,25 @@ CREDENTIAL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")
 UNREADABLE_LOCK = "?"
 DEBT_INDEX = "debt/index.json"
 _RECORD = re.compile(rb'^  "job_id": "[0-9a-f-]{36}",?$', re.MULTILINE)  # looks like a job record
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_disk(method: Callable[Concatenate[Store, P], R]) -> Callable[Concatenate[Store, P], R]:
+    """A failure of the disk under the cache or a local state repository (full, a file-size
+    limit, permissions) is a LocalFileError naming the path and what to do."""
+    @functools.wraps(method)
+    def wrapper(self: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except OSError as exc:
+            name = exc.filename
+            where = (Path(os.fsdecode(name)).absolute() if isinstance(name, str | bytes)
+                     else self.cache)
+            what = ("use the state cache at" if where.is_relative_to(self.cache.parent)
+                    else "use the local state repository at")
+            raise LocalFileError.from_os(exc, what, where) from None
+    return wrapper
 
 
 class Store:
@@ -90,22 +113,27 @@ class Store:
         """Pushes lost to a race since construction (benchmarks read it)."""
         return self.git.retries
 
+    @_on_disk
     def transact(self, plan: Plan) -> None:
         """Run one compare-and-swap write of `plan` (see GitBranch.transact)."""
         self.git.transact(plan)
 
     # --- reads ---------------------------------------------------------------------------
 
+    @_on_disk
     def refresh(self) -> str | None:
         """Fetch the branch; return its head commit (None while the branch does not exist)."""
         return self.git.refresh()
 
+    @_on_disk
     def head(self, *, fetch: bool = True) -> str | None:
         return self.git.head(fetch=fetch)
 
+    @_on_disk
     def credentials(self, *, fetch: bool = True) -> list[str]:
         return self.git.ls(self.head(fetch=fetch), "jobs")
 
+    @_on_disk
     def job_ids(self, credential: str, *, fetch: bool = True) -> list[str]:
         """Job ids of a credential, newest first (ids are time-ordered)."""
         _check_credential(credential)
@@ -113,6 +141,7 @@ class Store:
         return sorted((n.removesuffix(".json") for n in names if n.endswith(".json")),
                       reverse=True)
 
+    @_on_disk
     def list_jobs(self, credential: str, limit: int | None = None, *,
                   fetch: bool = True) -> list[Job]:
         head = self.head(fetch=fetch)
@@ -131,6 +160,7 @@ class Store:
                 self._problem(str(exc))
         return jobs
 
+    @_on_disk
     def get(self, credential: str, job_id: str, *, fetch: bool = True) -> Job:
         _check_credential(credential)
         _check_job_id(job_id)
@@ -140,6 +170,7 @@ class Store:
             raise NotFoundError(f"no job {job_id} for credential {credential}")
         return self._job(path, content)
 
+    @_on_disk
     def find(self, job_id: str, *, fetch: bool = True) -> Job:
         """A job by id alone (the CLI's `velvet stage JOB_ID`)."""
         _check_job_id(job_id)
@@ -150,6 +181,7 @@ class Store:
                 return self._job(path, content)
         raise NotFoundError(f"no job {job_id} on the state branch")
 
+    @_on_disk
     def lock_holder(self, credential: str, *, fetch: bool = True) -> str | None:
         """The job id holding the credential's lock; UNREADABLE_LOCK for one that won't parse."""
         path = f"locks/{credential}.json"

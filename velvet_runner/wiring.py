@@ -105,7 +105,8 @@ class Wiring:
         self.settings = settings
         # One rate budget per vendor account, shared by every client below (and the notifier
         # when it is given `wiring.budgets`): budget.py.
-        self.budgets = budgets if budgets is not None else Budgets()
+        self.budgets = (budgets if budgets is not None
+                        else Budgets(time_scale=settings.budget_time_scale))
         self.transport = transport
         self.sleep = sleep
         self.bounds = {**DEFAULT_BOUNDS, **(bounds or {})}

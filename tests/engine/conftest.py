@@ -74,7 +74,9 @@ def eng_world(eng_sandbox: Sandbox, tmp_path: Path,
     subprocess.run(["git", "init", "--quiet", "--bare", str(state_repo)], check=True)
     env = {**eng_sandbox.env(workdir), "VELVET_STATE": str(state_repo),
            "VELVET_CACHE_DIR": str(workdir / "cache"), "VELVET_SETTLE_SECONDS": SETTLE_SECONDS,
-           "VELVET_ACTOR": "eng-operator"}
+           "VELVET_ACTOR": "eng-operator",
+           # Log lines on stderr, as in Actions: the leak scan reads them too.
+           "VELVET_LOG": "info"}
     for name, value in env.items():
         monkeypatch.setenv(name, value)  # boto3 in this process reads AWS_* from here
     monkeypatch.chdir(workdir)

@@ -48,22 +48,27 @@ def _assert_all_new(eng: EngWorld, name: str = HK, *, except_: frozenset[str] = 
 # --- 6a: verify ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("times", [2, None], ids=["transient", "persistent"])
+@pytest.mark.parametrize("times", [2, 6, None], ids=["transient", "longer", "persistent"])
 def test_verify_rate_limited(eng_world: EngWorld, times: int | None) -> None:
-    """429 from the vendor: retried with backoff inside the stage; if it persists the job rests
-    in verify_failed, and retry_verify once the vendor recovers reaches verified."""
-    engine = eng_world.engine()
+    """429 without Retry-After (Heroku never sends one): waited out by Heroku's refill, doubling,
+    spending no attempt, so six in a row still end verified; a limit that outlasts the stage's
+    patience rests in verify_failed saying so, and retry_verify once the vendor recovers
+    reaches verified. The budgets' clock runs 900 times faster: the 15-minute patience is 1 s."""
+    engine = eng_world.engine(VELVET_BUDGET_TIME_SCALE="900")
     job, _ = engine.create(HK)
     eng_world.fault("heroku", method="GET", path="/account", status=429, times=times)
     job = engine.run(job.job_id, "verify")
     probes = eng_world.requests("heroku", "GET", "/account")
     if times is not None:
         assert job.status == "verified", last(job)
-        assert [p["status"] for p in probes] == [429, 429, 200]
+        assert [p["status"] for p in probes] == [429] * times + [200]
         return
     assert job.status == "verify_failed", last(job)
-    assert "rate limited" in (job.events[-1].detail or "")
-    assert [p["status"] for p in probes] == [429] * RETRY_ATTEMPTS
+    detail = job.events[-1].detail or ""
+    assert "rate limited" in detail
+    assert "the stage's 1 s patience" in detail
+    assert len(probes) > RETRY_ATTEMPTS
+    assert {p["status"] for p in probes} == {429}
     eng_world.clear_faults("heroku")
     job = engine.run(job.job_id, "retry_verify")
     assert job.status == "verified", last(job)

@@ -61,7 +61,10 @@ def test_sigint_while_waiting_in_the_settle_window_stops_then_resumes(
 
 @pytest.mark.parametrize(("service", "path", "fault", "said"), [
     ("heroku", "/apps/raxx-api-prod/config-vars", {"status": 429, "retry_after": 1},
-     "velvet: waiting for Retry-After 1 s"),
+     "velvet: rate limited (Retry-After 1 s): waiting 1.0 s"),
+    ("heroku", "/apps/raxx-api-prod/config-vars", {"status": 429},
+     "velvet: rate limited (no Retry-After; heroku's bucket refills 75 requests a minute): "
+     "waiting 0.8 s"),
     ("infisical", "/api/v4/secrets/HEROKU_API_KEY", {"status": 500}, "velvet: retry 2 of 4 in"),
 ])
 def test_a_stage_names_its_waits_on_stderr(eng_world: EngWorld, service: str, path: str,

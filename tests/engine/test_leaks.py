@@ -47,7 +47,7 @@ def test_a_busy_rotation_leaks_nothing(eng_world: EngWorld) -> None:
     engine.run(other.job_id, "verify")
     assert engine.run(other.job_id, "proceed_mint").status == "validated"
     aborted = eng_world.cli("stage", other.job_id, "abort")
-    assert "residual state after abort" in aborted.stderr
+    assert "Residual state after abort" in aborted.stderr
 
     produced = eng_world.everything_produced()
     kinds = {where.split(" ")[0] for where, _ in produced}

@@ -9,6 +9,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from operator_support import put_on_branch, run_in_pty
 
@@ -98,13 +99,38 @@ def test_status_job_says_how_many_events_it_shows(run_velvet: RunVelvet, bare_re
     ran = run_in_pty("status", "--job", job["job_id"], cwd=tmp_path)
     assert ran.code == 0, ran.err
     assert (f"Events (the last 10 of 15; all of them: velvet status --job {job['job_id']} "
-            "--all-events):") in ran.out
+            "--all):") in ran.out
     assert "note 13" in ran.out
     assert "note 3" not in ran.out
     every = run_in_pty("status", "--job", job["job_id"], "--all-events", cwd=tmp_path)
-    assert "Events (all 15):" in every.out
+    assert "Events (all 15):" in every.out  # --all-events: the old name of --all
     assert "note 0" in every.out
     assert every.out.rstrip().endswith(f"velvet stage {job['job_id']} abort")
+
+
+def test_no_detail_is_cut_without_all_showing_it_whole(run_velvet: RunVelvet, bare_repo: Path,
+                                                       tmp_path: Path) -> None:
+    job = _job(run_velvet)
+    long = "the vendor said: " + " ".join(f"word{i}" for i in range(60)) + " THE END"
+    event = {"at": "2026-12-01T00:00:00Z", "actor": "ops", "action": "note",
+             "from_state": "init", "to_state": "init", "detail": long, "data": {}}
+    rows = [{**job["consumers"][0], "distribute_status": "failed", "detail": long}]
+    put_on_branch(bare_repo, tmp_path / "clone", {
+        f"jobs/{CRED}/{job['job_id']}.json": json.dumps(
+            {**job, "events": job["events"] + [event], "consumers": rows}, indent=2,
+            sort_keys=True)})
+    hint = (f"(Some details above are cut; velvet status --job {job['job_id']} --all shows "
+            "them whole.)")
+    for args in (["status", "--job", job["job_id"]], ["status", "--job", job["job_id"],
+                                                      "--human"]):
+        cut = run_in_pty(*args, cwd=tmp_path)
+        assert cut.code == 0, cut.err
+        assert "THE END" not in cut.out
+        assert "…" in cut.out
+        assert cut.out.rstrip().endswith(hint)
+    whole = run_in_pty("status", "--job", job["job_id"], "--all", cwd=tmp_path)
+    assert whole.out.count(long) == 3  # the status line, the row and the event
+    assert hint not in whole.out
 
 
 def test_status_due_and_stuck_end_with_commands_on_a_terminal(run_velvet: RunVelvet,
@@ -146,3 +172,22 @@ def test_a_stage_on_a_terminal_ends_with_what_to_run_next(run_velvet: RunVelvet,
     again = run_velvet("stage", job["job_id"], "abort")
     assert again.returncode == 2
     assert "can't abort when in aborted" in again.stderr
+
+
+@pytest.mark.parametrize(("flags", "env", "logged"), [
+    ([], {}, False),
+    (["-v"], {}, True),
+    ([], {"VELVET_LOG": "info"}, True),
+    ([], {"VELVET_LOG": "warning"}, False),
+    ([], {"GITHUB_ACTIONS": "true", "GITHUB_REPOSITORY": "raxx/velvet", "GITHUB_RUN_ID": "7"},
+     True),
+], ids=["terminal", "-v", "VELVET_LOG=info", "VELVET_LOG=warning", "actions"])
+def test_log_lines_only_when_asked_for_or_in_actions(tmp_path: Path, flags: list[str],
+                                                     env: dict[str, str],
+                                                     logged: bool) -> None:
+    ran = run_in_pty(*flags, "rotate", CRED, cwd=tmp_path, env=env)
+    assert ran.code == 0, ran.err
+    line = "INFO velvet.engine job_id="
+    assert (line in ran.err) == logged, ran.err
+    if not logged:
+        assert ran.err == ""  # the terminal shows the summary alone

@@ -180,14 +180,18 @@ def test_cli_outcome_and_exit_code_ignore_a_failing_slack(
     fault(rev_sandbox, "slack", method="POST", path=POST_MESSAGE, status=500)
     job_id = rev_cli("rotate", "HK_PLATFORM_FULL").job["job_id"]
 
-    ran = rev_cli("stage", job_id, "abort")
+    ran = rev_cli("stage", job_id, "abort", env={"VELVET_LOG": "warning"})
 
     assert ran.code == 0, ran.err
     assert ran.job["status"] == "aborted"
     [event] = events(ran.job, "notify_failed")
     assert event["data"]["results"][0]["attempts"] == 3
-    assert "notification via slack failed after 3 attempt(s)" in ran.err
+    assert "notification via slack failed after 3 attempt(s)" in ran.err  # the log line
     assert rev_cli("status", "--job", job_id, "--json").job["status"] == "aborted"
+    # For people (no log lines on a terminal), the summary says it.
+    shown = rev_cli("status", "--job", job_id, "--human")
+    assert "Notification failed (tell the people it was for by hand):" in shown.out
+    assert "slack: failed after 3 attempt(s)" in shown.out
 
 
 def test_testing_flow_notifies_nobody(

@@ -50,17 +50,23 @@ def main(argv: Sequence[str] | None = None) -> None:
         _report(exc)
     except KeyboardInterrupt:
         _fail("interrupted; the job can be resumed by running the same action again", 130)
+    except OSError as exc:  # a file no narrower boundary named: still its path and the remedy
+        from velvet_runner.errors import LocalFileError
+
+        _report(LocalFileError.from_os(exc, "use", "a file on this machine (unnamed)"))
     except Exception as exc:  # noqa: BLE001 - never a traceback to the user
         _fail(f"internal error ({type(exc).__name__}): {exc}", 1)
 
 
 def _report(exc: VelvetError) -> NoReturn:
-    from velvet_runner.errors import FeatureDisabled, ManifestError
+    from velvet_runner.errors import FeatureDisabled, ManifestError, SettingsError
 
     if isinstance(exc, ManifestError):
         for reason in exc.reasons:
             click.echo(reason, err=True)
         sys.exit(exc.exit_code)
+    if isinstance(exc, SettingsError):
+        _fail("\nvelvet: ".join(exc.reasons), exc.exit_code)
     if isinstance(exc, FeatureDisabled):
         _fail(f"{exc}\nvelvet: {_flag_explanation()}", exc.exit_code)
     _fail(str(exc), exc.exit_code)

@@ -38,6 +38,13 @@ def output_option(command: F) -> F:
              "terminal).")(command)
 
 
+def all_option(command: F) -> F:
+    """`--all` (once `--all-events`): every row and event of a job, every detail uncut."""
+    return click.option(
+        "--all", "--all-events", "show_all", is_flag=True,
+        help="For people: every consumer row and event, and no detail cut.")(command)
+
+
 def wants_json(as_json: bool | None) -> bool:
     if as_json is not None:
         return as_json
@@ -64,10 +71,21 @@ def _settings() -> Settings:
 
 
 def _store(settings: Settings) -> Store:
+    """The state branch's store, its cache folder made first: a folder the system will not
+    create (under /proc, say) is refused as the setting it is, before anything is written."""
+    from velvet_runner.settings import refused
     from velvet_runner.store import Store
 
-    return Store(settings.state, settings.state_branch, settings.cache_dir,
-                 create=settings.may_create_state)
+    store = Store(settings.state, settings.state_branch, settings.cache_dir,
+                  create=settings.may_create_state)
+    folder = store.cache.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise refused("VELVET_CACHE_DIR", str(settings.cache_dir or folder),
+                      f"the state cache cannot be created at {folder}: "
+                      f"{exc.strerror or type(exc).__name__}") from None
+    return store
 
 
 def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
@@ -78,7 +96,7 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
     from velvet_runner.notify import notifier_from_settings
     from velvet_runner.wiring import Wiring
 
-    setup()
+    setup(_log_level(settings))
     manifest = manifest_mod.load(settings.manifest)
     flags = flags_mod.load_flags(settings.manifest)
     wiring = Wiring(settings) if progress is None else Wiring(settings, sleep=progress.sleep)
@@ -86,6 +104,21 @@ def _engine(settings: Settings, progress: Progress | None = None) -> Engine:
                   notifier=notifier_from_settings(settings, budgets=wiring.budgets),
                   gate=_gate(settings, manifest),
                   progress=progress)
+
+
+def _log_level(settings: Settings) -> int | None:
+    """`-v` (info; `-vv` debug), else VELVET_LOG, else info in GitHub Actions; else none."""
+    import logging
+
+    ctx = click.get_current_context(silent=True)
+    verbose = ctx.find_root().params.get("verbose", 0) if ctx is not None else 0
+    if verbose:
+        return logging.DEBUG if verbose > 1 else logging.INFO
+    if settings.log_level is not None:
+        return logging.getLevelNamesMapping()[settings.log_level.upper()]
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        return logging.INFO
+    return None
 
 
 def _progress() -> Progress:
@@ -124,7 +157,10 @@ def _actions_outputs(job: Job) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="velvet-runner", prog_name="velvet")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True,
+              help="Log lines on stderr (-v info, -vv debug; or VELVET_LOG=LEVEL). In GitHub "
+                   "Actions they are on.")
+def cli(verbose: int) -> None:
     """Rotate credentials: mint, fan out to every consumer, prove it works, then revoke."""
 
 

@@ -19,6 +19,7 @@ from velvet_runner.cli.common import (
     _progress,
     _settings,
     _store,
+    all_option,
     cli,
     output_option,
     wants_json,
@@ -28,17 +29,40 @@ if TYPE_CHECKING:
     from velvet_runner.records import Job
 
 
+IDEMPOTENCY_KEY_MAX = 200
+
+
+def _idempotency_key(ctx: click.Context, param: click.Parameter,
+                     value: str | None) -> str | None:
+    """1 to 200 printable characters: the key is stored on the state branch and shown to
+    people, so no newline or terminal escape, and no 100 KB key."""
+    if value is None:
+        return None
+    if not value:
+        raise click.BadParameter("is empty; give 1 to 200 printable characters, or leave the "
+                                 "option out")
+    if len(value) > IDEMPOTENCY_KEY_MAX:
+        raise click.BadParameter(f"is {len(value)} characters long; at most "
+                                 f"{IDEMPOTENCY_KEY_MAX} printable characters")
+    if not value.isprintable():
+        raise click.BadParameter("holds a control character (a newline or a terminal escape); "
+                                 "give 1 to 200 printable characters")
+    return value
+
+
 @cli.command()
 @click.argument("credential")
 @click.option("--flow", type=click.Choice(FLOWS), default="operational", show_default=True)
-@click.option("--idempotency-key", default=None, help="Same key again returns the same job.")
+@click.option("--idempotency-key", default=None, callback=_idempotency_key,
+              help="Same key again returns the same job (1 to 200 printable characters).")
 @click.option("--force-revoke", is_flag=True,
               help="Allow proceed_revoke from validate_partial (recorded on the job).")
 @click.option("--preempt", is_flag=True,
               help="With --flow revocation: abort the credential's in-flight job and start.")
 @output_option
+@all_option
 def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke: bool,
-           preempt: bool, as_json: bool | None) -> None:
+           preempt: bool, as_json: bool | None, show_all: bool) -> None:
     """Create a rotation job for CREDENTIAL (status init) and take its lock."""
     from velvet_runner.machine import Flow
 
@@ -51,8 +75,8 @@ def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke
         from velvet_runner.human import job_summary
 
         click.echo(job_summary(job, note=None if created else
-                               "(an existing job: this idempotency key made it before)"),
-                   nl=False)
+                               "(an existing job: this idempotency key made it before)",
+                               full=show_all), nl=False)
     _actions_outputs(job)
     _finish(engine.store)
 
@@ -68,8 +92,10 @@ def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke
 @click.option("--accept-debt", is_flag=True,
               help="mark_manually_revoked: record a value the vendor still accepts as debt.")
 @output_option
+@all_option
 def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
-          confirm: str | None, accept_debt: bool, as_json: bool | None) -> None:
+          confirm: str | None, accept_debt: bool, as_json: bool | None,
+          show_all: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
     from velvet_runner.machine import Option
@@ -83,11 +109,14 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
         job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
                          accept_debt=accept_debt)
     except LeakStillOpen as exc:
-        _show_job(exc.job, as_json)
+        _show_job(exc.job, as_json, show_all)
         raise
-    _show_job(job, as_json)
-    if "residual" in job.report and job.status == "aborted":
-        _print_residual(job.report["residual"])
+    _show_job(job, as_json, show_all)
+    if as_json and "residual" in job.report and job.status == "aborted":
+        # The summary for people holds it; with JSON on stdout, people read the log.
+        from velvet_runner.human import residual_lines
+
+        click.echo("\n".join(residual_lines(job.report["residual"])), err=True)
     if stage_failed(job):
         if as_json:  # the summary for people already ends with these commands
             click.echo(f"velvet: job {job.job_id} is {job.status}; allowed next: "
@@ -115,13 +144,13 @@ def push(job_id: str, consumers: Sequence[str], as_json: bool | None) -> None:
     _finish(engine.store)
 
 
-def _show_job(job: Job, as_json: bool) -> None:
+def _show_job(job: Job, as_json: bool, show_all: bool = False) -> None:
     if as_json:
         _emit_job(job)
     else:
         from velvet_runner.human import job_summary
 
-        click.echo(job_summary(job), nl=False)
+        click.echo(job_summary(job, full=show_all), nl=False)
     _actions_outputs(job)
 
 
@@ -145,26 +174,13 @@ def _allowed(job: Job) -> list[str]:
     return [str(a) for a in job.next_actions()]
 
 
-def _print_residual(residual: dict[str, Any]) -> None:
-    click.echo("residual state after abort:", err=True)
-    for consumer, holds in sorted(residual.get("consumers", {}).items()):
-        click.echo(f"  {consumer}: " + ("may hold either value (a write whose outcome is "
-                                         "unknown)" if holds == "unknown" else
-                                         f"holds the {holds} value"), err=True)
-    for token in residual.get("orphaned_tokens", []):
-        click.echo(f"  orphaned token: auth id {token.get('auth_id')} "
-                   f"({token.get('fingerprint')}): {token.get('why')}", err=True)
-    click.echo(f"  next step: {residual.get('next_step')}", err=True)
-
-
 @cli.command()
 @click.argument("credential", required=False)
 @click.option("--job", "job_id", default=None, help="One job by id.")
 @click.option("--limit", default=5, show_default=True, type=click.IntRange(1, 1000))
-@click.option("--all-events", is_flag=True,
-              help="With --job: every event, not only the last 10.")
 @output_option
-def status(credential: str | None, job_id: str | None, limit: int, all_events: bool,
+@all_option
+def status(credential: str | None, job_id: str | None, limit: int, show_all: bool,
            as_json: bool | None) -> None:
     """Jobs of CREDENTIAL (newest first), one job, or every credential's latest job."""
     from velvet_runner import human
@@ -178,8 +194,7 @@ def status(credential: str | None, job_id: str | None, limit: int, all_events: b
         if as_json:
             _emit_job(job)
         else:
-            click.echo(human.job_detail(job, events=None if all_events else human.EVENTS_SHOWN),
-                       nl=False)
+            click.echo(human.job_detail(job, full=show_all), nl=False)
         _finish(store)
         return
     if credential is not None:

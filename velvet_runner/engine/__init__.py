@@ -46,7 +46,7 @@ from velvet_runner.machine import (
 )
 from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
 from velvet_runner.records import ConsumerRow, Event, Job, Life, RowStatus, new_job_id, utcnow
-from velvet_runner.settings import Settings
+from velvet_runner.settings import Settings, require_declared_env
 from velvet_runner.store import Store
 from velvet_runner.wiring import Wiring
 
@@ -88,6 +88,7 @@ class Engine:
                  gate: Gate | None = None, now: Callable[[], Any] = utcnow,
                  on_transition: Callable[[Job, Event], None] | None = None,
                  progress: Progress | None = None) -> None:
+        require_declared_env(settings, manifest.environments)
         self.settings = settings
         self.manifest = manifest
         self.store = store

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import SecretStr
 
 from velvet_runner import ledger, redact
-from velvet_runner.client import RetryPolicy
+from velvet_runner.client import RATE_PATIENCE, RetryPolicy
 from velvet_runner.errors import BadArgument, InputError, VelvetError, VendorError
 from velvet_runner.machine import Action
 from velvet_runner.manifest import Consumer, Credential
@@ -98,11 +98,17 @@ class Run:
               patient: bool = False) -> RetryPolicy:
         """The retry policy for one call; `patient` where a value exists only in this process
         until the call succeeds (a rolled value on its way to the vault)."""
-        if patient:
-            return RetryPolicy(attempts=8, cap=15.0, sleep=self.wiring.sleep,
-                               rate_limit_probe=hint, say=self.e.progress.note)
-        return RetryPolicy(sleep=self.wiring.sleep, rate_limit_probe=hint,
-                           say=self.e.progress.note)
+        # The patience and a probe's wait are vendor time: on the budgets' faster clock (the
+        # sandbox replaying an hour in a minute) they are as much shorter.
+        scale = self.wiring.budgets.time_scale
+
+        def probe() -> float | None:
+            wait = hint() if hint is not None else None
+            return None if wait is None else wait / scale
+
+        return RetryPolicy(attempts=8 if patient else 4, cap=15.0 if patient else 5.0,
+                           sleep=self.wiring.sleep, rate_limit_probe=probe if hint else None,
+                           say=self.e.progress.note, max_rate_wait=RATE_PATIENCE / scale)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.retry().run(fn)

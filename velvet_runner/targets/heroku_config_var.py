@@ -11,8 +11,6 @@ from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Target
 
-REFILL_PER_SECOND = 75 / 60  # Heroku's bucket refills about 75 tokens a minute
-
 if TYPE_CHECKING:
     import httpx
 
@@ -71,13 +69,19 @@ class HerokuConfigVarTarget(Target):
             "set" if present else "not set yet")
 
     def backoff_hint(self) -> float | None:
-        """Heroku sends no Retry-After: ask the free rate-limit endpoint how long to wait."""
+        """Heroku sends no Retry-After: ask the free rate-limit endpoint how long until the
+        bucket holds a request again (vendor seconds; RetryPolicy waits at least the refill)."""
+        from velvet_runner.ratepolicy import POLICIES
+
+        bucket = POLICIES["heroku"].bucket
         try:
             remaining = self._call("GET", "/account/rate-limits",
                                    "heroku rate limits").json().get("remaining", 0)
         except VendorError:
             return None
-        return 0.0 if remaining > 0 else 1 / REFILL_PER_SECOND
+        if bucket is None or not isinstance(remaining, int | float) or remaining > 0:
+            return 0.0
+        return 1 / bucket.per_second
 
 
 register(HerokuConfigVarTarget)
