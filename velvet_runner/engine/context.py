@@ -55,6 +55,9 @@ class Run:
         self._vault: Vault | None = None
         self._targets: dict[str, Target] = {}
         self._lock = threading.Lock()
+        # The value this run minted and the vault took: passed along within the process
+        # instead of being read back from the vault by each phase.
+        self.minted: SecretStr | None = None
 
     @property
     def job(self) -> Job:
@@ -113,9 +116,12 @@ class Run:
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.retry().run(fn)
 
+    def crash_due(self, point: str) -> bool:
+        return self.e.settings.crash_at == point
+
     def crash(self, point: str) -> None:
         """Exit hard at a side-effect boundary when VELVET_CRASH_AT names it (crash tests)."""
-        if self.e.settings.crash_at == point:
+        if self.crash_due(point):
             self.log.warning("VELVET_CRASH_AT=%s: exiting hard", point)
             os._exit(CRASH_EXIT)
 
@@ -156,12 +162,17 @@ class Run:
         return pending
 
     def new_value(self) -> SecretStr:
+        """This job's new value: as minted in this process, or read from the vault's pending
+        slot (a resumed stage)."""
+        if self.minted is not None and fingerprint(self.minted) == self.job.new_fingerprint:
+            return self.minted
         pending = self.own_pending()
         if pending is None:
             raise InputError(f"the vault's pending slot no longer holds job {self.job.job_id}'s "
                              "value; abort this job")
         if fingerprint(pending.value) != self.job.new_fingerprint:
             raise InputError("the vault's pending value does not match the minted one")
+        self.minted = pending.value
         return pending.value
 
     def value_of(self, token: Token) -> SecretStr | None:

@@ -56,7 +56,8 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
         if expected > 60:
             progress.phase(f"velvet: {what} will take about {expected:.0f} s ({why})")
             run.journal.note("budget_wait", f"expected about {expected:.0f} s: {why}")
-    run.journal.hold()
+    if spends:
+        run.journal.hold()  # the lease is on the branch before any vendor is written to
     progress.phase(f"velvet: {what}: {len(consumers)} consumer(s)")
     started = time.monotonic()
 

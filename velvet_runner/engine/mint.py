@@ -19,6 +19,7 @@ from velvet_runner.errors import (
 )
 from velvet_runner.machine import Outcome
 from velvet_runner.records import Job, Life, fingerprint
+from velvet_runner.vault import Pending
 from velvet_runner.vendors.base import Minted
 
 from .context import Run
@@ -52,6 +53,7 @@ def mint(run: Run) -> None:
     if new_fp == fingerprint(current):
         j.move(Outcome.FAILED, "mint failed: the new value equals the current one")
         return
+    run.minted = minted.value
     j.settle(token_id, Life.HELD, auth_id=minted.auth_id, fingerprint=new_fp,
              held_by=[ledger.VAULT_PENDING])
     # Committed with distribution's first write, which comes before any consumer write.
@@ -78,11 +80,12 @@ def _obtain(run: Run, current: SecretStr) -> tuple[str, Minted]:
     j.hold()
     _finish_discards(run, current)
     token_id = _open_intent(run)
-    own = run.own_pending()
-    if own is not None:
+    pending = run.call(run.vault.pending)
+    if pending is not None and pending.job_id == run.job.job_id:
+        redact.register(pending.value)
         run.log.info("resuming with the value already in the pending slot")
-        return token_id, Minted(own.auth_id, own.value)
-    _refuse_orphaned_pending(run)
+        return token_id, Minted(pending.auth_id, pending.value)
+    _refuse_orphaned(run, pending)
     if not run.vendor.CAN_MINT:
         return token_id, _claim_manual(run)
     label = mint_label(run)
@@ -104,11 +107,10 @@ def _obtain(run: Run, current: SecretStr) -> tuple[str, Minted]:
     return token_id, minted
 
 
-def _refuse_orphaned_pending(run: Run) -> None:
+def _refuse_orphaned(run: Run, pending: Pending | None) -> None:
     """The pending slot holds a value minted by a job the state branch does not know: the
     branch was rewritten (force-pushed, restored from an old copy) or lost that record. The
     slot is that job's only hold on a live token, so it is never overwritten."""
-    pending = run.call(run.vault.pending)
     if pending is None or pending.job_id is None or pending.job_id == run.job.job_id:
         return
     try:

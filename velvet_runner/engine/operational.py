@@ -269,10 +269,10 @@ def check_rows(run: Run, todo: list[tuple[ConsumerRow, Consumer]], value: Secret
                if row.distribute_status == RowStatus.SUCCEEDED}
     for row, _ in todo:
         j.set_row(row.consumer_id, validate_status=RowStatus.IN_PROGRESS)
+    # Checks change nothing anywhere, so entering validation needs no commit of its own: it
+    # rides with the fan-out's first save (after a second) or with the result.
     if run.job.status == State.DISTRIBUTED:
-        j.move(Outcome.OK, "validating consumers")  # with the rows marked in flight
-    else:
-        j.flush_rows()
+        j.move(Outcome.OK, "validating consumers", defer=True)
     checked = [0]
 
     def check(consumer: Consumer) -> CheckResult:
@@ -293,8 +293,8 @@ def check_rows(run: Run, todo: list[tuple[ConsumerRow, Consumer]], value: Secret
     def done(consumer: Consumer, result: CheckResult) -> None:
         j.set_row(consumer.consumer_id, detail=result.detail, validate_status=result.status)
         checked[0] += 1
-        if checked[0] == 1 and crash_point is not None:
-            j.flush_rows()
+        if checked[0] == 1 and crash_point is not None and run.crash_due(crash_point):
+            j.flush_rows()  # the crash test's point: rows in flight on the branch
             run.crash(crash_point)
 
     fan_out(run, [c for _, c in todo], check, done,
