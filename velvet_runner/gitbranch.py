@@ -341,6 +341,12 @@ class GitBranch:
         self._ensure()
         return self._head()
 
+    def committed_at(self, commit: str) -> int:
+        """When `commit` was made (its committer time, Unix seconds): part of the commit, so
+        the same for everyone who reads it."""
+        self._ensure()
+        return int(self._git("show", "-s", "--format=%ct", commit).stdout.decode().strip())
+
 
 def _run_git(*args: str) -> None:
     proc = subprocess.run(["git", *args], capture_output=True, check=False,

@@ -22,6 +22,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -87,6 +88,10 @@ class Store:
 
     def head(self, *, fetch: bool = True) -> str | None:
         return self.git.head(fetch=fetch)
+
+    def committed_at(self, commit: str) -> datetime:
+        """The committer time of a commit of the branch (the `as of` of a report about it)."""
+        return datetime.fromtimestamp(self.git.committed_at(commit), tz=UTC)
 
     def credentials(self, *, fetch: bool = True) -> list[str]:
         return self.git.ls(self.head(fetch=fetch), "jobs")

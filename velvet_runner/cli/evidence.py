@@ -58,3 +58,37 @@ def scan(credential: str, as_json: bool | None) -> None:
     if found.holders or found.references:
         sys.exit(1)
 
+
+@cli.command()
+@click.option("--since", default=None, metavar="INTERVAL",
+              help="Only rotations started within this interval before the report's time "
+                   "(e.g. 90d, 12w, 36h); default: every one.")
+@click.option("--credential", default=None, metavar="NAME", help="One credential only.")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "json"]), default="md",
+              show_default=True, help="Markdown (an auditor's appendix), CSV or JSON.")
+@click.option("--as-of", "as_of", default=None, metavar="ISO8601",
+              help="Judge schedules at this time instead of the branch head's commit time.")
+def evidence(since: str | None, credential: str | None, fmt: str, as_of: str | None) -> None:
+    """Every rotation on the state branch, as evidence: dates, key age against the schedule,
+    who started and approved it, the ticket, how the old value was proven dead, revocation
+    debt, what was accepted before the revoke; then the credentials out of policy.
+
+    Reads the state branch only (and the manifest for schedules). The same branch head and
+    manifest give the same bytes; the document names both.
+    """
+    from velvet_runner import evidence as evidence_mod
+    from velvet_runner import manifest as manifest_mod
+    from velvet_runner.cli.common import _store
+    from velvet_runner.schedule import parse_now
+
+    settings = _settings()
+    loaded = manifest_mod.load(settings.manifest)
+    store = _store(settings)
+    report = evidence_mod.collect(store, loaded, settings.manifest, since=since,
+                                  credential=credential,
+                                  as_of=parse_now(as_of) if as_of else None)
+    click.echo(evidence_mod.render(report, fmt), nl=False)
+    for problem in store.problems:
+        click.echo(f"velvet: {problem}", err=True)
+    if store.problems:
+        sys.exit(2)
