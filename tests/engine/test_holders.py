@@ -50,8 +50,13 @@ def test_scan_names_unregistered_holders_and_registered_places_without_a_value(
     sbx = eng_world.sandbox
     sbx.heroku.add_app(BILLING, {"HEROKU_API_KEY": value, "DATABASE_URL": "postgres://x"})
     sbx.infisical.set_secret("raxx-platform", "staging", "/billing", "HEROKU_KEY", value)
-    sbx.ssm().put_parameter(Name="/raxx/prod/billing/HEROKU_API_KEY", Value=value,
-                            Type="SecureString", Overwrite=True)
+    ssm = sbx.ssm()
+    fillers = [f"/raxx/prod/filler/P_{i:02d}" for i in range(12)]  # GetParametersByPath pages
+    for name in fillers:                                           # by 10: the sweep follows
+        ssm.put_parameter(Name=name, Value=f"not-it-{name}", Type="SecureString",
+                          Overwrite=True)
+    ssm.put_parameter(Name="/raxx/prod/billing/HEROKU_API_KEY", Value=value,
+                      Type="SecureString", Overwrite=True)
     try:
         proc = eng_world.cli("scan", HK, "--json")
         assert proc.returncode == 1, proc.stderr
@@ -71,8 +76,10 @@ def test_scan_names_unregistered_holders_and_registered_places_without_a_value(
         human = eng_world.cli("scan", HK, "--human")
         assert f"heroku app {BILLING} config var HEROKU_API_KEY" in human.stdout
         assert "UNREGISTERED places holding it (3" in human.stdout
+        assert found["searched"]["aws_ssm_parameter"] >= len(fillers) + 1
     finally:
-        sbx.ssm().delete_parameter(Name="/raxx/prod/billing/HEROKU_API_KEY")
+        for name in [*fillers, "/raxx/prod/billing/HEROKU_API_KEY"]:
+            ssm.delete_parameter(Name=name)
 
 
 def test_a_place_registered_for_another_credential_is_a_holder_and_says_so(
