@@ -19,7 +19,7 @@ import functools
 import random
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -264,3 +264,22 @@ def follow_links(client: httpx.Client, url: str, what: str, *,
         link = response.links.get("next")
         next_url = link.get("url") if link else None
     return items
+
+
+def follow_ranges(client: httpx.Client, url: str, what: str, first: str, *,
+                  send: Callable[[str], httpx.Response] | None = None) -> Iterator[object]:
+    """Every item of a Heroku listing, asking for page `first` (a `Range`, e.g. `name ..;
+    max=1000`) and then each `Next-Range` while the answer is `206 Partial Content`.
+
+    A generator: a caller that finds what it looks for stops paging. `send(range)` makes one
+    request (with the caller's retries and headers); by default a plain GET.
+    """
+    page: str | None = first
+    seen: set[str] = set()
+    while page is not None and page not in seen:
+        seen.add(page)
+        response = send(page) if send is not None else request(
+            client, "GET", url, what, headers={"Range": page})
+        body = response.json()
+        yield from (body if isinstance(body, list) else [])
+        page = response.headers.get("Next-Range") if response.status_code == 206 else None

@@ -475,6 +475,12 @@ class GitBranch:
         self._ensure()
         return self._head()
 
+    def committed_at(self, commit: str) -> int:
+        """When `commit` was made (its committer time, Unix seconds): part of the commit, so
+        the same for everyone who reads it."""
+        self._ensure()
+        return int(self._git("show", "-s", "--format=%ct", commit).stdout.decode().strip())
+
 
 def _reason(output: str) -> str:
     """git's reason for a refused push: the porcelain `!` line's reason and the remote's own

@@ -29,6 +29,7 @@ from velvet_runner.machine import (
     is_terminal,
 )
 from velvet_runner.records import DONE_ROW, ConsumerRow, Job, Life, RowStatus, iso
+from velvet_runner.scan import Scan, before_revoke_lines
 from velvet_runner.watchdog import render as render_stuck
 
 PROG = "velvet"
@@ -299,6 +300,11 @@ def _consumer_lines(job: Job, fit: _Fit) -> list[str]:
                            for r in rows], indent="  ")
 
 
+def _before_revoke(job: Job) -> list[str]:
+    found = before_revoke_lines(job)
+    return ["Before the revoke:"] + [f"  {line}" for line in found] if found else []
+
+
 def job_summary(job: Job, *, note: str | None = None, full: bool = False) -> str:
     """After `rotate` or `stage`: where the job is, its consumers, what matters in its failure
     state, what to run next; `full`: nothing cut."""
@@ -307,6 +313,7 @@ def job_summary(job: Job, *, note: str | None = None, full: bool = False) -> str
     if note:
         lines.append(note)
     lines += _consumer_lines(job, fit)
+    lines += _before_revoke(job)
     lines += _failure_lines(job)
     lines += _job_next(job)
     lines += fit.footer(job)
@@ -320,6 +327,7 @@ def job_detail(job: Job, *, events: int | None = EVENTS_SHOWN, full: bool = Fals
     lines = _heading(job, fit)
     lines.append(f"Created {iso(job.created_at)} by {job.actor}; updated {iso(job.updated_at)}")
     lines += _consumer_lines(job, fit)
+    lines += _before_revoke(job)
     lines += _failure_lines(job)
     total = len(job.events)
     shown = (job.events if full or events is None or total <= events
@@ -404,3 +412,31 @@ def stuck_summary(findings: dict[str, list[dict[str, Any]]]) -> str:
         commands.append(f"{PROG} stuck --settle-debt")
     return text.rstrip("\n") + "\n" + "\n".join(_next_block([], [], done=commands)) + "\n"
 
+
+
+def scan_summary(found: Scan) -> str:
+    """`velvet scan`: who else holds the value (or names its secret), and what was not read."""
+    read = ", ".join(f"{n} {kind}" for kind, n in found.searched.items()) or "nothing"
+    lines = [f"{found.credential}: its live value ({found.fingerprint}) searched for in every "
+             f"place Velvet's credentials can read ({read})",
+             f"Registered places holding it: {len(found.registered)}"]
+    if found.holders:
+        lines.append(f"UNREGISTERED places holding it ({len(found.holders)}; revoking the value "
+                     "breaks whoever reads them):")
+        lines += [f"  {h.where}" + (f"  (registered as {h.registered_as})"
+                                    if h.registered_as else "") for h in found.holders]
+    else:
+        lines.append("No unregistered place holds it.")
+    if found.references:
+        lines.append("Workflows in repositories the manifest does not list that name its "
+                     "secrets (they may use it; GitHub never shows a value):")
+        lines += [f"  {r['where']} {r['reference']}" for r in found.references]
+    if found.not_searched:
+        lines.append("Not searched (a holder there would go unseen):")
+        for why in found.not_searched:
+            lines += _paragraph(why)
+    if found.holders or found.references:
+        lines += _next_block([], [], done=[
+            f"{PROG} manifest check    # after registering them as consumers of "
+            f"{found.credential}", f"{PROG} scan {found.credential}"])
+    return "\n".join(lines) + "\n"

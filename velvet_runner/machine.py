@@ -283,12 +283,17 @@ class Option(StrEnum):
     TICKET = "ticket"
     CONFIRM = "confirm"
     ACCEPT_DEBT = "accept-debt"
+    # proceed_revoke, on the ticket: revoke although a place the manifest does not register
+    # holds the old value, or the vendor saw it used after every consumer switched (scan.py)
+    ACCEPT_UNREGISTERED = "accept-unregistered"
+    ACCEPT_STILL_USED = "accept-still-used"
 
 
 OPTIONS: Mapping[Action, Mapping[Option, bool]] = MappingProxyType({
     A.VERIFY: {},
     A.PROCEED_MINT: {},
-    A.PROCEED_REVOKE: {Option.TICKET: True, Option.CONFIRM: True},
+    A.PROCEED_REVOKE: {Option.TICKET: True, Option.CONFIRM: True,
+                       Option.ACCEPT_UNREGISTERED: False, Option.ACCEPT_STILL_USED: False},
     A.RETRY_VERIFY: {},
     A.RETRY_DISTRIBUTE: {},
     A.MANUAL_CONFIRM: {Option.CONSUMER: True, Option.TICKET: False},  # evidence for a row

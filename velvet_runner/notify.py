@@ -25,6 +25,7 @@ from velvet_runner.budget import Budgets, github_rate_limited
 from velvet_runner.client import make_client, retry_after
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Job
+from velvet_runner.scan import before_revoke_lines
 from velvet_runner.settings import Settings
 
 # No attempt starts later than this after the event; with the per-request timeout below that
@@ -67,6 +68,7 @@ def message_text(job: Job, link: str | None = None) -> str:
     lines = [_headline(job), f"job_id: {job.job_id}", f"credential: {job.credential}",
              f"flow: {job.flow_type} · env: {job.env} · status: {job.status}",
              f"{label}: {', '.join(consumers) or 'none'}"]
+    lines += [f"before the revoke: {line}" for line in before_revoke_lines(job)]
     if link:
         lines.append(f"link: {link}")
     return "\n".join(lines)

@@ -33,6 +33,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Concatenate, ParamSpec, TypeVar
 
@@ -128,6 +129,11 @@ class Store:
     @_on_disk
     def head(self, *, fetch: bool = True) -> str | None:
         return self.git.head(fetch=fetch)
+
+    @_on_disk
+    def committed_at(self, commit: str) -> datetime:
+        """The committer time of a commit of the branch (the `as of` of a report about it)."""
+        return datetime.fromtimestamp(self.git.committed_at(commit), tz=UTC)
 
     @_on_disk
     def credentials(self, *, fetch: bool = True) -> list[str]:

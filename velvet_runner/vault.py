@@ -24,6 +24,9 @@ from velvet_runner.manifest_models import TargetConfig, VaultConfig
 from velvet_runner.records import fingerprint
 from velvet_runner.targets.base import Target
 
+# The vault's slots, by the suffix each adds to the vault's name (the table above).
+SLOTS: tuple[str, ...] = ("", "__AUTH_ID", "__PENDING", "__PENDING_META")
+
 
 @dataclass(frozen=True)
 class Pending:

@@ -91,23 +91,32 @@ def rotate(credential: str, flow: str, idempotency_key: str | None, force_revoke
 @click.option("--confirm", default=None, help="The credential's name, typed back (proceed_revoke).")
 @click.option("--accept-debt", is_flag=True,
               help="mark_manually_revoked: record a value the vendor still accepts as debt.")
+@click.option("--accept-unregistered", is_flag=True,
+              help="proceed_revoke: revoke although places the manifest does not register "
+                   "hold the old value (recorded with the ticket).")
+@click.option("--accept-still-used", is_flag=True,
+              help="proceed_revoke: revoke although the vendor saw the old value used after "
+                   "every consumer switched (recorded with the ticket).")
 @output_option
 @all_option
 def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None,
-          confirm: str | None, accept_debt: bool, as_json: bool | None,
-          show_all: bool) -> None:
+          confirm: str | None, accept_debt: bool, accept_unregistered: bool,
+          accept_still_used: bool, as_json: bool | None, show_all: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
     from velvet_runner.machine import Option
 
     _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
                              Option.CONFIRM: confirm is not None,
-                             Option.ACCEPT_DEBT: accept_debt})
+                             Option.ACCEPT_DEBT: accept_debt,
+                             Option.ACCEPT_UNREGISTERED: accept_unregistered,
+                             Option.ACCEPT_STILL_USED: accept_still_used})
     engine = _engine(_settings(), _progress())
     as_json = wants_json(as_json)
     try:
         job = engine.run(job_id, action, consumers=consumers, ticket=ticket, confirm=confirm,
-                         accept_debt=accept_debt)
+                         accept_debt=accept_debt, accept_unregistered=accept_unregistered,
+                         accept_still_used=accept_still_used)
     except LeakStillOpen as exc:
         _show_job(exc.job, as_json, show_all)
         raise

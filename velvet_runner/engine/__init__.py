@@ -7,6 +7,7 @@
     operational  verify, then mint -> distribute -> validate
     mint         minting under the ledger: at most one value issued per intent
     revoke       stage 3: re-check, revoke the old value, prove it dead, promote the vault
+    precheck     stage 3's checks first: who else holds the old value, who still uses it
     recovery     rows marked by hand, mark_manually_revoked, abort (residual, debt), rollback
     revocation   emergency revoke, lockout checks, leak resolution
     dry_run      the testing flow
@@ -219,15 +220,21 @@ class Engine:
 
     def run(self, job_id: str, action: str, *, consumers: Sequence[str] = (),
             ticket: str | None = None, confirm: str | None = None,
-            accept_debt: bool = False, preempted_by: str | None = None) -> Job:
+            accept_debt: bool = False, preempted_by: str | None = None,
+            accept_unregistered: bool = False, accept_still_used: bool = False) -> Job:
         try:
             act = Action(action)
         except ValueError:
             raise BadArgument(f"unknown action {action!r}; actions: "
                               f"{', '.join(a.value for a in Action)}") from None
         self.require_enabled()
-        if accept_debt and options_refused(act, [Option.ACCEPT_DEBT]):
-            raise BadArgument(f"--accept-debt does not apply to {act}")
+        accepts = {Option.ACCEPT_DEBT: accept_debt,
+                   Option.ACCEPT_UNREGISTERED: accept_unregistered,
+                   Option.ACCEPT_STILL_USED: accept_still_used}
+        given = [o for o, on in accepts.items() if on]
+        refused = options_refused(act, given)
+        if refused:
+            raise BadArgument(f"{', '.join(f'--{o}' for o in refused)} does not apply to {act}")
         job = self.store.find(job_id)
         cred = self._credential(job.credential)
         self._require_env(job.env, f"job {job_id}")
@@ -245,13 +252,14 @@ class Engine:
                              "credential takes over: aborting; it kills this job's tokens",
                              {"preempted_by": preempted_by})
         try:
-            HANDLERS[(job.flow_type, act)](run, act, Args(list(consumers), ticket, confirm,
-                                                          accept_debt, preempted_by))
+            HANDLERS[(job.flow_type, act)](run, act, Args(
+                list(consumers), ticket, confirm, accept_debt, preempted_by,
+                accept_unregistered, accept_still_used))
         except LeakStillOpen as exc:
             exc.job = run.job
             raise
         except Interrupted:
-            resume = _resume_command(job_id, act, consumers, ticket, confirm)
+            resume = _resume_command(job_id, act, consumers, ticket, confirm, given)
             run.journal.stopping = True
             run.journal.note("interrupted", "stopped by the operator (Ctrl-C) at a safe point; "
                              f"resume with: {resume}")
@@ -354,11 +362,12 @@ class Engine:
 
 
 def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,
-                    confirm: str | None) -> str:
+                    confirm: str | None, flags: Sequence[Option] = ()) -> str:
     words = ["velvet", "stage", job_id, str(act)]
     words += [w for c in consumers for w in ("--consumer", c)]
     words += ["--ticket", ticket] if ticket else []
     words += ["--confirm", confirm] if confirm else []
+    words += [f"--{flag}" for flag in flags]
     return " ".join(words)
 
 

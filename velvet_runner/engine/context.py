@@ -42,6 +42,8 @@ class Args:
     confirm: str | None = None
     accept_debt: bool = False
     preempted_by: str | None = None  # abort: the emergency revocation taking over
+    accept_unregistered: bool = False  # proceed_revoke: unregistered holders, on the ticket
+    accept_still_used: bool = False  # proceed_revoke: use after the switch, on the ticket
 
 
 class Run:

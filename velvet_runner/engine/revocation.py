@@ -48,8 +48,14 @@ def revoke(run: Run, act: Action, args: Args) -> Job:
             j.move(act, "revoking at the vendor")
             return j.move(Outcome.FAILED, f"revoke failed: {exc}")
         auth_id = _auth_id(run, current)
-        j.move(act, "revoking at the vendor",
-               mutate=lambda job: _announce(run, job, current, auth_id))
+        ticket = args.ticket.strip() if args.ticket and args.ticket.strip() else None
+
+        def announce(job: Job) -> None:
+            job.ticket = ticket or job.ticket  # the incident's, for the evidence
+            _announce(run, job, current, auth_id)
+
+        j.move(act, "revoking at the vendor" + (f" (ticket {ticket})" if ticket else ""),
+               data={"ticket": ticket} if ticket else None, mutate=announce)
     return _continue(run, resumed=resumed)
 
 

@@ -12,6 +12,7 @@ from velvet_runner.machine import Action, Outcome, State
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint
 
+from . import precheck
 from .context import Args, Run
 from .fanout import fan_out
 from .operational import check_rows, outcome, shown_write
@@ -29,6 +30,7 @@ def proceed_revoke(run: Run, act: Action, args: Args) -> Job:
             raise GateRefused(f"proceed_revoke needs --confirm {name} "
                               "(the credential's name typed back)")
         run.gate(Action.PROCEED_REVOKE)
+        precheck.before_revoke(run, args)  # who else holds or still uses the old value
         value = run.new_value()
         # A re-check interrupted by a crash left its rows in flight: they are re-checked too.
         rechecked = {RowStatus.SUCCEEDED, RowStatus.IN_PROGRESS}

@@ -61,6 +61,7 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
     approved what, which runs touched the job, and what the operator can do next."""
     from velvet_runner.redact import scrub
     from velvet_runner.report import step_summary
+    from velvet_runner.scan import before_revoke_lines
 
     parts = [step_summary(job)]
     approvals = [e for e in job.events if e.action in ("approval", FALLBACK_EVENT)]
@@ -79,6 +80,10 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
         parts += [f"- {kind.replace('_', ' ')}: " + ", ".join(f"`{c}`" for c in ids)
                   for kind, ids in unproven.items() if ids]
         parts += ["", "These keep (or may keep) the old value: revoking it cuts them off."]
+    found = before_revoke_lines(job)
+    if found:
+        parts += ["", "### Before the revoke", ""]
+        parts += [f"- {line}" for line in found]
     debt = [d for d in job.revocation_debt if d.settled_at is None]
     if debt:
         parts += ["", "### Revocation debt", "",

@@ -13,7 +13,8 @@ What it reproduces, because adapters depend on it:
   authenticated response, 429 `rate_limit` with *no* Retry-After when empty, and
   `GET /account/rate-limits` free of charge. The bucket runs on the limiter's vendor time, so
   `/__velvet/limits` `{"time_scale": 60}` refills it 60 times faster.
-- `Range` pagination of the authorization list: 200 per page unless `max=` asks for up to
+- `Range` pagination of the authorization list (`id`, `created_at`) and of `GET /apps` (the
+  apps the token's user may use; `id`, `name`): 200 per page unless `max=` asks for up to
   1000, `206 Partial Content` with `Next-Range` while more remain, 416 for a bad Range.
 - Deploys (heroku_builds.py): sources, builds, releases and a web dyno that runs the app.
 """
@@ -534,30 +535,10 @@ class _Api:
     async def list_authorizations(
         self, request: Request, auth: Authorization, user: User
     ) -> Response:
-        parsed = _parse_range(request.headers.get("range"))
-        if parsed is None:
-            return error(416, "Invalid Range header; expected e.g. 'id ..; max=200'.")
-        field_name, start, exclusive, page_max, descending = parsed
         with self.lock:
-            mine = sorted((a for a in self.state._auths.values() if a.user_id == user.id),
-                          key=lambda a: (str(getattr(a, field_name)), a.id),
-                          reverse=descending)
-            if start:
-                mine = [a for a in mine if (str(getattr(a, field_name)) < start if descending
-                                            else str(getattr(a, field_name)) > start)
-                        or (not exclusive and str(getattr(a, field_name)) == start)]
-            page, more = mine[:page_max], len(mine) > page_max
-            response = json_response(
-                [self.state._authorization_json(a, with_token=False) for a in page],
-                206 if more else 200)
-            if page:
-                first, last = (str(getattr(page[i], field_name)) for i in (0, -1))
-                response.headers["Content-Range"] = f"{field_name} {first}..{last}"
-            if more:
-                order = "; order=desc" if descending else ""
-                response.headers["Next-Range"] = (
-                    f"{field_name} ]{getattr(page[-1], field_name)}..; max={page_max}{order}")
-            return response
+            mine = [a for a in self.state._auths.values() if a.user_id == user.id]
+            return _ranged(request, mine, ("id", "created_at"),
+                           lambda a: self.state._authorization_json(a, with_token=False))
 
     async def authorization_info(
         self, request: Request, auth: Authorization, user: User
@@ -614,20 +595,31 @@ class _Api:
             return error(403, f"You do not have access to the app {app.name}.")
         return app
 
+    async def list_apps(self, request: Request, auth: Authorization, user: User) -> Response:
+        """The apps this user may use (collaborator, or an app open to every user)."""
+        with self.lock:
+            visible = [a for a in self.state._apps.values()
+                       if not a.collaborators or user.email in a.collaborators]
+            return _ranged(request, visible, ("id", "name"),
+                           lambda a: self._app_json(a, user))
+
     async def app_info(self, request: Request, auth: Authorization, user: User) -> Response:
         with self.lock:
             app = self._app(request, user)
             if isinstance(app, Response):
                 return app
-            return json_response({
-                "id": app.id, "name": app.name, "created_at": app.created_at,
-                "updated_at": app.updated_at, "released_at": app.updated_at,
-                "maintenance": False, "owner": {"id": user.id, "email": user.email},
-                "team": None, "region": {"id": "59accabd-516d-4f0e-83e6-6e3757701145",
-                                         "name": "us"},
-                "stack": {"id": "ee582d3c-717d-4a57-ba5f-8b3a39f3a817", "name": "heroku-24"},
-                "web_url": self.state.deploys.web_url(app.name),
-            })
+            return json_response(self._app_json(app, user))
+
+    def _app_json(self, app: App, user: User) -> Json:
+        return {
+            "id": app.id, "name": app.name, "created_at": app.created_at,
+            "updated_at": app.updated_at, "released_at": app.updated_at,
+            "maintenance": False, "owner": {"id": user.id, "email": user.email},
+            "team": None, "region": {"id": "59accabd-516d-4f0e-83e6-6e3757701145",
+                                     "name": "us"},
+            "stack": {"id": "ee582d3c-717d-4a57-ba5f-8b3a39f3a817", "name": "heroku-24"},
+            "web_url": self.state.deploys.web_url(app.name),
+        }
 
     async def get_config(self, request: Request, auth: Authorization, user: User) -> Response:
         with self.lock:
@@ -723,6 +715,7 @@ class _Api:
                   e(self.delete_authorization, _MANAGE_AUTHORIZATIONS), methods=["DELETE"]),
             Route("/oauth/authorizations/{auth_id}/actions/regenerate-tokens",
                   e(self.regenerate, _MANAGE_AUTHORIZATIONS), methods=["POST"]),
+            Route("/apps", e(self.list_apps, _APP_READ), methods=["GET"]),
             Route("/apps/{app}", e(self.app_info, _APP_READ), methods=["GET"]),
             Route("/apps/{app}/config-vars", e(self.get_config, _CONFIG_READ), methods=["GET"]),
             Route("/apps/{app}/config-vars", e(self.patch_config, _CONFIG_WRITE),
@@ -740,17 +733,20 @@ class _Api:
 
 PAGE_DEFAULT = 200  # Heroku's default page size; a Range may ask for up to PAGE_MAX
 PAGE_MAX = 1000
-_RANGE = re.compile(r"^\s*(id|created_at)\s*(\])?([^.;\s]*)\s*\.\.\s*([^;\s]*)\s*(;.*)?$")
+_RANGE = re.compile(r"^\s*(\w+)\s*(\])?([^.;\s]*)\s*\.\.\s*([^;\s]*)\s*(;.*)?$")
 
 
-def _parse_range(header: str | None) -> tuple[str, str, bool, int, bool] | None:
+def _parse_range(header: str | None,
+                 fields: tuple[str, ...]) -> tuple[str, str, bool, int, bool] | None:
     """Heroku's `Range: <field> [<start>]..[<end>]; max=N, order=asc|desc` (a `]` before the
-    start excludes it, as a Next-Range does); (field, start, exclusive, max, desc), None if bad.
+    start excludes it, as a Next-Range does) over one of the listing's `fields` (its
+    Accept-Ranges); (field, start, exclusive, max, desc), None if bad. No header: the first
+    field, ascending, PAGE_DEFAULT a page.
     """
     if header is None or not header.strip():
-        return "id", "", False, PAGE_DEFAULT, False
+        return fields[0], "", False, PAGE_DEFAULT, False
     match = _RANGE.match(header)
-    if match is None:
+    if match is None or match.group(1) not in fields:
         return None
     field_name, exclusive, start, _end, params = match.groups()
     page_max, descending = PAGE_DEFAULT, False
@@ -771,6 +767,38 @@ def _parse_range(header: str | None) -> tuple[str, str, bool, int, bool] | None:
 
 def _base(request: Request) -> str:
     return str(request.base_url).rstrip("/")
+
+
+def _ranged(request: Request, items: Iterable[Any], fields: tuple[str, ...],
+            render: Callable[[Any], Json]) -> Response:
+    """One page of a listing, as Heroku pages them: sorted on the Range's field, `206 Partial
+    Content` with `Next-Range` while more remain, `Content-Range` naming the page, 416 for a
+    Range the listing does not accept (`Accept-Ranges` says which)."""
+    parsed = _parse_range(request.headers.get("range"), fields)
+    if parsed is None:
+        response = error(416, f"Invalid Range header; expected e.g. '{fields[0]} ..; max=200' "
+                         f"(ranges: {', '.join(fields)}).")
+        response.headers["Accept-Ranges"] = ", ".join(fields)
+        return response
+    field_name, start, exclusive, page_max, descending = parsed
+
+    def key(item: Any) -> str:
+        return str(getattr(item, field_name))
+
+    rows = sorted(items, key=lambda i: (key(i), i.id), reverse=descending)
+    if start:
+        rows = [i for i in rows if (key(i) < start if descending else key(i) > start)
+                or (not exclusive and key(i) == start)]
+    page, more = rows[:page_max], len(rows) > page_max
+    response = json_response([render(i) for i in page], 206 if more else 200)
+    response.headers["Accept-Ranges"] = ", ".join(fields)
+    if page:
+        response.headers["Content-Range"] = f"{field_name} {key(page[0])}..{key(page[-1])}"
+    if more:
+        order = "; order=desc" if descending else ""
+        response.headers["Next-Range"] = (
+            f"{field_name} ]{key(page[-1])}..; max={page_max}{order}")
+    return response
 
 
 def _auth_not_found() -> Response:

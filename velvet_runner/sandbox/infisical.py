@@ -7,6 +7,7 @@ Paths served (vendor-apis.md section 4):
     GET    /api/v1/auth/universal-auth/identities/{identityId}/client-secrets
     GET    /api/v1/auth/universal-auth/identities/{identityId}/client-secrets/{id}
     POST   /api/v1/auth/universal-auth/identities/{identityId}/client-secrets/{id}/revoke
+    GET    /api/v1/projects                        the projects the identity is a member of
     GET    /api/v3/secrets/raw                     ?workspaceId=&environment=&secretPath=&recursive=
     GET    /api/v3/secrets/raw/{secretName}        ?workspaceId=&environment=&secretPath=
     POST | PATCH | DELETE /api/v3/secrets/raw/{secretName}   JSON body with workspaceId
@@ -14,7 +15,11 @@ Paths served (vendor-apis.md section 4):
     GET    /api/v4/secrets/{secretName}            ?projectId=&environment=&secretPath=
     POST | PATCH | DELETE /api/v4/secrets/{secretName}       JSON body with projectId
 
-Both secret APIs share one store keyed by (project, environment, secretPath, name).
+Both secret APIs share one store keyed by (project, environment, secretPath, name). A project
+exists once an identity is granted it or a secret is stored in it; its environments are
+Infisical's defaults (dev, staging, prod) and every one a secret of it is stored in. Neither
+listing pages: Infisical answers a project list, and a folder's secrets (recursive or not),
+whole.
 
 Quirks kept on purpose: creates answer 200 (not 201); a duplicate create is 400 "Secret already
 exist" (not 409); an expired, malformed or wrongly signed access token is 403 `TokenError` (not
@@ -114,6 +119,9 @@ _ERROR_NAMES = {
     504: "GatewayTimeoutError",
 }
 _NAMESPACE = uuid.UUID("6f1d0c2e-6a55-4c1b-9d7e-76656c766574")
+# Every new Infisical project has these environments.
+DEFAULT_ENVIRONMENTS = ("dev", "staging", "prod")
+ENVIRONMENT_NAMES = {"dev": "Development", "staging": "Staging", "prod": "Production"}
 
 
 class InfisicalError(Exception):
@@ -713,6 +721,23 @@ class State:
                 details=[],
             )
 
+    def _list_projects(self, identity: Identity) -> Json:
+        """`GET /api/v1/projects`: the projects the identity is a member of, with their
+        environments (vendor-apis.md section 4; Infisical's own answer, trimmed)."""
+        with self._lock:
+            return {"projects": [self._project(p) for p in sorted(identity.projects)]}
+
+    def _project(self, project: str) -> Json:
+        slugs = set(DEFAULT_ENVIRONMENTS) | {s.environment for s in self._secrets.values()
+                                            if s.project == project}
+        order = {slug: i for i, slug in enumerate(DEFAULT_ENVIRONMENTS)}
+        envs = sorted(slugs, key=lambda slug: (order.get(slug, len(order)), slug))
+        return {"id": project, "_id": project, "name": project, "slug": project,
+                "type": "secret-manager", "environments": [
+                    {"name": ENVIRONMENT_NAMES.get(slug, slug), "slug": slug,
+                     "id": str(uuid.uuid5(_NAMESPACE, f"env:{project}:{slug}"))}
+                    for slug in envs]}
+
     def _secrets_under(
         self, project: str, env: str, path: str, recursive: bool
     ) -> Iterator[StoredSecret]:
@@ -883,6 +908,10 @@ def create_app(state: State) -> Starlette:
             state._revoke_client_secret(params["identity_id"], params["secret_id"])
         )
 
+    @_guarded
+    async def projects(request: Request) -> Response:
+        return json_response(state._list_projects(auth(request)))
+
     def list_handler(project_field: str, *, v3: bool) -> Handler:
         @_guarded
         async def handler(request: Request) -> Response:
@@ -950,6 +979,7 @@ def create_app(state: State) -> Starlette:
             revoke_client_secret,
             methods=["POST"],
         ),
+        Route("/api/v1/projects", projects, methods=["GET"]),
         Route("/api/v3/secrets/raw", list_handler("workspaceId", v3=True), methods=["GET"]),
         Route(
             "/api/v3/secrets/raw/{name}", one_handler("workspaceId", v3=True), methods=one_methods

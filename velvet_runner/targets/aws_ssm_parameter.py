@@ -7,7 +7,7 @@ parameter): that is retried here with a short backoff.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr
@@ -15,12 +15,15 @@ from pydantic import Field, SecretStr, StrictStr
 from velvet_runner.aws import translate
 from velvet_runner.errors import NotFound, RateLimited
 from velvet_runner.manifest_models import TargetConfig, VaultConfig
+from velvet_runner.records import fingerprint
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Target
+from velvet_runner.targets.base import Found, Target
 
 TOO_MANY_UPDATES_ATTEMPTS = 5
 
 if TYPE_CHECKING:
+    from velvet_runner.manifest import Manifest
+    from velvet_runner.manifest_models import Credential
     from velvet_runner.wiring import Wiring
 
 
@@ -91,6 +94,45 @@ class AwsSsmParameterTarget(Target):
         exists = bool(found.get("Parameters"))
         return f"{self.what}: " + ("exists" if exists else "not created yet (first write creates "
                                    "it)")
+
+    @classmethod
+    def sweep(cls, wiring: Wiring, manifest: Manifest,
+              credential: Credential) -> Iterator[Found]:
+        """Every parameter under the manifest's prefixes (`prefixes`), decrypted and
+        fingerprinted, followed through GetParametersByPath's NextToken."""
+        for region, roots in sorted(prefixes(manifest).items()):
+            ssm = wiring.aws.client("ssm", region)
+            for root in roots:
+                token: str | None = None
+                while True:
+                    page: dict[str, Any] = {"Path": root, "Recursive": True,
+                                            "WithDecryption": True, "MaxResults": 10}
+                    if token:
+                        page["NextToken"] = token
+                    try:
+                        found = ssm.get_parameters_by_path(**page)
+                    except Exception as exc:  # noqa: BLE001 - translated
+                        raise translate(exc, f"GetParametersByPath {root}") from None
+                    for parameter in found.get("Parameters", []):
+                        place = AwsSsmParameter.model_construct(
+                            kind="aws_ssm_parameter", name=parameter["Name"], region=region)
+                        yield Found(place.describe(), fingerprint(str(parameter["Value"])))
+                    token = found.get("NextToken")
+                    if not token:
+                        break
+
+
+def prefixes(manifest: Manifest) -> dict[str, list[str]]:
+    """The manifest's SSM prefixes, per region: the first path segment of every parameter it
+    names (a consumer's or a vault's), e.g. `/raxx` for `/raxx/prod/heroku/KEY`; a parameter at
+    the root makes the root itself one."""
+    roots: dict[str, set[str]] = {}
+    for credential in manifest.credentials:
+        for config in (credential.vault, *credential.consumers):
+            if isinstance(config, AwsSsmParameter):
+                first, _, rest = config.name.strip("/").partition("/")
+                roots.setdefault(config.region, set()).add(f"/{first}" if rest else "/")
+    return {region: ["/"] if "/" in found else sorted(found) for region, found in roots.items()}
 
 
 register(AwsSsmParameterTarget)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -13,6 +14,8 @@ from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.records import fingerprint
 
 if TYPE_CHECKING:
+    from velvet_runner.manifest import Manifest
+    from velvet_runner.manifest_models import Credential
     from velvet_runner.wiring import Wiring
 
 
@@ -23,6 +26,18 @@ class Shown:
 
     held: bool
     evidence: str
+
+
+@dataclass(frozen=True)
+class Found:
+    """One place a sweep read (never its value): where it is, as its config's `describe()`
+    names it, and the fingerprint of what it holds; or, for a write-only kind, where it names
+    one of the credential's secrets (`reference`: file:line); or why it could not be read."""
+
+    where: str
+    fingerprint: str | None = None
+    reference: str | None = None
+    error: str | None = None
 
 
 class Target(ABC):
@@ -86,3 +101,18 @@ class Target(ABC):
     def delete(self) -> None:
         """Remove the stored value (the vault's pending slot uses this)."""
         raise NotImplementedError(f"{self.kind} cannot delete")
+
+    @classmethod
+    def sweep(cls, wiring: Wiring, manifest: Manifest,
+              credential: Credential) -> Iterator[Found]:
+        """Every place of this kind Velvet's own credentials can read, beyond the manifest's
+        (`velvet scan`, and stage 3 before it revokes: who else holds the old value).
+
+        Readable kinds yield each place with the fingerprint of its value, and nothing of the
+        value itself; a write-only kind yields the places that name `credential`'s secrets. A
+        place that cannot be read is yielded with its `error`, and the sweep goes on; an error
+        that stops the whole sweep (no credentials, the listing refused) raises the
+        VendorError subclasses. Every listing is followed to its last page. Default: nothing
+        to list.
+        """
+        return iter(())

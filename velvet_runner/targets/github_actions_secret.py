@@ -8,25 +8,30 @@ consumers are validated by their health checks, not by readback.
 from __future__ import annotations
 
 import base64
+import re
 import time
 import weakref
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
 
-from velvet_runner.errors import NotFound, VendorRejected
+from velvet_runner.errors import NotFound, VendorError, VendorRejected
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Shown, Target
+from velvet_runner.targets.base import Found, Shown, Target
 
 if TYPE_CHECKING:
     import httpx
 
+    from velvet_runner.manifest import Manifest
+    from velvet_runner.manifest_models import Credential
     from velvet_runner.wiring import Wiring
 
 # How far GitHub's clock and the runner's may disagree when a write's time is compared.
 CLOCK_SKEW = timedelta(seconds=5)
+WORKFLOWS = ".github/workflows"
 
 _UNREAD = object()  # no write by this instance yet: its earlier updated_at is unknown
 # GitHub keeps a secret's times to the second: a write in the same second as the last one
@@ -191,6 +196,69 @@ class GithubActionsSecretTarget(Target):
         updated = self.updated_at()
         return f"{self.what}: public key {key_id} valid; " + (
             f"secret last updated {updated}" if updated else "secret not set yet")
+
+    @classmethod
+    def sweep(cls, wiring: Wiring, manifest: Manifest,
+              credential: Credential) -> Iterator[Found]:
+        """GitHub never shows a secret's value, so a sweep finds who may use one: the workflow
+        files (`.github/workflows/*.yml` on the default branch, through the contents API) that
+        name one of the secrets the manifest writes for `credential`, in every repository the
+        App's installation can see (`GET /installation/repositories`) that the manifest does
+        not list. A repository of an organisation the manifest writes that secret to as an
+        organisation secret reads the declared one, and is left out too."""
+        from velvet_runner.client import RetryPolicy, follow_links, request
+
+        mine = _secrets(credential)
+        names = sorted({c.secret.upper() for c in mine})
+        if not names:
+            return
+        listed = {c.repository for cred in manifest.credentials for c in _secrets(cred)
+                  if c.repository}
+        orgs = {c.org for c in mine if c.org}
+        pattern = re.compile(r"\bsecrets\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])",
+                             re.IGNORECASE)
+        client = wiring.github_client
+        call = RetryPolicy(sleep=wiring.sleep).run
+
+        def get(url: str, what: str) -> Any:
+            return call(lambda: request(client, "GET", url, what)).json()
+
+        repos = call(lambda: follow_links(client, "/installation/repositories?per_page=100",
+                                          "github installation repositories"))
+        for repo in repos:
+            full = str(repo.get("full_name")) if isinstance(repo, dict) else ""
+            if not full or full in listed or full.partition("/")[0] in orgs:
+                continue
+            try:
+                entries = get(f"/repos/{full}/contents/{WORKFLOWS}", f"github {full} workflows")
+            except NotFound:
+                continue  # no workflows
+            except VendorError as exc:
+                yield Found(f"github {full}", error=str(exc))
+                continue
+            for entry in entries if isinstance(entries, list) else []:
+                path = str(entry.get("path", ""))
+                if entry.get("type") != "file" or not path.endswith((".yml", ".yaml")):
+                    continue
+                try:
+                    body = get(f"/repos/{full}/contents/{path}", f"github {full} {path}")
+                    text = base64.b64decode(str(body.get("content", ""))).decode(
+                        "utf-8", "replace")
+                except (VendorError, ValueError) as exc:
+                    yield Found(f"github {full} {path}", error=str(exc))
+                    continue
+                yield Found(f"github {full} {path}")  # read: one more place searched
+                for number, line in enumerate(text.splitlines(), start=1):
+                    for match in pattern.finditer(line):
+                        name = (match.group(1) or match.group(2)).upper()
+                        if name in names:
+                            yield Found(f"github {full}", reference=f"{path}:{number} "
+                                        f"secrets.{name}")
+
+
+def _secrets(credential: Credential) -> list[GithubActionsSecret]:
+    configs: list[object] = list(credential.consumers)
+    return [c for c in configs if isinstance(c, GithubActionsSecret)]
 
 
 register(GithubActionsSecretTarget)

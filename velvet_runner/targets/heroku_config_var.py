@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr
 
 from velvet_runner.errors import VendorError
 from velvet_runner.manifest_models import TargetConfig
+from velvet_runner.records import fingerprint
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Target
+from velvet_runner.targets.base import Found, Target
 
 if TYPE_CHECKING:
     import httpx
 
+    from velvet_runner.manifest import Manifest
+    from velvet_runner.manifest_models import Credential
     from velvet_runner.wiring import Wiring
 
 
@@ -82,6 +86,38 @@ class HerokuConfigVarTarget(Target):
         if bucket is None or not isinstance(remaining, int | float) or remaining > 0:
             return 0.0
         return 1 / bucket.per_second
+
+    @classmethod
+    def sweep(cls, wiring: Wiring, manifest: Manifest,
+              credential: Credential) -> Iterator[Found]:
+        """Every config var of every app the bootstrap token may use (`GET /apps`, by Range
+        pages), as fingerprints."""
+        from velvet_runner.client import RetryPolicy, follow_ranges, request
+
+        client = wiring.heroku_bootstrap_client
+        call = RetryPolicy(sleep=wiring.sleep).run
+
+        def send(page: str) -> httpx.Response:
+            return call(lambda: request(client, "GET", "/apps", "heroku list apps",
+                                        headers={"Range": page}))
+
+        def config(app: str) -> Any:
+            return call(lambda: request(client, "GET", f"/apps/{app}/config-vars",
+                                        f"GET heroku app {app} config vars")).json()
+
+        for app in follow_ranges(client, "/apps", "heroku list apps", "name ..; max=1000",
+                                 send=send):
+            name = str(app.get("name")) if isinstance(app, dict) else ""
+            try:
+                found = config(name)
+            except VendorError as exc:
+                yield Found(f"heroku app {name}", error=str(exc))
+                continue
+            for var, value in sorted(found.items() if isinstance(found, dict) else []):
+                if isinstance(value, str):
+                    place = HerokuConfigVar.model_construct(kind="heroku_config_var",
+                                                            app=name, var=var)
+                    yield Found(place.describe(), fingerprint(value))
 
 
 register(HerokuConfigVarTarget)

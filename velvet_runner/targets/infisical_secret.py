@@ -8,18 +8,28 @@ change-approval request is not applied, so it is refused.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr
 
-from velvet_runner.errors import AuthRejected, NotFound, VendorRejected, VendorUnavailable
+from velvet_runner.errors import (
+    AuthRejected,
+    NotFound,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
 from velvet_runner.manifest_models import TargetConfig, VaultConfig
+from velvet_runner.records import fingerprint
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Target
+from velvet_runner.targets.base import Found, Target
 
 if TYPE_CHECKING:
     import httpx
 
+    from velvet_runner.manifest import Manifest
+    from velvet_runner.manifest_models import Credential
     from velvet_runner.wiring import Wiring
 
 
@@ -140,6 +150,45 @@ class InfisicalSecretTarget(Target):
         names = {s.get("secretKey") for s in listed.get("secrets", [])}
         return f"{self.what}: folder readable; " + (
             "secret present" if self.config.name in names else "secret not set yet")
+
+    @classmethod
+    def sweep(cls, wiring: Wiring, manifest: Manifest,
+              credential: Credential) -> Iterator[Found]:
+        """Every secret in every environment of every project Velvet's identity is a member
+        of (`GET /api/v1/projects`, then each environment's secrets from `/`, recursively), as
+        fingerprints. Infisical answers both listings whole (no pages)."""
+        from velvet_runner.client import RetryPolicy
+
+        session = wiring.infisical_session
+        call = RetryPolicy(sleep=wiring.sleep).run
+
+        def secrets(project: str, env: str) -> Any:
+            return call(lambda: session.call(
+                "GET", "/api/v4/secrets", f"list infisical {project}/{env}",
+                params={"projectId": project, "environment": env, "secretPath": "/",
+                        "recursive": "true", "viewSecretValue": "true",
+                        "include_imports": "false"})).json()
+
+        listed = call(lambda: session.call("GET", "/api/v1/projects",
+                                           "list infisical projects")).json()
+        for project in listed.get("projects") or []:
+            pid = str(project.get("id"))
+            for env in project.get("environments") or []:
+                slug = str(env.get("slug"))
+                try:
+                    body = secrets(pid, slug)
+                except VendorError as exc:
+                    yield Found(f"infisical {pid}/{slug}", error=str(exc))
+                    continue
+                for secret in body.get("secrets") or []:
+                    value = secret.get("secretValue")
+                    if not isinstance(value, str):
+                        continue
+                    place = InfisicalSecret.model_construct(
+                        kind="infisical_secret", project_id=pid, environment=slug,
+                        secret_path=str(secret.get("secretPath") or "/"),
+                        name=str(secret.get("secretKey")))
+                    yield Found(place.describe(), fingerprint(value))
 
 
 register(InfisicalSecretTarget)

@@ -14,7 +14,7 @@ from velvet_runner.aws import AwsClients, translate
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
-from velvet_runner.vendors.base import Identity, Minted, Vendor
+from velvet_runner.vendors.base import Identity, LastUse, Minted, Vendor
 
 if TYPE_CHECKING:
     from velvet_runner.wiring import Wiring
@@ -111,6 +111,19 @@ class AwsIamVendor(Vendor):
 
     def exists(self, auth_id: str, *, using: SecretStr) -> bool | None:
         return any(k["AccessKeyId"] == auth_id for k in self._keys())
+
+    def last_used(self, auth_id: str, *, using: SecretStr) -> LastUse | None:
+        """IAM's GetAccessKeyLastUsed: the last request signed with the key (AWS may take up
+        to four hours to record one), and the service and region it went to."""
+        try:
+            found = self.iam.get_access_key_last_used(AccessKeyId=auth_id)
+        except Exception as exc:  # noqa: BLE001
+            raise translate(exc, f"iam GetAccessKeyLastUsed {auth_id}") from None
+        used = found.get("AccessKeyLastUsed") or {}
+        at = used.get("LastUsedDate")
+        where = f"{used.get('ServiceName', 'N/A')} in {used.get('Region', 'N/A')}"
+        return LastUse(at, f"GetAccessKeyLastUsed: {where}" if at else
+                       "GetAccessKeyLastUsed: never used")
 
     def check_rotatable(self) -> None:
         if self.slots_free() < 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -21,6 +22,15 @@ class Identity:
 
     subject: str
     auth_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LastUse:
+    """When the vendor says a credential was last used (None: never), and what else it said
+    (the service and region, for example); never the value."""
+
+    at: datetime | None
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -103,6 +113,11 @@ class Vendor(ABC):
         Settles revocation debt: a token minted and never revoked stays listed until the
         vendor no longer knows it.
         """
+        return None
+
+    def last_used(self, auth_id: str, *, using: SecretStr) -> LastUse | None:
+        """When the vendor last saw credential `auth_id` used, asking with the live value
+        `using` where the vendor needs one; None when its API does not say (the default)."""
         return None
 
     def is_live(self, value: SecretStr) -> bool:

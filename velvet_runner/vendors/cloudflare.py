@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, StrictStr, model_validator
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
-from velvet_runner.vendors.base import Identity, Minted, Vendor
+from velvet_runner.vendors.base import Identity, LastUse, Minted, Vendor
 
 PAGE_SIZE = 50  # the most Cloudflare returns per page
 
@@ -124,6 +124,21 @@ class CloudflareVendor(Vendor):
         except NotFound:
             return False
         return True
+
+    def last_used(self, auth_id: str, *, using: SecretStr) -> LastUse | None:
+        """The token's `last_used_on` (RFC 3339, or null when never used)."""
+        from datetime import datetime
+
+        token = self._call("GET", f"/{auth_id}", using, f"get token {auth_id}")
+        raw = token.get("last_used_on") if isinstance(token, dict) else None
+        if not raw:
+            return LastUse(None, "last_used_on: never used")
+        try:
+            at = datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+        except ValueError:
+            raise VendorRejected(f"cloudflare token {auth_id}: last_used_on is not a time") \
+                from None
+        return LastUse(at, f"last_used_on {raw}")
 
     def roll(self, auth_id: str | None, current: SecretStr) -> Minted:
         token_id = auth_id or self.verify(current).auth_id

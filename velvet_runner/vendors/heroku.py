@@ -71,17 +71,17 @@ class HerokuVendor(Vendor):
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
         # Lists come in pages (206 with Next-Range); a label missed here means minting twice.
-        page = "id ..; max=1000"
-        while True:
-            response = self._call("GET", "/oauth/authorizations", current, "list authorizations",
-                                  headers={"Range": page})
-            for auth in response.json():
-                if auth.get("description") == label:
-                    return str(auth["id"])
-            next_range = response.headers.get("Next-Range")
-            if response.status_code != 206 or not next_range:
-                return None
-            page = next_range
+        from velvet_runner.client import follow_ranges
+
+        def send(page: str) -> httpx.Response:
+            return self._call("GET", "/oauth/authorizations", current, "list authorizations",
+                              headers={"Range": page})
+
+        for auth in follow_ranges(self.client, "/oauth/authorizations", "list authorizations",
+                                  "id ..; max=1000", send=send):
+            if isinstance(auth, dict) and auth.get("description") == label:
+                return str(auth["id"])
+        return None
 
     def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
         return self._regenerate(auth_id, current)

@@ -11,6 +11,8 @@ Routes (OpenAPI at /openapi.json, generated from ROUTES by `openapi.document`):
     GET /                                              HTML: every credential
     GET /tokens/{name}/view                            HTML: one credential's consumers and jobs
     GET /tokens/{name}/rotations/{job_id}/view         HTML: one job, live over the stream
+    GET /key-ages, /key-ages.svg                       HTML and SVG: key ages against schedules
+    GET /evidence?format=md|csv|json                   the evidence export (`velvet evidence`)
 
 Any other method on any path is 405, with `Allow` naming the methods the path serves; an
 unknown credential, job or path is a 404 JSON body `{"error": ..., "status": 404}`. Every path
@@ -39,11 +41,13 @@ from velvet_runner import redact
 from velvet_runner.gitbranch import token_env
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
-from velvet_runner.web import api, pages
+from velvet_runner.web import api, keyages, pages
 from velvet_runner.web.auth import RequireToken, Tokens
 from velvet_runner.web.openapi import (
     DEGRADED_503,
+    ERROR_400,
     ERROR_404,
+    EVIDENCE_QUERY,
     LIMIT,
     LIMIT_400,
     MANIFEST_503,
@@ -134,6 +138,18 @@ ROUTES: list[BaseRoute] = [
     Documented("/tokens/{name}/rotations/{job_id}/view", pages.job_view, Doc(
         "Status page of one job, live over the stream", PAGE,
         {404: PAGE_404, 503: RECORD_503})),
+    Documented("/key-ages", keyages.key_ages_page, Doc(
+        "Key ages against their schedules (HTML, the chart below as an image)", PAGE)),
+    Documented("/key-ages.svg", keyages.key_ages_svg, Doc(
+        "Key ages against their schedules as an SVG chart (no script)",
+        text_reply("image/svg+xml", "SVG"))),
+    Documented("/evidence", keyages.evidence_export, Doc(
+        "The evidence export of `velvet evidence`: every rotation, from this copy of the "
+        "state branch (the same head gives the same bytes)",
+        {"description": "Markdown, CSV or JSON (format)", "content": {
+            media: {"schema": {"type": "object" if media == "application/json" else "string"}}
+            for media in keyages.MEDIA.values()}},
+        {400: ERROR_400, 404: ERROR_404, 503: MANIFEST_503}, query=EVIDENCE_QUERY)),
     Documented("/static/velvet.css", _static("velvet.css", "text/css"),
                Doc("Stylesheet", text_reply("text/css", "CSS"))),
     Documented("/static/velvet.js", _static("velvet.js", "text/javascript"),

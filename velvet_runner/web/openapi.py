@@ -38,6 +38,7 @@ PAGE_404 = text_reply("text/html", "unknown credential or job (HTML page)")
 MANIFEST_503 = json_reply("Error", "the manifest or flags.yml does not load")
 RECORD_503 = json_reply("Error", "the job record on the state branch does not parse")
 LIMIT_400 = json_reply("Error", f"limit is not an integer from 1 to {MAX_LIMIT}")
+ERROR_400 = json_reply("Error", "a query parameter is not one the route takes")
 PAGE = text_reply("text/html", "HTML page")
 DEGRADED_503 = json_reply("Health", "degraded: the state branch cannot be read, or the copy "
                           "is older than VELVET_STATUS_MAX_AGE_SECONDS (`reason` says which)")
@@ -57,6 +58,17 @@ LIMIT = {"name": "limit", "in": "query", "required": False,
          "description": f"how many jobs, newest first (default {DEFAULT_LIMIT})",
          "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
                     "default": DEFAULT_LIMIT}}
+
+EVIDENCE_QUERY = (
+    {"name": "format", "in": "query", "required": False,
+     "description": "md (an auditor's appendix), csv or json",
+     "schema": {"enum": ["md", "csv", "json"], "default": "md"}},
+    {"name": "since", "in": "query", "required": False,
+     "description": "only rotations started this long before the head's time, e.g. 90d",
+     "schema": {"type": "string", "pattern": "^[1-9][0-9]{0,4}[hdw]$"}},
+    {"name": "credential", "in": "query", "required": False,
+     "description": "one credential only", "schema": {"type": "string"}},
+)
 
 
 @dataclass(frozen=True)

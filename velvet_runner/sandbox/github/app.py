@@ -29,6 +29,8 @@ Paths served (vendor-apis.md section 5, github-actions.md section 2):
                                             (with an ActionsPlane attached: actions_plane.py)
     POST   /repos/{owner}/{repo}/issues
     GET    /repos/{owner}/{repo}/issues/{number}
+    GET    /installation/repositories                                   (contents.py)
+    GET    /repos/{owner}/{repo}/contents/{path}                        (contents.py)
 
 Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
 Besides the shared control API, `/__velvet/limits` shows and sets the primary rate limit too
@@ -51,7 +53,7 @@ from velvet_runner.sandbox.control import (
     build_app,
     json_response,
 )
-from velvet_runner.sandbox.github import issues, runs, secrets
+from velvet_runner.sandbox.github import contents, issues, runs, secrets
 from velvet_runner.sandbox.github.common import GitHubError, Json, _not_found, error
 from velvet_runner.sandbox.github.records import _Token
 from velvet_runner.sandbox.github.state import State
@@ -214,6 +216,8 @@ def create_app(state: State) -> Starlette:
         (f"{run}/pending_deployments", runs.pending_deployments, ["GET", "POST"]),
         (f"{r}/issues", issues.create_issue, ["POST"]),
         (f"{r}/issues/{{number}}", issues.get_issue, ["GET"]),
+        ("/installation/repositories", contents.installation_repositories, ["GET"]),
+        (f"{r}/contents/{{path:path}}", contents.get_contents, ["GET"]),
     ]
     routes: list[BaseRoute] = [
         Route(path, endpoint(handler), methods=methods) for path, handler, methods in table

@@ -240,6 +240,8 @@ class Repo(SecretScope, _Record):
     runs: dict[int, Run] = {}
     issues: list[Issue] = []
     dispatches: list[Json] = []
+    # The default branch's files by path (the contents API reads them), as text.
+    files: dict[str, str] = {}
 
     @field_validator("full_name")
     @classmethod

@@ -85,6 +85,7 @@ class State:
 
         add_token(token, login="velvet-bot", repos=None)
         add_repo(full_name, *, private=True, default_branch="main", branches=None) -> repo id
+        add_file(repo, path, text)                  a file on the default branch (contents API)
         add_org(name) -> org id
         add_environment(repo, name, reviewers=None, prevent_self_review=True, *,
                         wait_timer=0, branches=None, protected_branches=False) -> env id
@@ -200,6 +201,7 @@ class State:
         else:
             repo.secrets.update(row.secrets)
             repo.workflows.update(row.workflows)
+            repo.files.update(row.files)
             repo.issues.extend(row.issues)
             repo.dispatches.extend(row.dispatches)
         for env in row.environments.values():
@@ -256,6 +258,10 @@ class State:
         with self._lock:
             self.seed({"repos": [row]})
             return self._repos[full_name].id
+
+    def add_file(self, repo: str, path: str, text: str) -> None:
+        with self._lock:
+            self.seed({"repos": [{"full_name": repo, "files": {path.strip("/"): text}}]})
 
     def add_org(self, name: str) -> int:
         with self._lock:

@@ -250,21 +250,23 @@ def _links(url: URL, page: int, last: int) -> str:
 
 
 def listing(
-    request: Request, items: Sequence[T], render: Callable[[T], Json], key: str | None = None
+    request: Request, items: Sequence[T], render: Callable[[T], Json], key: str | None = None,
+    extra: Json | None = None,
 ) -> Response:
     """One page of a listing, as GitHub pages every listing ("Using pagination in the REST API").
 
     `per_page` (default 30, at most 100) and `page` (from 1) pick the slice; the `Link` header
     names the other pages as absolute URLs on the request's host with its other parameters
     kept, and is left out when everything fits on one page. With `key` the body is
-    `{"total_count": <all pages>, key: [...]}`, else a bare array.
+    `{"total_count": <all pages>, key: [...]}` (and `extra`'s fields), else a bare array.
     """
     per_page = min(_whole(request, "per_page", PER_PAGE_DEFAULT), PER_PAGE_MAX)
     page = _whole(request, "page", 1)
     last = max(1, math.ceil(len(items) / per_page))
     start = (page - 1) * per_page
     rows = [render(item) for item in items[start : start + per_page]]
-    response = json_response(rows if key is None else {"total_count": len(items), key: rows})
+    response = json_response(rows if key is None else
+                             {"total_count": len(items), key: rows, **(extra or {})})
     if last > 1:
         response.headers["link"] = _links(request.url, page, last)
     return response
