@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from starlette.testclient import TestClient
-from test_web import CRED, MANIFEST, SECRETS, make_job
+from test_web import AUTH, CRED, MANIFEST, READ_TOKEN, SECRETS, make_job
 
 from velvet_runner.machine import State
 from velvet_runner.records import Event, Job, Life, RowStatus, Token
@@ -30,7 +31,8 @@ def settings(tmp_path: Path) -> Settings:
     (tmp_path / "manifest.yml").write_text(MANIFEST)
     (tmp_path / "flags.yml").write_text("velvet_v2_rotation: true\n")
     return Settings(manifest=tmp_path / "manifest.yml", state=str(tmp_path / "state.git"),
-                    cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops")
+                    cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops",
+                    status_tokens=(SecretStr(READ_TOKEN),))
 
 
 def _done(store: Store, at: datetime, *, debt: bool = False) -> Job:
@@ -58,7 +60,7 @@ def client(settings: Settings, tmp_path: Path) -> Iterator[TestClient]:
     _done(store, NOW - timedelta(days=200))
     _done(store, NOW - timedelta(days=100), debt=True)  # 100 days into a 90d schedule
     app = create_app(settings, store=store, refresh_seconds=0.05, now=lambda: NOW)
-    with TestClient(app) as c:
+    with TestClient(app, headers=AUTH) as c:
         yield c
 
 

@@ -10,7 +10,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from test_web import CRED, MANIFEST
+from pydantic import SecretStr
+from test_web import CRED, MANIFEST, READ_TOKEN
 from test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from test_web_keyages import NOW, _done
 
@@ -31,14 +32,17 @@ def test_key_age_page_draws_the_chart_and_links_the_evidence(tmp_path: Path) -> 
     _done(store, NOW - timedelta(days=200))
     _done(store, NOW - timedelta(days=100), debt=True)
     settings = Settings(manifest=tmp_path / "manifest.yml", state=str(tmp_path / "state.git"),
-                        cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops")
+                        cache_dir=tmp_path / "cache", env="prod", github_repository="raxx/ops",
+                        status_tokens=(SecretStr(READ_TOKEN),))
     app = create_app(settings, store=store, refresh_seconds=0.2, now=lambda: NOW)
     ARTIFACTS.mkdir(exist_ok=True)
     problems: list[str] = []
     with ServerThread(app, name="web", lifespan="on") as server, sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page = browser.new_page(viewport={"width": 1280, "height": 900},
+                                    http_credentials={"username": "ops",
+                                                      "password": READ_TOKEN})
             page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
             page.on("pageerror", lambda e: problems.append(str(e)))
             page.goto(server.url + "/")
