@@ -113,7 +113,7 @@ class Run:
 
         return RetryPolicy(attempts=8 if patient else 4, cap=15.0 if patient else 5.0,
                            sleep=self.wiring.sleep, rate_limit_probe=probe if hint else None,
-                           say=self.e.progress.note, max_rate_wait=RATE_PATIENCE / scale)
+                           say=self.e.progress.wait, max_rate_wait=RATE_PATIENCE / scale)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.retry().run(fn)

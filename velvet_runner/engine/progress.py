@@ -27,7 +27,7 @@ class Progress:
         self._write = write
         self._interval = interval
         self._clock = clock
-        self._last = -interval
+        self._last: dict[str, float] = {}  # per kind of note: when one was last said
         self._lock = threading.Lock()
         self.stop = threading.Event()
 
@@ -36,18 +36,23 @@ class Progress:
         self._say(line, force=True)
 
     def note(self, line: str) -> None:
-        """Something worth a line while waiting: at most one a second."""
-        self._say(line, force=False)
+        """How a fan-out stands: at most one a second."""
+        self._say(line, force=False, kind="status")
 
-    def _say(self, line: str, *, force: bool) -> None:
+    def wait(self, line: str) -> None:
+        """A wait a vendor asked for (a rate limit, a retry): at most one a second, on an
+        allowance of its own, so the fan-out's status lines never hide it."""
+        self._say(line, force=False, kind="wait")
+
+    def _say(self, line: str, *, force: bool, kind: str = "") -> None:
         if self._write is None:
             return
         with self._lock:
             now = self._clock()
-            if not force:  # phases always print; waits share the one-a-second allowance
-                if now - self._last < self._interval:
+            if not force:  # phases always print; notes of one kind share an allowance
+                if now - self._last.get(kind, -self._interval) < self._interval:
                     return
-                self._last = now
+                self._last[kind] = now
         self._write(line)
 
     def sleep(self, seconds: float) -> None:
