@@ -167,7 +167,13 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
     if run.vendor.CAN_REGENERATE:
         j.kill(token_id, "regenerate", commit=False)
         fresh = j.intend("new", "regenerate", label=mint_label(run), auth_id=lost_id)
-        minted = run.vendor.recover_minted(current, lost_id, mint_label(run))
+        try:
+            minted = run.vendor.recover_minted(current, lost_id, mint_label(run))
+        except VendorUnavailable:
+            # The answer was lost, not the call: it may have regenerated. The intent stays,
+            # so a resume finds the label again and replaces what this call may have made.
+            j.announced.discard(fresh)
+            raise
         run.crash("after_regenerate")
         # The vendor replaced the value in place: every earlier value of that id is dead.
         for token in list(run.job.ledger):

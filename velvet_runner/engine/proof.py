@@ -86,8 +86,14 @@ REPROBE_SECONDS = 1.0
 
 def _replaced_in_place(run: Run, token: Token) -> Proof | None:
     """The vault's current value is a newer value of the same vendor id, and the vendor accepts
-    it: the id was rolled or regenerated since, which killed this token's value."""
+    it: the id was rolled or regenerated since, which killed this token's value. Only where
+    this job's ledger shows it rolling or regenerating that id: a vault whose __AUTH_ID is
+    merely stale (a value replaced by hand) proves nothing."""
     if not (run.vendor.CAN_ROLL or run.vendor.CAN_REGENERATE) or token.fingerprint is None:
+        return None
+    if not any(t.auth_id == token.auth_id and t is not token
+               and (t.role == "rolled" or t.intent in ("roll", "regenerate"))
+               for t in run.job.ledger):
         return None
     current = run.read_current()
     if current is None or fingerprint(current) == token.fingerprint:

@@ -14,13 +14,19 @@ from functools import partial
 from pydantic import SecretStr
 
 from velvet_runner import ledger, redact
-from velvet_runner.errors import AuthRejected, InputError, VendorError, VendorUnavailable
+from velvet_runner.errors import (
+    AuthRejected,
+    InputError,
+    VendorError,
+    VendorRejected,
+    VendorUnavailable,
+)
 from velvet_runner.machine import Action, Outcome, State
 from velvet_runner.records import Job, Life, RowStatus, Token, fingerprint
 
 from .context import Args, Run
 from .operational import check_rows
-from .proof import Proof, confirm, name, prove
+from .proof import REPROBE_SECONDS, Proof, confirm, name, prove
 from .recovery import _ticket, manual_proof
 
 INACTIVE = "active: false in the manifest"
@@ -254,6 +260,16 @@ def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
     redact.register(rolled.value)
     run.crash("after_roll")
     new_auth = rolled.auth_id or auth_id
+    if not _works(run, rolled.value):
+        # Acknowledged, and the value it returned is refused: the roll did not take. Nothing
+        # reaches the vault; the old value is what the vault must keep naming.
+        if rolled_id is not None:
+            j.settle(rolled_id, Life.PROVEN_DEAD, auth_id=new_auth,
+                     fingerprint=fingerprint(rolled.value), evidence=(
+                         "the value the vendor's roll returned is refused: the roll did not "
+                         "take"))
+        raise VendorRejected("the vendor acknowledged the roll, but the value it returned is "
+                             "refused")
     try:
         # The rolled value exists only in this process until the vault holds it: be patient.
         run.retry(patient=True).run(lambda: run.vault.set_current(rolled.value, new_auth))
@@ -263,6 +279,15 @@ def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
     run.crash("after_vault_write")
     _settle_rolled(run, rolled.value, new_auth)
     return "rolled at the vendor: the old value is dead"
+
+
+def _works(run: Run, value: SecretStr) -> bool:
+    """Whether the vendor accepts `value`: accepted once, or refused twice a moment apart (a
+    fresh value refused once may be a blip, and a live value must never be thrown away)."""
+    if run.call(lambda: run.vendor.is_live(value)):
+        return True
+    run.wiring.sleep(REPROBE_SECONDS)
+    return bool(run.call(lambda: run.vendor.is_live(value)))
 
 
 def _unstorable_roll(run: Run, rolled_id: str | None, value: SecretStr, auth_id: str | None,

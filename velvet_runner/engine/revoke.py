@@ -195,7 +195,13 @@ def _failed(run: Run, old_id: str, detail: str) -> Job:
 
 
 def finish_revoke(run: Run, detail: str) -> Job:
-    run.promote()
+    try:
+        run.promote()
+    except VendorError as exc:
+        # The old value is dead (its proof is committed); the vault could not be told. The
+        # job waits in revoke_failed: retry_revoke finds the proof again and promotes.
+        return run.journal.move(Outcome.FAILED, f"{detail}; but the vault could not be "
+                                f"promoted ({exc}): {run.command('retry_revoke')}")
     run.crash("after_promote")
     failing = after_revoke(run)
 
