@@ -223,7 +223,7 @@ def create_app(state: State) -> Starlette:
     # limit's too.
     limiter = github_limits()
     limiter.part = PrimaryLimit(state)
-    state.limiter = limiter
+    state.attach_limiter(limiter)
     app = build_app(
         "github",
         routes,

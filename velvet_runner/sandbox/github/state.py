@@ -114,6 +114,16 @@ class State:
         self.limiter: Limiter | None = None  # create_app attaches the app's (vendor time)
         self._reset()
 
+    def attach_limiter(self, limiter: Limiter) -> None:
+        """Count the primary limit's hour on `limiter`'s vendor clock from now on.
+
+        The window is restarted on that clock: one begun on the fake's own epoch clock would
+        end 1.7e9 vendor seconds away, and its `x-ratelimit-reset` would name the year 2083.
+        """
+        with self._lock:
+            self.limiter = limiter
+            self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS
+
     def _reset(self) -> None:
         self._seq = 1000
         self._tokens: dict[str, _Token] = {}
