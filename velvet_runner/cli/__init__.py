@@ -15,13 +15,15 @@ import click
 
 from velvet_runner.cli.actions import approve, dispatch
 from velvet_runner.cli.common import _settings, cli
+from velvet_runner.cli.github import doctor, setup
 from velvet_runner.cli.jobs import due, push, rotate, stage, status, stuck
 from velvet_runner.cli.local import demo, init, manifest, sandbox, serve
 from velvet_runner.errors import VelvetError
 from velvet_runner.rehearse.cli import rehearse
 
-__all__ = ["approve", "cli", "demo", "dispatch", "due", "init", "main", "manifest", "push",
-           "rehearse", "rotate", "sandbox", "serve", "stage", "status", "stuck"]
+__all__ = ["approve", "cli", "demo", "dispatch", "doctor", "due", "init", "main", "manifest",
+           "push", "rehearse", "rotate", "sandbox", "serve", "setup", "stage", "status",
+           "stuck"]
 
 cli.add_command(rehearse)
 

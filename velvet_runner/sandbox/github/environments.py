@@ -59,6 +59,8 @@ async def one_environment(request: Request, token: _Token, views: _Views) -> Res
                 raise GitHubError(422, "Invalid request.\n\nEnvironment name is invalid.")
             env = Environment.model_validate({"name": name}, context=views.state._seeding())
             repo.environments[name] = env
+        if settings.get("policies") == [] and env.policies is not None:
+            settings["policies"] = env.policies  # still custom: its patterns stay
         for key, value in settings.items():
             setattr(env, key, value)
         for login in env.reviewers or []:

@@ -255,6 +255,9 @@ class Workflow(_Record):
     inputs: list[str] = []
     required: list[str] = []
     dispatchable: bool = True
+    # input -> {"type": string|boolean|choice|number|environment, "options": [...]}; an input
+    # not named here is a string
+    types: dict[str, Json] = {}
 
     @model_validator(mode="after")
     def _default_name(self) -> Workflow:

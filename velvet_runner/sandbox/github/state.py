@@ -90,7 +90,8 @@ class State:
         add_org(name) -> org id
         add_environment(repo, name, reviewers=None, prevent_self_review=True, *,
                         wait_timer=0, branches=None, protected_branches=False) -> env id
-        add_workflow(repo, file, inputs, *, required=(), dispatchable=True, name=None) -> id
+        add_workflow(repo, file, inputs, *, required=(), dispatchable=True, name=None,
+                     types=None) -> id              types: input -> {"type", "options"}
         add_run(repo, actor, *, workflow=None, triggering_actor=None, status="waiting",
                 run_attempt=1, head_branch=None) -> run id
         approve(repo, run_id, environment, login, comment="", *, state="approved")
@@ -376,12 +377,14 @@ class State:
         required: list[str] | tuple[str, ...] = (),
         dispatchable: bool = True,
         name: str | None = None,
+        types: Json | None = None,
     ) -> int:
         with self._lock:
             target = self._repos[repo]
             wf = Workflow.model_validate(
                 {"file": file, "name": name or file, "inputs": inputs,
-                 "required": list(required), "dispatchable": dispatchable},
+                 "required": list(required), "dispatchable": dispatchable,
+                 "types": types or {}},
                 context=self._seeding(),
             )
             target.workflows[file] = wf
