@@ -28,7 +28,8 @@ STATE_RULES = ("non_fast_forward", "deletion")  # on the state branch: no force-
 CODEOWNED = ("/manifest/", "/.github/workflows/")  # what only a reviewed pull request changes
 FALLBACK_VARIABLE = "VELVET_FALLBACK_APPROVAL"
 APP_CLIENT_VARIABLE = "VELVET_APP_CLIENT_ID"
-_ENV_TEMPLATE = re.compile(r"velvet-(?:\$\{\{\s*inputs\.env\s*\}\}|\{0\})(-[a-z]+)?")
+_ENV_TEMPLATE = re.compile(
+    r"velvet-(?:\$\{\{\s*inputs\.env(?:\s*\|\|\s*'[a-z-]*')?\s*\}\}|\{0\})(-[a-z]+)?")
 _LITERAL_ENV = re.compile(r"^[\w.-]+$")
 _SECRET = re.compile(r"secrets\.([A-Za-z_][A-Za-z0-9_]*)")
 _VARIABLE = re.compile(r"vars\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -57,6 +58,9 @@ NEEDS: dict[str, Any] = {
                           "the manifest has nothing on AWS"),
     FALLBACK_VARIABLE: (lambda m: False, "optional: set to true only on plans without "
                         "required reviewers (docs/setup.md section 3b)"),
+    "VELVET_DOCTOR_TOKEN": (lambda m: False, "optional: a read-only token for "
+                            "velvet-doctor.yml (without it, the run's GITHUB_TOKEN, which may "
+                            "not read secrets, variables or installations)"),
 }
 
 

@@ -154,8 +154,11 @@ class Rehearsal:
     """The sandbox, the Actions control plane and act; a context manager."""
 
     def __init__(self, root: Path, folder: Path, *, manifest: Path | None = None,
-                 settle_seconds: float = 3.0) -> None:
+                 settle_seconds: float = 3.0, set_up: bool = True) -> None:
+        """`set_up=False` leaves the GitHub side as the sandbox provisions it (environments,
+        approvers' access, the App): `velvet setup github` is then the caller's to run."""
         self.root = root.resolve()
+        self.set_up = set_up
         self.folder = folder.resolve()
         self.settle_seconds = settle_seconds
         source = manifest if manifest is not None else self.root / MANIFEST
@@ -220,7 +223,8 @@ class Rehearsal:
             self.app_token = f"ghs_rehearse_app_{secrets.token_hex(16)}"
             github: GitHubFake = self.sandbox.fakes["github"]  # type: ignore[assignment]
             github.app_token(self.app_token)
-            self.setup_github()
+            if self.set_up:
+                self.setup_github()
             self._state_repo()
             self._python()
             self.project = self._export(RUNNER_SOURCE)

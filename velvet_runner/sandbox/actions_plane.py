@@ -369,13 +369,16 @@ class ActionsPlane:
                        event, group, first, jobs,
                        whole=any(job.needs for job in spec.jobs))
         self.runs[run.id] = info
-        cancel = spec.cancel_in_progress is not None and \
-            evaluate(f"${{{{ {spec.cancel_in_progress} }}}}", context) == "true"
+        flag = spec.cancel_in_progress or "false"
+        cancel = evaluate(flag if "${{" in flag else f"${{{{ {flag} }}}}", context) == "true"
         others = [o for o in self.runs.values() if group and o.group == group
                   and o.run_id != run.id and self._active(o)]
-        if others and cancel:
-            for other in others:
-                self._cancel(other)
+        if others and cancel:  # the active run and any pending one give way
+            for other in self.runs.values():
+                status = self.state._repos[other.repo].runs[other.run_id].status
+                if other.group == group and other.run_id != run.id and \
+                        status in (*ACTIVE, "pending"):
+                    self._cancel(other)
         elif others:
             for other in self.runs.values():
                 older = self.state._repos[other.repo].runs[other.run_id]
