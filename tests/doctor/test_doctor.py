@@ -294,3 +294,17 @@ def test_checks_it_cannot_make_here_are_skipped_with_why(ready: World) -> None:
     skipped = {c["id"]: c["detail"] for c in report["checks"] if c["status"] == "skip"}
     assert "cannot list secrets" in skipped["secret:VELVET_HEROKU_TOKEN"]
     assert "installations cannot be listed" in skipped["app"] or "not set" in skipped["app"]
+
+
+def test_classic_branch_protection_counts_as_the_review_rule(world: World) -> None:
+    world.control("github", "POST", "/seed", {"repos": [{"full_name": REPO, "protections": {
+        "main": {"required_pull_request_reviews": {"required_approving_review_count": 2,
+                                                   "require_code_owner_reviews": True}}}}]})
+    plan = world.velvet("setup", "github", "--repo", REPO)
+    assert "velvet-default-branch" not in plan.stdout, plan.stdout
+    applied = world.velvet("setup", "github", "--repo", REPO, "--apply")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    code, report = world.doctor()
+    review = next(c for c in report["checks"] if c["id"] == "default:review")
+    assert (code, review["status"]) == (0, "ok")
+    assert "branch protection requires 2 approval(s)" in review["detail"]

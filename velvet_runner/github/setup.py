@@ -288,6 +288,13 @@ class Planner:
                     "required_approving_review_count", 0) >= 1 and params.get(
                     "require_code_owner_review"):
                 return
+        status, protection = self.get(f"/repos/{self.repository}/branches/"
+                                      f"{self.default_branch}/protection")
+        reviews = (protection or {}).get("required_pull_request_reviews") \
+            if status == 200 else None
+        if reviews and reviews.get("required_approving_review_count", 0) >= 1 and \
+                reviews.get("require_code_owner_reviews"):
+            return  # classic branch protection already requires it
         self._ruleset(REVIEW_RULESET, ["~DEFAULT_BRANCH"], [REVIEW_RULE],
                       f"{self.default_branch} takes changes only through a pull request "
                       "approved by a code owner")
