@@ -85,6 +85,18 @@ class Manifest(Model):
     def credential(self, name: str) -> Credential | None:
         return self.by_name.get(name)
 
+    def approvers_by_env(self) -> dict[str, list[str]]:
+        """Each env a credential is rotated in -> the logins allowed to approve its gated
+        stages (every credential's approvers for that env, in manifest order): the required
+        reviewers of its velvet-<env> gates."""
+        found: dict[str, list[str]] = {}
+        for credential in self.credentials:
+            found.setdefault(credential.env, [])
+            for env, logins in credential.approvers.items():
+                known = found.setdefault(env, [])
+                known += [login for login in logins if login not in known]
+        return found
+
 
 # --- the models, built from the registries ---------------------------------------------------
 

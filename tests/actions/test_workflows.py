@@ -22,7 +22,8 @@ BIN = Path(sys.executable).parent
 TIMEOUT = 300
 PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v\d+(\.\d+)*\s*$")
 EXPECTED_WORKFLOWS = {
-    "ci.yml", "velvet-approve.yml", "velvet-manifest-check.yml", "velvet-recovery.yml",
+    "ci.yml", "velvet-approve.yml", "velvet-doctor.yml", "velvet-manifest-check.yml",
+    "velvet-recovery.yml",
     "velvet-revocation.yml", "velvet-schedule.yml", "velvet-stage-1-verify.yml",
     "velvet-stage-2-mint.yml", "velvet-stage-3-revoke.yml", "velvet-deploy-status.yml",
 }
@@ -181,8 +182,9 @@ def test_app_tokens_name_their_repositories_and_only_the_secrets_permission():
         assert given.get("repositories"), f"{step.file.name} {step.job}"
         permissions = {k: v for k, v in given.items() if k.startswith("permission-")}
         assert set(permissions) == {"permission-secrets"}, f"{step.file.name} {step.job}"
-        # Stage 1 only reads secret keys (the testing flow's probes); the rest write secrets.
-        expected = "read" if step.file.name == "velvet-stage-1-verify.yml" else "write"
+        # Stage 1 (the testing flow's probes) and doctor only read secret keys; the rest write.
+        readers = ("velvet-stage-1-verify.yml", "velvet-doctor.yml")
+        expected = "read" if step.file.name in readers else "write"
         assert permissions["permission-secrets"] == expected, f"{step.file.name} {step.job}"
 
 

@@ -149,6 +149,8 @@ def test_a_workflow_in_an_unlisted_repository_naming_the_secret_is_reported(
         eng_world: EngWorld) -> None:
     github = eng_world.sandbox.github
     github.add_repo(OTHER_REPO)
+    [app] = github._installations  # the sweep sees what the App is installed on
+    github.install_on(app, OTHER_REPO)
     github.add_file(OTHER_REPO, ".github/workflows/deploy.yml",
                     "on: push\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    env:\n"
                     "      HEROKU_API_KEY: ${{ secrets.HEROKU_API_KEY }}\n")

@@ -148,6 +148,20 @@ def test_aws_verify_refuses_when_both_key_slots_are_used(eng_world: EngWorld) ->
     assert keys == {eng_world.world.aws_access_key_ids[AWS], second}
 
 
+def test_aws_verify_proves_the_secret_half_of_the_key(eng_world: EngWorld) -> None:
+    """fidelity.md #5: a vault holding the right key id with a wrong secret fails verify, as
+    on AWS (the sandbox checks each signature; moto alone would answer STS for any key)."""
+    vault = eng_world.credential(AWS).vault.name  # type: ignore[attr-defined]
+    key_id = eng_world.world.aws_access_key_ids[AWS]
+    eng_world.sandbox.ssm().put_parameter(Name=vault, Value=f"{key_id}:not-the-secret",
+                                          Type="SecureString", Overwrite=True)
+    engine = eng_world.engine()
+    job, _ = engine.create(AWS)
+    job = engine.run(job.job_id, "verify")
+    assert job.status == "verify_failed", last(job)
+    assert "SignatureDoesNotMatch" in (job.events[-1].detail or ""), last(job)
+
+
 # --- Cloudflare ----------------------------------------------------------------------------
 
 

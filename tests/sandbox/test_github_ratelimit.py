@@ -142,3 +142,19 @@ def test_a_secret_write_refused_by_the_primary_limit_is_retried_and_lands(fake: 
     assert fake.statuses("/secrets/ROTATED") == [403, 404, 201]
     assert fake.statuses("/secrets/public-key") == [200]
     assert budgets.totals().rejected == 1
+
+
+def test_a_fresh_fakes_primary_window_ends_within_the_hour() -> None:
+    """fidelity.md #1: the window a new fake starts with is an hour of its vendor clock, so
+    `x-ratelimit-reset` is an epoch within the hour (it was ~3.59e9, the year 2083, and the
+    5,000-request window of a long sandbox run never reset)."""
+    state = gh.State()
+    state.add_token(TOKEN, "velvet-bot")
+    with ServerThread(gh.create_app(state), name="sbx2-github-fresh") as server:
+        started = time.time()
+        response = httpx.get(server.url + "/rate_limit", timeout=10, headers={
+            "Authorization": f"Bearer {TOKEN}", "User-Agent": "velvet-tests"})
+    assert response.status_code == 200
+    reset = int(response.headers["x-ratelimit-reset"])
+    assert started < reset <= started + 3601
+    assert response.json()["rate"]["reset"] == reset

@@ -14,7 +14,7 @@ from velvet_runner.sandbox.heroku import HerokuState
 
 from . import test_github, test_infisical
 from .support import Fake
-from .test_github import REPO, TOKEN
+from .test_github import REPO
 from .test_github import Sandbox as GitHub
 from .test_infisical import PROJECT
 from .test_infisical import Sandbox as Infisical
@@ -120,21 +120,27 @@ def test_secrets_of_an_environment_list_recursively_without_paging(
 def test_installation_repositories_page_with_link_headers(sbx2_github: GitHub) -> None:
     for i in range(5):
         sbx2_github.state.add_repo(f"acme/extra-{i}")
-    first = sbx2_github.http.get("/installation/repositories", params={"per_page": 2})
+    installation = sbx2_github.state.add_installation("acme", "Iv1.listings")  # every repo
+    sbx2_github.state.add_token("ghs_app", "velvet-app[bot]", installation=installation)
+    app = {"Authorization": "Bearer ghs_app"}
+    first = sbx2_github.http.get("/installation/repositories", params={"per_page": 2},
+                                 headers=app)
     body = first.json()
     assert body["total_count"] == 6
     assert body["repository_selection"] == "all"
     assert [r["full_name"] for r in body["repositories"]] == [REPO, "acme/extra-0"]
     assert first.links["next"]["url"].endswith("per_page=2&page=2")
-    client = make_client(sbx2_github.url, headers={"Authorization": f"Bearer {TOKEN}"})
-    with client:
+    with make_client(sbx2_github.url, headers=app) as client:
         every = follow_links(client, "/installation/repositories?per_page=2", "repos")
     assert len(every) == 6
 
 
 def test_an_installation_for_selected_repositories_sees_only_them(sbx2_github: GitHub) -> None:
     sbx2_github.state.add_repo("acme/hidden")
-    sbx2_github.state.add_token("ghs_selected", "velvet-bot", repos=[REPO])
+    installation = sbx2_github.state.add_installation(
+        "acme", "Iv1.listings", repositories=[REPO],
+        permissions={"contents": "read", "metadata": "read"})
+    sbx2_github.state.add_token("ghs_selected", "velvet-app[bot]", installation=installation)
     body = sbx2_github.http.get("/installation/repositories",
                                 headers={"Authorization": "Bearer ghs_selected"}).json()
     assert body["repository_selection"] == "selected"

@@ -88,9 +88,10 @@ def test_env_settings_work_against_the_fakes(sbx_sandbox: Sandbox, sbx_world: Wo
                           json={"clientId": env["VELVET_INFISICAL_CLIENT_ID"],
                                 "clientSecret": env["VELVET_INFISICAL_CLIENT_SECRET"]})
         assert login.status_code == 200
-        github = http.get(env["VELVET_GITHUB_API_URL"] + "/user", headers={
+        # the App's installation token, as the workflows hand it to the stages
+        github = http.get(env["VELVET_GITHUB_API_URL"] + "/installation/repositories", headers={
             "Authorization": f"Bearer {env['VELVET_GITHUB_TOKEN']}", "User-Agent": "test"})
-        assert github.json()["login"] == "velvet-bot"
+        assert github.json()["repository_selection"] == "selected"
         slack = http.post(env["VELVET_SLACK_API_URL"] + "auth.test",
                           headers={"Authorization": f"Bearer {env['VELVET_SLACK_TOKEN']}"})
         assert slack.json()["ok"] is True

@@ -16,15 +16,16 @@ import click
 from velvet_runner.cli.actions import approve, dispatch
 from velvet_runner.cli.common import _settings, cli
 from velvet_runner.cli.evidence import evidence, scan
+from velvet_runner.cli.github import doctor, setup
 from velvet_runner.cli.jobs import due, push, rotate, stage, status, stuck
 from velvet_runner.cli.local import demo, init, manifest, sandbox, serve
 from velvet_runner.cli.statusapp import status_app
 from velvet_runner.errors import VelvetError
 from velvet_runner.rehearse.cli import rehearse
 
-__all__ = ["approve", "cli", "demo", "dispatch", "due", "evidence", "init", "main", "manifest",
-           "push", "rehearse", "rotate", "sandbox", "scan", "serve", "stage", "status",
-           "status_app", "stuck"]
+__all__ = ["approve", "cli", "demo", "dispatch", "doctor", "due", "evidence", "init", "main",
+           "manifest", "push", "rehearse", "rotate", "sandbox", "scan", "serve", "setup", "stage",
+           "status", "status_app", "stuck"]
 
 cli.add_command(rehearse)
 

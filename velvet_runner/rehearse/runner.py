@@ -32,16 +32,20 @@ import sysconfig
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 
 from velvet_runner.errors import BadArgument, InputError
+from velvet_runner.github.expect import Expected
 from velvet_runner.sandbox import Sandbox
 from velvet_runner.sandbox.actions_plane import ActionsPlane, RunInfo
-from velvet_runner.sandbox.github.fake import gates
+from velvet_runner.sandbox.github.fake import GitHubFake, gates
 from velvet_runner.sandbox.world import fresh_state
+
+if TYPE_CHECKING:
+    from velvet_runner.github.setup import Change
 
 STANDINS = Path(__file__).resolve().parent / "standins"
 # owner/repo of a `uses:` -> the stand-in directory (None: act's own local checkout).
@@ -57,6 +61,7 @@ RUNNER_NAME = "velvet-runner"
 RUNNER_SOURCE = Path(__file__).resolve().parents[2]  # the checkout the runner runs from
 BOT = "github-actions[bot]"
 OUTSIDER = "carol"  # a login that approves nothing: refusals are rehearsed with it
+STATE_BRANCH = "velvet-state"
 MANIFEST = Path("manifest") / "subscription-manifest.yml"
 RUN_TIMEOUT_SECONDS = 600
 EVENTS = ("workflow_dispatch", "schedule", "pull_request")
@@ -149,8 +154,11 @@ class Rehearsal:
     """The sandbox, the Actions control plane and act; a context manager."""
 
     def __init__(self, root: Path, folder: Path, *, manifest: Path | None = None,
-                 settle_seconds: float = 3.0) -> None:
+                 settle_seconds: float = 3.0, set_up: bool = True) -> None:
+        """`set_up=False` leaves the GitHub side as the sandbox provisions it (environments,
+        approvers' access, the App): `velvet setup github` is then the caller's to run."""
         self.root = root.resolve()
+        self.set_up = set_up
         self.folder = folder.resolve()
         self.settle_seconds = settle_seconds
         source = manifest if manifest is not None else self.root / MANIFEST
@@ -209,12 +217,17 @@ class Rehearsal:
             self.world = self.sandbox.seed_world(self.folder / "world")
             gh = self.sandbox.github
             self.plane.learn(self.repository, self.root)
-            for login in (*self.approvers, OUTSIDER, BOT):
+            self.owner = self.repository.partition("/")[0]
+            for login in dict.fromkeys((*self.approvers, OUTSIDER, BOT, self.owner)):
                 self.tokens[login] = f"ghp_rehearse_{login.split('[')[0]}_{secrets.token_hex(12)}"
                 gh.add_token(self.tokens[login], login)
+            # What the workflows' create-github-app-token step hands the stages: a token of the
+            # sandbox App's installation (its permissions, its repositories).
             self.app_token = f"ghs_rehearse_app_{secrets.token_hex(16)}"
-            gh.add_token(self.app_token, "velvet-app[bot]",
-                         repos=[self.repository, *self.secret_repositories])
+            github: GitHubFake = self.sandbox.fakes["github"]  # type: ignore[assignment]
+            github.app_token(self.app_token)
+            if self.set_up:
+                self.setup_github()
             self._state_repo()
             self._python()
             self.project = self._export(RUNNER_SOURCE)
@@ -231,11 +244,44 @@ class Rehearsal:
         return self.sandbox.urls["github"]
 
     @property
+    def expected(self) -> Expected:
+        """What the GitHub side must be for this manifest and these workflows."""
+        return Expected.of(self.world.manifest(), workflows=self.root / ".github" / "workflows")
+
+    @property
     def secret_repositories(self) -> list[str]:
         """The repositories whose Actions secrets the manifest's consumers are."""
-        return sorted({str(getattr(c, "repository", None))
-                       for cred in self.world.manifest().credentials for c in cred.consumers
-                       if c.kind == "github_actions_secret" and getattr(c, "repository", None)})
+        return self.expected.secret_repositories
+
+    def github_values(self) -> dict[str, str]:
+        """The values `velvet setup github` takes from the environment, as an operator with
+        the sandbox's settings would have them: Velvet's bootstrap secrets, the App (its
+        installation token stands in for its private key), the notification settings and the
+        AWS role (the stand-in of configure-aws-credentials ignores it)."""
+        values = dict(self.sandbox.env(self.folder / "world"))
+        values.update({
+            "VELVET_APP_PRIVATE_KEY": self.app_token,
+            "VELVET_AWS_REGION": "us-east-1",
+            "VELVET_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/velvet-rehearse",
+            "VELVET_AWS_VERIFY_ROLE_ARN": "arn:aws:iam::123456789012:role/velvet-rehearse-verify",
+        })
+        return values
+
+    def setup_github(self) -> list[Change]:
+        """The GitHub side of the repository as `velvet setup github --apply` makes it (as its
+        owner): what the runs then read their secrets and variables from."""
+        from pydantic import SecretStr
+
+        from velvet_runner.github.api import GitHubApi
+        from velvet_runner.github.setup import Planner
+
+        values = {k: SecretStr(v) for k, v in self.github_values().items()}
+        api = GitHubApi(self.tokens[self.owner], self.server_url)
+        changes = Planner(self.expected, api, self.repository, STATE_BRANCH, values).plan()
+        for change in changes:
+            if change.run is not None:
+                change.run()
+        return changes
 
     def _ignore_rules(self) -> None:
         """act copies the repository for every run, leaving out what git ignores: a rehearsal
@@ -296,11 +342,12 @@ class Rehearsal:
             subprocess.run([sys.executable, "-m", "venv", str(self.python)], check=True,
                            capture_output=True)
 
-    def _files(self, run: RunInfo) -> dict[str, Path]:
-        """act's --env-file, --secret-file and --var-file for one run (0600)."""
+    def _files(self, run: RunInfo, out: Path) -> dict[str, Path]:
+        """act's --env-file, --secret-file and --var-file for one job of a run (0600): its
+        GITHUB_TOKEN may do what the job's `permissions:` grant, and nothing else."""
         base = self.sandbox.env(self.folder / "world")
         secret_names = {k for k in base if k.endswith(("_TOKEN", "_SECRET", "_CLIENT_ID"))
-                        or k == "AWS_SECRET_ACCESS_KEY"}
+                        or k == "AWS_SECRET_ACCESS_KEY"}  # never in the job's environment
         gh_run = self.sandbox.github._repos[run.repo].runs[run.run_id]
         env = {k: v for k, v in base.items() if k not in secret_names}
         env.update({
@@ -308,26 +355,27 @@ class Rehearsal:
             "GITHUB_REPOSITORY": run.repo, "GITHUB_RUN_ID": str(run.run_id),
             "GITHUB_RUN_ATTEMPT": str(gh_run.run_attempt),
             "GITHUB_TRIGGERING_ACTOR": gh_run.triggering_actor,
-            "GITHUB_REF": "refs/heads/main", "GITHUB_REF_NAME": "main",
+            "GITHUB_REF": f"refs/heads/{gh_run.head_branch}",
+            "GITHUB_REF_NAME": gh_run.head_branch,
             "VELVET_SETTLE_SECONDS": str(self.settle_seconds),
             "VELVET_REHEARSE_PYTHON": str(self.python),
             "VELVET_REHEARSE_SITE": sysconfig.get_paths()["purelib"],
         })
         run_token = f"ghs_rehearse_run_{run.run_id}_{secrets.token_hex(12)}"
-        self.sandbox.github.add_token(run_token, BOT)
-        secret_values = {k: v for k, v in base.items() if k in secret_names}
-        secret_values.update({"GITHUB_TOKEN": run_token, "VELVET_APP_PRIVATE_KEY": self.app_token,
-                              **self.extra_secrets})
-        variables = {"VELVET_APP_CLIENT_ID": "Iv1.rehearse",
-                     "VELVET_SECRET_REPOSITORIES": ",".join(
-                         r.split("/")[1] for r in self.secret_repositories),
-                     "VELVET_SLACK_CHANNEL": base["VELVET_SLACK_CHANNEL"],
-                     "VELVET_OPS_EMAIL": base["VELVET_OPS_EMAIL"],
-                     "VELVET_AWS_REGION": "us-east-1",
-                     "VELVET_AWS_ROLE_ARN": "arn:aws:iam::123456789012:role/velvet-rehearse",
-                     "VELVET_AWS_VERIFY_ROLE_ARN":
-                         "arn:aws:iam::123456789012:role/velvet-rehearse-verify",
-                     **self.extra_vars}
+        jobs = [j for j in run.jobs.values() if run.job is None or j.id == run.job]
+        granted: dict[str, str] = {}
+        for job in jobs:  # one job, or every job of a `needs` workflow run as one
+            for name, level in job.permissions.items():
+                if granted.get(name) != "write":
+                    granted[name] = level
+        self.sandbox.github.add_token(run_token, BOT, repos=[run.repo], permissions=granted)
+        # As on GitHub: the repository's secrets and variables, overridden by those of the
+        # job's environment (a job naming no environment, or one that does not exist, sees
+        # the repository's only).
+        secret_values, variables = self._github_settings(
+            run.repo, [j.environment for j in jobs if j.environment])
+        secret_values.update({"GITHUB_TOKEN": run_token, **self.extra_secrets})
+        variables.update(self.extra_vars)
         out = self.folder / "runs" / str(run.run_id)
         out.mkdir(parents=True, exist_ok=True)
         files = {}
@@ -339,6 +387,18 @@ class Rehearsal:
             files[name] = path
         return files
 
+    def _github_settings(self, repo: str, environments: list[str]) -> tuple[dict[str, str],
+                                                                              dict[str, str]]:
+        """(secrets, variables) a job of `repo` bound to `environments` reads, from the fake."""
+        gh = self.sandbox.github
+        with gh._lock:
+            target = gh._repos[repo]
+            holders = [target] + [target.environments[e] for e in environments
+                                  if e in target.environments]
+            found = {s.name: s.value for h in holders for s in h.secrets.values()}
+            variables = {v.name: v.value for h in holders for v in h.variables.values()}
+        return found, variables
+
     # -- starting runs ------------------------------------------------------------------
 
     def api(self, login: str) -> httpx.Client:
@@ -346,14 +406,15 @@ class Rehearsal:
             "Authorization": f"Bearer {self.tokens[login]}", "User-Agent": "velvet-rehearse",
             "Accept": "application/vnd.github+json"})
 
-    def dispatch(self, workflow: str, inputs: dict[str, str], *, as_login: str) -> int:
+    def dispatch(self, workflow: str, inputs: dict[str, str], *, as_login: str,
+                 ref: str = "main") -> int:
         """POST .../dispatches as `as_login` (the "Run workflow" button); the new run's id."""
         if as_login not in self.tokens:
             raise BadArgument(f"--as must be one of {', '.join(self.tokens)}, not {as_login!r}")
         with self.api(as_login) as client:
             response = client.post(
                 f"/repos/{self.repository}/actions/workflows/{workflow}/dispatches",
-                json={"ref": "main", "inputs": inputs, "return_run_details": True})
+                json={"ref": ref, "inputs": inputs, "return_run_details": True})
         if response.status_code != 200:
             raise BadArgument(f"dispatching {workflow}: HTTP {response.status_code}: "
                               f"{response.json().get('message')}")
@@ -406,15 +467,19 @@ class Rehearsal:
         return done
 
     def waiting(self) -> list[int]:
-        with self.sandbox.github._lock:
-            return [i.run_id for i in self.plane.runs.values()
-                    if self.sandbox.github._repos[i.repo].runs[i.run_id].status == "waiting"]
+        """Runs with a job waiting for a review (or a wait timer)."""
+        return [run_id for run_id in self.plane.runs
+                if self.plane.status(run_id)[0] == "waiting"]
 
     def _execute(self, info: RunInfo) -> RunResult:
+        """act runs the job the plane handed out (`act -j`), or every job of a `needs`
+        workflow at once."""
         workdir = self.workdirs.get(info.run_id, self.root)
         workflow = workdir / ".github" / "workflows" / info.workflow
         gh_run = self.sandbox.github._repos[info.repo].runs[info.run_id]
         out = self.folder / "runs" / str(info.run_id)
+        if info.job is not None and len(info.jobs) > 1:
+            out = out / info.job  # each job of a multi-job run keeps its own log
         try:
             mappings = local_repositories(workflow, self.project)
         except InputError as exc:
@@ -422,7 +487,7 @@ class Rehearsal:
             (out / "log.txt").write_text(f"refused: {exc}\n", encoding="utf-8")
             self.plane.finish(info.run_id, "failure")
             raise
-        files = self._files(info)
+        files = self._files(info, out)
         event = out / "event.json"
         event.write_text(json.dumps(info.payload), encoding="utf-8")
         command = [self.act, info.event, "-W", str(workflow), "-e", str(event),
@@ -430,6 +495,8 @@ class Rehearsal:
                    "--actor", gh_run.actor, "--env-file", str(files["env"]),
                    "--secret-file", str(files["secrets"]), "--var-file", str(files["vars"]),
                    "-C", str(workdir)]
+        if info.job is not None:
+            command += ["-j", info.job]
         for mapping in mappings:
             command += ["--local-repository", mapping]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("VELVET_", "GITHUB_"))}

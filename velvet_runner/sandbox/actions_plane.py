@@ -1,20 +1,29 @@
 """The GitHub fake as an Actions control plane: workflows, environments, runs that wait.
 
-`ActionsPlane(state)` learns a repository's `.github/workflows/*.yml` (names and
-`workflow_dispatch` inputs, the expression each job's `environment:` and the workflow's
-`concurrency.group` use) and its environments. A dispatch (the fake's dispatch endpoint) then
-makes a run that, as on GitHub:
+`ActionsPlane(state)` learns a repository's `.github/workflows/*.yml` (names, typed
+`workflow_dispatch` inputs, each job's `environment:`, `permissions:` and `needs:`, the
+workflow's `concurrency`) and its environments. A dispatch (the fake's dispatch endpoint, which
+checks `choice`, `boolean` and `number` inputs with GitHub's 422) then makes a run that, as on
+GitHub:
 
     pending      another run of its concurrency group is active; a newer pending run cancels
-                 it ("Canceling since a higher priority waiting request ... exists")
-    waiting      its job names an environment with required reviewers: it waits for a review
-                 through GET/POST .../actions/runs/{run_id}/pending_deployments
-    queued       ready: an executor (velvet rehearse) takes it with `take()`, runs it and
-                 reports `finish(run_id, conclusion)`
-    completed    success, failure (a rejected review too) or cancelled
+                 it ("Canceling since a higher priority waiting request ... exists"), and
+                 `cancel-in-progress: true` cancels the active one instead
+    waiting      a job names an environment with required reviewers (each job waits on its
+                 own; a review through GET/POST .../runs/{run_id}/pending_deployments) or a
+                 wait timer that has not run out
+    queued       a job is ready: an executor (velvet rehearse) takes it with `take()` (the run's
+                 `job` says which), runs it and reports `finish(run_id, conclusion)`
+    completed    success, failure (a rejected review, a ref the environment's deployment
+                 branch policy does not allow: "Branch ... is not allowed to deploy to ... due
+                 to environment protection rules.") or cancelled
 
-The reviews land in the run's approvals (GET .../approvals), which the runner's gate reads. Only
-the subset of GitHub's expression language the workflows use is evaluated (see `evaluate`).
+A job's GITHUB_TOKEN may do what its `permissions:` (else the workflow's, else GitHub's
+restricted default: contents and packages read) grant: `token_permissions` gives the fake's
+token model. The reviews land in the run's approvals (GET .../approvals), which the runner's
+gate reads. A workflow whose jobs `needs:` others runs as one unit once every job's gates have
+cleared (act would re-run a job's needs if each job ran alone). Only the subset of GitHub's
+expression language the workflows use is evaluated (see `evaluate`).
 """
 
 from __future__ import annotations
@@ -167,6 +176,40 @@ def _triggers(doc: dict[Any, Any]) -> Json:
     return dict(value or {})
 
 
+# The GITHUB_TOKEN's permission keys (workflow syntax) -> the fake's permission names.
+TOKEN_SCOPES = ("actions", "attestations", "checks", "contents", "deployments", "discussions",
+                "issues", "models", "packages", "pages", "pull-requests", "security-events",
+                "statuses")
+# A repository's default for a job that declares nothing ("restricted", GitHub's default for
+# new repositories and organisations since 2023): contents and packages read.
+DEFAULT_PERMISSIONS: Json = {"contents": "read", "packages": "read"}
+
+
+def token_permissions(declared: Any) -> dict[str, str]:
+    """A job's `permissions:` as the GitHub fake's token permissions (metadata always read)."""
+    if declared in ("read-all", "write-all"):
+        level = declared.removesuffix("-all")
+        granted = dict.fromkeys(TOKEN_SCOPES, level)
+    elif isinstance(declared, dict):
+        granted = {str(k): str(v) for k, v in declared.items()
+                   if k in TOKEN_SCOPES and v in ("read", "write")}
+    else:
+        granted = {}
+    out = {k.replace("-", "_"): v for k, v in granted.items()}
+    out["metadata"] = "read"
+    return out
+
+
+@dataclass
+class JobSpec:
+    """What the plane needs of one job."""
+
+    id: str
+    environment: str | None  # name or expression
+    permissions: Any  # as written (a mapping, read-all, write-all), or the inherited one
+    needs: list[str]
+
+
 @dataclass
 class WorkflowSpec:
     """What the plane needs of one workflow file."""
@@ -174,9 +217,15 @@ class WorkflowSpec:
     file: str
     name: str
     triggers: Json
-    inputs: Json  # workflow_dispatch inputs, with their defaults
+    inputs: Json  # workflow_dispatch inputs: their type, options and defaults
     concurrency: str | None
-    environments: list[str]  # each job's `environment:` (name or expression)
+    cancel_in_progress: str | None  # `true`, `false` or an expression
+    jobs: list[JobSpec]
+
+    @property
+    def environments(self) -> list[str]:
+        """Each job's `environment:` (name or expression), in job order."""
+        return [job.environment for job in self.jobs if job.environment]
 
     @classmethod
     def read(cls, path: Path) -> WorkflowSpec:
@@ -187,27 +236,53 @@ class WorkflowSpec:
         inputs = dict((triggers.get("workflow_dispatch") or {}).get("inputs") or {})
         concurrency = doc.get("concurrency")
         group = concurrency.get("group") if isinstance(concurrency, dict) else concurrency
-        environments = []
-        for job in (doc.get("jobs") or {}).values():
+        cancel = concurrency.get("cancel-in-progress") if isinstance(concurrency, dict) else None
+        inherited = doc.get("permissions", DEFAULT_PERMISSIONS)
+        jobs = []
+        for job_id, job in (doc.get("jobs") or {}).items():
             env = job.get("environment")
             if isinstance(env, dict):
                 env = env.get("name")
-            if env:
-                environments.append(str(env))
+            needs = job.get("needs") or []
+            jobs.append(JobSpec(str(job_id), str(env) if env else None,
+                                job.get("permissions", inherited),
+                                [needs] if isinstance(needs, str) else list(needs)))
         return cls(path.name, str(doc.get("name") or path.name), triggers, inputs,
-                   None if group is None else str(group), environments)
+                   None if group is None else str(group),
+                   None if cancel is None else str(cancel).lower(), jobs)
 
-    def context(self, inputs: Json, event: Json, event_name: str) -> Json:
+    def input_types(self) -> Json:
+        """Each input's type (and a choice's options), for the dispatch endpoint to check."""
+        return {name: {"type": (spec or {}).get("type", "string"),
+                       "options": [str(o) for o in (spec or {}).get("options") or []]}
+                for name, spec in self.inputs.items()}
+
+    def context(self, inputs: Json, event: Json, event_name: str, branch: str = "main") -> Json:
         values = {name: (spec or {}).get("default", "") for name, spec in self.inputs.items()}
         values.update(inputs)
-        github = {"event": event, "event_name": event_name, "ref": "refs/heads/main",
-                  "ref_name": "main", "repository": "", "run_id": ""}
+        github = {"event": event, "event_name": event_name, "ref": f"refs/heads/{branch}",
+                  "ref_name": branch, "repository": "", "run_id": ""}
         return {"inputs": values, "github": github}
 
 
 @dataclass
+class JobState:
+    """One job of a run, as the plane gates it."""
+
+    id: str
+    environment: str | None  # evaluated
+    permissions: dict[str, str]
+    needs: list[str]
+    status: str = "blocked"  # blocked, review, timer, ready, running, done
+    conclusion: str | None = None
+    wait_until: float | None = None  # the wait timer's end (the fake's clock)
+    timer_started: float | None = None
+    message: str | None = None  # why the plane failed it without running it
+
+
+@dataclass
 class RunInfo:
-    """The plane's side of a run: what started it and what it waits for."""
+    """The plane's side of a run: what started it, its jobs and what they wait for."""
 
     run_id: int
     repo: str
@@ -216,8 +291,23 @@ class RunInfo:
     inputs: Json
     payload: Json
     group: str | None
-    environment: str | None
-    pending: list[str] = field(default_factory=list)  # environments waiting for a review
+    environment: str | None  # the first job's (what the run table shows)
+    jobs: dict[str, JobState] = field(default_factory=dict)
+    whole: bool = False  # jobs need each other: one execution of every job
+    job: str | None = None  # the job an executor took (None with `whole`)
+    cancel_requested: bool = False
+    admitted: bool = False  # out of the concurrency queue (a pending run is not)
+
+    @property
+    def pending(self) -> list[str]:
+        """Environments a job of this run waits to have reviewed."""
+        return list(dict.fromkeys(j.environment for j in self.jobs.values()
+                                  if j.status == "review" and j.environment))
+
+    @property
+    def failures(self) -> list[str]:
+        """Why the plane failed jobs without running them."""
+        return [f"job {j.id}: {j.message}" for j in self.jobs.values() if j.message]
 
 
 class ActionsPlane:
@@ -239,7 +329,7 @@ class ActionsPlane:
                         if (s or {}).get("required") and (s or {}).get("default") is None]
             self.state.add_workflow(repo, spec.file, list(spec.inputs), required=required,
                                     dispatchable="workflow_dispatch" in spec.triggers,
-                                    name=spec.name)
+                                    name=spec.name, types=spec.input_types())
             self.specs.setdefault(repo, {})[spec.file] = spec
             specs.append(spec)
         return specs
@@ -268,14 +358,28 @@ class ActionsPlane:
         if spec is None:
             return  # a workflow the plane was not taught: the run stays as the fake made it
         event = payload if payload is not None else {"inputs": dict(inputs)}
-        context = spec.context(inputs, event, run.event)
+        context = spec.context(inputs, event, run.event, run.head_branch)
         group = evaluate(spec.concurrency, context).lower() if spec.concurrency else None
-        environment = evaluate(spec.environments[0], context) if spec.environments else None
+        jobs = {job.id: JobState(job.id, evaluate(job.environment, context)
+                                 if job.environment else None,
+                                 token_permissions(job.permissions), job.needs)
+                for job in spec.jobs}
+        first = next((j.environment for j in jobs.values() if j.environment), None)
         info = RunInfo(run.id, repo.full_name, spec.file, run.event, dict(context["inputs"]),
-                       event, group, environment)
+                       event, group, first, jobs,
+                       whole=any(job.needs for job in spec.jobs))
         self.runs[run.id] = info
-        if group and any(self._active(other) for other in self.runs.values()
-                         if other.group == group and other.run_id != run.id):
+        flag = spec.cancel_in_progress or "false"
+        cancel = evaluate(flag if "${{" in flag else f"${{{{ {flag} }}}}", context) == "true"
+        others = [o for o in self.runs.values() if group and o.group == group
+                  and o.run_id != run.id and self._active(o)]
+        if others and cancel:  # the active run and any pending one give way
+            for other in self.runs.values():
+                status = self.state._repos[other.repo].runs[other.run_id].status
+                if other.group == group and other.run_id != run.id and \
+                        status in (*ACTIVE, "pending"):
+                    self._cancel(other)
+        elif others:
             for other in self.runs.values():
                 older = self.state._repos[other.repo].runs[other.run_id]
                 if other.group == group and older.status == "pending":
@@ -287,35 +391,124 @@ class ActionsPlane:
     def _active(self, info: RunInfo) -> bool:
         return self.state._repos[info.repo].runs[info.run_id].status in ACTIVE
 
+    def _cancel(self, info: RunInfo) -> None:
+        """`cancel-in-progress`: a running job finishes as cancelled; nothing else starts."""
+        for job in info.jobs.values():
+            if job.status == "running":
+                info.cancel_requested = True
+            elif job.status != "done":
+                job.status, job.conclusion = "done", "cancelled"
+        if not info.cancel_requested:
+            info.admitted = True  # a pending run ends cancelled too
+            self._settle(info)
+
     def _admit(self, repo: Repo, run: Run, info: RunInfo) -> None:
-        env = repo.environments.get(info.environment or "")
-        if env is not None and env.reviewers:
-            info.pending = [env.name]
+        """The run leaves the concurrency queue: each job that needs nothing is triggered."""
+        info.admitted = True
+        for job in info.jobs.values():
+            if not job.needs or info.whole:
+                self._trigger(repo, run, job)
+        self._settle(info)
+
+    def _trigger(self, repo: Repo, run: Run, job: JobState) -> None:
+        """A job's environment protection rules start: branch policy, reviewers, wait timer."""
+        env = repo.environments.get(job.environment or "")
+        if env is None:  # no environment, or one GitHub creates unprotected on the fly
+            job.status = "ready"
+            return
+        if not self._branch_allowed(repo, env, run.head_branch):
+            job.status, job.conclusion = "done", "failure"
+            job.message = (f'Branch "{run.head_branch}" is not allowed to deploy to {env.name} '
+                           "due to environment protection rules.")
+            return
+        now = self.state.clock()
+        job.timer_started = now
+        job.wait_until = now + env.wait_timer * 60 if env.wait_timer else None
+        job.status = "review" if env.reviewers else "timer" if job.wait_until else "ready"
+
+    def _branch_allowed(self, repo: Repo, env: Any, branch: str) -> bool:
+        from velvet_runner.sandbox.github.common import glob_match
+        from velvet_runner.sandbox.github.rules import active_rules
+
+        if env.protected_branches:
+            return branch in repo.protections or bool(active_rules(repo, branch))
+        if env.branches is None:
+            return True
+        return any(glob_match(pattern, branch) for pattern in env.branches)
+
+    def _settle(self, info: RunInfo) -> None:
+        """The run's status from its jobs', as GitHub shows it (a pending run keeps its own)."""
+        run = self.state._repos[info.repo].runs[info.run_id]
+        if not info.admitted:
+            return
+        now = self.state.clock()
+        for job in info.jobs.values():
+            if job.status == "timer" and job.wait_until is not None and now >= job.wait_until:
+                job.status = "ready"
+        jobs = list(info.jobs.values())
+        statuses = {j.status for j in jobs}
+        if "running" in statuses:
+            run.status = "in_progress"
+        elif "ready" in statuses and (not info.whole or statuses <= {"ready", "done"}):
+            run.status = "queued"  # (a `needs` workflow: once every job's gates cleared)
+        elif statuses & {"review", "timer", "ready"}:
             run.status = "waiting"
-        else:
+        elif statuses & {"blocked"}:
             run.status = "queued"
+        else:
+            conclusions = {j.conclusion for j in jobs}
+            run.status = "completed"
+            run.conclusion = ("cancelled" if "cancelled" in conclusions else
+                              "failure" if "failure" in conclusions else "success")
 
     def take(self) -> RunInfo | None:
-        """The oldest queued run, now in_progress; None when nothing is ready."""
+        """The oldest ready job (its run's `job`; with `whole`, every job), now in progress;
+        None when nothing is ready."""
         with self.state._lock:
             for info in sorted(self.runs.values(), key=lambda i: i.run_id):
+                self._settle(info)
                 run = self.state._repos[info.repo].runs[info.run_id]
-                if run.status == "queued":
-                    run.status = "in_progress"
-                    return info
+                if run.status != "queued":
+                    continue
+                ready = [j for j in info.jobs.values() if j.status == "ready"]
+                if not ready:
+                    continue
+                if info.whole:
+                    for job in ready:
+                        job.status = "running"
+                    info.job = None
+                else:
+                    ready[0].status = "running"
+                    info.job = ready[0].id
+                run.status = "in_progress"
+                return info
             return None
 
     def finish(self, run_id: int, conclusion: str) -> None:
-        """The executor's verdict; the next pending run of the group moves on."""
+        """The executor's verdict on the job it took; then what it unblocks moves on."""
         with self.state._lock:
             info = self.runs[run_id]
-            self._complete(info, conclusion)
+            if info.cancel_requested:
+                conclusion = "cancelled"
+            repo = self.state._repos[info.repo]
+            run = repo.runs[run_id]
+            for job in info.jobs.values():
+                if job.status == "running":
+                    job.status, job.conclusion = "done", conclusion
+            for job in info.jobs.values():
+                if job.status == "blocked" and all(
+                        info.jobs[n].status == "done" for n in job.needs if n in info.jobs):
+                    if all(info.jobs[n].conclusion == "success" for n in job.needs
+                           if n in info.jobs):
+                        self._trigger(repo, run, job)
+                    else:
+                        job.status, job.conclusion = "done", "skipped"
+            self._settle(info)
+            if run.status == "completed":
+                self._next_in_group(info)
 
-    def _complete(self, info: RunInfo, conclusion: str) -> None:
+    def _next_in_group(self, info: RunInfo) -> None:
         repo = self.state._repos[info.repo]
-        run = repo.runs[info.run_id]
-        run.status, run.conclusion = "completed", conclusion
-        info.pending = []
         for other in sorted(self.runs.values(), key=lambda i: i.run_id):
             waiting = repo.runs.get(other.run_id)
             if other.group == info.group and waiting is not None and waiting.status == "pending":
@@ -325,6 +518,7 @@ class ActionsPlane:
     def status(self, run_id: int) -> tuple[str, str | None]:
         with self.state._lock:
             info = self.runs[run_id]
+            self._settle(info)
             run = self.state._repos[info.repo].runs[run_id]
             return run.status, run.conclusion
 
@@ -333,16 +527,20 @@ class ActionsPlane:
     def pending_deployments(self, repo: Repo, run: Run, login: str,
                             user: Callable[[str], Json],
                             environment: Callable[[Any], Json]) -> list[Json]:
+        from velvet_runner.sandbox.github.common import _iso
+
         info = self.runs.get(run.id)
         rows = []
         for name in info.pending if info else []:
             env = repo.environments[name]
+            started = min((j.timer_started for j in info.jobs.values()  # type: ignore[union-attr]
+                           if j.environment == name and j.timer_started), default=None)
             keys = ("id", "node_id", "name", "url", "html_url")
             env_json = environment(env)
             rows.append({
                 "environment": {k: env_json[k] for k in keys},
                 "wait_timer": env.wait_timer,
-                "wait_timer_started_at": None,
+                "wait_timer_started_at": _iso(started) if started and env.wait_timer else None,
                 "current_user_can_approve": self._may_review(env, run, login) is None,
                 "reviewers": [{"type": "User", "reviewer": user(r)}
                               for r in env.reviewers or []],
@@ -386,11 +584,15 @@ class ActionsPlane:
         out = []
         for env in chosen:
             run.approvals.append(Approval(env.name, login, comment, state))
-            info.pending.remove(env.name)
+            for job in info.jobs.values():
+                if job.status == "review" and job.environment == env.name:
+                    if state == "rejected":
+                        job.status, job.conclusion = "done", "failure"
+                    else:
+                        job.status = "timer" if job.wait_until else "ready"
             out.append({"id": self.state._next_id(), "environment": env.name, "state": state,
                         "creator": login})
-        if state == "rejected":
-            self._complete(info, "failure")
-        elif not info.pending:
-            run.status = "queued"
+        self._settle(info)
+        if run.status == "completed":
+            self._next_in_group(info)
         return out

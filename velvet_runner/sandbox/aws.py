@@ -4,6 +4,10 @@ parameters for consumers and vaults.
 moto keeps its AWS state per process, not per server: two sandboxes in one process share IAM
 and SSM. Issuing is idempotent (a live key the vault already holds is adopted rather than
 replaced), so a second sandbox never invalidates the first one's key.
+
+Requests signed with an IAM user's key are checked as AWS checks them (server.SignatureCheck):
+an unknown, deleted or inactive key, or a wrong secret, is refused. ACCESS_KEY, the sandbox's
+own credentials (the stand-in for an assumed role), is trusted unchecked.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class AwsFake(registry.Fake):
     def serve(self, port: int) -> registry.Server:
         from velvet_runner.sandbox.server import MotoThread
 
-        return MotoThread(port)
+        return MotoThread(port, trusted=frozenset({ACCESS_KEY}))
 
     def bootstrap(self, identity: registry.Identity) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
@@ -77,8 +81,7 @@ class AwsFake(registry.Fake):
         vault = credential.vault
         current = (self.parameter(vault.name, vault.region)
                    if vault.kind == "aws_ssm_parameter" else None)
-        if current and any(k["AccessKeyId"] == current.split(":", 1)[0]
-                           and k["Status"] == "Active" for k in keys):
+        if current and self.is_live(current):  # its secret too: a wrong one is replaced
             return registry.Issued(current, current.split(":", 1)[0])
         if len(keys) >= 2:  # IAM's two-key cap: make room, oldest first
             iam.delete_access_key(UserName=user, AccessKeyId=keys[0]["AccessKeyId"])

@@ -4,6 +4,7 @@ Paths served:
 
     POST   /api/chat.postMessage     JSON (`application/json; charset=utf-8`) or form-encoded
     POST   /api/auth.test
+    GET | POST /api/conversations.info   `channel`: the channel, and whether the bot is in it
 
 Slack answers every method error with HTTP 200 and `{"ok": false, "error": "<code>"}`:
 `not_authed` (no token), `invalid_auth` (unknown token), `channel_not_found`, `is_archived`,
@@ -390,9 +391,24 @@ def create_app(state: State) -> Starlette:
             warnings,
         )
 
+    async def conversations_info(request: Request) -> Response:
+        try:
+            params, warnings, _ = await authenticated(request)
+            ref = params.get("channel")
+            if not isinstance(ref, str) or not ref.strip():
+                raise _MethodError("channel_not_found")
+            with state._lock:
+                channel = state._channel(ref)
+        except _MethodError as exc:
+            return _fail(exc.code)
+        return _with_warnings({"ok": True, "channel": {
+            "id": channel.id, "name": channel.name or channel.id, "is_channel": True,
+            "is_archived": channel.archived, "is_member": channel.member}}, warnings)
+
     routes: list[BaseRoute] = [
         Route("/api/chat.postMessage", post_message, methods=["POST"]),
         Route("/api/auth.test", auth_test, methods=["POST", "GET"]),
+        Route("/api/conversations.info", conversations_info, methods=["POST", "GET"]),
     ]
     return build_app(
         "slack",

@@ -1,36 +1,35 @@
 """The GitHub fake as a Starlette app: the route table, the request gate around every handler,
 the `x-ratelimit-*` headers, and the user, rate-limit, repo, org and environment routes.
 
-Paths served (vendor-apis.md section 5, github-actions.md section 2):
+Paths served (vendor-apis.md section 5, github-actions.md section 2), each with the permission
+a token needs (`table` in create_app):
 
-    GET    /user                                                        the token's user
-    GET    /rate_limit
-    GET    /repos/{owner}/{repo}
-    GET    /repos/{owner}/{repo}/actions/secrets/public-key
-    GET    /repos/{owner}/{repo}/actions/secrets
-    GET | PUT | DELETE /repos/{owner}/{repo}/actions/secrets/{name}
-    GET    /repos/{owner}/{repo}/environments
-    GET    /repos/{owner}/{repo}/environments/{env}
-    GET    /repos/{owner}/{repo}/environments/{env}/deployment-branch-policies
-    GET    /repos/{owner}/{repo}/environments/{env}/secrets/public-key
-    GET    /repos/{owner}/{repo}/environments/{env}/secrets
-    GET | PUT | DELETE /repos/{owner}/{repo}/environments/{env}/secrets/{name}
-    GET    /orgs/{org}
-    GET    /orgs/{org}/actions/secrets/public-key
-    GET    /orgs/{org}/actions/secrets
-    GET | PUT | DELETE /orgs/{org}/actions/secrets/{name}
-    GET    /repos/{owner}/{repo}/actions/workflows
-    GET    /repos/{owner}/{repo}/actions/workflows/{id or file}
-    POST   /repos/{owner}/{repo}/actions/workflows/{id or file}/dispatches
-    GET    /repos/{owner}/{repo}/actions/runs/{run_id}
-    GET    /repos/{owner}/{repo}/actions/runs/{run_id}/approvals
-    GET    /repos/{owner}/{repo}/actions/runs
-    GET | POST /repos/{owner}/{repo}/actions/runs/{run_id}/pending_deployments
-                                            (with an ActionsPlane attached: actions_plane.py)
-    POST   /repos/{owner}/{repo}/issues
-    GET    /repos/{owner}/{repo}/issues/{number}
-    GET    /installation/repositories                                   (contents.py)
-    GET    /repos/{owner}/{repo}/contents/{path}                        (contents.py)
+    GET    /user, /rate_limit, /users/{username}
+    GET    /user/installations, /user/installations/{id}/repositories,
+           /installation/repositories, /orgs/{org}/installations
+    PUT    /user/installations/{id}/repositories/{repository_id}
+    GET    /repos/{owner}/{repo}, .../collaborators/{username}/permission
+    GET | PUT | DELETE  .../actions/secrets/{name} (and the list, the public key)
+    GET | POST | PATCH | DELETE  .../actions/variables[/{name}]
+    GET    .../environments
+    GET | PUT | DELETE  .../environments/{env}
+    GET | POST | DELETE .../environments/{env}/deployment-branch-policies[/{id}]
+           .../environments/{env}/secrets/..., .../environments/{env}/variables/...
+    GET    /orgs/{org}, /orgs/{org}/actions/secrets/... (as the repository's)
+    GET    .../actions/workflows[/{id or file}], .../actions/runs[/{run_id}[/approvals]]
+    POST   .../actions/workflows/{id or file}/dispatches
+    GET | POST .../actions/runs/{run_id}/pending_deployments (an attached ActionsPlane)
+    POST   .../issues; GET .../issues/{number}
+    GET    .../branches/{branch}[/protection], .../compare/{base}...{head}
+    GET | PUT .../contents/{path}; POST .../git/trees, .../git/commits, .../git/refs
+    GET    .../rules/branches/{branch}
+    GET | POST .../rulesets; GET | PUT | DELETE .../rulesets/{id}
+
+environments.py, variables.py, rules.py, git.py and people.py hold the newer routes. Who may
+call what (`authorize`): an integration's token (a workflow's GITHUB_TOKEN, an App
+installation's) needs the route's permission, else 403 "Resource not accessible by
+integration"; a person's token needs the admin role for administration, else 403 "Must have
+admin rights to Repository." (a person's write access is not modelled: it may do the rest).
 
 Every listing pages as GitHub's do: `per_page`, `page` and a `Link` header (views.listing).
 Besides the shared control API, `/__velvet/limits` shows and sets the primary rate limit too
@@ -53,11 +52,20 @@ from velvet_runner.sandbox.control import (
     build_app,
     json_response,
 )
-from velvet_runner.sandbox.github import contents, issues, runs, secrets
-from velvet_runner.sandbox.github.common import GitHubError, Json, _not_found, error
+from velvet_runner.sandbox.github import (
+    environments,
+    git,
+    issues,
+    people,
+    rules,
+    runs,
+    secrets,
+    variables,
+)
+from velvet_runner.sandbox.github.common import MSG_INTEGRATION, GitHubError, Json, error
 from velvet_runner.sandbox.github.records import _Token
 from velvet_runner.sandbox.github.state import State
-from velvet_runner.sandbox.github.views import Endpoint, _Views, env_of, listing, repo_of
+from velvet_runner.sandbox.github.views import Endpoint, _Views, repo_of
 from velvet_runner.sandbox.ratelimit import github_limits, github_reject
 
 
@@ -117,33 +125,6 @@ async def get_org(request: Request, token: _Token, views: _Views) -> Response:
         )
 
 
-async def list_environments(request: Request, token: _Token, views: _Views) -> Response:
-    with views.state._lock:
-        repo = repo_of(request, token, views)
-        envs = [repo.environments[n] for n in sorted(repo.environments)]
-        return listing(request, envs, lambda e: views.environment(repo, e), "environments")
-
-
-async def get_environment(request: Request, token: _Token, views: _Views) -> Response:
-    with views.state._lock:
-        repo = repo_of(request, token, views)
-        env = env_of(repo, request.path_params["env"])
-        return json_response(views.environment(repo, env))
-
-
-async def branch_policies(request: Request, token: _Token, views: _Views) -> Response:
-    with views.state._lock:
-        repo = repo_of(request, token, views)
-        env = env_of(repo, request.path_params["env"])
-        if env.branches is None:
-            raise _not_found()
-        policies = [
-            {"id": env.id * 100 + i, "node_id": f"RE_{env.id}_{i}", "name": p, "type": "branch"}
-            for i, p in enumerate(env.branches, start=1)
-        ]
-        return listing(request, policies, dict, "branch_policies")
-
-
 class PrimaryLimit:
     """GitHub's primary limit at `/__velvet/limits` (the limiter's `part`): `"primary"` in what
     GET shows; `"primary": {"limit"?, "remaining"?, "status"?}` in a POST starts a new window
@@ -170,14 +151,67 @@ class PrimaryLimit:
         self.state.set_rate_limit(current["limit"], status=current["status"])
 
 
+# What a call needs of its token: GitHub's permission name and level for an integration's
+# token (a workflow's GITHUB_TOKEN, an App installation's), PERSON for a person's token only,
+# None for nothing. ADMIN is administration write: a person's token needs the admin role.
+Need = tuple[str, str] | None
+Needs = dict[str, Need]
+PERSON: Need = ("person", "")
+META: Need = ("metadata", "read")
+ADMIN: Need = ("administration", "write")
+_LEVELS = {"read": 1, "write": 2}
+
+
+def read(permission: str) -> Needs:
+    return {"GET": (permission, "read")}
+
+
+def rw(permission: str) -> Needs:
+    return {"GET": (permission, "read"), "PUT": (permission, "write"),
+            "POST": (permission, "write"), "PATCH": (permission, "write"),
+            "DELETE": (permission, "write")}
+
+
+def admin(needs: Needs) -> Needs:
+    """`needs` for reading; administration for PUT, POST and DELETE."""
+    return {**needs, "PUT": ADMIN, "POST": ADMIN, "DELETE": ADMIN}
+
+
+def authorize(state: State, token: _Token, need: Need, request: Request) -> None:
+    """GitHub's permission check, after authentication: an integration's token needs the
+    permission (else 403 "Resource not accessible by integration"); a person's token needs the
+    admin role for administration (else 403 "Must have admin rights to Repository.")."""
+    if need is None:
+        return
+    permission, level = need
+    integration = token.permissions is not None
+    if permission == "person":
+        if integration:
+            raise GitHubError(403, MSG_INTEGRATION)
+        return
+    if integration:
+        have = (token.permissions or {}).get(permission)
+        if permission != "metadata" and _LEVELS.get(have or "", 0) < _LEVELS[level]:
+            raise GitHubError(403, MSG_INTEGRATION)
+        return
+    params = request.path_params
+    if permission == "administration" and "owner" in params and "repo" in params:
+        with state._lock:
+            repo = state._repo(token, params["owner"], params["repo"])
+            if state.role(repo, token.login) != "admin":
+                raise GitHubError(403, "Must have admin rights to Repository.")
+
+
 def create_app(state: State) -> Starlette:
     """The GitHub fake as a Starlette app with the shared `/__velvet/` control API."""
 
-    def endpoint(handler: Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    def endpoint(handler: Endpoint, needs: Needs) -> Callable[[Request], Awaitable[Response]]:
         async def wrapper(request: Request) -> Response:
             try:
                 token = state._gate(request.headers)
-                return await handler(request, token, _Views(state, str(request.base_url)))
+                views = _Views(state, str(request.base_url))
+                authorize(state, token, needs.get(request.method), request)
+                return await handler(request, token, views)
             except GitHubError as exc:
                 if exc.plain:
                     return PlainTextResponse(exc.message, status_code=403)
@@ -190,44 +224,74 @@ def create_app(state: State) -> Starlette:
     org = "/orgs/{org}"
     wf = f"{r}/actions/workflows/{{workflow}}"
     run = f"{r}/actions/runs/{{run_id}}"
-    table: list[tuple[str, Endpoint, list[str]]] = [
-        ("/user", get_user, ["GET"]),
-        ("/rate_limit", get_rate_limit, ["GET"]),
-        (r, get_repo, ["GET"]),
-        (f"{r}/actions/secrets/public-key", secrets.get_public_key, ["GET"]),
-        (f"{r}/actions/secrets", secrets.list_secrets, ["GET"]),
-        (f"{r}/actions/secrets/{{name}}", secrets.one_secret, ["GET", "PUT", "DELETE"]),
-        (f"{r}/environments", list_environments, ["GET"]),
-        (env, get_environment, ["GET"]),
-        (f"{env}/deployment-branch-policies", branch_policies, ["GET"]),
-        (f"{env}/secrets/public-key", secrets.get_public_key, ["GET"]),
-        (f"{env}/secrets", secrets.list_secrets, ["GET"]),
-        (f"{env}/secrets/{{name}}", secrets.one_secret, ["GET", "PUT", "DELETE"]),
-        (org, get_org, ["GET"]),
-        (f"{org}/actions/secrets/public-key", secrets.get_public_key, ["GET"]),
-        (f"{org}/actions/secrets", secrets.list_secrets, ["GET"]),
-        (f"{org}/actions/secrets/{{name}}", secrets.one_secret, ["GET", "PUT", "DELETE"]),
-        (f"{r}/actions/workflows", runs.list_workflows, ["GET"]),
-        (wf, runs.get_workflow, ["GET"]),
-        (f"{wf}/dispatches", runs.dispatch, ["POST"]),
-        (run, runs.get_run, ["GET"]),
-        (f"{run}/approvals", runs.get_approvals, ["GET"]),
-        (f"{r}/actions/runs", runs.list_runs, ["GET"]),
-        (f"{run}/pending_deployments", runs.pending_deployments, ["GET", "POST"]),
-        (f"{r}/issues", issues.create_issue, ["POST"]),
-        (f"{r}/issues/{{number}}", issues.get_issue, ["GET"]),
-        ("/installation/repositories", contents.installation_repositories, ["GET"]),
-        (f"{r}/contents/{{path:path}}", contents.get_contents, ["GET"]),
+    inst = "/user/installations/{installation_id}"
+    # path, handler, {method: the permission a token needs}
+    table: list[tuple[str, Endpoint, Needs]] = [
+        ("/user", get_user, {"GET": PERSON}),
+        ("/rate_limit", get_rate_limit, {"GET": None}),
+        ("/users/{username}", people.get_user, {"GET": None}),
+        ("/user/installations", people.user_installations, {"GET": PERSON}),
+        (f"{inst}/repositories", people.user_installation_repositories, {"GET": PERSON}),
+        (f"{inst}/repositories/{{repository_id}}", people.add_installation_repository,
+         {"PUT": PERSON}),
+        ("/installation/repositories", people.installation_repositories, {"GET": None}),
+        (r, get_repo, {"GET": META}),
+        (f"{r}/collaborators/{{username}}/permission", people.collaborator_permission,
+         {"GET": META}),
+        (f"{r}/actions/secrets/public-key", secrets.get_public_key, read("secrets")),
+        (f"{r}/actions/secrets", secrets.list_secrets, read("secrets")),
+        (f"{r}/actions/secrets/{{name}}", secrets.one_secret, rw("secrets")),
+        (f"{r}/actions/variables", variables.variables, rw("variables")),
+        (f"{r}/actions/variables/{{name}}", variables.one_variable, rw("variables")),
+        (f"{r}/environments", environments.list_environments, read("actions")),
+        (env, environments.one_environment, admin(read("actions"))),
+        (f"{env}/deployment-branch-policies", environments.branch_policies,
+         admin(read("actions"))),
+        (f"{env}/deployment-branch-policies/{{policy_id}}", environments.one_branch_policy,
+         admin(read("actions"))),
+        (f"{env}/secrets/public-key", secrets.get_public_key, read("environments")),
+        (f"{env}/secrets", secrets.list_secrets, read("environments")),
+        (f"{env}/secrets/{{name}}", secrets.one_secret, rw("environments")),
+        (f"{env}/variables", variables.variables, rw("environments")),
+        (f"{env}/variables/{{name}}", variables.one_variable, rw("environments")),
+        (org, get_org, {"GET": None}),
+        (f"{org}/installations", people.org_installations, {"GET": PERSON}),
+        (f"{org}/actions/secrets/public-key", secrets.get_public_key,
+         read("organization_secrets")),
+        (f"{org}/actions/secrets", secrets.list_secrets, read("organization_secrets")),
+        (f"{org}/actions/secrets/{{name}}", secrets.one_secret, rw("organization_secrets")),
+        (f"{r}/actions/workflows", runs.list_workflows, read("actions")),
+        (wf, runs.get_workflow, read("actions")),
+        (f"{wf}/dispatches", runs.dispatch, {"POST": ("actions", "write")}),
+        (run, runs.get_run, read("actions")),
+        (f"{run}/approvals", runs.get_approvals, read("actions")),
+        (f"{r}/actions/runs", runs.list_runs, read("actions")),
+        (f"{run}/pending_deployments", runs.pending_deployments,
+         {"GET": ("actions", "read"), "POST": ("deployments", "write")}),
+        (f"{r}/issues", issues.create_issue, {"POST": ("issues", "write")}),
+        (f"{r}/issues/{{number}}", issues.get_issue, read("issues")),
+        (f"{r}/branches/{{branch:path}}/protection", rules.branch_protection,
+         {"GET": ("administration", "read")}),
+        (f"{r}/branches/{{branch:path}}", git.get_branch, read("contents")),
+        (f"{r}/compare/{{basehead:path}}", git.compare, read("contents")),
+        (f"{r}/contents/{{path:path}}", git.contents, rw("contents")),
+        (f"{r}/git/trees", git.create_tree, {"POST": ("contents", "write")}),
+        (f"{r}/git/commits", git.create_commit, {"POST": ("contents", "write")}),
+        (f"{r}/git/refs", git.create_ref, {"POST": ("contents", "write")}),
+        (f"{r}/rules/branches/{{branch:path}}", rules.branch_rules, {"GET": META}),
+        (f"{r}/rulesets", rules.rulesets, {"GET": META, "POST": ADMIN}),
+        (f"{r}/rulesets/{{ruleset_id}}", rules.one_ruleset,
+         {"GET": META, "PUT": ADMIN, "DELETE": ADMIN}),
     ]
     routes: list[BaseRoute] = [
-        Route(path, endpoint(handler), methods=methods) for path, handler, methods in table
+        Route(path, endpoint(handler, needs), methods=list(needs)) for path, handler, needs in table
     ]
     # Secondary limits (100 concurrent, points per endpoint, content-generating requests):
     # sandbox/ratelimit.py, settable and reported at /__velvet/limits. Its clock is the primary
     # limit's too.
     limiter = github_limits()
     limiter.part = PrimaryLimit(state)
-    state.limiter = limiter
+    state.attach_limiter(limiter)
     app = build_app(
         "github",
         routes,

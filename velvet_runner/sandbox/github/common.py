@@ -31,6 +31,8 @@ _KEY_ID_BASE = 3_380_204_578_043_523_000
 _BASE64 = re.compile(r"([A-Za-z0-9+/]{4})*([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VISIBILITIES = ("all", "private", "selected")
+ROLES = ("admin", "maintain", "write", "triage", "read")  # a collaborator's repository roles
+MSG_INTEGRATION = "Resource not accessible by integration"
 MSG_NO_USER_AGENT = (
     "Request forbidden by administrative rules. Please make sure your request has a "
     "User-Agent header (https://docs.github.com/en/rest/overview/resources-in-the-rest-api"
@@ -75,6 +77,22 @@ def error(
     ):
         response.headers["retry-after"] = "60"
     return response
+
+
+def glob_match(pattern: str, name: str) -> bool:
+    """GitHub's ref patterns (Ruby's File.fnmatch): `*` and `?` never match `/`, `**` does."""
+    regex = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            regex, i = regex + ".*", i + 2
+        elif pattern[i] == "*":
+            regex, i = regex + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            regex, i = regex + "[^/]", i + 1
+        else:
+            regex, i = regex + re.escape(pattern[i]), i + 1
+    return re.fullmatch(regex, name) is not None
 
 
 def _not_found() -> GitHubError:

@@ -15,20 +15,23 @@ if TYPE_CHECKING:
 
 
 def gates(manifest: Manifest) -> dict[str, list[str]]:
-    """Each env the manifest serves -> its approvers (every credential's, in manifest order)."""
-    found: dict[str, list[str]] = {}
-    for credential in manifest.credentials:
-        found.setdefault(credential.env, [])
-        for env, logins in credential.approvers.items():
-            known = found.setdefault(env, [])
-            known += [login for login in logins if login not in known]
-    return found
+    """Each env the manifest serves -> its approvers (Manifest.approvers_by_env)."""
+    return manifest.approvers_by_env()
+
+
+APP_CLIENT_ID = "Iv1.velvet-sandbox"  # the sandbox's GitHub App (VELVET_APP_CLIENT_ID)
+# What docs/setup.md section 4 grants the App: secrets (and environments' secrets) to write,
+# and the workflow files velvet scan reads.
+APP_PERMISSIONS = {"secrets": "write", "environments": "write", "contents": "read",
+                   "metadata": "read"}
 
 
 class GitHubFake(registry.Fake):
     """GitHub: Velvet's repository with environments velvet-<env> and velvet-<env>-revoke
-    (the manifest's approvers as required reviewers) and velvet-<env>-verify (no rule); every
-    repository, organisation and environment a github_actions_secret consumer names."""
+    (the manifest's approvers as required reviewers) and velvet-<env>-verify (no rule), the
+    approvers as its collaborators (write), Velvet's GitHub App installed on the repositories
+    whose secrets are consumers; every repository, organisation and environment a
+    github_actions_secret consumer names."""
 
     name = "github"
     setting = "VELVET_GITHUB_API_URL"
@@ -44,15 +47,44 @@ class GitHubFake(registry.Fake):
         token = "ghs_" + secrets.token_urlsafe(27)[:36]
         self.state.add_repo(identity.repository)
         self.state.add_token(token, login="velvet-bot")
-        return {"VELVET_GITHUB_TOKEN": token, "VELVET_GITHUB_REPOSITORY": identity.repository}
+        self._bootstrap_token = token  # the App's installation token once prepare installs it
+        return {"VELVET_GITHUB_TOKEN": token, "VELVET_GITHUB_REPOSITORY": identity.repository,
+                "VELVET_APP_CLIENT_ID": APP_CLIENT_ID}
 
     def prepare(self, manifest: Manifest, identity: registry.Identity) -> None:
+        from velvet_runner.github.expect import ENVIRONMENTS, Expected
+
+        repository = identity.repository
         for env, approvers in gates(manifest).items():
-            for suffix, reviewers in (("", approvers), ("-revoke", approvers),
-                                      ("-verify", None)):
-                self.state.add_environment(identity.repository, f"velvet-{env}{suffix}",
-                                           list(reviewers) if reviewers else None,
+            for suffix, gated in ENVIRONMENTS:
+                self.state.add_environment(repository, f"velvet-{env}{suffix}",
+                                           list(approvers) if gated and approvers else None,
                                            branches=["main"])
+            for login in approvers:
+                self.state.add_collaborator(repository, login, "write")
+        targets = Expected.of(manifest, envs=list(manifest.environments)).secret_repositories
+        for target in targets:
+            if target not in self.state._repos:
+                self.state.add_repo(target)
+        if targets:
+            self.state.add_installation(repository.partition("/")[0], APP_CLIENT_ID,
+                                        app_slug="velvet-sandbox", repositories=targets,
+                                        permissions=APP_PERMISSIONS)
+            # As in the workflows, Velvet reaches Actions secrets with the App's installation
+            # token (docs/setup.md section 4), not a person's.
+            self.app_token(self._bootstrap_token)
+
+    def app_token(self, token: str) -> None:
+        """Accept `token` as the sandbox App's installation token (what the workflows'
+        create-github-app-token step hands the stages): its permissions and repositories."""
+        with self.state._lock:
+            found = [i for i in self.state._installations.values()
+                     if i.client_id == APP_CLIENT_ID]
+        if found:
+            self.state.add_token(token, "velvet-sandbox[bot]", installation=found[-1].id)
+        else:  # nothing to install it on: a token that reaches no repository
+            self.state.add_token(token, "velvet-sandbox[bot]", repos=[],
+                                 permissions={"metadata": "read"})
 
     def _scope(self, config: Any) -> str:
         with self.state._lock:

@@ -1,5 +1,7 @@
-"""The fake's records as pydantic models: key pairs, secrets and their scopes, repos,
-environments, workflows, runs, approvals, issues, orgs, tokens, and the `Snapshot` of them all.
+"""The fake's records as pydantic models: key pairs, secrets and their scopes, variables, repos
+(with collaborators, rulesets, branch protections and git data), environments and their branch
+policies, workflows, runs, approvals, issues, orgs, App installations, tokens, and the
+`Snapshot` of them all.
 
 One model serves memory, `GET /__velvet/state` and `POST /__velvet/seed` (as in slack.py):
 `Snapshot.model_dump(mode="json", context={"reveal": ...})` is the snapshot, secret fields
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -164,19 +168,85 @@ class _Record(_Model):
     _time = field_validator("created_at", mode="before")(_filled_time)
 
 
-class Environment(SecretScope, _Record):
+class Variable(_Model):
+    """An Actions variable (repository or environment): its value is readable by design."""
+
+    name: str
+    value: str
+    created_at: float = Field(default=None, validate_default=True)
+    updated_at: float = Field(default=None, validate_default=True)
+
+    _times = field_validator("created_at", "updated_at", mode="before")(_filled_time)
+
+    @field_validator("name")
+    @classmethod
+    def _upper(cls, value: str) -> str:
+        return value.upper()  # GitHub stores variable names in upper case
+
+    def api(self) -> Json:
+        return {"name": self.name, "value": self.value, "created_at": _iso(self.created_at),
+                "updated_at": _iso(self.updated_at)}
+
+
+class Variables(_Model):
+    """What holds Actions variables (a repository, an environment), keyed by name."""
+
+    variables: dict[str, Variable] = {}
+
+    @field_validator("variables", mode="wrap")
+    @classmethod
+    def _variables_by_name(cls, rows: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        return _rekeyed(rows, handler, "name")
+
+    @field_serializer("variables")
+    def _sorted_variables(self, rows: dict[str, Variable]) -> list[Variable]:
+        return [rows[n] for n in sorted(rows)]
+
+
+class BranchPolicy(_Model):
+    """One deployment branch (or tag) policy of an environment: a name pattern."""
+
+    id: int = Field(default=0, validate_default=True)
+    name: str
+    type: str = "branch"
+
+    _id = field_validator("id", mode="before")(_filled_id)
+
+
+class Environment(Variables, SecretScope, _Record):
     name: str
     reviewers: list[str] | None = None  # None: no required-reviewers rule at all
     prevent_self_review: bool = True
-    wait_timer: int = 0
-    branches: list[str] | None = None
+    wait_timer: int = 0  # minutes
+    can_admins_bypass: bool = True  # GitHub's default: admins may bypass the rules
+    policies: list[BranchPolicy] | None = None  # None: no custom branch policy
     protected_branches: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _branches(cls, data: Any) -> Any:
+        """`branches: [pattern, ...]` (a seed's or add_environment's shorthand) is a custom
+        policy of those branch patterns."""
+        if isinstance(data, dict) and "branches" in data:
+            data = dict(data)
+            names = data.pop("branches")
+            if "policies" not in data:
+                data["policies"] = None if names is None else [
+                    {"name": name, "type": "branch"} for name in names]
+        return data
 
     @model_validator(mode="after")
     def _one_branch_policy(self) -> Environment:
-        if self.branches is not None and self.protected_branches:
+        if self.policies is not None and self.protected_branches:
             raise ValueError("an environment uses protected branches or custom branches, not both")
         return self
+
+    @property
+    def branches(self) -> list[str] | None:
+        """The branch name patterns of a custom policy (None: no custom policy)."""
+        if self.policies is None:
+            return None
+        return [p.name for p in self.policies if p.type == "branch"]
 
 
 class Workflow(_Record):
@@ -185,6 +255,9 @@ class Workflow(_Record):
     inputs: list[str] = []
     required: list[str] = []
     dispatchable: bool = True
+    # input -> {"type": string|boolean|choice|number|environment, "options": [...]}; an input
+    # not named here is a string
+    types: dict[str, Json] = {}
 
     @model_validator(mode="after")
     def _default_name(self) -> Workflow:
@@ -230,18 +303,47 @@ class Issue(_Record):
     user: str = "velvet-bot"
 
 
-class Repo(SecretScope, _Record):
+class GitCommit(_Model):
+    """A commit of the fake's git data: its tree flattened to path -> blob sha."""
+
+    sha: str
+    tree: str
+    parents: list[str] = []
+    message: str = ""
+    at: float = 0.0
+
+
+class Ruleset(_Record):
+    """A repository ruleset, as `POST .../rulesets` takes it (GitHub's names)."""
+
+    name: str
+    target: str = "branch"
+    enforcement: str = "active"
+    conditions: Json = {}
+    rules: list[Json] = []
+    bypass_actors: list[Json] = []
+    updated_at: float = Field(default=None, validate_default=True)
+
+    _updated = field_validator("updated_at", mode="before")(_filled_time)
+
+
+class Repo(Variables, SecretScope, _Record):
     full_name: str
     private: bool = True
     default_branch: str = "main"
-    branches: list[str] = []  # the default branch is always one of them
+    branches: list[str] = []  # the default branch is always one of them; each has a ref
     environments: dict[str, Environment] = {}
     workflows: dict[str, Workflow] = {}  # by file name
     runs: dict[int, Run] = {}
     issues: list[Issue] = []
     dispatches: list[Json] = []
-    # The default branch's files by path (the contents API reads them), as text.
-    files: dict[str, str] = {}
+    collaborators: dict[str, str] = {}  # login -> role (admin, maintain, write, triage, read)
+    rulesets: dict[int, Ruleset] = {}
+    protections: dict[str, Json] = {}  # branch -> classic branch protection (as GET shows it)
+    refs: dict[str, str] = {}  # branch -> commit sha
+    commits: dict[str, GitCommit] = {}
+    trees: dict[str, dict[str, str]] = {}  # tree sha -> {path: blob sha}
+    blobs: dict[str, str] = {}  # blob sha -> content (text)
 
     @field_validator("full_name")
     @classmethod
@@ -251,20 +353,74 @@ class Repo(SecretScope, _Record):
             raise ValueError(f"repository must be owner/name, got {value!r}")
         return value
 
-    @field_validator("environments", "workflows", "runs", mode="wrap")
+    @field_validator("environments", "workflows", "runs", "rulesets", "commits", mode="wrap")
     @classmethod
     def _by_key(cls, rows: Any, handler: ValidatorFunctionWrapHandler,
                 info: ValidationInfo) -> Any:
-        return _rekeyed(rows, handler, {"environments": "name", "workflows": "file"}.get(
-            str(info.field_name), "id"))
+        return _rekeyed(rows, handler, {"environments": "name", "workflows": "file",
+                                        "commits": "sha"}.get(str(info.field_name), "id"))
 
     @model_validator(mode="after")
     def _default_branch_listed(self) -> Repo:
         if self.default_branch not in self.branches:
             self.branches.insert(0, self.default_branch)
+        for branch in self.branches:
+            if branch not in self.refs:  # a branch named without history: one empty commit
+                self.refs[branch] = self.commit({}, [], f"{branch} of {self.full_name}", 0.0)
         for run in self.runs.values():
             run.head_branch = run.head_branch or self.default_branch
         return self
+
+    # -- git data (git's blob ids; trees and commits hashed over their content) -------------
+
+    def blob(self, content: str) -> str:
+        data = content.encode("utf-8")
+        sha = hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+        self.blobs[sha] = content
+        return sha
+
+    def tree(self, files: dict[str, str]) -> str:
+        """A tree of `files` (path -> blob sha); its sha."""
+        flat = dict(sorted(files.items()))
+        sha = hashlib.sha1(b"tree " + json.dumps(flat).encode(),
+                           usedforsecurity=False).hexdigest()
+        self.trees[sha] = flat
+        return sha
+
+    def commit(self, files: dict[str, str], parents: list[str], message: str,
+               at: float) -> str:
+        """A commit of the tree `files` on `parents`; its sha."""
+        tree = self.tree(files)
+        sha = hashlib.sha1(b"commit " + json.dumps([tree, parents, message, at]).encode(),
+                           usedforsecurity=False).hexdigest()
+        self.commits[sha] = GitCommit(sha=sha, tree=tree, parents=list(parents),
+                                      message=message, at=at)
+        return sha
+
+    def files(self, ref: str) -> dict[str, str] | None:
+        """path -> content at a branch or commit sha (None: no such ref)."""
+        sha = self.refs.get(ref, ref)
+        commit = self.commits.get(sha)
+        if commit is None:
+            return None
+        return {path: self.blobs.get(blob, "") for path, blob in self.trees[commit.tree].items()}
+
+    def ancestors(self, sha: str) -> list[str]:
+        """`sha` and every commit before it, nearest first."""
+        seen: list[str] = []
+        todo = [sha]
+        while todo:
+            current = todo.pop(0)
+            if current in seen or current not in self.commits:
+                continue
+            seen.append(current)
+            todo += self.commits[current].parents
+        return seen
+
+    def set_ref(self, branch: str, sha: str) -> None:
+        self.refs[branch] = sha
+        if branch not in self.branches:
+            self.branches.append(branch)
 
     @field_serializer("environments")
     def _sorted_environments(self, rows: dict[str, Environment]) -> list[Environment]:
@@ -276,6 +432,14 @@ class Repo(SecretScope, _Record):
 
     @field_serializer("runs")
     def _sorted_runs(self, rows: dict[int, Run]) -> list[Run]:
+        return [rows[k] for k in sorted(rows)]
+
+    @field_serializer("rulesets")
+    def _sorted_rulesets(self, rows: dict[int, Ruleset]) -> list[Ruleset]:
+        return [rows[k] for k in sorted(rows)]
+
+    @field_serializer("commits")
+    def _sorted_commits(self, rows: dict[str, GitCommit]) -> list[GitCommit]:
         return [rows[k] for k in sorted(rows)]
 
     @property
@@ -290,14 +454,39 @@ class Repo(SecretScope, _Record):
 class Org(SecretScope):
     name: str
     id: int = Field(default=0, validate_default=True)
+    owners: list[str] = []  # the organisation's owners: admins of every repository of it
 
     _id = field_validator("id", mode="before")(_filled_id)
+
+
+class Installation(_Record):
+    """A GitHub App's installation on an account: what it may do, and where."""
+
+    account: str  # the user or organisation it is installed on
+    app_slug: str
+    app_id: int = 1
+    client_id: str
+    permissions: dict[str, str] = {}  # e.g. {"secrets": "write", "metadata": "read"}
+    repository_selection: str = "selected"  # or "all"
+    repositories: list[str] = []  # owner/name, when selected
+
+    @field_validator("repository_selection")
+    @classmethod
+    def _selection(cls, value: str) -> str:
+        if value not in ("all", "selected"):
+            raise ValueError("repository_selection must be all or selected")
+        return value
 
 
 class _Token(_Model):
     token: Hidden
     login: str = "velvet-bot"
     repos: list[str] | None = None  # None: every repository
+    # An integration's token (a workflow's GITHUB_TOKEN, an App installation's): what it may
+    # do, GitHub's permission name -> read or write. None: a person's token, which may do what
+    # its user may.
+    permissions: dict[str, str] | None = None
+    installation: int | None = None  # an App installation's token: its installation's id
 
     @field_validator("repos")
     @classmethod
@@ -314,3 +503,4 @@ class Snapshot(_Model):
     users: dict[str, int] = {}
     repos: list[Repo] = []
     orgs: list[Org] = []
+    installations: list[Installation] = []

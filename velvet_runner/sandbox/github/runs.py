@@ -71,6 +71,8 @@ async def dispatch(request: Request, token: _Token, views: _Views) -> Response:
         missing = [name for name in wf.required if name not in inputs]
         if missing:
             raise GitHubError(422, f"Required input '{missing[0]}' not provided")
+        for name, value in inputs.items():
+            _check_input(repo, wf, name, value)
         details = body.get("return_run_details", False)
         if not isinstance(details, bool):
             raise _invalid("For 'properties/return_run_details', is not a boolean.")
@@ -107,6 +109,31 @@ async def dispatch(request: Request, token: _Token, views: _Views) -> Response:
                 "html_url": run_json["html_url"],
             }
         )
+
+
+def _check_input(repo: Repo, wf: Workflow, name: str, value: object) -> None:
+    """A dispatched input against its declared type, with GitHub's 422: a `choice` must be
+    one of its options, a `boolean` true or false (JSON or text), a `number` a number, an
+    `environment` one of the repository's environments."""
+    spec = wf.types.get(name) or {}
+    kind = spec.get("type", "string")
+    text = str(value).lower() if isinstance(value, bool) else str(value)
+    allowed: list[str] | None = None
+    if kind == "choice":
+        allowed = [str(o) for o in spec.get("options") or []]
+    elif kind == "boolean":
+        allowed = ["true", "false"]
+    elif kind == "environment":
+        allowed = sorted(repo.environments)
+    elif kind == "number":
+        try:
+            float(text)
+        except ValueError:
+            raise GitHubError(422, f"Provided value '{text}' for input '{name}' is not a valid "
+                              "number") from None
+    if allowed is not None and text not in allowed:
+        raise GitHubError(422, f"Provided value '{text}' for input '{name}' not in the list of "
+                          "allowed values")
 
 
 def find_run(repo: Repo, raw: str) -> Run:

@@ -47,6 +47,7 @@ from velvet_runner.sandbox.github.common import (
     PRIMARY_LIMIT_DOCS,
     RATE_LIMIT,
     RATE_WINDOW_SECONDS,
+    ROLES,
     Clock,
     GitHubError,
     Json,
@@ -55,6 +56,7 @@ from velvet_runner.sandbox.github.common import (
 from velvet_runner.sandbox.github.records import (
     Approval,
     Environment,
+    Installation,
     KeyPair,
     Org,
     Repo,
@@ -89,7 +91,8 @@ class State:
         add_org(name) -> org id
         add_environment(repo, name, reviewers=None, prevent_self_review=True, *,
                         wait_timer=0, branches=None, protected_branches=False) -> env id
-        add_workflow(repo, file, inputs, *, required=(), dispatchable=True, name=None) -> id
+        add_workflow(repo, file, inputs, *, required=(), dispatchable=True, name=None,
+                     types=None) -> id              types: input -> {"type", "options"}
         add_run(repo, actor, *, workflow=None, triggering_actor=None, status="waiting",
                 run_attempt=1, head_branch=None) -> run id
         approve(repo, run_id, environment, login, comment="", *, state="approved")
@@ -115,12 +118,23 @@ class State:
         self.limiter: Limiter | None = None  # create_app attaches the app's (vendor time)
         self._reset()
 
+    def attach_limiter(self, limiter: Limiter) -> None:
+        """Count the primary limit's hour on `limiter`'s vendor clock from now on.
+
+        The window is restarted on that clock: one begun on the fake's own epoch clock would
+        end 1.7e9 vendor seconds away, and its `x-ratelimit-reset` would name the year 2083.
+        """
+        with self._lock:
+            self.limiter = limiter
+            self._rate_reset = self._vendor_now() + RATE_WINDOW_SECONDS
+
     def _reset(self) -> None:
         self._seq = 1000
         self._tokens: dict[str, _Token] = {}
         self._users: dict[str, int] = {}
         self._repos: dict[str, Repo] = {}
         self._orgs: dict[str, Org] = {}
+        self._installations: dict[int, Installation] = {}
         self._rate_limit = RATE_LIMIT
         self._rate_used = 0
         self._rate_status = 403
@@ -166,6 +180,7 @@ class State:
                 users=dict(sorted(self._users.items())),
                 repos=[self._repos[n] for n in sorted(self._repos)],
                 orgs=[self._orgs[n] for n in sorted(self._orgs)],
+                installations=[self._installations[i] for i in sorted(self._installations)],
             )
             return model.model_dump(mode="json", context={"reveal": reveal})
 
@@ -191,6 +206,9 @@ class State:
                     known.secrets.update(org.secrets)
             for repo in model.repos:
                 self._merge_repo(repo)
+            for installation in model.installations:
+                self._installations[installation.id] = installation
+                self._user_id(installation.account)
 
     def _merge_repo(self, row: Repo) -> Repo:
         repo = self._repos.get(row.full_name)
@@ -200,10 +218,22 @@ class State:
                 self._user_id(repo.owner)
         else:
             repo.secrets.update(row.secrets)
+            repo.variables.update(row.variables)
             repo.workflows.update(row.workflows)
-            repo.files.update(row.files)
             repo.issues.extend(row.issues)
             repo.dispatches.extend(row.dispatches)
+            repo.collaborators.update(row.collaborators)
+            repo.rulesets.update(row.rulesets)
+            repo.protections.update(row.protections)
+            repo.commits.update(row.commits)
+            repo.trees.update(row.trees)
+            repo.blobs.update(row.blobs)
+            explicit = "refs" in row.model_fields_set  # else: refs the validator made up
+            for branch in row.branches:
+                if branch not in repo.branches or explicit:
+                    repo.set_ref(branch, row.refs[branch])
+        for login in repo.collaborators:
+            self._user_id(login)
         for env in row.environments.values():
             self._merge_environment(repo, env)
         for run in row.runs.values():
@@ -214,10 +244,11 @@ class State:
         """A new environment, or an existing one's rules replaced and secrets merged."""
         env = repo.environments.setdefault(row.name, row)
         if env is not row:
-            for rule in ("reviewers", "prevent_self_review", "wait_timer", "branches",
-                         "protected_branches"):
+            for rule in ("reviewers", "prevent_self_review", "wait_timer", "policies",
+                         "protected_branches", "can_admins_bypass"):
                 setattr(env, rule, getattr(row, rule))
             env.secrets.update(row.secrets)
+            env.variables.update(row.variables)
         for login in env.reviewers or []:
             self._user_id(login)
         return env
@@ -240,10 +271,71 @@ class State:
     # -- public helpers ----------------------------------------------------------------------
 
     def add_token(
-        self, token: str, login: str = "velvet-bot", repos: list[str] | None = None
+        self,
+        token: str,
+        login: str = "velvet-bot",
+        repos: list[str] | None = None,
+        *,
+        permissions: dict[str, str] | None = None,
+        installation: int | None = None,
     ) -> None:
-        """Accept `token` as `login`; `repos` limits which repositories it can see."""
-        self.seed({"tokens": [{"token": token, "login": login, "repos": repos}]})
+        """Accept `token` as `login`; `repos` limits which repositories it can see.
+
+        `permissions` (GitHub's names -> read/write) makes it an integration's token (a
+        workflow's GITHUB_TOKEN): any other call is 403 "Resource not accessible by
+        integration". `installation` makes it that App installation's token: its permissions
+        and repositories are the installation's.
+        """
+        row: Json = {"token": token, "login": login, "repos": repos,
+                     "permissions": permissions, "installation": installation}
+        if installation is not None:
+            with self._lock:
+                found = self._installations[installation]
+                row["permissions"] = {"metadata": "read", **found.permissions}
+                if found.repository_selection == "selected":
+                    row["repos"] = list(found.repositories)
+        self.seed({"tokens": [row]})
+
+    def add_collaborator(self, repo: str, login: str, role: str = "write") -> None:
+        """`login` gets `role` (admin, maintain, write, triage, read) on `repo`."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        with self._lock:
+            self._repos[repo].collaborators[login] = role
+            self._user_id(login)
+
+    def add_installation(self, account: str, client_id: str, *, app_slug: str = "velvet",
+                         permissions: dict[str, str] | None = None,
+                         repositories: list[str] | None = None) -> int:
+        """Install a GitHub App on `account`: on `repositories` (None: all of them)."""
+        row: Json = {"account": account, "client_id": client_id, "app_slug": app_slug,
+                     "permissions": permissions or {"secrets": "write", "metadata": "read"},
+                     "repository_selection": "all" if repositories is None else "selected",
+                     "repositories": repositories or []}
+        with self._lock:
+            model = Installation.model_validate(row, context=self._seeding())
+            self._installations[model.id] = model
+            self._user_id(account)
+            return model.id
+
+    def install_on(self, installation: int, repo: str) -> None:
+        """Add `repo` to an installation on selected repositories; its tokens reach it now."""
+        with self._lock:
+            found = self._installations[installation]
+            if found.repository_selection == "selected" and repo not in found.repositories:
+                found.repositories = sorted([*found.repositories, repo])
+                for tok in self._tokens.values():
+                    if tok.installation == installation and tok.repos is not None:
+                        tok.repos = sorted({*tok.repos, repo})
+
+    def role(self, repo: Repo, login: str) -> str | None:
+        """`login`'s role on `repo`: the owner (or an owner of its organisation) is admin."""
+        if login.lower() == repo.owner.lower():
+            return "admin"
+        org = self._orgs.get(repo.owner)
+        if org is not None and login in org.owners:
+            return "admin"
+        return repo.collaborators.get(login)
 
     def add_repo(
         self,
@@ -260,8 +352,17 @@ class State:
             return self._repos[full_name].id
 
     def add_file(self, repo: str, path: str, text: str) -> None:
+        """Commit `text` at `path` on `repo`'s default branch (the contents API reads it)."""
         with self._lock:
-            self.seed({"repos": [{"full_name": repo, "files": {path.strip("/"): text}}]})
+            if repo not in self._repos:
+                self.add_repo(repo)
+            found = self._repos[repo]
+            head = found.refs[found.default_branch]
+            files = found.files(head) or {}
+            files[path.strip("/")] = text
+            blobs = {p: found.blob(t) for p, t in files.items()}
+            found.set_ref(found.default_branch,
+                          found.commit(blobs, [head], f"add {path}", self.clock()))
 
     def add_org(self, name: str) -> int:
         with self._lock:
@@ -300,12 +401,14 @@ class State:
         required: list[str] | tuple[str, ...] = (),
         dispatchable: bool = True,
         name: str | None = None,
+        types: Json | None = None,
     ) -> int:
         with self._lock:
             target = self._repos[repo]
             wf = Workflow.model_validate(
                 {"file": file, "name": name or file, "inputs": inputs,
-                 "required": list(required), "dispatchable": dispatchable},
+                 "required": list(required), "dispatchable": dispatchable,
+                 "types": types or {}},
                 context=self._seeding(),
             )
             target.workflows[file] = wf

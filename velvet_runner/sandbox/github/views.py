@@ -22,15 +22,33 @@ from velvet_runner.sandbox.github.common import (
 )
 from velvet_runner.sandbox.github.records import (
     Approval,
+    BranchPolicy,
     Environment,
+    Installation,
     Issue,
     KeyPair,
     Repo,
+    Ruleset,
     Run,
     Workflow,
     _Token,
 )
 from velvet_runner.sandbox.github.state import State
+
+# Repository URL fields: (name, template suffix) -> "<name>_url": ".../<name with /><suffix>".
+_REPO_URLS = (
+    ("archive", "/{archive_format}{/ref}"), ("assignees", "{/user}"), ("blobs", "{/sha}"),
+    ("branches", "{/branch}"), ("collaborators", "{/collaborator}"), ("comments", "{/number}"),
+    ("commits", "{/sha}"), ("compare", "/{base}...{head}"), ("contents", "/{+path}"),
+    ("contributors", ""), ("deployments", ""), ("downloads", ""), ("events", ""),
+    ("forks", ""), ("git_commits", "{/sha}"), ("git_refs", "{/sha}"), ("git_tags", "{/sha}"),
+    ("hooks", ""), ("issue_comment", "{/number}"), ("issue_events", "{/number}"),
+    ("keys", "{/key_id}"), ("labels", "{/name}"), ("languages", ""), ("merges", ""),
+    ("milestones", "{/number}"), ("notifications", "{?since,all,participating}"),
+    ("pulls", "{/number}"), ("releases", "{/id}"), ("stargazers", ""),
+    ("statuses", "/{sha}"), ("subscribers", ""), ("subscription", ""), ("tags", ""),
+    ("teams", ""), ("trees", "{/sha}"),
+)
 
 
 class _Views:
@@ -47,16 +65,36 @@ class _Views:
             uid = self.state._orgs[login].id
         else:
             uid = self.state._peek_user_id(login)
-        return {
+        url = f"{self.base}/{'orgs' if kind == 'Organization' else 'users'}/{login}"
+        users = f"{self.base}/users/{login}"
+        return {  # GitHub's simple-user, every required field
             "login": login,
             "id": uid,
             "node_id": f"U_{uid}",
             "type": kind,
             "site_admin": False,
-            "avatar_url": "",
-            "url": f"{self.base}/{'orgs' if kind == 'Organization' else 'users'}/{login}",
+            "avatar_url": f"{self.base}/avatars/u/{uid}",
+            "gravatar_id": "",
+            "url": url,
             "html_url": f"{self.base}/{login}",
+            "followers_url": f"{users}/followers",
+            "following_url": f"{users}/following{{/other_user}}",
+            "gists_url": f"{users}/gists{{/gist_id}}",
+            "starred_url": f"{users}/starred{{/owner}}{{/repo}}",
+            "subscriptions_url": f"{users}/subscriptions",
+            "organizations_url": f"{users}/orgs",
+            "repos_url": f"{users}/repos",
+            "events_url": f"{users}/events{{/privacy}}",
+            "received_events_url": f"{users}/received_events",
+            "user_view_type": "public",
         }
+
+    def public_user(self, login: str) -> Json:
+        """GET /users/{login}: the simple user and the public profile (empty in the fake)."""
+        return {**self.user(login), "name": None, "company": None, "blog": "",
+                "location": None, "email": None, "hireable": None, "bio": None,
+                "public_repos": 0, "public_gists": 0, "followers": 0, "following": 0,
+                "created_at": _iso(0), "updated_at": _iso(0)}
 
     def repo(self, repo: Repo) -> Json:
         url = f"{self.base}/repos/{repo.full_name}"
@@ -87,6 +125,22 @@ class _Views:
                 "pull": True,
             },
             "issues_url": f"{url}/issues{{/number}}",
+            # The rest of GitHub's repository object (every field it requires).
+            **{f"{name}_url": f"{url}/{name.replace('_', '/')}{suffix}"
+               for name, suffix in _REPO_URLS},
+            "clone_url": f"{self.base}/{repo.full_name}.git",
+            "git_url": f"git://127.0.0.1/{repo.full_name}.git",
+            "ssh_url": f"git@127.0.0.1:{repo.full_name}.git",
+            "svn_url": f"{self.base}/{repo.full_name}",
+            "mirror_url": None,
+            "homepage": None,
+            "language": None,
+            "license": None,
+            "forks": 0, "forks_count": 0, "open_issues": len(repo.issues),
+            "open_issues_count": len(repo.issues), "size": 0, "stargazers_count": 0,
+            "watchers": 0, "watchers_count": 0,
+            "has_downloads": True, "has_projects": False, "has_wiki": False,
+            "has_pages": False,
         }
 
     def public_key(self, key: KeyPair) -> Json:
@@ -116,10 +170,10 @@ class _Views:
                 }
             )
         policy: Json | None = None
-        if env.branches is not None or env.protected_branches:
+        if env.policies is not None or env.protected_branches:
             policy = {
                 "protected_branches": env.protected_branches,
-                "custom_branch_policies": env.branches is not None,
+                "custom_branch_policies": env.policies is not None,
             }
             rules.append(
                 {"id": env.id * 10 + 3, "node_id": f"GA_{env.id}_3", "type": "branch_policy"}
@@ -133,7 +187,7 @@ class _Views:
             f"?environments_filter={quote(env.name, safe='')}",
             "created_at": _iso(env.created_at),
             "updated_at": _iso(env.created_at),
-            "can_admins_bypass": True,
+            "can_admins_bypass": env.can_admins_bypass,
             "protection_rules": rules,
             "deployment_branch_policy": policy,
         }
@@ -224,6 +278,58 @@ class _Views:
             "comments_url": f"{url}/comments",
             "created_at": _iso(issue.created_at),
             "updated_at": _iso(issue.created_at),
+        }
+
+
+    def branch_policy(self, policy: BranchPolicy) -> Json:
+        return {"id": policy.id, "node_id": f"RE_{policy.id}", "name": policy.name,
+                "type": policy.type}
+
+    def ruleset(self, repo: Repo, ruleset: Ruleset) -> Json:
+        url = f"{self.base}/repos/{repo.full_name}/rulesets/{ruleset.id}"
+        return {
+            "id": ruleset.id,
+            "name": ruleset.name,
+            "target": ruleset.target,
+            "source_type": "Repository",
+            "source": repo.full_name,
+            "enforcement": ruleset.enforcement,
+            "bypass_actors": ruleset.bypass_actors,
+            "current_user_can_bypass": "never",
+            "node_id": f"RRS_{ruleset.id}",
+            "_links": {"self": {"href": url},
+                       "html": {"href": f"{self.base}/{repo.full_name}/rules/{ruleset.id}"}},
+            "conditions": ruleset.conditions,
+            "rules": ruleset.rules,
+            "created_at": _iso(ruleset.created_at),
+            "updated_at": _iso(ruleset.updated_at),
+        }
+
+    def installation(self, installation: Installation) -> Json:
+        url = f"{self.base}/app/installations/{installation.id}"
+        kind = "Organization" if installation.account in self.state._orgs else "User"
+        return {
+            "id": installation.id,
+            "account": self.user(installation.account),
+            "repository_selection": installation.repository_selection,
+            "access_tokens_url": f"{url}/access_tokens",
+            "repositories_url": f"{self.base}/installation/repositories",
+            "html_url": f"{self.base}/settings/installations/{installation.id}",
+            "app_id": installation.app_id,
+            "client_id": installation.client_id,
+            "app_slug": installation.app_slug,
+            "target_id": self.state._peek_user_id(installation.account)
+            if kind == "User" else self.state._orgs[installation.account].id,
+            "target_type": kind,
+            "permissions": dict(installation.permissions),
+            "events": [],
+            "created_at": _iso(installation.created_at),
+            "updated_at": _iso(installation.created_at),
+            "single_file_name": None,
+            "has_multiple_single_files": False,
+            "single_file_paths": [],
+            "suspended_by": None,
+            "suspended_at": None,
         }
 
 
