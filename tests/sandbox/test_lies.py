@@ -17,6 +17,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
+from velvet_runner.errors import VendorUnavailable
 from velvet_runner.manifest import Credential
 from velvet_runner.notify import email_sender, slack_sender
 from velvet_runner.records import Job, utcnow
@@ -174,6 +175,32 @@ def test_dropped_notifications_answer_success_and_nothing_is_delivered(lies: Lie
         email_sender(postmark, "velvet@raxx.app", OPS_EMAIL)(_job(), 5.0)
     assert len(lies.sandbox.slack.messages) == slack_count
     assert len(lies.sandbox.postmark.sent()) == outbox
+
+
+# --- truncate: the answer does not parse ----------------------------------------------------
+
+
+def test_a_truncated_answer_is_a_vendor_error_naming_what_was_asked(lies: Lies) -> None:
+    consumer = lies.consumer(HK, "heroku_config_var")
+    lies.fault("heroku", method="GET", path="/apps/*/config-vars", truncate=True, times=1)
+    with pytest.raises(VendorUnavailable) as info:
+        lies.wiring.target(consumer).read()
+    assert "does not parse" in str(info.value)
+    assert consumer.app in str(info.value)
+    assert lies.statuses("heroku")[-1] == 200
+
+
+def test_a_truncated_write_did_happen(lies: Lies) -> None:
+    """Only the answer is cut: the write landed (the vendor did the work), which is why the
+    engine treats it as an outage whose outcome is unknown."""
+    consumer = lies.consumer(HK, "heroku_config_var")
+    heroku = lies.sandbox.heroku
+    before = heroku.config_var(consumer.app, consumer.var)
+    lies.fault("heroku", method="PATCH", path="/apps/*/config-vars", truncate=True, times=1)
+    with pytest.raises(VendorUnavailable):
+        lies.wiring.target(consumer).write(NEW)
+    assert heroku.config_var(consumer.app, consumer.var) == NEW.get_secret_value()
+    heroku.set_config_vars(consumer.app, {consumer.var: before})
 
 
 # --- the fault API's rules ------------------------------------------------------------------

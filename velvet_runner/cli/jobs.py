@@ -25,6 +25,7 @@ from velvet_runner.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from velvet_runner.errors import VendorError
     from velvet_runner.records import Job
 
 
@@ -72,6 +73,7 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
           confirm: str | None, accept_debt: bool, as_json: bool | None) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
+    from velvet_runner.errors import VendorError
     from velvet_runner.machine import Option
 
     _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
@@ -85,6 +87,8 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
     except LeakStillOpen as exc:
         _show_job(exc.job, as_json)
         raise
+    except VendorError as exc:
+        raise _unrecorded(exc, engine, job_id, action) from None
     _show_job(job, as_json)
     if "residual" in job.report and job.status == "aborted":
         _print_residual(job.report["residual"])
@@ -96,6 +100,19 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
             click.echo(f"velvet: {problem}", err=True)
         sys.exit(1)
     _finish(engine.store)
+
+
+def _unrecorded(exc: VendorError, engine: Any, job_id: str, action: str) -> VendorError:
+    """A vendor failure the stage did not record on the job (it came before the stage's first
+    move): the same error, with where the job stands and the command that tries again."""
+    from velvet_runner.errors import VelvetError
+
+    try:
+        where = f"job {job_id} is still {engine.store.find(job_id).status}"
+    except VelvetError:
+        where = f"job {job_id} is unchanged"
+    return type(exc)(f"{exc}; {where}: once the vendor answers, run the same action again: "
+                     f"velvet stage {job_id} {action} (with the same options)")
 
 
 def _show_job(job: Job, as_json: bool) -> None:
