@@ -141,6 +141,22 @@ def test_hang_times_the_client_out_and_clear_releases_it(
     assert result == {"status": 200}
 
 
+def test_a_hung_write_times_its_client_out_and_lands_when_released(
+    toy: tuple[_Store, httpx.Client],
+) -> None:
+    """The vendor got the whole request and never answered: a timeout whose write happened."""
+    store, client = toy
+    _fault(client, method="PATCH", path="/store/*", status=None, hang=True, times=1)
+    with pytest.raises(httpx.ReadTimeout):
+        client.patch("/store/late", json={"v": 1}, timeout=0.3)
+    assert store.data == {}
+    client.delete("/__velvet/faults").raise_for_status()
+    deadline = time.monotonic() + 5
+    while not store.data and time.monotonic() < deadline:
+        time.sleep(0.02)  # the released request finishes on the server's own time
+    assert store.data == {"late": {"v": 1}}
+
+
 def test_regex_path_and_control_routes_are_never_faulted(
     toy: tuple[_Store, httpx.Client],
 ) -> None:

@@ -245,6 +245,10 @@ class _FaultMiddleware:
                 if spec.latency_ms:
                     await asyncio.sleep(spec.latency_ms / 1000)
                 if spec.hang:
+                    # The vendor has the whole request and never answers: released (faults
+                    # cleared) after the client gave up, it is served as if nothing happened,
+                    # so a write lands although its caller saw a timeout.
+                    receive = await _received(receive)
                     await self._hang()
                 if spec.status is not None:
                     response = self.error(spec.status, spec.message or _default_message(spec))
@@ -307,6 +311,23 @@ class _FaultMiddleware:
 
 def _default_message(spec: FaultSpec) -> str:
     return f"Injected fault: HTTP {spec.status}"
+
+
+async def _received(receive: Receive) -> Receive:
+    """The request body read now, and a `receive` that hands it over again later."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay
 
 
 def _truncating(send: Send) -> Send:
