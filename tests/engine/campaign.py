@@ -235,6 +235,9 @@ KNOWN: dict[str, str] = {
     "dropped-roll": "found: an emergency roll acknowledged and not performed: the vault gets a "
                     "value that never worked, the compromised value stays live and the ledger "
                     "calls it the vault's current value (I1)",
+    "promote-outage": "found: the vault fails while proceed_revoke promotes the new value (after "
+                      "the proof): the error escapes the stage and the job rests in revoking "
+                      "with no failure recorded (I5)",
 }
 AVOID: set[str] = set()
 CONSUMER_WRITES = frozenset(t for t in TARGETS if t.what.endswith("consumer write"))
@@ -250,6 +253,12 @@ def _avoided(fault: Fault, action: str, flow: Flow | None) -> bool:
     if ("vault-outage-after-roll" in AVOID and flow == Flow.REVOCATION
             and target.service == "infisical" and target.what.startswith("vault")
             and target.method != "GET"):
+        return True
+    if ("promote-outage" in AVOID and flow == Flow.OPERATIONAL
+            and target.what.startswith("vault") and target.method != "GET"
+            and fault.kind != "drop"
+            and action in (Action.PROCEED_REVOKE, Action.RETRY_REVOKE,
+                           Action.MARK_MANUALLY_REVOKED)):
         return True
     if (target.what == "roll" and flow == Flow.REVOCATION
             and (("roll-outcome-unknown" in AVOID and fault.kind in ("truncate", "hang"))

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from velvet_runner.machine import Flow
+from velvet_runner.errors import VendorError
+from velvet_runner.machine import IN_PROGRESS, Flow
 from velvet_runner.records import fingerprint, utcnow
 from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 from velvet_runner.watchdog import find_stuck
@@ -138,3 +139,18 @@ def test_a_consumer_write_acknowledged_and_not_stored_never_reaches_a_clean_done
     broken = [cid for cid, value in eng_world.consumer_values(HK).items()
               if (value is None or not heroku.token_is_live(value)) and cid not in said]
     assert broken == [], last(job)
+
+
+@PENDING_FIX
+def test_a_vault_outage_while_promoting_records_a_failure(eng_world: EngWorld) -> None:
+    """Found by the campaign (I5): the old value is revoked and proven dead, then the vault
+    fails while the new value is promoted (its __AUTH_ID companion): the vendor error escapes
+    the stage and the job rests in revoking, no failure recorded, nothing for `status` to say."""
+    engine, job = to_validated(eng_world)
+    eng_world.fault("infisical", method="PATCH", path=f"/api/v4/secrets/{HK}__AUTH_ID",
+                    status=503)
+    try:
+        job = revoke(engine, job)
+    except VendorError:
+        job = eng_world.job(job.job_id)
+    assert job.status not in IN_PROGRESS, last(job)
