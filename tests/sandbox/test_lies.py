@@ -177,6 +177,17 @@ def test_dropped_notifications_answer_success_and_nothing_is_delivered(lies: Lie
     assert len(lies.sandbox.postmark.sent()) == outbox
 
 
+def test_a_dropped_health_check_answers_and_a_caching_consumer_remembers_nothing(
+        lies: Lies) -> None:
+    consumers = lies.sandbox.consumers
+    cid = next(c["consumer_id"] for c in consumers.list() if c["cache"])
+    consumers.restart(cid)  # forget what it cached, as a dyno restart does
+    lies.fault("consumers", method="GET", path=f"/consumers/{cid}/health", drop=True, times=1)
+    answer = httpx.get(lies.sandbox.health_url(cid), timeout=5.0)
+    assert answer.status_code == 200
+    assert next(c for c in consumers.list() if c["consumer_id"] == cid)["cached"] is None
+
+
 # --- truncate: the answer does not parse ----------------------------------------------------
 
 
