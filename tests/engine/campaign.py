@@ -481,7 +481,9 @@ class Campaign(RuleBasedStateMachine):
         share of the steps (Hypothesis picks among the rules allowed now alike)."""
         self.stage(data, how, faults)
 
-    @precondition(lambda self: self.latest is not None)
+    # A job a crash cut short is resumed (or left) by the other rules before it crashes again:
+    # otherwise the campaign can spend its steps crashing one stage at the same point.
+    @precondition(lambda self: self.latest is not None and self.latest.job_id not in self.crashed)
     @rule(data=st.data(), faults=FAULT_LISTS)
     def crash(self, data: st.DataObject, faults: list[Fault]) -> None:
         job, action, options = self._draw_action(data, allowed_only=True)
@@ -636,10 +638,12 @@ class Campaign(RuleBasedStateMachine):
         current, pending = self.vault(), self.vault("__PENDING")
         meta = _json(self.vault("__PENDING_META"))
         in_flight = {j.job_id for j in jobs if j.status not in TERMINAL[j.flow_type]}
-        listed = {d["auth_id"] for d in find_stuck(
-            self.engine.manifest, self.engine.store, utcnow(),
-            env=self.engine.settings.env)["revocation_debt"]}
-        debt = {d.auth_id for j in jobs for d in j.revocation_debt if d.settled_at is None}
+        # Debt names a token by its vendor id, or by its fingerprint where the id is unknown.
+        listed = {name for d in find_stuck(self.engine.manifest, self.engine.store, utcnow(),
+                                           env=self.engine.settings.env)["revocation_debt"]
+                  for name in (d["auth_id"], d["fingerprint"]) if name}
+        debt = {name for j in jobs for d in j.revocation_debt if d.settled_at is None
+                for name in (d.auth_id, d.fingerprint) if name}
         for auth in self.platform_auths():
             held = auth["token"]  # the fake shows a token as its fingerprint
             if current is not None and held == fingerprint(current):
@@ -647,13 +651,14 @@ class Campaign(RuleBasedStateMachine):
             if (pending is not None and held == fingerprint(pending)
                     and meta.get("job_id") in in_flight):
                 continue
-            if auth["id"] in debt and auth["id"] in listed:
+            names = {auth["id"], held}
+            if names & debt and names & listed:
                 continue
             if any(j.job_id in self.crashed and j.status in IN_PROGRESS
                    and (auth["description"] == f"velvet-{j.job_id}"
                         or any(t.auth_id == auth["id"] for t in j.ledger)) for j in jobs):
                 continue  # the token a crashed stage was making: resumed by its action
-            why = ("listed as debt by a job but not by velvet stuck" if auth["id"] in debt
+            why = ("listed as debt by a job but not by velvet stuck" if names & debt
                    else "not listed as debt")
             raise Broken(f"I1: live authorization {auth['id']} ({held}, "
                          f"{auth['description']!r}) is not the vault's current value, not the "

@@ -31,12 +31,16 @@ def _nothing_live_unaccounted(eng: EngWorld) -> None:
 
     engine = eng.engine()
     jobs = engine.store.list_jobs(HK)
-    listed = {d["auth_id"] for d in find_stuck(engine.manifest, engine.store, utcnow(),
-                                              env=engine.settings.env)["revocation_debt"]}
-    debt = {d.auth_id for j in jobs for d in j.revocation_debt if d.settled_at is None}
+    # Debt names a token by its vendor id, or by its fingerprint where the id is unknown.
+    listed = {name for d in find_stuck(engine.manifest, engine.store, utcnow(),
+                                       env=engine.settings.env)["revocation_debt"]
+              for name in (d["auth_id"], d["fingerprint"]) if name}
+    debt = {name for j in jobs for d in j.revocation_debt if d.settled_at is None
+            for name in (d.auth_id, d.fingerprint) if name}
     held = {fingerprint(v) for v in (slot(""), slot("__PENDING")) if v}
     for auth in eng.heroku_auths(PLATFORM_EMAIL):
-        assert auth["token"] in held or (auth["id"] in debt and auth["id"] in listed), (
+        names = {auth["id"], auth["token"]}
+        assert auth["token"] in held or (names & debt and names & listed), (
             f"live authorization {auth['id']} ({auth['description']}) is held by no vault "
             f"slot and is not listed as debt: {[(j.status, last(j)) for j in jobs]}")
 
