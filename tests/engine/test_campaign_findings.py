@@ -16,7 +16,16 @@ from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_
 from velvet_runner.watchdog import find_stuck
 
 from .campaign import Impatient
-from .support import HK, PLATFORM_EMAIL, EngWorld, last, revoke, start, to_validated
+from .support import (
+    CRASH_EXIT,
+    HK,
+    PLATFORM_EMAIL,
+    EngWorld,
+    last,
+    revoke,
+    start,
+    to_validated,
+)
 
 PENDING_FIX = pytest.mark.xfail(strict=False, reason="issue #20: the lead's fix is pending")
 ROLL = "/oauth/authorizations/*/actions/regenerate-tokens"
@@ -158,3 +167,23 @@ def test_a_vault_outage_while_promoting_records_a_failure(eng_world: EngWorld) -
     except VendorError:
         job = eng_world.job(job.job_id)
     assert job.status not in IN_PROGRESS, last(job)
+
+
+@PENDING_FIX
+def test_a_regenerate_whose_answer_is_lost_keeps_its_intent(eng_world: EngWorld) -> None:
+    """Found by the campaign (I4, then I1). A mint's value was lost in a crash; the resume
+    regenerates the labelled token, and that answer is cut short: the stage withdraws the
+    regenerate's intent as if the vendor had never been called, so the vendor issued two values
+    against one intent, and the regenerated value is live and held by no one."""
+    engine, job = start(eng_world)
+    heroku = eng_world.sandbox.heroku
+    issued_before = len(heroku.token_values())
+    crashed = eng_world.cli("stage", job.job_id, "proceed_mint", crash_at="after_mint")
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr[-2000:]
+    eng_world.fault("heroku", method="POST", path=ROLL, truncate=True, times=1)
+    job = engine.run(job.job_id, "proceed_mint")
+    assert job.status == "mint_failed", last(job)
+    issued = len(heroku.token_values()) - issued_before
+    intents = [t for t in job.ledger if t.role in ("new", "rolled")]
+    assert issued <= len(intents), [(t.token_id, t.life, t.intent) for t in job.ledger]
+    _nothing_live_unaccounted(eng_world)
