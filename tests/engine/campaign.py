@@ -686,14 +686,16 @@ class Campaign(RuleBasedStateMachine):
             declared = self.declared.get(job.job_id)
             if not ended or declared is None:
                 continue
-            debt = {d.auth_id for d in job.revocation_debt if d.settled_at is None}
+            debt = {name for d in job.revocation_debt if d.settled_at is None
+                    for name in (d.auth_id, d.fingerprint) if name}
             for value in declared.must_die:
                 if not self.heroku.token_is_live(value):
                     continue
                 if job.flow_type == Flow.REVOCATION and value == current and (
                         value != declared.must_die[0]):
                     continue  # the preempted job's value, made the vault's by the emergency
-                if declared.accepted_debt and self.heroku.authorization_id(value) in debt:
+                if declared.accepted_debt and {self.heroku.authorization_id(value),
+                                               fingerprint(value)} & debt:
                     continue  # on the operator's word (mark_manually_revoked --accept-debt)
                 which = ("value the vault held when the job was created"
                          if value == declared.must_die[0]
