@@ -187,3 +187,19 @@ def test_a_regenerate_whose_answer_is_lost_keeps_its_intent(eng_world: EngWorld)
     intents = [t for t in job.ledger if t.role in ("new", "rolled")]
     assert issued <= len(intents), [(t.token_id, t.life, t.intent) for t in job.ledger]
     _nothing_live_unaccounted(eng_world)
+
+
+@PENDING_FIX
+def test_a_resumed_emergency_roll_that_meets_an_outage_keeps_the_lost_roll(
+        eng_world: EngWorld) -> None:
+    """Found by the campaign (I1). The roll happened and its value was lost in a crash; the
+    resume tries to roll again, the vendor answers 500, and the ledger settles the rolled
+    token as never issued: the authorization is live with a value nobody holds, and nothing
+    lists it."""
+    engine = eng_world.engine()
+    job, _ = engine.create(HK, Flow.REVOCATION)
+    crashed = eng_world.cli("stage", job.job_id, "revoke", crash_at="after_roll")
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr[-2000:]
+    eng_world.fault("heroku", method="POST", path=ROLL, status=500, times=1)
+    job = engine.run(job.job_id, "revoke")
+    _nothing_live_unaccounted(eng_world)
