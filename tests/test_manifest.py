@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from velvet_runner import manifest as manifest_mod
+from velvet_runner import targets
 from velvet_runner.errors import InputError, ManifestError
 from velvet_runner.flags import load_flags
 from velvet_runner.manifest import (
@@ -26,6 +28,7 @@ from velvet_runner.manifest import (
     HerokuConfigVarConsumer,
     HttpCheck,
     Manifest,
+    TargetConfig,
     load,
     parse,
 )
@@ -50,6 +53,7 @@ REQUIRED_BAD = {
     "bad-active-int.yml", "bad-bootstrap-infisical.yml", "bad-bootstrap-heroku.yml",
     "bad-python-tag.yml", "bad-python-tag-mapping.yml", "bad-python-name.yml",
     "bad-alias-bomb.yml", "bad-duplicate-key.yml", "bad-several.yml",
+    "bad-consumer-writes-vault.yml", "bad-shared-vault.yml", "bad-same-target.yml",
 }
 
 # BUG: these files fail against velvet_runner/manifest.py as it stands (see each file's own
@@ -174,6 +178,46 @@ def test_bootstrap_refusals_name_the_runbook_section_8_procedure() -> None:
 def test_active_yes_as_a_quoted_string_and_one_are_not_booleans() -> None:
     assert reasons_of(DATA / "bad-active-string.yml")[0].endswith("active: must be true or false")
     assert reasons_of(DATA / "bad-active-int.yml")[0].endswith("active: must be true or false")
+
+
+# --- one writer per place: vault slots and targets ------------------------------------------
+
+
+def test_every_target_kind_declares_its_place() -> None:
+    """`place()` is what "the same target" means, declared by each kind's config model."""
+    for kind, adapter in targets.load_all().items():
+        assert adapter.config_model.place is not TargetConfig.place, kind
+
+
+def test_a_clash_is_found_beside_rows_that_do_not_validate() -> None:
+    """Collect-then-report: a row pydantic refuses does not hide two writers of one target."""
+    text = (DATA / "good-minimal.yml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    [cred] = document["credentials"]
+    first = cred["consumers"][0]
+    cred["consumers"] += [
+        {**first, "consumer_id": "broken-row", "env": "qa"},
+        {**first, "consumer_id": "same-place"},
+    ]
+    with pytest.raises(ManifestError) as info:
+        parse(yaml.safe_dump(document, sort_keys=False), "clash.yml")
+    reasons = info.value.reasons
+    assert any("broken-row].env: env must be prod or staging" in r for r in reasons), reasons
+    [clash] = [r for r in reasons if "same-place" in r]
+    assert f"which consumer {first['consumer_id']} of credential {cred['name']} writes too" in clash
+
+
+def test_the_fast_path_refuses_a_clash_too() -> None:
+    """A plain document with no other problem is read by the fast path: it must refuse too."""
+    text = (DATA / "good-minimal.yml").read_text(encoding="utf-8")
+    document = yaml.safe_load(text)
+    [cred] = document["credentials"]
+    cred["consumers"].append({**cred["consumers"][0], "consumer_id": "same-place"})
+    with pytest.raises(ManifestError) as info:
+        parse(yaml.safe_dump(document, sort_keys=False), "clash.yml")
+    [reason] = info.value.reasons
+    assert reason.startswith("clash.yml:"), reason
+    assert "two consumers must not write one target" in reason
 
 
 # --- tags that construct objects: refused, and nothing runs ----------------------------------
@@ -339,7 +383,8 @@ def test_no_flags_file_means_every_flag_off(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("name", ["bad-several.yml", "bad-yaml-syntax.yml",
-                                  "bad-bootstrap-heroku.yml"])
+                                  "bad-bootstrap-heroku.yml", "bad-consumer-writes-vault.yml",
+                                  "bad-shared-vault.yml", "bad-same-target.yml"])
 def test_manifest_check_prints_every_problem_on_stderr(run_velvet: RunVelvet, name: str) -> None:
     path = DATA / name
     proc = run_velvet("manifest", "check", str(path))

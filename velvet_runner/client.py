@@ -16,6 +16,7 @@ the answers keep coming, and saying so in the stage's progress.
 from __future__ import annotations
 
 import functools
+import json
 import random
 import ssl
 import time
@@ -103,9 +104,19 @@ GITHUB_DEFAULT_WAIT = 60.0  # GitHub: a rate limit with neither header means "wa
 
 
 def raise_for_vendor(response: httpx.Response, what: str) -> None:
-    """Map a non-2xx response to the error tree. `what` names the object; never a value."""
+    """Map a non-2xx response to the error tree. `what` names the object; never a value.
+
+    Every vendor answer passes here before an adapter reads it, so a success whose JSON body
+    does not parse (cut short by the vendor or a proxy) is a vendor error here, never a
+    JSONDecodeError later: VendorUnavailable, since what the vendor did is unknown (a write or
+    a mint may have happened: the engine treats it as an outage it must reconcile).
+    """
     status = response.status_code
     if status < 400:
+        if _unparsable(response):
+            raise VendorUnavailable(f"{what}: HTTP {status} but the answer's JSON body does not "
+                                    "parse (cut short?); what the vendor did is unknown",
+                                    status=status)
         return
     detail = f"{what}: HTTP {status}"
     paused = bool(response.extensions.get(PAUSED))
@@ -125,6 +136,18 @@ def raise_for_vendor(response: httpx.Response, what: str) -> None:
     if status >= 500:
         raise VendorUnavailable(f"{detail} (vendor unavailable)", status=status)
     raise VendorRejected(f"{detail} (request refused)", status=status)
+
+
+def _unparsable(response: httpx.Response) -> bool:
+    """A body that does not parse as JSON: every vendor API here answers JSON (or nothing),
+    whatever a proxy in between labels it."""
+    if not response.content:
+        return False
+    try:
+        json.loads(response.content)
+    except ValueError:
+        return True
+    return False
 
 
 RATE_PATIENCE = 900.0  # seconds a stage waits out a vendor's rate limit before giving up

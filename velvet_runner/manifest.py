@@ -17,7 +17,7 @@ import functools
 import json
 import threading
 import typing
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model
 
 from velvet_runner import targets, vendors
 from velvet_runner.errors import ManifestError
-from velvet_runner.manifest_models import DEFAULT_ENVS, HEALTHCHECK_TYPES, Env, Model
+from velvet_runner.manifest_models import DEFAULT_ENVS, HEALTHCHECK_TYPES, Env, Model, VaultConfig
 from velvet_runner.manifest_models import Consumer as Consumer
 from velvet_runner.manifest_models import Credential as Credential
 from velvet_runner.manifest_models import HttpCheck as HttpCheck
@@ -298,7 +298,7 @@ def _parse_plain(text: str, source: str) -> Manifest | None:
     except ValidationError:
         return None
     probe = _Located(source)
-    _semantic_checks(probe, data)
+    _semantic_checks(probe, data, manifest)
     return None if probe.problems else manifest
 
 
@@ -352,7 +352,7 @@ def parse(text: str, source: str = "<manifest>") -> Manifest:
                 loc += (str(err.get("ctx", {}).get("discriminator", "")).strip("'"),)
             path, line = _locate(doc, data, loc)
             doc.problem(line, _field(path, data), _message(err))
-    _semantic_checks(doc, data)
+    _semantic_checks(doc, data, manifest)
     if doc.problems:
         raise ManifestError(sorted(set(doc.problems), key=_by_line))
     assert manifest is not None  # noqa: S101 - no problems means validation passed
@@ -367,12 +367,18 @@ def _by_line(reason: str) -> tuple[int, str]:
         return 0, reason
 
 
-def _semantic_checks(doc: _Located, data: dict[str, Any]) -> None:
-    """Rules that span entries: unique names and ids, bootstrap credentials, environments."""
+def _semantic_checks(doc: _Located, data: dict[str, Any], manifest: Manifest | None) -> None:
+    """Rules that span entries: unique names and ids, bootstrap credentials, one writer per
+    place, environments (`manifest`: the validated models, None when validation failed)."""
     credentials = data.get("credentials")
     if not isinstance(credentials, list):
         return
     _env_checks(doc, data, credentials)
+    if manifest is not None:
+        _check_places(doc, lambda: _writers(manifest))
+    else:
+        rows = _writers_of_data(credentials)
+        _check_places(doc, lambda: rows)
     seen_names: dict[str, int] = {}
     seen_consumers: dict[str, int] = {}
     for i, cred in enumerate(credentials):
@@ -434,6 +440,116 @@ def _env_checks(doc: _Located, data: dict[str, Any], credentials: list[Any]) -> 
 
 def _as_list(value: object) -> list[Any]:
     return value if isinstance(value, list) else []
+
+
+# --- one writer per place ----------------------------------------------------------------
+
+# A credential's writers, by position in the document: (index, name, its vault, and each
+# consumer's (index, consumer_id, target config)); None where that row did not validate.
+Writers = tuple[int, str, VaultConfig | None, Iterable[tuple[int, str, TargetConfig | None]]]
+
+
+def _writers(manifest: Manifest) -> Iterable[Writers]:
+    for i, cred in enumerate(manifest.credentials):
+        yield i, cred.name, cred.vault, ((j, c.consumer_id, c)
+                                         for j, c in enumerate(cred.consumers))
+
+
+def _writers_of_data(credentials: list[Any]) -> list[Writers]:
+    """The same from rows that may not all validate (each row is read on its own, once)."""
+    found: list[Writers] = []
+    for i, cred in enumerate(credentials):
+        if not isinstance(cred, dict) or not isinstance(cred.get("name"), str):
+            continue
+        vault = _config(cred.get("vault"), vault=True)
+        rows = [(j, str(row.get("consumer_id")), _config(row))
+                for j, row in enumerate(_as_list(cred.get("consumers"))) if isinstance(row, dict)]
+        found.append((i, cred["name"], vault if isinstance(vault, VaultConfig) else None, rows))
+    return found
+
+
+def _config(row: object, *, vault: bool = False) -> TargetConfig | None:
+    if not isinstance(row, dict):
+        return None
+    adapter = targets.load_all().get(str(row.get("kind")))
+    if adapter is None or (vault and not adapter.CAN_BE_VAULT):
+        return None
+    model = adapter.config_model
+    try:
+        return model.model_validate({k: v for k, v in row.items() if k in model.model_fields})
+    except ValidationError:
+        return None  # reported by the validation of the whole document
+
+
+def _check_places(doc: _Located, writers: Callable[[], Iterable[Writers]]) -> None:
+    """No place written twice: two credentials never share a vault slot, no consumer writes a
+    vault slot (any credential's current value or its __PENDING, __PENDING_META, __AUTH_ID
+    companions), and two consumers never write one target.
+
+    A vault's companion slots are found by name (`VaultConfig.companion_of`), and the maps hold
+    objects the manifest already has: this runs on every load of a 10,000-consumer manifest.
+    Where the first writer of a clash sits is looked up again (`writers()`) only to report it.
+    """
+    vaults: dict[tuple[str, ...], str] = {}  # a vault's place -> its credential
+    for i, name, vault, _ in writers():
+        if vault is None:
+            continue
+        holder = vaults.setdefault(vault.place(), name)
+        if holder != name:
+            _shared_vault(doc, writers, i, name, vault, holder)
+    for i, name, vault, _ in writers():
+        companion = vault.companion_of() if vault is not None else None
+        whose = vaults.get(companion.place()) if companion is not None else None
+        if vault is not None and whose is not None and whose != name:
+            _shared_vault(doc, writers, i, name, vault, whose)
+    written: dict[tuple[str, ...], TargetConfig] = {}
+    for i, name, _, rows in writers():
+        for j, consumer_id, config in rows:
+            if config is None:
+                continue
+            place = config.place()
+            owner = vaults.get(place)
+            if owner is None and isinstance(config, VaultConfig):
+                companion = config.companion_of()
+                owner = vaults.get(companion.place()) if companion is not None else None
+            first = written.setdefault(place, config) if owner is None else None
+            if first is config:
+                continue
+            line = _line(doc, ("credentials", i, "consumers", j, "consumer_id"))
+            field = f"credentials[{name}].consumers[{consumer_id}]"
+            if owner is not None:
+                whose = "its own credential" if owner == name else "credential"
+                doc.problem(line, field, f"writes {config.describe()}, a vault slot of {whose} "
+                            f"{owner} (line {_vault_line(doc, writers, owner)}); a consumer "
+                            "must never write a vault secret or its __PENDING, __PENDING_META "
+                            "or __AUTH_ID companions")
+                continue
+            fi, fname, fj, fid = next((i2, n2, j2, c2) for i2, n2, _, r2 in writers()
+                                      for j2, c2, k2 in r2 if k2 is first)
+            doc.problem(line, field, f"writes {config.describe()}, which consumer {fid} of "
+                        f"credential {fname} writes too (line "
+                        f"{_line(doc, ('credentials', fi, 'consumers', fj, 'consumer_id'))});"
+                        " two consumers must not write one target")
+
+
+def _shared_vault(doc: _Located, writers: Callable[[], Iterable[Writers]], i: int, name: str,
+                  vault: VaultConfig, holder: str) -> None:
+    doc.problem(_line(doc, ("credentials", i, "vault", "name")), f"credentials[{name}].vault.name",
+                f"{vault.describe()} is a vault slot of credential {holder} too (line "
+                f"{_vault_line(doc, writers, holder)}); each credential needs a vault secret of "
+                "its own")
+
+
+def _vault_line(doc: _Located, writers: Callable[[], Iterable[Writers]], name: str) -> int:
+    i = next(i for i, n, vault, _ in writers() if n == name and vault is not None)
+    return _line(doc, ("credentials", i, "vault", "name"))
+
+
+def _line(doc: _Located, path: Path_) -> int:
+    """The line of `path`, or of the nearest enclosing node the document has."""
+    while path and path not in doc.lines:
+        path = path[:-1]
+    return doc.lines.get(path, 1)
 
 
 def load(path: str | Path) -> Manifest:

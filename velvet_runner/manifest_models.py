@@ -11,7 +11,7 @@ docstring into its JSON Schema description, and the committed schema is compared
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 
 from pydantic import (
     AnyHttpUrl,
@@ -86,6 +86,18 @@ class TargetConfig(Model):
     def describe(self) -> str:  # pragma: no cover - overridden by every kind
         raise NotImplementedError
 
+    def place(self) -> tuple[str, ...]:  # pragma: no cover - overridden by every kind
+        # Where a write lands, compared the way the vendor tells places apart (GitHub ignores
+        # case in names): two configs with one place write one value. The manifest refuses
+        # two writers of one place, and any consumer writing a vault slot.
+        raise NotImplementedError
+
+
+# The slots of a vault: the current value at `name`, its companions at `name` + a suffix
+# (vault.py reads and writes them).
+AUTH_ID, PENDING, PENDING_META = "__AUTH_ID", "__PENDING", "__PENDING_META"
+COMPANIONS: tuple[str, ...] = (AUTH_ID, PENDING, PENDING_META)
+
 
 class VaultConfig(TargetConfig):
     # A config a vault can live at (its target sets CAN_BE_VAULT): the pending value and the
@@ -93,6 +105,19 @@ class VaultConfig(TargetConfig):
     # the field keeps its place in each kind's model (and in the committed schema).
     if TYPE_CHECKING:
         name: str
+
+    def slot(self, suffix: str) -> Self:
+        """The config of this vault's slot `suffix` ("" for the current value, or one of
+        COMPANIONS)."""
+        return self.model_copy(update={"name": self.name + suffix})
+
+    def companion_of(self) -> Self | None:
+        """The vault whose companion slot this config names (`X__PENDING` is one of X's
+        slots), or None when its name has no companion's suffix."""
+        if not self.name.endswith(COMPANIONS):  # the common case, and cheap
+            return None
+        suffix = next(s for s in COMPANIONS if self.name.endswith(s))
+        return self.model_copy(update={"name": self.name.removesuffix(suffix)})
 
 
 class ConsumerFields(Model):

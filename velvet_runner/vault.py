@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pydantic import SecretStr
 
 from velvet_runner.errors import NotFound
-from velvet_runner.manifest_models import TargetConfig, VaultConfig
+from velvet_runner.manifest_models import AUTH_ID, PENDING, PENDING_META, TargetConfig, VaultConfig
 from velvet_runner.records import fingerprint
 from velvet_runner.targets.base import Target
 
@@ -42,7 +42,7 @@ class Vault:
         self._make = make_target
 
     def _slot(self, suffix: str) -> Target:
-        return self._make(self.location.model_copy(update={"name": self.location.name + suffix}))
+        return self._make(self.location.slot(suffix))
 
     def describe(self) -> str:
         return self.location.describe()
@@ -51,14 +51,14 @@ class Vault:
         return self._slot("").read()
 
     def auth_id(self) -> str | None:
-        value = self._slot("__AUTH_ID").read()
+        value = self._slot(AUTH_ID).read()
         return value.get_secret_value().strip() if value else None
 
     def pending(self) -> Pending | None:
-        value = self._slot("__PENDING").read()
+        value = self._slot(PENDING).read()
         if value is None or not value.get_secret_value():
             return None
-        meta_raw = self._slot("__PENDING_META").read()
+        meta_raw = self._slot(PENDING_META).read()
         meta: dict[str, str | None] = {}
         if meta_raw is not None:
             try:
@@ -73,13 +73,13 @@ class Vault:
         return Pending(value, meta.get("job_id"), meta.get("auth_id"))
 
     def set_pending(self, value: SecretStr, *, job_id: str, auth_id: str | None) -> None:
-        self._slot("__PENDING").write(value)
-        self._slot("__PENDING_META").write(SecretStr(json.dumps(
+        self._slot(PENDING).write(value)
+        self._slot(PENDING_META).write(SecretStr(json.dumps(
             {"job_id": job_id, "auth_id": auth_id, "fingerprint": fingerprint(value)},
             sort_keys=True)))
 
     def clear_pending(self) -> None:
-        for suffix in ("__PENDING", "__PENDING_META"):
+        for suffix in (PENDING, PENDING_META):
             try:
                 self._slot(suffix).delete()
             except NotFound:
@@ -88,7 +88,7 @@ class Vault:
     def set_current(self, value: SecretStr, auth_id: str | None) -> None:
         self._slot("").write(value)
         if auth_id is not None:
-            self._slot("__AUTH_ID").write(SecretStr(auth_id))
+            self._slot(AUTH_ID).write(SecretStr(auth_id))
 
     def promote(self, value: SecretStr, auth_id: str | None) -> None:
         """Make the pending value current; idempotent, so a crashed revoke can re-run it."""

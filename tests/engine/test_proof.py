@@ -41,7 +41,7 @@ def _live_auth_ids(eng: EngWorld) -> set[str]:
 
 def _drop(eng: EngWorld, service: str, **spec: Any) -> None:
     """A write the vendor acknowledges and does not store (the fakes can lie)."""
-    eng.fault(service, status=200, **spec)
+    eng.fault(service, drop=True, **spec)
 
 
 # --- 1. a 401 blip at verify is an observation ---------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
 import threading
 import time
@@ -14,12 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from velvet_runner.sandbox.control import Faults, FaultSpec, build_app
+from velvet_runner.sandbox.control import Faults, FaultSpec, Stored, build_app
 from velvet_runner.sandbox.server import HOST, ServerThread
 
 
-class _Store:
+class _Store(Stored):
+    STORED = ("data",)
+
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self.data: dict[str, Any] = {}
 
     def snapshot(self) -> dict[str, Any]:
@@ -40,10 +45,24 @@ async def _hello(request: Request) -> Response:
     return JSONResponse({"hello": request.path_params["name"]})
 
 
+def _writer(store: _Store) -> Route:
+    """PATCH /store/{name}: stores the body after a pause (`?pause=` seconds), answers it."""
+
+    async def write(request: Request) -> Response:
+        await asyncio.sleep(float(request.query_params.get("pause", "0")))
+        body = await request.json()
+        with store._lock:
+            store.data[request.path_params["name"]] = body
+        return JSONResponse({"stored": body})
+
+    return Route("/store/{name}", write, methods=["PATCH"])
+
+
 @pytest.fixture(scope="module")
 def _served() -> Iterator[tuple[_Store, str]]:
     store = _Store()
-    app = build_app("toy", [Route("/apps/{name}/config-vars", _hello, methods=["GET", "PATCH"])],
+    app = build_app("toy", [Route("/apps/{name}/config-vars", _hello, methods=["GET", "PATCH"]),
+                            _writer(store)],
                     error=_vendor_error, state=store)
     server = ServerThread(app)
     server.start()
@@ -122,6 +141,22 @@ def test_hang_times_the_client_out_and_clear_releases_it(
     assert result == {"status": 200}
 
 
+def test_a_hung_write_times_its_client_out_and_lands_when_released(
+    toy: tuple[_Store, httpx.Client],
+) -> None:
+    """The vendor got the whole request and never answered: a timeout whose write happened."""
+    store, client = toy
+    _fault(client, method="PATCH", path="/store/*", status=None, hang=True, times=1)
+    with pytest.raises(httpx.ReadTimeout):
+        client.patch("/store/late", json={"v": 1}, timeout=0.3)
+    assert store.data == {}
+    client.delete("/__velvet/faults").raise_for_status()
+    deadline = time.monotonic() + 5
+    while not store.data and time.monotonic() < deadline:
+        time.sleep(0.02)  # the released request finishes on the server's own time
+    assert store.data == {"late": {"v": 1}}
+
+
 def test_regex_path_and_control_routes_are_never_faulted(
     toy: tuple[_Store, httpx.Client],
 ) -> None:
@@ -134,12 +169,89 @@ def test_regex_path_and_control_routes_are_never_faulted(
     assert len(client.get("/__velvet/faults").json()["faults"]) == 2
 
 
+def test_a_dropped_write_answers_for_real_and_stores_nothing(
+    toy: tuple[_Store, httpx.Client],
+) -> None:
+    store, client = toy
+    _fault(client, method="PATCH", path="/store/*", drop=True, times=1)
+    answer = client.patch("/store/a", json={"v": 1})
+    assert answer.status_code == 200
+    assert answer.json() == {"stored": {"v": 1}}  # the vendor's own success
+    assert store.data == {}
+    client.patch("/store/a", json={"v": 2})  # the fault was used up
+    assert store.data == {"a": {"v": 2}}
+
+
+def test_a_dropped_write_runs_alone_and_takes_back_only_its_own_change(
+    toy: tuple[_Store, httpx.Client],
+) -> None:
+    """A write in flight when the dropped one arrives finishes first, and a write arriving
+    while it runs waits: putting the state back must not undo either of them."""
+    store, client = toy
+    url = str(client.base_url)
+    _fault(client, method="PATCH", path="/store/dropped", drop=True, times=1)
+
+    def patch(name: str, pause: float) -> None:
+        with httpx.Client(base_url=url, timeout=10.0) as other:
+            other.patch(f"/store/{name}", params={"pause": pause}, json={"by": name})
+
+    before = threading.Thread(target=patch, args=("before", 0.3))
+    before.start()
+    time.sleep(0.1)  # (ordering only: either order must end the same way)
+    dropped = threading.Thread(target=patch, args=("dropped", 0.3))
+    dropped.start()
+    time.sleep(0.1)
+    after = threading.Thread(target=patch, args=("after", 0))
+    after.start()
+    for worker in (before, dropped, after):
+        worker.join(timeout=10)
+    assert store.data == {"before": {"by": "before"}, "after": {"by": "after"}}
+
+
+def test_a_truncated_answer_is_cut_in_half_with_an_honest_length(
+    toy: tuple[_Store, httpx.Client],
+) -> None:
+    store, client = toy
+    whole = client.patch("/store/t", json={"value": "x" * 40})
+    _fault(client, method="PATCH", path="/store/*", truncate=True, times=1)
+    cut = client.patch("/store/t", json={"value": "y" * 40})
+    assert cut.status_code == 200
+    assert len(cut.content) == len(whole.content) // 2
+    assert cut.headers["content-length"] == str(len(cut.content))
+    with pytest.raises(json.JSONDecodeError):
+        cut.json()
+    assert store.data == {"t": {"value": "y" * 40}}  # the request did what it did
+
+
+@pytest.mark.parametrize(("spec", "status"), [
+    ({}, 503),
+    ({"hang": True}, 503),
+    ({"latency_ms": 10}, None),
+    ({"latency_ms": 10, "hang": True}, 503),
+    ({"drop": True}, None),
+    ({"truncate": True}, None),
+    ({"truncate": True, "status": 500}, 500),
+])
+def test_status_left_out_answers_503_unless_the_fault_only_delays_drops_or_truncates(
+    toy: tuple[_Store, httpx.Client], spec: dict[str, Any], status: int | None,
+) -> None:
+    _, client = toy
+    added = client.post("/__velvet/faults", json=spec)
+    assert added.status_code == 201, added.text
+    assert added.json()["fault"]["status"] == status
+
+
 def test_bad_fault_is_refused(toy: tuple[_Store, httpx.Client]) -> None:
     _, client = toy
     assert client.post("/__velvet/faults", json={"status": 42}).status_code == 400
     assert client.post("/__velvet/faults", json={"nope": 1}).status_code == 400
     assert client.post("/__velvet/faults", json={"times": 0}).status_code == 400
     assert client.post("/__velvet/faults", content=b"{").status_code == 400
+    assert client.post("/__velvet/faults", json={"drop": "yes"}).status_code == 400
+    for success in (200, 201, 204, 299):
+        refused = client.post("/__velvet/faults", json={"status": success})
+        assert refused.status_code == 400
+        assert 'use "drop": true' in refused.json()["error"]
 
 
 def test_request_log_has_method_path_status_only(toy: tuple[_Store, httpx.Client]) -> None:

@@ -26,6 +26,7 @@ from velvet_runner.cli.common import (
 )
 
 if TYPE_CHECKING:
+    from velvet_runner.errors import VendorError
     from velvet_runner.records import Job
 
 
@@ -104,6 +105,7 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
           accept_still_used: bool, as_json: bool | None, show_all: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
     from velvet_runner.engine import LeakStillOpen, stage_failed
+    from velvet_runner.errors import VendorError
     from velvet_runner.machine import Option
 
     _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
@@ -120,6 +122,8 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
     except LeakStillOpen as exc:
         _show_job(exc.job, as_json, show_all)
         raise
+    except VendorError as exc:
+        raise _unrecorded(exc, engine, job_id, action) from None
     _show_job(job, as_json, show_all)
     if as_json and "residual" in job.report and job.status == "aborted":
         # The summary for people holds it; with JSON on stdout, people read the log.
@@ -151,6 +155,19 @@ def push(job_id: str, consumers: Sequence[str], as_json: bool | None) -> None:
     if stage_failed(job):
         sys.exit(1)
     _finish(engine.store)
+
+
+def _unrecorded(exc: VendorError, engine: Any, job_id: str, action: str) -> VendorError:
+    """A vendor failure the stage did not record on the job (it came before the stage's first
+    move): the same error, with where the job stands and the command that tries again."""
+    from velvet_runner.errors import VelvetError
+
+    try:
+        where = f"job {job_id} is still {engine.store.find(job_id).status}"
+    except VelvetError:
+        where = f"job {job_id} is unchanged"
+    return type(exc)(f"{exc}; {where}: once the vendor answers, run the same action again: "
+                     f"velvet stage {job_id} {action} (with the same options)")
 
 
 def _show_job(job: Job, as_json: bool, show_all: bool = False) -> None:

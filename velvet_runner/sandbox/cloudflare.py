@@ -50,6 +50,7 @@ from velvet_runner.sandbox.control import (
     Json,
     Secret,
     StateModel,
+    Stored,
     bearer_token,
     build_app,
     control_route,
@@ -234,8 +235,10 @@ def _parse_time(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC).timestamp()
 
 
-class CloudflareState:
+class CloudflareState(Stored):
     """Tokens (user and account-owned) and per-token rate windows, behind one lock."""
+
+    STORED = ("user_id", "accounts", "_tokens", "_by_value")
 
     def __init__(self, user_id: str | None = None,
                  account_ids: Iterable[str] = (DEFAULT_ACCOUNT_ID,)) -> None:

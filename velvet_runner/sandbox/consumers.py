@@ -32,7 +32,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from velvet_runner.sandbox import registry
-from velvet_runner.sandbox.control import Json, build_app, control_route, json_response, read_json
+from velvet_runner.sandbox.control import (
+    Json,
+    Stored,
+    build_app,
+    control_route,
+    json_response,
+    read_json,
+)
 
 Source = Callable[[], str | None]
 Validator = Callable[[str], bool]
@@ -55,8 +62,10 @@ class _Consumer:
     checks: int = 0
 
 
-class ConsumersState:
+class ConsumersState(Stored):
     """Registered consumers; `validators` maps a vendor name to "is this value live?"."""
+
+    STORED = ("_consumers",)
 
     def __init__(self, validators: Mapping[str, Validator] | None = None) -> None:
         self._lock = threading.RLock()

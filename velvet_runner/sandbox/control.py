@@ -6,7 +6,8 @@ A fake is its vendor routes plus a control API under `/__velvet/`, a prefix no v
                                 secrets as `records.fingerprint`s, never in clear)
     POST   /__velvet/seed       JSON merged into the state
     POST   /__velvet/reset      empty state, no faults, empty request log
-    POST   /__velvet/faults     add a fault (body: see FaultSpec.from_json)
+    POST   /__velvet/faults     add a fault (body: see FaultSpec.from_json); a fault can lie:
+                                `drop` answers the vendor's own success and stores nothing
     DELETE /__velvet/faults     clear every fault (and release hanging requests)
     GET    /__velvet/faults     the faults still armed
     GET    /__velvet/requests   method, path and status of every vendor request, oldest first
@@ -20,15 +21,16 @@ bodies and headers are where the secrets are.
 from __future__ import annotations
 
 import asyncio
+import copy
 import fnmatch
 import json
 import re
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, SerializationInfo
 from starlette.applications import Starlette
@@ -59,8 +61,16 @@ class FaultSpec:
 
     `path` is an fnmatch glob (`/apps/*/config-vars`) or, when it starts with `^`, a regular
     expression matched against the whole path. `times` is how many matching requests it
-    affects; None means every one until the faults are cleared. `status` None means the
-    request is only delayed (latency or hang) and then served normally.
+    affects; None means every one until the faults are cleared.
+
+    What the request gets: `status` answers the vendor's error body with that status and does
+    nothing else (an error status only: answering a success without storing is `drop`'s job).
+    `status` None serves the real answer, after `latency_ms` or a `hang`. `drop` serves the
+    vendor's real answer, its success included, and then forgets every change the request made
+    (a write acknowledged but not stored). `truncate` cuts the answer's body in half (the
+    request did what it did; its answer does not parse). Over JSON, `status` left out means 503
+    unless the fault drops, truncates or only delays (`drop`, `truncate`, `latency_ms` without
+    `hang`).
     """
 
     method: str = "*"
@@ -71,25 +81,42 @@ class FaultSpec:
     hang: bool = False
     retry_after: int | None = None
     message: str | None = None
+    drop: bool = False
+    truncate: bool = False
 
     @classmethod
-    def from_json(cls, data: object) -> FaultSpec:
+    def from_json(cls, data: object, errors_at: Collection[int] = ()) -> FaultSpec:
         if not isinstance(data, dict):
             raise ValueError("fault must be a JSON object")
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")
-        spec = cls(**data)
-        spec.validate()
+        serves = data.get("drop") or data.get("truncate") or (
+            data.get("latency_ms") and not data.get("hang"))
+        fields: dict[str, Any] = {"status": None} if serves else {}
+        spec = cls(**{**fields, **data})
+        spec.validate(errors_at)
         return spec
 
-    def validate(self) -> None:
+    def validate(self, errors_at: Collection[int] = ()) -> None:
+        """Raise ValueError on a fault the fake cannot serve. `errors_at`: the 2xx statuses at
+        which this vendor answers its own errors (Slack's `ok: false` comes with a 200)."""
         if not isinstance(self.method, str) or not isinstance(self.path, str):
             raise ValueError("method and path must be strings")
         if self.status is not None and not (
             isinstance(self.status, int) and 100 <= self.status <= 599
         ):
             raise ValueError("status must be an HTTP status or null")
+        if not isinstance(self.drop, bool) or not isinstance(self.truncate, bool):
+            raise ValueError("drop and truncate must be true or false")
+        if self.status is not None and 200 <= self.status < 300 and (
+                self.drop or self.status not in errors_at):
+            raise ValueError(
+                "status 2xx would answer a success the fake did not perform: to answer the "
+                "vendor's success without storing the write, use \"drop\": true" if not self.drop
+                else "drop answers the vendor's own success: leave status out")
+        if self.drop and self.status is not None:
+            raise ValueError("drop answers the vendor's own success: leave status out")
         if self.times is not None and (not isinstance(self.times, int) or self.times < 1):
             raise ValueError("times must be a positive integer or null")
         if not isinstance(self.latency_ms, int) or self.latency_ms < 0:
@@ -112,14 +139,15 @@ class FaultSpec:
 class Faults:
     """Thread-safe registry of injected faults; tests add them from another thread."""
 
-    def __init__(self) -> None:
+    def __init__(self, errors_at: Collection[int] = ()) -> None:
         self._lock = threading.Lock()
         self._specs: list[FaultSpec] = []
         # Bumped by clear(), so a hanging request can notice and let go.
         self._generation = 0
+        self.errors_at = frozenset(errors_at)
 
     def add(self, spec: FaultSpec) -> None:
-        spec.validate()
+        spec.validate(self.errors_at)
         with self._lock:
             self._specs.append(spec)
 
@@ -174,16 +202,25 @@ class RequestLog:
 
 
 class _FaultMiddleware:
-    """Applies faults to vendor requests and logs them; control requests pass untouched."""
+    """Applies faults to vendor requests and logs them; control requests pass untouched.
+
+    A dropped request runs alone among this fake's vendor requests (those in flight finish
+    first, new ones wait), so that putting the state back undoes its changes and no one else's.
+    """
 
     def __init__(
-        self, app: ASGIApp, *, faults: Faults, log: RequestLog, error: ErrorFactory, prefix: str
+        self, app: ASGIApp, *, faults: Faults, log: RequestLog, error: ErrorFactory, prefix: str,
+        state: FakeState,
     ) -> None:
         self.app = app
         self.faults = faults
         self.log = log
         self.error = error
         self.prefix = prefix
+        self.state = state
+        self._in_flight = 0
+        self._open: asyncio.Event | None = None  # cleared while a dropped request runs
+        self._dropping: asyncio.Lock | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
@@ -202,22 +239,68 @@ class _FaultMiddleware:
 
         alternatives = (path.removeprefix(self.prefix) or "/",) if self.prefix else ()
         spec = self.faults.match(method, path, *alternatives)
+        answer = _truncating(logging_send) if spec is not None and spec.truncate else logging_send
         try:
             if spec is not None:
                 if spec.latency_ms:
                     await asyncio.sleep(spec.latency_ms / 1000)
                 if spec.hang:
+                    # The vendor has the whole request and never answers: released (faults
+                    # cleared) after the client gave up, it is served as if nothing happened,
+                    # so a write lands although its caller saw a timeout.
+                    receive = await _received(receive)
                     await self._hang()
                 if spec.status is not None:
                     response = self.error(spec.status, spec.message or _default_message(spec))
                     if spec.retry_after is not None:
                         response.headers["Retry-After"] = str(spec.retry_after)
-                    await response(scope, receive, logging_send)
+                    await response(scope, receive, answer)
                     return
-            await self.app(scope, receive, logging_send)
+                if spec.drop:
+                    await self._dropped(scope, receive, answer)
+                    return
+            await self._served(scope, receive, answer)
         finally:
             # A hang the client gave up on still leaves a trace (status 0 = no response sent).
             self.log.add(method, path, status_seen[0] if status_seen else 0)
+
+    async def _served(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._open is not None:
+            await self._open.wait()  # a dropped request is running alone
+        self._in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
+
+    async def _dropped(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The real answer, with the state put back as it was before the request. It is put
+        back before the answer leaves: a client that has its answer sees the state unchanged."""
+        if self._open is None or self._dropping is None:
+            self._open, self._dropping = asyncio.Event(), asyncio.Lock()
+            self._open.set()
+        async with self._dropping:
+            self._open.clear()
+            try:
+                while self._in_flight:
+                    await asyncio.sleep(_HANG_POLL_SECONDS)
+                kept: list[Json] = [self.state.keep()]
+
+                def put_back() -> None:
+                    if kept:
+                        self.state.put_back(kept.pop())
+
+                async def answer(message: Message) -> None:
+                    if message["type"] == "http.response.start":
+                        put_back()
+                    await send(message)
+
+                try:
+                    await self.app(scope, receive, answer)
+                finally:
+                    put_back()
+            finally:
+                self._open.set()
 
     async def _hang(self) -> None:
         generation = self.faults.generation
@@ -228,6 +311,49 @@ class _FaultMiddleware:
 
 def _default_message(spec: FaultSpec) -> str:
     return f"Injected fault: HTTP {spec.status}"
+
+
+async def _received(receive: Receive) -> Receive:
+    """The request body read now, and a `receive` that hands it over again later."""
+    messages: list[Message] = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            break
+
+    async def replay() -> Message:
+        if messages:
+            return messages.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _truncating(send: Send) -> Send:
+    """A `send` that delivers the first half of the response body (its Content-Length to
+    match): the answer a client gets when a vendor or a proxy cuts a body short."""
+    start: list[Message] = []
+    body = bytearray()
+
+    async def cut(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            start.append(message)
+            return
+        if message["type"] != "http.response.body":
+            await send(message)
+            return
+        body.extend(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        half = bytes(body[:len(body) // 2])
+        headers = [(k, v) for k, v in start[0].get("headers", [])
+                   if k.lower() != b"content-length"]
+        length = (b"content-length", str(len(half)).encode())
+        await send({**start[0], "headers": [*headers, length]})
+        await send({"type": "http.response.body", "body": half, "more_body": False})
+
+    return cut
 
 
 def shown(value: str, reveal: bool) -> str:
@@ -321,6 +447,30 @@ class FakeState(Protocol):
 
     def reset(self) -> None: ...
 
+    def keep(self) -> Json: ...
+
+    def put_back(self, kept: Json) -> None: ...
+
+
+class Stored:
+    """How a fake's state takes back a dropped write: each fake declares the attributes that
+    hold what its writes store (`STORED`), and they are copied before the request and put back
+    after it. Traffic is left out (rate-limit counters, the issued-token lists the leak scans
+    read, id sequences), so a dropped mint still counts as issued and ids are never reused."""
+
+    STORED: ClassVar[tuple[str, ...]] = ()
+    _lock: threading.RLock
+
+    def keep(self) -> Json:
+        with self._lock:
+            kept: Json = copy.deepcopy({name: getattr(self, name) for name in self.STORED})
+            return kept
+
+    def put_back(self, kept: Json) -> None:
+        with self._lock:
+            for name, value in kept.items():
+                setattr(self, name, value)
+
 
 def build_app(
     name: str,
@@ -332,6 +482,7 @@ def build_app(
     prefix: str = "",
     limiter: Limiter | None = None,
     reject: Callable[[Refusal], Response] | None = None,
+    errors_at: Collection[int] = (),
 ) -> Starlette:
     """A fake vendor: `routes` (mounted under `prefix`) plus the `/__velvet/` control API.
 
@@ -339,11 +490,15 @@ def build_app(
     faults and for unknown routes, so a client sees the vendor's shape even then. `state`
     answers the control API's state, seed and reset.
 
+    `errors_at` names the 2xx statuses at which the vendor answers its own errors (Slack's
+    method errors come with a 200), so a fault may use them; any other 2xx `status` is refused:
+    answering a success without doing the work is `drop`'s job.
+
     `limiter` (sandbox/ratelimit.py) counts every vendor request against the vendor's published
     limits and `reject` renders a refusal; its settings and breaches are served at
     `/__velvet/limits`, and a reset restores the real numbers.
     """
-    faults = Faults()
+    faults = Faults(errors_at)
     log = RequestLog()
 
     async def get_state(request: Request) -> Response:
@@ -369,7 +524,7 @@ def build_app(
 
     async def post_fault(request: Request) -> Response:
         try:
-            spec = FaultSpec.from_json(await read_json(request))
+            spec = FaultSpec.from_json(await read_json(request), faults.errors_at)
         except (TypeError, ValueError, re.error) as exc:
             return json_response({"error": f"bad fault: {exc}"}, 400)
         faults.add(spec)
@@ -405,7 +560,8 @@ def build_app(
         return error(exc.status_code, exc.detail)
 
     middleware = [
-        Middleware(_FaultMiddleware, faults=faults, log=log, error=error, prefix=prefix)
+        Middleware(_FaultMiddleware, faults=faults, log=log, error=error, prefix=prefix,
+                   state=state)
     ]
     if limiter is not None:
         from velvet_runner.sandbox.ratelimit import LimitMiddleware, route_template

@@ -41,6 +41,7 @@ from velvet_runner.sandbox.control import (
     Json,
     Secret,
     StateModel,
+    Stored,
     bearer_token,
     build_app,
     control_route,
@@ -189,8 +190,10 @@ class _Bucket:
         self.updated = now
 
 
-class HerokuState:
+class HerokuState(Stored):
     """Users, authorizations, apps and rate-limit buckets, behind one lock."""
+
+    STORED = ("_users", "_auths", "_by_token", "_apps")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()

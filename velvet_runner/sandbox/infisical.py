@@ -79,6 +79,7 @@ from velvet_runner.sandbox.control import (
     CONTROL_PREFIX,
     Secret,
     StateModel,
+    Stored,
     bearer_token,
     build_app,
     json_response,
@@ -380,7 +381,7 @@ class _Lockout:
     locked_until: float = 0.0
 
 
-class State:
+class State(Stored):
     """The fake's whole memory. Every method takes the lock; call them from any thread.
 
     Public helpers for tests and `world.py`:
@@ -396,6 +397,9 @@ class State:
         issued_tokens() -> list[str]              every access token handed out (leak scans)
         token_values() -> list[str]               every client secret (leak scans)
     """
+
+    # A dropped write is taken back (control.Stored); login lockouts are traffic.
+    STORED = ("_identities", "_secrets", "_tokens")
 
     def __init__(self, *, clock: Clock = time.time, token_ttl: int = TOKEN_TTL_SECONDS) -> None:
         self.clock = clock

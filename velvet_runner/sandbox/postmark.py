@@ -31,6 +31,7 @@ from velvet_runner.sandbox.control import (
     Json,
     Secret,
     StateModel,
+    Stored,
     build_app,
     control_route,
     json_response,
@@ -125,8 +126,10 @@ class Snapshot(_Model):
         return self
 
 
-class PostmarkState:
+class PostmarkState(Stored):
     """Servers with their tokens, account tokens and the outbox, behind one lock."""
+
+    STORED = ("_servers", "_account_tokens", "_outbox")
 
     def __init__(self) -> None:
         self._lock = threading.RLock()

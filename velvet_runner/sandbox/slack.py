@@ -42,7 +42,14 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from velvet_runner.sandbox import registry
-from velvet_runner.sandbox.control import Secret, StateModel, bearer_token, build_app, json_response
+from velvet_runner.sandbox.control import (
+    Secret,
+    StateModel,
+    Stored,
+    bearer_token,
+    build_app,
+    json_response,
+)
 from velvet_runner.sandbox.ratelimit import SLACK_CHANNEL, Refusal, slack_limits
 
 Json = dict[str, Any]
@@ -118,7 +125,7 @@ class Snapshot(_Model):
     messages: list[Message] = []
 
 
-class State:
+class State(Stored):
     """The fake's whole memory. Every method takes the lock; call them from any thread.
 
     Public helpers:
@@ -130,6 +137,8 @@ class State:
                                      {channel, ts, text, blocks, thread_ts, user}
         burst_per_second             messages one channel takes per second before 429
     """
+
+    STORED = ("_tokens", "_channels", "_messages")
 
     def __init__(
         self, *, clock: Clock = time.time, burst_per_second: int = DEFAULT_BURST_PER_SECOND
@@ -416,6 +425,7 @@ def create_app(state: State) -> Starlette:
         error=error,
         state=state,
         limiter=state.limiter,
+        errors_at=(200,),  # Slack's method errors: HTTP 200 with {"ok": false}
     )
 
 

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
 from velvet_runner.errors import InputError
 from velvet_runner.manifest import HttpCheck, Manifest, load
+from velvet_runner.manifest_models import PENDING, PENDING_META
 from velvet_runner.sandbox import registry
 from velvet_runner.sandbox.aws import ACCESS_KEY as AWS_ACCESS_KEY
 from velvet_runner.sandbox.aws import REGION as AWS_REGION
@@ -312,13 +313,10 @@ class Sandbox:
         vault = self._fake("targets", credential.vault.kind)
         vault.hold(credential.vault, issued.value)
         # A fresh world holds no job's pending value: the last world's jobs are gone.
-        for slot in ("__PENDING", "__PENDING_META"):
-            vault.forget(credential.vault.model_copy(update={
-                "name": f"{credential.vault.name}{slot}"}))
+        for suffix in (PENDING, PENDING_META):
+            vault.forget(credential.vault.slot(suffix))
         for suffix, extra in issued.companions.items():
-            slot = credential.vault.model_copy(update={"name": f"{credential.vault.name}__"
-                                                       f"{suffix}"})
-            vault.hold(slot, extra)
+            vault.hold(credential.vault.slot(f"__{suffix}"), extra)
         consumers: ConsumersState = self.fakes["consumers"].state
         for consumer in credential.consumers:
             holder = self._fake("targets", consumer.kind)

@@ -37,6 +37,9 @@ class AwsSsmParameter(VaultConfig):
     def describe(self) -> str:
         return f"aws ssm parameter {self.name}"
 
+    def place(self) -> tuple[str, ...]:
+        return (self.kind, self.region, self.name)  # parameters are regional
+
 
 class AwsSsmParameterTarget(Target):
     kind: ClassVar[str] = "aws_ssm_parameter"

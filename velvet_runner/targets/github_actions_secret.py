@@ -77,6 +77,13 @@ class GithubActionsSecret(TargetConfig):
             raise ValueError("an environment secret needs repository")
         return self
 
+    def place(self) -> tuple[str, ...]:
+        # GitHub compares repository, environment and secret names without case (it stores
+        # secret names upper-cased).
+        scope = (f"org {self.org}" if self.org
+                 else f"repo {self.repository} environment {self.environment or ''}")
+        return (self.kind, scope.casefold(), self.secret.upper())
+
     def describe(self) -> str:
         if self.org:
             return f"github org {self.org} secret {self.secret}"

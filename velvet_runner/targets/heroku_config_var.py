@@ -31,6 +31,9 @@ class HerokuConfigVar(TargetConfig):
     def describe(self) -> str:
         return f"heroku app {self.app} config var {self.var}"
 
+    def place(self) -> tuple[str, ...]:
+        return (self.kind, self.app, self.var)
+
 
 class HerokuConfigVarTarget(Target):
     kind: ClassVar[str] = "heroku_config_var"

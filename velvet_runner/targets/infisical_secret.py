@@ -46,6 +46,10 @@ class InfisicalSecret(VaultConfig):
     def describe(self) -> str:
         return f"infisical {self.project_id}/{self.environment}{self.secret_path} {self.name}"
 
+    def place(self) -> tuple[str, ...]:
+        folder = self.secret_path.rstrip("/") or "/"  # /velvet/ is the folder /velvet
+        return (self.kind, self.project_id, self.environment, folder, self.name)
+
 
 class InfisicalSession:
     """An access token from universal-auth login, shared by every target of one run."""

@@ -30,6 +30,7 @@ ones), so a client that waits until it waits the right real time.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import threading
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from starlette.datastructures import Headers
 
-from velvet_runner.sandbox.control import bearer_token
+from velvet_runner.sandbox.control import Stored, bearer_token
 from velvet_runner.sandbox.github.common import (
     _KEY_ID_BASE,
     MSG_NO_USER_AGENT,
@@ -80,7 +81,7 @@ def _reasons(exc: ValidationError) -> str:
                      for e in exc.errors(include_url=False, include_input=False))
 
 
-class State:
+class State(Stored):
     """The fake's whole memory. Every method takes the lock; call them from any thread.
 
     Public helpers (repo arguments are "owner/name"):
@@ -110,6 +111,9 @@ class State:
 
     Scope strings: "repo:owner/name", "env:owner/name:envname", "org:name".
     """
+
+    # A dropped write is taken back (control.Stored); rate-limit counters are traffic.
+    STORED = ("_tokens", "_users", "_repos", "_orgs")
 
     def __init__(self, *, clock: Clock = time.time) -> None:
         self.clock = clock
@@ -267,6 +271,22 @@ class State:
     def reset(self) -> None:
         with self._lock:
             self._reset()
+
+    def keep(self) -> Json:
+        """What `put_back` restores after a dropped request: the stored state and the runs
+        the Actions plane tracks (a dropped dispatch starts no run)."""
+        with self._lock:
+            kept = super().keep()
+            if self.plane is not None:
+                kept["plane.runs"] = copy.deepcopy(self.plane.runs)
+            return kept
+
+    def put_back(self, kept: Json) -> None:
+        with self._lock:
+            runs = kept.pop("plane.runs", None)
+            if self.plane is not None and runs is not None:
+                self.plane.runs = runs
+            super().put_back(kept)
 
     # -- public helpers ----------------------------------------------------------------------
 
