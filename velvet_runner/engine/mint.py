@@ -169,10 +169,13 @@ def _replace_lost(run: Run, current: SecretStr, token_id: str,
         fresh = j.intend("new", "regenerate", label=mint_label(run), auth_id=lost_id)
         try:
             minted = run.vendor.recover_minted(current, lost_id, mint_label(run))
-        except VendorUnavailable:
-            # The answer was lost, not the call: it may have regenerated. The intent stays,
-            # so a resume finds the label again and replaces what this call may have made.
+        except VendorUnavailable as exc:
+            # The answer was lost, not the call: it may have regenerated, leaving auth id
+            # lost_id with a value nobody holds. Debt by that id until a resume regenerates it
+            # again (which ends every earlier value of the id) or a rollback revokes it.
             j.announced.discard(fresh)
+            j.settle(fresh, Life.DEBT, evidence=f"the regenerate's answer was lost ({exc}): "
+                     f"auth id {lost_id} may carry a value no one holds")
             raise
         run.crash("after_regenerate")
         # The vendor replaced the value in place: every earlier value of that id is dead.

@@ -89,7 +89,7 @@ def _replaced_in_place(run: Run, token: Token) -> Proof | None:
     it: the id was rolled or regenerated since, which killed this token's value. Only where
     this job's ledger shows it rolling or regenerating that id: a vault whose __AUTH_ID is
     merely stale (a value replaced by hand) proves nothing."""
-    if not (run.vendor.CAN_ROLL or run.vendor.CAN_REGENERATE) or token.fingerprint is None:
+    if not (run.vendor.CAN_ROLL or run.vendor.CAN_REGENERATE):
         return None
     if not any(t.auth_id == token.auth_id and t is not token
                and (t.role == "rolled" or t.intent in ("roll", "regenerate"))
@@ -98,6 +98,13 @@ def _replaced_in_place(run: Run, token: Token) -> Proof | None:
     current = run.read_current()
     if current is None or fingerprint(current) == token.fingerprint:
         return None
+    if token.fingerprint is None:
+        # A value never seen (a roll whose answer was lost): the vault's value must be one this
+        # job's ledger shows made after it, or it may be the very value the token replaced.
+        later = run.job.ledger[run.job.ledger.index(token) + 1:]
+        if not any(t.fingerprint == fingerprint(current) and t.auth_id == token.auth_id
+                   for t in later):
+            return None
     if run.vault_auth_id() != token.auth_id:
         return None
     if not run.call(lambda: run.vendor.is_live(current)):

@@ -172,7 +172,22 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
         j.move(Outcome.FAILED, what)
         return
     j.settle(old.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
+    _settle_unknown_rolls(run)
     _revoked(run, f"{detail}; {proof.evidence}")
+
+
+def _settle_unknown_rolls(run: Run) -> None:
+    """Rolls of this job whose answers never came: the roll that just succeeded replaced any
+    value they made, which the vendor proves by accepting the vault's newer value."""
+    for token in [t for t in run.job.ledger if t.role == "rolled" and t.life == Life.DEBT
+                  and t.fingerprint is None]:
+        try:
+            proof = prove(run, token)
+        except VendorError as exc:  # stays debt, listed; the emergency itself is done
+            run.log.warning("could not prove %s dead: %s", name(token), exc)
+            continue
+        if proof.dead:
+            run.journal.settle(token.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
 
 
 def _revoked(run: Run, detail: str) -> None:
@@ -243,6 +258,17 @@ def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
         # already: killed out of band, or by a roll of ours whose value a crash lost.
         if run.call(lambda: run.vendor.is_live(current)):
             raise
+        unanswered = [t for t in run.job.ledger if t.role == "rolled" and t.life == Life.DEBT
+                      and t.fingerprint is None and t.auth_id == auth_id]
+        if unanswered:
+            # An earlier roll whose answer never came was performed after all: its value is
+            # the one lost. This attempt issued nothing.
+            lost = unanswered[-1].token_id
+            if rolled_id is not None and rolled_id != lost:
+                j.settle(rolled_id, Life.PROVEN_DEAD, evidence="never issued: the vendor "
+                         "refused the roll, an earlier one having rolled the value already")
+            _lost_roll(run, lost, auth_id)
+            return None
         if resumed and rolled_id is not None:
             _lost_roll(run, rolled_id, auth_id)
             return None
@@ -251,11 +277,17 @@ def _roll(run: Run, current: SecretStr, auth_id: str | None, *, resumed: bool,
                      "the roll because the value was already dead")
         return ("the old value is already refused by the vendor; the vault still holds it, "
                 "so put a fresh value there by hand")
-    except VendorUnavailable:
+    except VendorUnavailable as exc:
         # An outage may have rolled it anyway: then the old value is dead and the new one lost.
         if rolled_id is not None and not run.call(lambda: run.vendor.is_live(current)):
             _lost_roll(run, rolled_id, auth_id)
             return None
+        if rolled_id is not None:
+            # The old value still works, but a request that timed out may yet be performed:
+            # debt by the id until this job's next roll of it ends every earlier value.
+            run.journal.settle(rolled_id, Life.DEBT, auth_id=auth_id, evidence=(
+                f"the roll's answer never came ({exc}): the vendor may still roll auth id "
+                f"{auth_id}, leaving it a value no one holds; retry_revoke rolls it again"))
         raise
     redact.register(rolled.value)
     run.crash("after_roll")
