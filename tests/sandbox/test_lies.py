@@ -237,3 +237,16 @@ def test_latency_alone_delays_the_real_answer(lies: Lies) -> None:
     assert added.json()["fault"]["status"] is None
     assert lies.wiring.target(consumer).read() is not None  # the real answer, not a 503
     assert lies.statuses("heroku")[-1] == 200
+
+
+def test_a_dropped_health_check_of_every_consumer_answers_for_real(lies: Lies) -> None:
+    """Each consumer reads its value from another fake (a bound method of its state, for
+    some): taking back a dropped check copies what the consumer remembers, never the fake it
+    reads from (found by the fault campaign: a 500 from the copy)."""
+    consumers = lies.sandbox.consumers
+    for row in consumers.list():
+        cid = row["consumer_id"]
+        lies.fault("consumers", method="GET", path=f"/consumers/{cid}/health", drop=True,
+                   times=1)
+        answer = httpx.get(lies.sandbox.health_url(cid), timeout=5.0)
+        assert answer.status_code in (200, 401), (cid, answer.status_code, answer.text[:200])

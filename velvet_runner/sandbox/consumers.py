@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -60,6 +61,11 @@ class _Consumer:
     cached: str | None = None
     restarts: int = 0
     checks: int = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Consumer:
+        # `source` reads another fake's state (it is not this fake's to copy): a dropped write
+        # takes back what this consumer remembered, not where it reads from.
+        return replace(self)
 
 
 class ConsumersState(Stored):
