@@ -13,6 +13,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,29 @@ def run_velvet(tmp_path: Path) -> RunVelvet:
 def git() -> Git:
     """`git(*args, cwd=None, check=True) -> stdout` for inspecting repositories."""
     return _git
+
+
+# --- the session's figures, from every xdist worker (session_figures.py) ---------------------
+
+
+@pytest.hookimpl(trylast=True)  # after the conftests that record figures
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from session_figures import FIGURES
+
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:  # an xdist worker: hand them to the controller
+        out["velvet_figures"] = FIGURES
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    from session_figures import merge
+
+    merge(getattr(node, "workeroutput", {}).get("velvet_figures", {}))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from session_figures import lines
+
+    for line in lines():
+        terminalreporter.write_line(line)

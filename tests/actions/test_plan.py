@@ -60,8 +60,10 @@ def test_consumers_added_and_removed(gh_head, tmp_path):
     removed = tmp_path / "removed.yml"
     removed.write_text(text[:start] + text[end:])
     added = tmp_path / "added.yml"
-    added.write_text(text[:end] + block.replace("heroku-config-api-prod", "heroku-config-x")
-                     + text[end:])
+    # another app: two consumers may not write one config var
+    copy = block.replace("heroku-config-api-prod", "heroku-config-x").replace(
+        "app: raxx-api-prod", "app: raxx-api-x")
+    added.write_text(text[:end] + copy + text[end:])
 
     out = plan_text(gh_head, removed)
     assert "  - consumer heroku-config-api-prod (heroku_config_var, prod: " in out

@@ -55,13 +55,12 @@ def eng_world(eng_sandbox: Sandbox, tmp_path: Path,
         eng.close()
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from session_figures import record
+
     from .campaign import STATS
     from .support import CRASH_CELLS
 
     if STATS.examples:
-        terminalreporter.write_line(STATS.line())
-    if CRASH_CELLS:
-        stages = len({stage for stage, _ in CRASH_CELLS})
-        terminalreporter.write_line(f"crash matrix: {len(CRASH_CELLS)} (stage, point) cells "
-                                    f"covered across {stages} stages")
+        record("campaign", [STATS.line()])
+    record("crash_cells", sorted(CRASH_CELLS))

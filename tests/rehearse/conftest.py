@@ -30,7 +30,7 @@ def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
             RUNS_EXECUTED.append(rh.runs_executed)
 
 
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if RUNS_EXECUTED:
-        terminalreporter.write_line(
-            f"velvet rehearse: {sum(RUNS_EXECUTED)} workflow runs executed by act")
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    from session_figures import record
+
+    record("act_runs", sum(RUNS_EXECUTED))

@@ -36,6 +36,10 @@ from velvet_runner.wiring import Wiring
 HK = "HK_PLATFORM_FULL"
 NEW = SecretStr("a-value-that-must-never-land")
 
+# One session world (sbx_world) in moto's per-process AWS: under pytest-xdist these tests
+# run together on one worker, before another sandbox in that process reseeds the same SSM names.
+pytestmark = pytest.mark.xdist_group("sbx-world")
+
 
 @pytest.fixture
 def lies(sbx_sandbox: Sandbox, sbx_world: World, sbx_workdir: Path) -> Iterator[Lies]:

@@ -376,7 +376,6 @@ class Rehearsal:
             run.repo, [j.environment for j in jobs if j.environment])
         secret_values.update({"GITHUB_TOKEN": run_token, **self.extra_secrets})
         variables.update(self.extra_vars)
-        out = self.folder / "runs" / str(run.run_id)
         out.mkdir(parents=True, exist_ok=True)
         files = {}
         for name, values in (("env", env), ("secrets", secret_values), ("vars", variables)):

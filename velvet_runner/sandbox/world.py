@@ -16,6 +16,7 @@ named here: registry.py lists them.
 
 from __future__ import annotations
 
+import copy
 import functools
 import ipaddress
 import shutil
@@ -301,6 +302,30 @@ class Sandbox:
 
         create_repository(Path(self.env(work)["VELVET_STATE"]))
         return world
+
+    def add_twins(self, world: World, base: str, names: list[str]) -> None:
+        """Copies of credential `base` in the world's manifest, each with its own vault slot
+        and consumer places (their names suffixed, as one writer per place requires) and its
+        own live token, provisioned as seed_world provisions the rest: a scale rehearsal's
+        inventory."""
+        document = yaml.safe_load(world.manifest_path.read_text(encoding="utf-8"))
+        raw = next(c for c in document["credentials"] if c["name"] == base)
+        for k, name in enumerate(names):
+            twin = copy.deepcopy(raw)
+            twin["name"] = name
+            for place in (twin["vault"], *twin["consumers"]):
+                for key in ("var", "secret", "name"):  # what names a place, per kind
+                    if key in place:
+                        place[key] = f"{place[key]}_T{k}"
+            for consumer in twin["consumers"]:
+                consumer["consumer_id"] = f"{consumer['consumer_id']}-t{k}"
+            document["credentials"].append(twin)
+        world.manifest_path.write_text(
+            yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, width=100),
+            encoding="utf-8")
+        for credential in world.manifest().credentials:
+            if credential.name in names:
+                self._provision(credential, world)
 
     def _provision(self, credential: Any, world: World) -> None:
         """A live token at its vendor, in its vault with its companions, at every consumer."""

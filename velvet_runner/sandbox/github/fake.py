@@ -48,7 +48,13 @@ class GitHubFake(registry.Fake):
         self.state.add_repo(identity.repository)
         self.state.add_token(token, login="velvet-bot")
         self._bootstrap_token = token  # the App's installation token once prepare installs it
-        return {"VELVET_GITHUB_TOKEN": token, "VELVET_GITHUB_REPOSITORY": identity.repository,
+        # The workflows open issues with the job's GITHUB_TOKEN (the App's token cannot): an
+        # integration's token on Velvet's own repository, allowed issues and nothing else.
+        issues = "ghs_" + secrets.token_urlsafe(27)[:36]
+        self.state.add_token(issues, login="github-actions[bot]", repos=[identity.repository],
+                             permissions={"issues": "write", "metadata": "read"})
+        return {"VELVET_GITHUB_TOKEN": token, "VELVET_GITHUB_ISSUES_TOKEN": issues,
+                "VELVET_GITHUB_REPOSITORY": identity.repository,
                 "VELVET_APP_CLIENT_ID": APP_CLIENT_ID}
 
     def prepare(self, manifest: Manifest, identity: registry.Identity) -> None:
