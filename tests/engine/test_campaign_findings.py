@@ -227,3 +227,49 @@ def test_a_resumed_emergency_roll_that_meets_an_outage_keeps_the_lost_roll(
     eng_world.fault("heroku", method="POST", path=ROLL, status=500, times=1)
     job = engine.run(job.job_id, "revoke")
     _nothing_live_unaccounted(eng_world)
+
+
+def test_a_vault_value_revoked_by_hand_leaves_no_revocation_resting_mid_stage(
+        eng_world: EngWorld) -> None:
+    """Found by the campaign (I5, seed 3902999155). A roll's value lost in a crash; the operator
+    replaces it by hand, then revokes the vault's value by hand too; retry_revoke's final proof
+    asks the vendor about the old id with the vault's (dead) value, is refused, and the job
+    rested in rev_validating with a vendor error. A refused asking key is no answer: the
+    proof is unknown, and the job ends in a state that says so."""
+    engine = eng_world.engine()
+    job, _ = engine.create(HK, Flow.REVOCATION)
+    crashed = eng_world.cli("stage", job.job_id, "revoke", crash_at="after_roll")
+    assert crashed.returncode == CRASH_EXIT, crashed.stderr[-2000:]
+    job = engine.run(job.job_id, "revoke")
+    assert job.status == "rev_revoke_failed", last(job)
+    heroku = eng_world.sandbox.heroku
+
+    def replace_lost_roll() -> None:  # runbook: delete the live authorization, put a fresh one
+        for debt in eng_world.job(job.job_id).revocation_debt:
+            if debt.settled_at is None and debt.auth_id is not None:
+                heroku.revoke_authorization(debt.auth_id)
+        fresh_id, fresh = heroku.add_authorization(PLATFORM_EMAIL, description="by hand")
+        for suffix, value in (("", fresh), ("__AUTH_ID", fresh_id)):
+            eng_world.sandbox.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV,
+                                                   VAULT_PATH, HK + suffix, value)
+
+    def revoke_old_by_hand() -> None:  # runbook 9: the vault's value, in the dashboard
+        current = eng_world.vault(HK)
+        auth_id = heroku.authorization_id(current) if current else None
+        if auth_id is not None:
+            heroku.revoke_authorization(auth_id)
+
+    for _ in range(5):
+        replace_lost_roll()
+        revoke_old_by_hand()
+    engine.settle_debt()
+    revoke_old_by_hand()
+    job = engine.run(job.job_id, "retry_revoke")
+    assert job.status not in IN_PROGRESS, last(job)
+    # what the operator reads names the cause, and a retry after fixing it succeeds
+    assert "refuses it too: put a working value in" in last(job)
+    _nothing_live_unaccounted(eng_world)
+    replace_lost_roll()
+    job = engine.run(job.job_id, "retry_revoke")
+    assert job.status == "rev_done", last(job)
+    _nothing_live_unaccounted(eng_world)

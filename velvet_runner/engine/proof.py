@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
 
+from velvet_runner.errors import AuthRejected
 from velvet_runner.records import Life, Token, fingerprint
 
 if TYPE_CHECKING:
@@ -65,7 +66,13 @@ def prove(run: Run, token: Token, value: SecretStr | None = None, *,
             using = run.read_current()
         if using is not None:
             auth_id, key = token.auth_id, using
-            held = run.call(lambda: vendor.exists(auth_id, using=key))
+            try:
+                held = run.call(lambda: vendor.exists(auth_id, using=key))
+            except AuthRejected:
+                # The value asked with is refused: no answer about the id, only about the key.
+                return Proof("unknown", f"could not ask about auth id {auth_id}: the vendor "
+                             "refuses the vault's current value, which Velvet asks with (put a "
+                             "working value in the vault)")
             if held is False:
                 return Proof("dead", f"the vendor no longer has auth id {auth_id}, and no "
                              "one holds its value")

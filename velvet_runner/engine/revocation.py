@@ -366,6 +366,18 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
     old, rolled = run.entry("old"), run.entry("rolled")
     assert old is not None  # noqa: S101 - the caller read it
     vault_auth = run.vault_auth_id()
+    try:
+        works = run.call(lambda: run.vendor.is_live(current))
+    except VendorError as exc:
+        j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+        return
+    if not works:
+        # Nothing proves the old value dead by a value that is dead itself, and the credential
+        # has no working value: a person puts one there first.
+        j.move(Outcome.FAILED, f"the vault holds a new value, but {run.cred.vendor} refuses it "
+               f"too: put a working value in {run.vault.describe()} (and its id in __AUTH_ID), "
+               f"then {run.command('retry_revoke')}")
+        return
     for token in (old, rolled):
         if token is None or token.life not in (Life.REVOKING, Life.DEBT, Life.CURRENT):
             continue
