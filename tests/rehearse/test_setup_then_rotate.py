@@ -91,6 +91,7 @@ def test_a_job_bound_to_an_environment_that_does_not_exist_reads_no_secret(
     """What a run reads is what the GitHub side holds: the secrets are the environments'
     (setup puts none in the repository), so a job naming velvet-staging, which does not
     exist, gets none of them, as on GitHub; the repository's variables it does get."""
+    bare.setup_github()  # what the first test applies (idempotent: alone, this test needs it)
     secrets, variables = bare._github_settings(bare.repository, ["velvet-staging"])
     assert secrets == {}
     assert variables["VELVET_SLACK_CHANNEL"] == bare.github_values()["VELVET_SLACK_CHANNEL"]

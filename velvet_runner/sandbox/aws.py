@@ -70,7 +70,7 @@ class AwsFake(registry.Fake):
 
     def issue(self, credential: Any, identity: registry.Identity) -> registry.Issued:
         """An access key of the credential's IAM user, as AKID:SECRET (the vault's format);
-        a live key the vault already holds is adopted."""
+        a live key the vault already holds is adopted, and is the user's only key."""
         user = credential.options.user_name
         iam = self.iam()
         try:
@@ -82,7 +82,13 @@ class AwsFake(registry.Fake):
         current = (self.parameter(vault.name, vault.region)
                    if vault.kind == "aws_ssm_parameter" else None)
         if current and self.is_live(current):  # its secret too: a wrong one is replaced
-            return registry.Issued(current, current.split(":", 1)[0])
+            adopted = current.split(":", 1)[0]
+            # A fresh world's user holds the vault's key alone: a key an earlier rotation in
+            # this process left behind would fill IAM's second slot.
+            for key in keys:
+                if key["AccessKeyId"] != adopted:
+                    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+            return registry.Issued(current, adopted)
         if len(keys) >= 2:  # IAM's two-key cap: make room, oldest first
             iam.delete_access_key(UserName=user, AccessKeyId=keys[0]["AccessKeyId"])
         key = iam.create_access_key(UserName=user)["AccessKey"]
