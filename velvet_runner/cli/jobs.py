@@ -104,8 +104,8 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
           confirm: str | None, accept_debt: bool, accept_unregistered: bool,
           accept_still_used: bool, as_json: bool | None, show_all: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
-    from velvet_runner.engine import LeakStillOpen, stage_failed
-    from velvet_runner.errors import VendorError
+    from velvet_runner.engine import stage_failed
+    from velvet_runner.errors import LeakStillOpen, VendorError
     from velvet_runner.machine import Option
 
     _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from velvet_runner import ledger, timeline
@@ -30,10 +31,13 @@ from velvet_runner.errors import (
     ConflictError,
     FeatureDisabled,
     InputError,
+    Interrupted,
+    LeakStillOpen,
     NotFoundError,
     RotationInFlight,
     VendorError,
 )
+from velvet_runner.flags import explain_flag
 from velvet_runner.logs import job_logger
 from velvet_runner.machine import (
     INITIAL,
@@ -55,9 +59,8 @@ from . import revoke
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
 from .journal import LEASE_TTL, Journal
-from .progress import Interrupted, Progress
+from .progress import Progress
 from .proof import confirm
-from .revocation import LeakStillOpen
 
 __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
            "Notifier", "Progress", "require_enabled", "stage_failed"]
@@ -65,12 +68,13 @@ __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "
 FLAG = "velvet_v2_rotation"
 
 
-def require_enabled(flags: dict[str, bool]) -> None:
+def require_enabled(flags: dict[str, bool], manifest_path: str | Path) -> None:
     """The feature flag's refusal, for the engine and for commands that change a job without it
-    (`velvet approve`)."""
+    (`velvet approve`), saying why the flag beside `manifest_path` reads as off."""
     if not flags.get(FLAG, False):
         raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
-                              "anything; use the vendor's manual SOP (runbook section 1)")
+                              "anything; use the vendor's manual SOP (runbook section 1)",
+                              explain_flag(manifest_path))
 
 
 class Notifier(Protocol):
@@ -105,7 +109,7 @@ class Engine:
     # --- preconditions -------------------------------------------------------------------
 
     def require_enabled(self) -> None:
-        require_enabled(self.flags)
+        require_enabled(self.flags, self.settings.manifest)
 
     def _credential(self, name: str) -> Credential:
         cred = self.manifest.credential(name)

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from velvet_runner import ledger
-from velvet_runner.errors import BadArgument, GateRefused, InputError, VendorError
+from velvet_runner.errors import BadArgument, GateRefused, InputError, StillLive, VendorError
 from velvet_runner.machine import Action, Flow, State
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint, iso
@@ -23,11 +23,6 @@ from .fanout import fan_out
 from .operational import advance, outcome
 from .proof import Proof, confirm, prove
 from .revoke import make_current
-
-
-class StillLive(InputError):
-    """mark_manually_revoked refused: the vendor still accepts the value (exit 2)."""
-
 
 # --- rows marked by hand ---------------------------------------------------------------
 
@@ -358,7 +353,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
     def write(consumer: Consumer) -> tuple[RowStatus, str]:
         target = run.target(consumer)
         try:
-            run.retry(getattr(target, "backoff_hint", None)).run(lambda: target.write(old))
+            run.retry(target.backoff_hint).run(lambda: target.write(old))
         except VendorError as exc:
             return RowStatus.FAILED, str(exc)
         return RowStatus.SUCCEEDED, "rolled back to the old value"

@@ -17,6 +17,7 @@ from velvet_runner import ledger, redact
 from velvet_runner.errors import (
     AuthRejected,
     InputError,
+    LeakStillOpen,
     VendorError,
     VendorRejected,
     VendorUnavailable,
@@ -30,17 +31,6 @@ from .proof import REPROBE_SECONDS, Proof, confirm, name, prove
 from .recovery import _ticket, manual_proof
 
 INACTIVE = "active: false in the manifest"
-
-
-class LeakStillOpen(InputError):
-    """confirm_leak_resolved refused: some consumer still accepts the revoked value."""
-
-    exit_code = 1
-
-    def __init__(self, job: Job, leaking: list[str]) -> None:
-        self.job = job
-        super().__init__("confirm_leak_resolved refused: still accepting the revoked value: "
-                         + ", ".join(leaking))
 
 
 def revoke(run: Run, act: Action, args: Args) -> Job:

@@ -243,7 +243,7 @@ def push(run: Run, consumer_ids: list[str]) -> Job:
         target = run.target(consumer)
         since = run.e.now()
         try:
-            run.retry(getattr(target, "backoff_hint", None)).run(lambda: target.write(value))
+            run.retry(target.backoff_hint).run(lambda: target.write(value))
         except VendorError as exc:
             return False, f"write failed: {exc}"
         written = shown_write(run, target, value, since)
