@@ -312,6 +312,20 @@ OPTIONS: Mapping[Action, Mapping[Option, bool]] = MappingProxyType({
 STOP_ACTIONS: frozenset[Action] = frozenset({A.ABORT, A.ROLLBACK})
 
 
+def stage_command(job_id: str, action: str, *, consumers: Iterable[str] = (),
+                  ticket: str | None = None, confirm: str | None = None,
+                  flags: Iterable[Option] = ()) -> str:
+    """`velvet stage JOB ACTION [--consumer ID]... [--ticket T] [--confirm NAME] [--FLAG]...`:
+    the one spelling of an operator's next command, wherever it is named (summaries, failure
+    messages, the resume hint after Ctrl-C, the status page)."""
+    words = ["velvet", "stage", job_id, str(action)]
+    words += [f"--consumer {cid}" for cid in consumers]
+    words += [f"--ticket {ticket}"] if ticket else []
+    words += [f"--confirm {confirm}"] if confirm else []
+    words += [f"--{flag}" for flag in flags]
+    return " ".join(words)
+
+
 def options_refused(action: Action, given: Iterable[Option]) -> list[Option]:
     """The options in `given` that `action` does not take, in declaration order."""
     takes = OPTIONS[action]

@@ -161,13 +161,14 @@ def _unrecorded(exc: VendorError, engine: Any, job_id: str, action: str) -> Vend
     """A vendor failure the stage did not record on the job (it came before the stage's first
     move): the same error, with where the job stands and the command that tries again."""
     from velvet_runner.errors import VelvetError
+    from velvet_runner.machine import stage_command
 
     try:
         where = f"job {job_id} is still {engine.store.find(job_id).status}"
     except VelvetError:
         where = f"job {job_id} is unchanged"
     return type(exc)(f"{exc}; {where}: once the vendor answers, run the same action again: "
-                     f"velvet stage {job_id} {action} (with the same options)")
+                     f"{stage_command(job_id, action)} (with the same options)")
 
 
 def _show_job(job: Job, as_json: bool, show_all: bool = False) -> None:

@@ -47,6 +47,7 @@ from velvet_runner.machine import (
     State,
     allowed,
     options_refused,
+    stage_command,
     step,
 )
 from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
@@ -213,7 +214,8 @@ class Engine:
                                        force_revoke=holder.force_revoke):
             raise ConflictError(
                 f"job {holder_id} is in {holder.status}, which cannot be aborted: the old "
-                f"value's revoke is under way. Finish it (velvet stage {holder_id} retry_revoke, "
+                f"value's revoke is under way. Finish it "
+                f"({stage_command(holder_id, Action.RETRY_REVOKE)}, "
                 "or mark_manually_revoked --ticket T); that revokes the value the emergency is "
                 "about")
         job_logger("engine", holder_id).warning(
@@ -246,7 +248,7 @@ class Engine:
         if rolling_back and act != Action.ROLLBACK:
             raise BadArgument(f"job {job_id} is in the middle of a rollback (consumers are split "
                               "between the old and new values); only finishing it is allowed: "
-                              f"velvet stage {job_id} rollback")
+                              f"{stage_command(job_id, Action.ROLLBACK)}")
         step(job.flow_type, job.status, act, force_revoke=job.force_revoke,
              rolling_back=rolling_back)  # refuse early
         run = Run(self, job, cred)
@@ -263,7 +265,8 @@ class Engine:
             exc.job = run.job
             raise
         except Interrupted:
-            resume = _resume_command(job_id, act, consumers, ticket, confirm, given)
+            resume = stage_command(job_id, act, consumers=consumers, ticket=ticket,
+                                   confirm=confirm, flags=given)
             run.journal.stopping = True
             run.journal.note("interrupted", "stopped by the operator (Ctrl-C) at a safe point; "
                              f"resume with: {resume}")
@@ -363,16 +366,6 @@ class Engine:
         journal.note("debt_settled", f"auth id {token.auth_id}: {evidence}",
                      {"auth_id": token.auth_id, "fingerprint": token.fingerprint,
                       "token_id": token_id, **({"ticket": ticket} if ticket else {})})
-
-
-def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,
-                    confirm: str | None, flags: Sequence[Option] = ()) -> str:
-    words = ["velvet", "stage", job_id, str(act)]
-    words += [w for c in consumers for w in ("--consumer", c)]
-    words += ["--ticket", ticket] if ticket else []
-    words += ["--confirm", confirm] if confirm else []
-    words += [f"--{flag}" for flag in flags]
-    return " ".join(words)
 
 
 def _run_url() -> str | None:

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from velvet_runner import ledger
 from velvet_runner.errors import BadArgument, GateRefused, InputError, StillLive, VendorError
-from velvet_runner.machine import Action, Flow, State
+from velvet_runner.machine import Action, Flow, Option, State, stage_command
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint, iso
 
@@ -140,8 +140,8 @@ def manual_proof(run: Run, token_id: str, value: SecretStr | None, ticket: str,
     if not args.accept_debt:
         message = (f"mark_manually_revoked refused: {proof.evidence}. Revoke it at "
                    f"{run.cred.vendor} first and run this again, or record it as revocation "
-                   f"debt: velvet stage {run.job.job_id} mark_manually_revoked --ticket {ticket}"
-                   " --accept-debt")
+                   "debt: " + stage_command(run.job.job_id, Action.MARK_MANUALLY_REVOKED,
+                                            ticket=ticket, flags=[Option.ACCEPT_DEBT]))
         run.journal.note("mark_manually_revoked_refused", proof.evidence, {"ticket": ticket})
         raise StillLive(message)
     return Life.DEBT, f"still live, recorded as debt on the operator's word (ticket {ticket})"
@@ -375,8 +375,8 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
     fan_out(run, [c for _, c in todo], write, done, what="rolling back", spends=True)
     if failures:
         return j.note("rollback_failed", "could not restore the old value on "
-                      + ", ".join(sorted(failures)) + f"; run velvet stage {run.job.job_id} "
-                      "rollback again", {"failed": sorted(failures)})
+                      + ", ".join(sorted(failures)) + "; run "
+                      + run.command(Action.ROLLBACK) + " again", {"failed": sorted(failures)})
     new_state = _revoke_new(run, old)
     run.call(run.vault.clear_pending)
 

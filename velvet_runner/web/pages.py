@@ -18,7 +18,7 @@ from starlette.responses import HTMLResponse
 
 from velvet_runner import report
 from velvet_runner.errors import PageNotFound, WebNotFound, WebUnavailable
-from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State
+from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State, stage_command
 from velvet_runner.machine import is_terminal as _is_terminal
 from velvet_runner.manifest import Credential, Manifest
 from velvet_runner.records import DONE_ROW, Job, RowStatus
@@ -131,6 +131,7 @@ class NextStage:
     file: str
     label: str
     actions: list[Action]
+    command: str  # the CLI's spelling of the first allowed action
     url: str | None  # the workflow on GitHub, when GITHUB_REPOSITORY is known
     running: bool  # mid-stage: the stage's run is at work (or died): not a stage to open
 
@@ -162,7 +163,9 @@ def next_stage(settings: Settings, job: Job) -> NextStage | None:
     if found is None:
         return None
     file, label, actions = found
-    return NextStage(file=file, label=label, actions=actions, url=workflow_url(settings, file),
+    return NextStage(file=file, label=label, actions=actions,
+                     command=stage_command(job.job_id, actions[0]),
+                     url=workflow_url(settings, file),
                      running=State(job.status) in IN_PROGRESS)
 
 
