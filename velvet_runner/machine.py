@@ -237,6 +237,12 @@ def is_terminal(flow: Flow, state: State) -> bool:
     return state in TERMINAL[flow]
 
 
+def is_failed(state: State) -> bool:
+    """Whether a stage that ends in `state` failed or only partly succeeded: the states that
+    wait on a person (`velvet stage` exits 1 in them)."""
+    return state in OPERATOR_STATES
+
+
 def allowed(flow: Flow, state: State, *, force_revoke: bool = False,
             rolling_back: bool = False) -> list[Action]:
     """The operator actions allowed in `state`, in declaration order.

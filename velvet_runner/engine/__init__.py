@@ -46,6 +46,7 @@ from velvet_runner.machine import (
     Option,
     State,
     allowed,
+    is_failed,
     options_refused,
     stage_command,
     step,
@@ -380,6 +381,6 @@ def _run_url() -> str | None:
 def stage_failed(job: Job) -> bool:
     """Whether the CLI should exit 1: the stage ended in a failed or partial state, or in a
     `done` that is not clean (a consumer failed its check after the revoke)."""
-    return (job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
+    return (is_failed(job.status)
             or bool((job.report.get("after_revoke") or {}).get("failing")))
 
