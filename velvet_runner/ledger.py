@@ -104,11 +104,6 @@ def debt(job: Job) -> list[Token]:
     return [t for t in job.ledger if t.life == Life.DEBT]
 
 
-def open_intents(job: Job) -> list[Token]:
-    """Side effects committed and not yet reconciled (a crash came between)."""
-    return [t for t in job.ledger if t.intent is not None and t.life in LIVE]
-
-
 def unaccounted(job: Job) -> list[Token]:
     """Live tokens that are neither the vault's current value nor listed as debt.
 
