@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.errors import StateWriteLost
-from velvet_runner.gitbranch import StateWriteRefused
+from velvet_runner.errors import StateWriteLost, StateWriteRefused
 from velvet_runner.machine import INITIAL, Flow
 from velvet_runner.records import Event, Job, new_job_id, utcnow
 from velvet_runner.store import Change, Store

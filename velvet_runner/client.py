@@ -221,8 +221,7 @@ class RetryPolicy:
                 if asked is not None:
                     # A paused budget holds every caller of the account, this one included:
                     # the wait is the vendor's even where this sleep is not.
-                    told = exc.retry_after if isinstance(exc, RateLimited) and \
-                        exc.retry_after is not None else wait
+                    told = exc.retry_after if exc.retry_after is not None else wait
                     spent = max(waited, self.clock() - started)
                     if spent + told > self.max_rate_wait:
                         raise _out_of_patience(exc, spent, told, self.max_rate_wait) from None
@@ -231,7 +230,7 @@ class RetryPolicy:
                               "patience spent)", exc)
                     self.sleep(wait)
                     waited += told
-                    if isinstance(exc, RateLimited) and exc.retry_after is None:
+                    if exc.retry_after is None:
                         silent += 1
                     continue
                 if attempt + 1 >= self.attempts:

@@ -33,19 +33,11 @@ import httpx
 from pydantic import SecretStr
 
 from velvet_runner.client import make_client, raise_for_vendor
-from velvet_runner.errors import BadArgument, VelvetError
+from velvet_runner.errors import BadArgument, DeployFailed, SmokeFailed
 
 HEROKU_ACCEPT = "application/vnd.heroku+json; version=3"
 POLL_SECONDS = 2.0
 HEALTH_BODY = {"status": "ok", "service": "velvet"}
-
-
-class DeployFailed(VelvetError):
-    """The build failed, or the release never came up; the message says which and why."""
-
-
-class SmokeFailed(VelvetError):
-    """One or more probes of the smoke check failed; the message names each."""
 
 
 def source_tarball(root: Path) -> bytes:

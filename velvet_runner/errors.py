@@ -1,4 +1,4 @@
-"""Every error Velvet raises, with the exit code the CLI maps it to.
+"""Every error Velvet raises on purpose, with the exit code the CLI maps it to.
 
     VelvetError                       1
     ├── InputError                    2   bad input: usage, manifest, action not allowed now
@@ -8,34 +8,60 @@
     │   ├── BadArgument
     │   ├── NotFoundError                 unknown credential or job
     │   ├── CorruptRecord                 a file on the state branch does not parse (named)
-    │   └── OrphanedPending               the vault's pending slot names a job the branch lacks
+    │   ├── OrphanedPending               the vault's pending slot names a job the branch lacks
+    │   ├── GateRefused                   approval missing or not allowed (Actions gates)
+    │   ├── StillLive                     mark_manually_revoked: the vendor still accepts it
+    │   └── LeakStillOpen             1   confirm_leak_resolved: a consumer still accepts it
     ├── ConflictError                 3
     │   ├── RotationInFlight              names the job holding the credential's lock
     │   ├── StateWriteLost                compare-and-swap lost too many times
     │   └── StateHistoryLost              the state branch lost commits this cache had seen
-    ├── FeatureDisabled               4
+    ├── FeatureDisabled               4   says why the flag reads as off
+    ├── Interrupted                 130   Ctrl-C at a safe point; names the resuming command
     ├── LocalFileError                1   a file on this machine could not be used (names it)
-    ├── GateRefused                   2   approval missing or not allowed (Actions gates)
+    ├── GitError                      1   a git command failed (not a lost race)
+    │   └── StateWriteRefused             the remote refused the push; git's reason quoted
+    ├── DeployFailed                  1   the status app's build or release failed
+    ├── SmokeFailed                   1   a probe of the deployed status app failed
+    ├── SetupError                    1   GitHub refused a change `velvet setup github` made
+    ├── InternalError                 1   a bug in Velvet, reported as one
+    │   └── LedgerError                   a token move the ledger does not allow
+    ├── WebError                          the status app's non-200 answers (`status`)
+    │   ├── WebNotFound                   404
+    │   │   └── PageNotFound              404 for an HTML page
+    │   ├── WebBadRequest                 400
+    │   └── WebUnavailable                503
     └── VendorError                       caught by the engine; becomes a failed/partial state
         ├── AuthRejected                  401/403: the value is not (or no longer) accepted
         ├── NotFound                      404
         ├── RateLimited                   429, or GitHub's rate-limit 403: wait, never "refused"
         ├── VendorRejected                other 4xx: the request itself is wrong
-        └── VendorUnavailable             5xx, timeouts, connection errors (retryable)
+        ├── VendorUnavailable             5xx, timeouts, connection errors (retryable)
+        └── NotifyError                   a notification channel failed (caught by the notifier)
 
-Messages name the object and where it came from; they never carry a secret value.
+The command line prints `lines()`, each after `prefix`, and exits with `exit_code`. Messages
+name the object and where it came from; they never carry a secret value.
 """
 
 from __future__ import annotations
 
 import errno
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from velvet_runner.records import Job
 
 
 class VelvetError(Exception):
     """Root of Velvet's errors."""
 
     exit_code = 1
+    prefix = "velvet: "  # what the command line puts before each of `lines()`
+
+    def lines(self) -> list[str]:
+        """What the command line prints for this error, one line each."""
+        return [str(self)]
 
 
 class InputError(VelvetError):
@@ -47,9 +73,14 @@ class InputError(VelvetError):
 class ManifestError(InputError):
     """The manifest is invalid; `reasons` holds one "file:line: field: message" per problem."""
 
+    prefix = ""  # each reason starts with the file it names
+
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("\n".join(reasons))
+
+    def lines(self) -> list[str]:
+        return self.reasons
 
 
 class SettingsError(InputError):
@@ -58,6 +89,9 @@ class SettingsError(InputError):
     def __init__(self, reasons: list[str]) -> None:
         self.reasons = reasons
         super().__init__("\n".join(reasons))
+
+    def lines(self) -> list[str]:
+        return self.reasons
 
 
 class ActionNotAllowed(InputError):
@@ -99,6 +133,21 @@ class GateRefused(InputError):
     """An operator gate (approval, ticket, typed-back name) is not satisfied."""
 
 
+class StillLive(InputError):
+    """mark_manually_revoked refused: the vendor still accepts the value (exit 2)."""
+
+
+class LeakStillOpen(InputError):
+    """confirm_leak_resolved refused: some consumer still accepts the revoked value."""
+
+    exit_code = 1
+
+    def __init__(self, job: Job, leaking: list[str]) -> None:
+        self.job = job
+        super().__init__("confirm_leak_resolved refused: still accepting the revoked value: "
+                         + ", ".join(leaking))
+
+
 class ConflictError(VelvetError):
     """Someone else holds or changed what this command needed."""
 
@@ -123,9 +172,22 @@ class StateHistoryLost(ConflictError):
 
 
 class FeatureDisabled(VelvetError):
-    """The velvet_v2_rotation flag is off."""
+    """The velvet_v2_rotation flag is off; `explanation` says why it reads as off."""
 
     exit_code = 4
+
+    def __init__(self, message: str, explanation: str | None = None) -> None:
+        self.explanation = explanation
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        return [str(self)] + ([self.explanation] if self.explanation else [])
+
+
+class Interrupted(VelvetError):
+    """The operator stopped the stage (Ctrl-C); it can be resumed by running it again."""
+
+    exit_code = 130
 
 
 class LocalFileError(VelvetError):
@@ -163,10 +225,70 @@ _OS_ADVICE = {
 }
 
 
+class GitError(VelvetError):
+    """A git command failed for a reason other than a lost race."""
+
+
+class StateWriteRefused(GitError):
+    """The remote refused the push for a reason other than a lost race; git's reason quoted."""
+
+
+class DeployFailed(VelvetError):
+    """The build failed, or the release never came up; the message says which and why."""
+
+
+class SmokeFailed(VelvetError):
+    """One or more probes of the smoke check failed; the message names each."""
+
+
+class SetupError(VelvetError):
+    """A change GitHub refused while applying (the message names it; never a value)."""
+
+
+class InternalError(VelvetError):
+    """A bug in Velvet, never an operator's mistake: reported as one."""
+
+    def lines(self) -> list[str]:
+        return [f"internal error ({type(self).__name__}): {self}"]
+
+
+class LedgerError(InternalError, ValueError):
+    """A move the ledger does not allow (a bug in the engine, never an operator error)."""
+
+
+class WebError(VelvetError):
+    """A status-app answer other than 200; `message` is safe to show (it never echoes odd
+    input)."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class WebNotFound(WebError):
+    status = 404
+
+
+class PageNotFound(WebNotFound):
+    """A 404 for an HTML page: answered with HTML, not JSON."""
+
+
+class WebBadRequest(WebError):
+    status = 400
+
+
+class WebUnavailable(WebError):
+    status = 503
+
+
 class VendorError(VelvetError):
-    """A vendor or target call failed; `retryable` says whether trying again may help."""
+    """A vendor or target call failed; `retryable` says whether trying again may help, and
+    `retry_after` (seconds) how long the vendor asked us to wait first, when it said."""
 
     retryable = False
+    retry_after: float | None = None
 
     def __init__(self, message: str, *, status: int | None = None) -> None:
         self.status = status
@@ -206,3 +328,13 @@ class VendorUnavailable(VendorError):
     """5xx, timeout or connection failure."""
 
     retryable = True
+
+
+class NotifyError(VendorError):
+    """A notification channel (Slack, email) failed; the notifier retries the retryable."""
+
+    def __init__(self, message: str, *, retryable: bool,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after = retry_after

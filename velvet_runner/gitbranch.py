@@ -57,10 +57,11 @@ from pathlib import Path
 
 from velvet_runner.errors import (
     BadArgument,
+    GitError,
     LocalFileError,
     StateHistoryLost,
     StateWriteLost,
-    VelvetError,
+    StateWriteRefused,
 )
 from velvet_runner.gitobjects import (
     SHA_RE,
@@ -108,14 +109,6 @@ def token_env(token: str) -> dict[str, str]:
     return {"GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "credential.helper",
             "GIT_CONFIG_VALUE_0": "", "GIT_CONFIG_KEY_1": "credential.helper",
             "GIT_CONFIG_VALUE_1": _HELPER, TOKEN_VAR: token}
-
-
-class GitError(VelvetError):
-    """A git command failed for a reason other than a lost race."""
-
-
-class StateWriteRefused(GitError):
-    """The remote refused the push for a reason other than a lost race; git's reason quoted."""
 
 
 class _Rejected(Exception):

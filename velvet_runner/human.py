@@ -27,6 +27,7 @@ from velvet_runner.machine import (
     Option,
     State,
     is_terminal,
+    stage_command,
 )
 from velvet_runner.records import DONE_ROW, ConsumerRow, Job, Life, RowStatus, iso
 from velvet_runner.scan import Scan, before_revoke_lines
@@ -92,18 +93,12 @@ def _steps(text: str) -> list[str]:
 def command(job_id: str, action: Action, *, credential: str | None = None,
             consumers: Iterable[str] = ()) -> str:
     """`velvet stage JOB ACTION` with every option the action needs filled in or shown."""
-    parts = [PROG, "stage", job_id, str(action)]
-    for option, required in OPTIONS[action].items():
-        if not required:
-            continue
-        if option == Option.CONSUMER:
-            ids = list(consumers) or ["<CONSUMER_ID>"]
-            parts += [f"--consumer {cid}" for cid in ids]
-        elif option == Option.TICKET:
-            parts.append("--ticket <TICKET>")
-        elif option == Option.CONFIRM:
-            parts.append(f"--confirm {credential or '<CREDENTIAL>'}")
-    return " ".join(parts)
+    needs = {option for option, required in OPTIONS[action].items() if required}
+    return stage_command(
+        job_id, action,
+        consumers=(list(consumers) or ["<CONSUMER_ID>"]) if Option.CONSUMER in needs else (),
+        ticket="<TICKET>" if Option.TICKET in needs else None,
+        confirm=(credential or "<CREDENTIAL>") if Option.CONFIRM in needs else None)
 
 
 def _open_rows(job: Job) -> list[ConsumerRow]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from velvet_runner.errors import LedgerError
 from velvet_runner.records import Job, Life, Role, Token
 
 # Which life may follow which. Debt is left only by proof (proven_dead) or by becoming the
@@ -40,10 +41,6 @@ LIVE = frozenset({Life.INTENDED, Life.MINTED, Life.HELD, Life.CURRENT, Life.REVO
 
 VAULT_CURRENT = "vault:current"
 VAULT_PENDING = "vault:pending"
-
-
-class LedgerError(ValueError):
-    """A move the ledger does not allow (a bug in the engine, never an operator error)."""
 
 
 def set_life(token: Token, life: Life, at: datetime, *, evidence: str | None = None) -> None:
@@ -105,11 +102,6 @@ def live(job: Job) -> list[Token]:
 def debt(job: Job) -> list[Token]:
     """Tokens recorded as debt and not yet proven dead."""
     return [t for t in job.ledger if t.life == Life.DEBT]
-
-
-def open_intents(job: Job) -> list[Token]:
-    """Side effects committed and not yet reconciled (a crash came between)."""
-    return [t for t in job.ledger if t.intent is not None and t.life in LIVE]
 
 
 def unaccounted(job: Job) -> list[Token]:

@@ -237,6 +237,12 @@ def is_terminal(flow: Flow, state: State) -> bool:
     return state in TERMINAL[flow]
 
 
+def is_failed(state: State) -> bool:
+    """Whether a stage that ends in `state` failed or only partly succeeded: the states that
+    wait on a person (`velvet stage` exits 1 in them)."""
+    return state in OPERATOR_STATES
+
+
 def allowed(flow: Flow, state: State, *, force_revoke: bool = False,
             rolling_back: bool = False) -> list[Action]:
     """The operator actions allowed in `state`, in declaration order.
@@ -310,6 +316,20 @@ OPTIONS: Mapping[Action, Mapping[Option, bool]] = MappingProxyType({
 
 # Actions that end a job early rather than move it on (listed after the others for people).
 STOP_ACTIONS: frozenset[Action] = frozenset({A.ABORT, A.ROLLBACK})
+
+
+def stage_command(job_id: str, action: str, *, consumers: Iterable[str] = (),
+                  ticket: str | None = None, confirm: str | None = None,
+                  flags: Iterable[Option] = ()) -> str:
+    """`velvet stage JOB ACTION [--consumer ID]... [--ticket T] [--confirm NAME] [--FLAG]...`:
+    the one spelling of an operator's next command, wherever it is named (summaries, failure
+    messages, the resume hint after Ctrl-C, the status page)."""
+    words = ["velvet", "stage", job_id, str(action)]
+    words += [f"--consumer {cid}" for cid in consumers]
+    words += [f"--ticket {ticket}"] if ticket else []
+    words += [f"--confirm {confirm}"] if confirm else []
+    words += [f"--{flag}" for flag in flags]
+    return " ".join(words)
 
 
 def options_refused(action: Action, given: Iterable[Option]) -> list[Option]:

@@ -23,6 +23,7 @@ import httpx
 
 from velvet_runner.budget import Budgets, github_rate_limited
 from velvet_runner.client import make_client, retry_after
+from velvet_runner.errors import NotifyError
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Job
 from velvet_runner.scan import before_revoke_lines
@@ -37,13 +38,6 @@ SLACK_RETRYABLE = frozenset({"ratelimited", "rate_limited", "fatal_error", "inte
                              "request_timeout", "service_unavailable"})
 
 log = logging.getLogger("velvet.notify")
-
-
-class NotifyError(Exception):
-    def __init__(self, message: str, *, retryable: bool, wait: float | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.wait = wait
 
 
 def _headline(job: Job) -> str:
@@ -132,7 +126,7 @@ class Notifier:
                 error = str(exc)
                 if not exc.retryable:
                     break
-                wait = exc.wait
+                wait = exc.retry_after
             except httpx.TimeoutException:
                 error = f"{channel.name}: timed out"
                 wait = None
@@ -153,7 +147,8 @@ class Notifier:
 def _check(response: httpx.Response, what: str) -> None:
     # A rate limit (a 429, or GitHub's rate-limit 403) is a wait, not a refusal.
     if response.status_code == 429 or github_rate_limited(response):
-        raise NotifyError(f"{what}: HTTP 429", retryable=True, wait=retry_after(response))
+        raise NotifyError(f"{what}: HTTP 429", retryable=True,
+                          retry_after=retry_after(response))
     if response.status_code >= 500:
         raise NotifyError(f"{what}: HTTP {response.status_code}", retryable=True)
     if response.status_code >= 400:

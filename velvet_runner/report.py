@@ -1,4 +1,4 @@
-"""Renderings of jobs for people: the status table, the mermaid path, the step summary."""
+"""Renderings of jobs for people: the consumer table, the mermaid path, the step summary."""
 
 from __future__ import annotations
 
@@ -23,39 +23,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
               for r in rows]
     return "\n".join(lines) + "\n"
-
-
-def status_table(jobs: list[Job], *, detail: bool = False,
-                 credentials: list[str] | None = None) -> str:
-    """A table for people; with `detail`, one job's consumer rows and recent events too."""
-    if credentials is not None:
-        by_cred = {j.credential: j for j in jobs}
-        rows = []
-        for name in credentials:
-            job = by_cred.get(name)
-            rows.append([name, job.status if job else "-", job.job_id if job else "-",
-                         job.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ") if job else "-"])
-        return _table(["CREDENTIAL", "LAST STATUS", "JOB", "UPDATED"], rows)
-    if not detail:
-        if not jobs:
-            return "no jobs\n"
-        return _table(["JOB", "CREDENTIAL", "FLOW", "STATUS", "CREATED", "UPDATED"],
-                      [[j.job_id, j.credential, j.flow_type, j.status,
-                        j.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                        j.updated_at.strftime("%Y-%m-%dT%H:%M:%SZ")] for j in jobs])
-    out = []
-    for job in jobs:
-        out.append(f"job {job.job_id}  {job.credential}  {job.flow_type}  env {job.env}\n"
-                   f"status {job.status}  (created {job.created_at:%Y-%m-%dT%H:%M:%SZ}, "
-                   f"updated {job.updated_at:%Y-%m-%dT%H:%M:%SZ})\n")
-        out.append(consumer_table(job))
-        out.append("events:\n")
-        for event in job.events[-10:]:
-            move = f"{event.from_state} -> {event.to_state}" if event.from_state else (
-                f"-> {event.to_state}")
-            out.append(f"  {event.at:%Y-%m-%dT%H:%M:%SZ}  {event.actor:<12} {event.action:<22} "
-                       f"{move}  {event.detail or ''}".rstrip() + "\n")
-    return "".join(out)
 
 
 def consumer_table(job: Job) -> str:

@@ -41,13 +41,14 @@ from pydantic import ValidationError
 
 from velvet_runner.errors import (
     CorruptRecord,
+    GitError,
     LocalFileError,
     NotFoundError,
     RotationInFlight,
     StateHistoryLost,
     StateWriteLost,
 )
-from velvet_runner.gitbranch import Change, GitBranch, GitError, Ls, Plan, Read, create_repository
+from velvet_runner.gitbranch import Change, GitBranch, Ls, Plan, Read, create_repository
 from velvet_runner.gitobjects import TREE_MODE, parse_tree
 from velvet_runner.machine import is_terminal
 from velvet_runner.records import Job, iso, utcnow

@@ -8,8 +8,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 
+from velvet_runner.errors import NotifyError
 from velvet_runner.machine import Flow, State
-from velvet_runner.notify import Channel, Notifier, NotifyError, message_text
+from velvet_runner.notify import Channel, Notifier, message_text
 from velvet_runner.records import ConsumerRow, Job, RowStatus
 
 

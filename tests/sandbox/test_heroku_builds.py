@@ -14,7 +14,8 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from velvet_runner.deploy import Deployer, DeployFailed, failure, smoke, source_tarball
+from velvet_runner.deploy import Deployer, failure, smoke, source_tarball
+from velvet_runner.errors import DeployFailed
 from velvet_runner.sandbox.heroku import HerokuState
 
 from .support import Fake

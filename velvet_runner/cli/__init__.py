@@ -14,7 +14,7 @@ from typing import NoReturn
 import click
 
 from velvet_runner.cli.actions import approve, dispatch
-from velvet_runner.cli.common import _settings, cli
+from velvet_runner.cli.common import cli
 from velvet_runner.cli.evidence import evidence, scan
 from velvet_runner.cli.github import doctor, setup
 from velvet_runner.cli.jobs import due, push, rotate, stage, status, stuck
@@ -62,28 +62,12 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _report(exc: VelvetError) -> NoReturn:
-    from velvet_runner.errors import FeatureDisabled, ManifestError, SettingsError
+    """The error's own lines and exit code (errors.py): no error is a special case here."""
+    from velvet_runner.redact import scrub
 
-    if isinstance(exc, ManifestError):
-        for reason in exc.reasons:
-            click.echo(reason, err=True)
-        sys.exit(exc.exit_code)
-    if isinstance(exc, SettingsError):
-        _fail("\nvelvet: ".join(exc.reasons), exc.exit_code)
-    if isinstance(exc, FeatureDisabled):
-        _fail(f"{exc}\nvelvet: {_flag_explanation()}", exc.exit_code)
-    _fail(str(exc), exc.exit_code)
-
-
-def _flag_explanation() -> str:
-    """Why the flag reads as off: a missing file, a missing or misspelled key, or false."""
-    from velvet_runner import flags as flags_mod
-
-    try:
-        path = _settings().manifest
-    except VelvetError as exc:
-        return str(exc)
-    return flags_mod.explain_flag(path)
+    for line in exc.lines():
+        click.echo(f"{exc.prefix}{scrub(line)}", err=True)
+    sys.exit(exc.exit_code)
 
 
 if __name__ == "__main__":  # pragma: no cover

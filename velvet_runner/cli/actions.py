@@ -29,7 +29,7 @@ def approve(job_id: str, action: str) -> None:
 
     settings = _settings()
     loaded = manifest_mod.load(settings.manifest)
-    require_enabled(flags_mod.load_flags(settings.manifest))
+    require_enabled(flags_mod.load_flags(settings.manifest), settings.manifest)
     job = record_fallback_approval(settings, loaded, _store(settings), job_id, action)
     click.echo(f"job {job.job_id}: {job.events[-1].detail}")
     _actions_outputs(job)

@@ -104,8 +104,8 @@ def stage(job_id: str, action: str, consumers: Sequence[str], ticket: str | None
           confirm: str | None, accept_debt: bool, accept_unregistered: bool,
           accept_still_used: bool, as_json: bool | None, show_all: bool) -> None:
     """Run ACTION on job JOB_ID (verify, proceed_mint, proceed_revoke, retry_*, abort, ...)."""
-    from velvet_runner.engine import LeakStillOpen, stage_failed
-    from velvet_runner.errors import VendorError
+    from velvet_runner.engine import stage_failed
+    from velvet_runner.errors import LeakStillOpen, VendorError
     from velvet_runner.machine import Option
 
     _refuse_options(action, {Option.CONSUMER: bool(consumers), Option.TICKET: ticket is not None,
@@ -161,13 +161,14 @@ def _unrecorded(exc: VendorError, engine: Any, job_id: str, action: str) -> Vend
     """A vendor failure the stage did not record on the job (it came before the stage's first
     move): the same error, with where the job stands and the command that tries again."""
     from velvet_runner.errors import VelvetError
+    from velvet_runner.machine import stage_command
 
     try:
         where = f"job {job_id} is still {engine.store.find(job_id).status}"
     except VelvetError:
         where = f"job {job_id} is unchanged"
     return type(exc)(f"{exc}; {where}: once the vendor answers, run the same action again: "
-                     f"velvet stage {job_id} {action} (with the same options)")
+                     f"{stage_command(job_id, action)} (with the same options)")
 
 
 def _show_job(job: Job, as_json: bool, show_all: bool = False) -> None:

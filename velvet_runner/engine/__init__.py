@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from velvet_runner import ledger, timeline
@@ -30,10 +31,13 @@ from velvet_runner.errors import (
     ConflictError,
     FeatureDisabled,
     InputError,
+    Interrupted,
+    LeakStillOpen,
     NotFoundError,
     RotationInFlight,
     VendorError,
 )
+from velvet_runner.flags import explain_flag
 from velvet_runner.logs import job_logger
 from velvet_runner.machine import (
     INITIAL,
@@ -42,7 +46,9 @@ from velvet_runner.machine import (
     Option,
     State,
     allowed,
+    is_failed,
     options_refused,
+    stage_command,
     step,
 )
 from velvet_runner.manifest import BOOTSTRAP_CREDENTIALS, Consumer, Credential, Manifest
@@ -55,9 +61,8 @@ from . import revoke
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
 from .journal import LEASE_TTL, Journal
-from .progress import Interrupted, Progress
+from .progress import Progress
 from .proof import confirm
-from .revocation import LeakStillOpen
 
 __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
            "Notifier", "Progress", "require_enabled", "stage_failed"]
@@ -65,12 +70,13 @@ __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "
 FLAG = "velvet_v2_rotation"
 
 
-def require_enabled(flags: dict[str, bool]) -> None:
+def require_enabled(flags: dict[str, bool], manifest_path: str | Path) -> None:
     """The feature flag's refusal, for the engine and for commands that change a job without it
-    (`velvet approve`)."""
+    (`velvet approve`), saying why the flag beside `manifest_path` reads as off."""
     if not flags.get(FLAG, False):
         raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
-                              "anything; use the vendor's manual SOP (runbook section 1)")
+                              "anything; use the vendor's manual SOP (runbook section 1)",
+                              explain_flag(manifest_path))
 
 
 class Notifier(Protocol):
@@ -105,7 +111,7 @@ class Engine:
     # --- preconditions -------------------------------------------------------------------
 
     def require_enabled(self) -> None:
-        require_enabled(self.flags)
+        require_enabled(self.flags, self.settings.manifest)
 
     def _credential(self, name: str) -> Credential:
         cred = self.manifest.credential(name)
@@ -209,7 +215,8 @@ class Engine:
                                        force_revoke=holder.force_revoke):
             raise ConflictError(
                 f"job {holder_id} is in {holder.status}, which cannot be aborted: the old "
-                f"value's revoke is under way. Finish it (velvet stage {holder_id} retry_revoke, "
+                f"value's revoke is under way. Finish it "
+                f"({stage_command(holder_id, Action.RETRY_REVOKE)}, "
                 "or mark_manually_revoked --ticket T); that revokes the value the emergency is "
                 "about")
         job_logger("engine", holder_id).warning(
@@ -242,7 +249,7 @@ class Engine:
         if rolling_back and act != Action.ROLLBACK:
             raise BadArgument(f"job {job_id} is in the middle of a rollback (consumers are split "
                               "between the old and new values); only finishing it is allowed: "
-                              f"velvet stage {job_id} rollback")
+                              f"{stage_command(job_id, Action.ROLLBACK)}")
         step(job.flow_type, job.status, act, force_revoke=job.force_revoke,
              rolling_back=rolling_back)  # refuse early
         run = Run(self, job, cred)
@@ -259,7 +266,8 @@ class Engine:
             exc.job = run.job
             raise
         except Interrupted:
-            resume = _resume_command(job_id, act, consumers, ticket, confirm, given)
+            resume = stage_command(job_id, act, consumers=consumers, ticket=ticket,
+                                   confirm=confirm, flags=given)
             run.journal.stopping = True
             run.journal.note("interrupted", "stopped by the operator (Ctrl-C) at a safe point; "
                              f"resume with: {resume}")
@@ -361,16 +369,6 @@ class Engine:
                       "token_id": token_id, **({"ticket": ticket} if ticket else {})})
 
 
-def _resume_command(job_id: str, act: Action, consumers: Sequence[str], ticket: str | None,
-                    confirm: str | None, flags: Sequence[Option] = ()) -> str:
-    words = ["velvet", "stage", job_id, str(act)]
-    words += [w for c in consumers for w in ("--consumer", c)]
-    words += ["--ticket", ticket] if ticket else []
-    words += ["--confirm", confirm] if confirm else []
-    words += [f"--{flag}" for flag in flags]
-    return " ".join(words)
-
-
 def _run_url() -> str | None:
     server = os.environ.get("GITHUB_SERVER_URL")
     repo = os.environ.get("GITHUB_REPOSITORY")
@@ -383,6 +381,6 @@ def _run_url() -> str | None:
 def stage_failed(job: Job) -> bool:
     """Whether the CLI should exit 1: the stage ended in a failed or partial state, or in a
     `done` that is not clean (a consumer failed its check after the revoke)."""
-    return (job.status.endswith(("_failed", "_partial")) or job.status == State.REV_LEAKED
+    return (is_failed(job.status)
             or bool((job.report.get("after_revoke") or {}).get("failing")))
 

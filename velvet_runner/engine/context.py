@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from velvet_runner import ledger, redact
 from velvet_runner.client import RATE_PATIENCE, RetryPolicy
 from velvet_runner.errors import BadArgument, InputError, VelvetError, VendorError
-from velvet_runner.machine import Action
+from velvet_runner.machine import Action, stage_command
 from velvet_runner.manifest import Consumer, Credential
 from velvet_runner.records import ConsumerRow, Job, Life, Role, Token, fingerprint
 from velvet_runner.targets.base import Target
@@ -127,9 +127,9 @@ class Run:
             self.log.warning("VELVET_CRASH_AT=%s: exiting hard", point)
             os._exit(CRASH_EXIT)
 
-    def command(self, action: str) -> str:
+    def command(self, action: Action, *, ticket: str | None = None) -> str:
         """The command an operator runs next on this job (named in failure messages)."""
-        return f"velvet stage {self.job.job_id} {action}"
+        return stage_command(self.job.job_id, action, ticket=ticket)
 
     def gate(self, act: Action) -> None:
         if self.e.gate is None:

@@ -16,10 +16,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+from velvet_runner.errors import Interrupted
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import RowStatus
-
-from .progress import Interrupted
 
 if TYPE_CHECKING:
     from .context import Run

@@ -17,7 +17,7 @@ from velvet_runner.errors import (
     VendorError,
     VendorUnavailable,
 )
-from velvet_runner.machine import Outcome
+from velvet_runner.machine import Action, Outcome
 from velvet_runner.records import Job, Life, fingerprint
 from velvet_runner.vault import Pending
 from velvet_runner.vendors.base import Minted
@@ -128,7 +128,7 @@ def _refuse_orphaned(run: Run, pending: Pending | None) -> None:
         f"{run.e.store.branch}> to the state repository), then run velvet stage "
         f"{pending.job_id} abort; or, if the record is gone for good, check which consumers "
         f"hold it, revoke auth id {pending.auth_id} at {run.cred.vendor}, clear {slot} and "
-        f"{slot}_META, then {run.command('proceed_mint')}")
+        f"{slot}_META, then {run.command(Action.PROCEED_MINT)}")
 
 
 def _mint_once(run: Run, current: SecretStr, token_id: str) -> Minted:

@@ -173,10 +173,9 @@ def distribute(run: Run) -> None:
 
     def write(consumer: Consumer) -> Written:
         target = run.target(consumer)
-        hint = getattr(target, "backoff_hint", None)
         since = run.e.now()
         try:
-            run.retry(hint).run(lambda: target.write(value))
+            run.retry(target.backoff_hint).run(lambda: target.write(value))
         except VendorError as exc:
             # 5xx/timeouts may have been applied; refusals (401/403/404/422/429) were not.
             holds: Holds = ("unknown" if isinstance(exc, VendorUnavailable)

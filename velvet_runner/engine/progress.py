@@ -12,13 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from velvet_runner.errors import VelvetError
-
-
-class Interrupted(VelvetError):
-    """The operator stopped the stage (Ctrl-C); it can be resumed by running it again."""
-
-    exit_code = 130
+from velvet_runner.errors import Interrupted
 
 
 class Progress:

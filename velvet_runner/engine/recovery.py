@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import SecretStr
 
 from velvet_runner import ledger
-from velvet_runner.errors import BadArgument, GateRefused, InputError, VendorError
-from velvet_runner.machine import Action, Flow, State
+from velvet_runner.errors import BadArgument, GateRefused, InputError, StillLive, VendorError
+from velvet_runner.machine import Action, Flow, Option, State, stage_command
 from velvet_runner.manifest import Consumer
 from velvet_runner.records import DONE_ROW, Job, Life, RowStatus, Token, fingerprint, iso
 
@@ -23,11 +23,6 @@ from .fanout import fan_out
 from .operational import advance, outcome
 from .proof import Proof, confirm, prove
 from .revoke import make_current
-
-
-class StillLive(InputError):
-    """mark_manually_revoked refused: the vendor still accepts the value (exit 2)."""
-
 
 # --- rows marked by hand ---------------------------------------------------------------
 
@@ -145,8 +140,8 @@ def manual_proof(run: Run, token_id: str, value: SecretStr | None, ticket: str,
     if not args.accept_debt:
         message = (f"mark_manually_revoked refused: {proof.evidence}. Revoke it at "
                    f"{run.cred.vendor} first and run this again, or record it as revocation "
-                   f"debt: velvet stage {run.job.job_id} mark_manually_revoked --ticket {ticket}"
-                   " --accept-debt")
+                   "debt: " + stage_command(run.job.job_id, Action.MARK_MANUALLY_REVOKED,
+                                            ticket=ticket, flags=[Option.ACCEPT_DEBT]))
         run.journal.note("mark_manually_revoked_refused", proof.evidence, {"ticket": ticket})
         raise StillLive(message)
     return Life.DEBT, f"still live, recorded as debt on the operator's word (ticket {ticket})"
@@ -358,7 +353,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
     def write(consumer: Consumer) -> tuple[RowStatus, str]:
         target = run.target(consumer)
         try:
-            run.retry(getattr(target, "backoff_hint", None)).run(lambda: target.write(old))
+            run.retry(target.backoff_hint).run(lambda: target.write(old))
         except VendorError as exc:
             return RowStatus.FAILED, str(exc)
         return RowStatus.SUCCEEDED, "rolled back to the old value"
@@ -380,8 +375,8 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
     fan_out(run, [c for _, c in todo], write, done, what="rolling back", spends=True)
     if failures:
         return j.note("rollback_failed", "could not restore the old value on "
-                      + ", ".join(sorted(failures)) + f"; run velvet stage {run.job.job_id} "
-                      "rollback again", {"failed": sorted(failures)})
+                      + ", ".join(sorted(failures)) + "; run "
+                      + run.command(Action.ROLLBACK) + " again", {"failed": sorted(failures)})
     new_state = _revoke_new(run, old)
     run.call(run.vault.clear_pending)
 

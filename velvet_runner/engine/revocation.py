@@ -17,6 +17,7 @@ from velvet_runner import ledger, redact
 from velvet_runner.errors import (
     AuthRejected,
     InputError,
+    LeakStillOpen,
     VendorError,
     VendorRejected,
     VendorUnavailable,
@@ -30,17 +31,6 @@ from .proof import REPROBE_SECONDS, Proof, confirm, name, prove
 from .recovery import _ticket, manual_proof
 
 INACTIVE = "active: false in the manifest"
-
-
-class LeakStillOpen(InputError):
-    """confirm_leak_resolved refused: some consumer still accepts the revoked value."""
-
-    exit_code = 1
-
-    def __init__(self, job: Job, leaking: list[str]) -> None:
-        self.job = job
-        super().__init__("confirm_leak_resolved refused: still accepting the revoked value: "
-                         + ", ".join(leaking))
 
 
 def revoke(run: Run, act: Action, args: Args) -> Job:
@@ -130,12 +120,13 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
         try:
             again = prove(run, old, current)
         except VendorError as exc:
-            j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+            j.move(Outcome.FAILED,
+                   f"revoke check failed: {exc}; {run.command(Action.RETRY_REVOKE)}")
             return
         if again.dead:
             j.move(Outcome.FAILED, f"the vault still holds the revoked value: put a fresh value"
                    f" in {run.vault.describe()} (regenerate auth id {old.auth_id} at "
-                   f"{run.cred.vendor}), then {run.command('retry_revoke')}")
+                   f"{run.cred.vendor}), then {run.command(Action.RETRY_REVOKE)}")
             return
         auth = old.auth_id
         j.change(lambda job: _announce(run, job, current, auth, reopen=(
@@ -163,12 +154,12 @@ def emergency_revoke(run: Run, *, resumed: bool) -> None:
     if not proof.dead:
         _back_to_current(run, old.token_id, current)
         what = ("manual_required: " + run.cred.vendor + " cannot revoke by API; delete the "
-                "token in the vendor's dashboard, then " + run.command("retry_revoke")
+                "token in the vendor's dashboard, then " + run.command(Action.RETRY_REVOKE)
                 if not run.vendor.CAN_REVOKE and not run.vendor.CAN_ROLL
-                else f"revoke not proven: {proof.evidence}; {run.command('retry_revoke')}")
+                else f"revoke not proven: {proof.evidence}; {run.command(Action.RETRY_REVOKE)}")
         if not proof.probed:
             what = (f"manual_required: {proof.evidence}; revoke it in the vendor's dashboard, "
-                    f"then {run.command('mark_manually_revoked --ticket T')}")
+                    f"then {run.command(Action.MARK_MANUALLY_REVOKED, ticket='T')}")
         j.move(Outcome.FAILED, what)
         return
     j.settle(old.token_id, Life.PROVEN_DEAD, evidence=proof.evidence)
@@ -196,7 +187,7 @@ def _revoked(run: Run, detail: str) -> None:
     alive = kill_preempted(run)
     if alive:
         run.journal.move(Outcome.FAILED, f"{detail}; but the preempted job's "
-                         + "; ".join(alive) + f"; {run.command('retry_revoke')}")
+                         + "; ".join(alive) + f"; {run.command(Action.RETRY_REVOKE)}")
         return
     run.journal.move(Outcome.OK, detail)
 
@@ -356,7 +347,7 @@ def _unstorable_roll(run: Run, rolled_id: str | None, value: SecretStr, auth_id:
     j.move(Outcome.FAILED, f"revoke incomplete: the old value is dead, but {why}, {fate}. "
            f"{run.cred.name} has no live value now: create one at {run.cred.vendor}, put it "
            f"in {run.vault.describe()} (and its id in __AUTH_ID), then "
-           f"{run.command('retry_revoke')}")
+           f"{run.command(Action.RETRY_REVOKE)}")
 
 
 def _vault_moved_on(run: Run, current: SecretStr) -> None:
@@ -390,11 +381,12 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
             try:
                 proof = prove(run, token, None, using=current)
             except VendorError as exc:
-                j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+                j.move(Outcome.FAILED,
+                       f"revoke check failed: {exc}; {run.command(Action.RETRY_REVOKE)}")
                 return
             if not proof.dead:
                 j.move(Outcome.FAILED, f"the vault holds a new value but {proof.evidence}; "
-                       f"revoke it at {run.cred.vendor}, then {run.command('retry_revoke')}")
+                       f"revoke it at {run.cred.vendor}, then {run.command(Action.RETRY_REVOKE)}")
                 return
             proof_text = proof.evidence
         j.settle(token.token_id, Life.PROVEN_DEAD, evidence=proof_text)
@@ -430,7 +422,7 @@ def _lost_roll(run: Run, rolled_id: str, auth_id: str | None) -> None:
         j.settle(old.token_id, Life.PROVEN_DEAD, evidence="the vendor refuses the old value")
     j.move(Outcome.FAILED, f"revoke incomplete: {lost}. Regenerate (or delete) auth id "
            f"{auth_id} at {run.cred.vendor}, put the new value in {run.vault.describe()}, then "
-           f"{run.command('retry_revoke')}")
+           f"{run.command(Action.RETRY_REVOKE)}")
 
 
 def _back_to_current(run: Run, old_id: str, current: SecretStr) -> None:
@@ -508,7 +500,7 @@ def _done(run: Run, detail: str) -> Job:
             j.note("rev_done_deferred", f"could not prove {name(token)} dead: {exc}")
             raise VendorUnavailable(
                 f"rev_done not claimed: {name(token)} could not be proven dead now ({exc}); "
-                f"the job stays {run.job.status}: {run.command('revoke')} again") from None
+                f"the job stays {run.job.status}: {run.command(Action.REVOKE)} again") from None
         if proof.dead:
             proofs.append(f"{name(token)}: {proof.evidence}")
             continue
@@ -519,7 +511,7 @@ def _done(run: Run, detail: str) -> Job:
     if alive:
         return j.move(Outcome.FAILED, "SEV1: not proven dead at rev_done: " + "; ".join(alive)
                       + f"; revoke it at {run.cred.vendor} by hand, then "
-                      + run.command("confirm_leak_resolved"), data={"not_proven": alive})
+                      + run.command(Action.CONFIRM_LEAK_RESOLVED), data={"not_proven": alive})
     return j.move(Outcome.OK, detail, data={"unchecked": unchecked(run.job),
                                              "proofs": proofs})
 

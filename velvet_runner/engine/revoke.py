@@ -109,7 +109,7 @@ def revoke(run: Run) -> Job:
             again = prove(run, old, current, using=new)
         except VendorError as exc:
             return _failed(run, old_id, f"revoke check failed: {exc}; "
-                           f"{run.command('retry_revoke')}")
+                           f"{run.command(Action.RETRY_REVOKE)}")
         if again.dead:
             return _finish(run, old_id, again.evidence)
         j.kill(old_id, reopen=f"recorded as proven dead, but {again.evidence}")
@@ -119,12 +119,12 @@ def revoke(run: Run) -> Job:
     if auth_id is None:
         return _failed(run, old_id, "revoke failed: the old value's auth id is unknown "
                        f"({run.vault.describe()}__AUTH_ID is empty); revoke it at the vendor, "
-                       f"then {run.command('mark_manually_revoked --ticket T')}")
+                       f"then {run.command(Action.MARK_MANUALLY_REVOKED, ticket='T')}")
     try:
         revoked_now = run.call(lambda: run.vendor.revoke(auth_id, using=new, value=current))
     except VendorError as exc:
         return _failed(run, old_id, f"revoke failed: {exc} (old_auth_id {auth_id}); "
-                       f"{run.command('retry_revoke')}")
+                       f"{run.command(Action.RETRY_REVOKE)}")
     run.crash("after_revoke")
     said = ("old value revoked" if revoked_now
             else f"already revoked (404: the vendor has no auth id {auth_id})")
@@ -138,7 +138,8 @@ def _prove_or_fail(run: Run, old_id: str, value: SecretStr | None, using: Secret
     try:
         proof = (confirm if confirm_only else prove)(run, old, value, using=using)
     except VendorError as exc:
-        return _failed(run, old_id, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+        return _failed(run, old_id,
+                       f"revoke check failed: {exc}; {run.command(Action.RETRY_REVOKE)}")
     if not proof.dead:
         return _failed(run, old_id, _unproven(run, old, proof.evidence, said,
                                               probed=proof.probed))
@@ -158,18 +159,18 @@ def _unproven(run: Run, old: Token, evidence: str, said: str, *, probed: bool) -
     if not probed:
         return (f"manual_required: {name} cannot revoke or probe by API; delete the old token "
                 "in the vendor's dashboard, then "
-                + run.command("mark_manually_revoked --ticket T"))
+                + run.command(Action.MARK_MANUALLY_REVOKED, ticket="T"))
     if not run.vendor.CAN_REVOKE:
         return (f"manual_required: {name} cannot revoke by API and {evidence}; delete the old "
-                f"token in the vendor's dashboard, then {run.command('retry_revoke')} (or "
+                f"token in the vendor's dashboard, then {run.command(Action.RETRY_REVOKE)} (or "
                 "mark_manually_revoked --ticket T once it is refused)")
     if said.startswith("already revoked"):
         return (f"revoke not proven: the vendor says it has no auth id {old.auth_id} "
                 f"(404), but {evidence}: the vault's "
                 f"{run.vault.describe()}__AUTH_ID is probably stale. Revoke the old token at "
-                f"{name} by hand, then {run.command('mark_manually_revoked --ticket T')}")
+                f"{name} by hand, then {run.command(Action.MARK_MANUALLY_REVOKED, ticket='T')}")
     return (f"revoke not proven: {said}, but {evidence}; "
-            f"{run.command('retry_revoke')}, or revoke it at {name} by hand and "
+            f"{run.command(Action.RETRY_REVOKE)}, or revoke it at {name} by hand and "
             "mark_manually_revoked --ticket T")
 
 
@@ -201,7 +202,7 @@ def finish_revoke(run: Run, detail: str) -> Job:
         # The old value is dead (its proof is committed); the vault could not be told. The
         # job waits in revoke_failed: retry_revoke finds the proof again and promotes.
         return run.journal.move(Outcome.FAILED, f"{detail}; but the vault could not be "
-                                f"promoted ({exc}): {run.command('retry_revoke')}")
+                                f"promoted ({exc}): {run.command(Action.RETRY_REVOKE)}")
     run.crash("after_promote")
     failing = after_revoke(run)
 
@@ -243,7 +244,7 @@ def push(run: Run, consumer_ids: list[str]) -> Job:
         target = run.target(consumer)
         since = run.e.now()
         try:
-            run.retry(getattr(target, "backoff_hint", None)).run(lambda: target.write(value))
+            run.retry(target.backoff_hint).run(lambda: target.write(value))
         except VendorError as exc:
             return False, f"write failed: {exc}"
         written = shown_write(run, target, value, since)

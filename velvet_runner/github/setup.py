@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from velvet_runner.errors import VelvetError
+from velvet_runner.errors import SetupError, VelvetError
 
 from .doctor import CODEOWNERS_FILES, codeowners_of
 from .expect import APP_CLIENT_VARIABLE, CODEOWNED, FALLBACK_VARIABLE, STATE_RULES, Expected
@@ -40,12 +40,6 @@ REVIEW_RULE = {"type": "pull_request", "parameters": {
     "required_approving_review_count": 1, "require_code_owner_review": True,
     "dismiss_stale_reviews_on_push": True, "require_last_push_approval": False,
     "required_review_thread_resolution": False}}
-
-
-class SetupError(VelvetError):
-    """A change GitHub refused while applying (the message names it; never a value)."""
-
-    exit_code = 1
 
 
 @dataclass

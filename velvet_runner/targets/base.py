@@ -98,6 +98,11 @@ class Target(ABC):
         Used by the testing flow; must change nothing anywhere.
         """
 
+    def backoff_hint(self) -> float | None:
+        """On a rate limit without Retry-After: how many vendor seconds until the vendor admits
+        a request again, asked of the vendor (a free endpoint); None when it cannot tell."""
+        return None
+
     def delete(self) -> None:
         """Remove the stored value (the vault's pending slot uses this)."""
         raise NotImplementedError(f"{self.kind} cannot delete")

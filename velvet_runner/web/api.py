@@ -22,11 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from velvet_runner.errors import WebBadRequest, WebNotFound, WebUnavailable
 from velvet_runner.machine import is_terminal
 from velvet_runner.manifest import Credential
 from velvet_runner.records import Job
 from velvet_runner.store import CREDENTIAL_RE
-from velvet_runner.web.state import BadRequest, Context, NotFound, Unavailable, credential_label
+from velvet_runner.web.state import Context, credential_label
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -43,7 +44,7 @@ def parse_limit(raw: str | None) -> int:
     if raw is None:
         return DEFAULT_LIMIT
     if not re.fullmatch(r"[0-9]{1,4}", raw) or not 1 <= int(raw) <= MAX_LIMIT:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
+        raise WebBadRequest(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(raw)
 
 
@@ -69,10 +70,10 @@ def subscribers(request: Request) -> JSONResponse:
     ctx = context(request)
     name = request.path_params["name"]
     if not CREDENTIAL_RE.fullmatch(name):
-        raise NotFound(credential_label(name))
+        raise WebNotFound(credential_label(name))
     cred = ctx.manifest.get().credential(name)
     if cred is None:
-        raise NotFound(f"{credential_label(name)} in the manifest")
+        raise WebNotFound(f"{credential_label(name)} in the manifest")
     return JSONResponse(subscribers_json(cred))
 
 
@@ -201,7 +202,7 @@ async def _job_events(ctx: Context, name: str, job_id: str) -> AsyncIterator[str
             seen_generation, last_read = generation, now
             try:
                 job = await run_in_threadpool(ctx.state.job, name, job_id)
-            except Unavailable as exc:
+            except WebUnavailable as exc:
                 yield _sse(ctx, "end", {"job_id": job_id, "status": None, "reason": exc.message})
                 return
             if job is None:

@@ -38,6 +38,7 @@ from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from velvet_runner import redact
+from velvet_runner.errors import PageNotFound, WebError
 from velvet_runner.gitbranch import token_env
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
@@ -65,10 +66,8 @@ from velvet_runner.web.state import (
     Context,
     FingerprintKey,
     ManifestView,
-    PageNotFound,
     StateView,
     StreamSlots,
-    WebError,
 )
 
 STATIC_DIR = Path(__file__).parent / "static"

@@ -19,17 +19,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from velvet_runner import evidence
-from velvet_runner.errors import InputError
+from velvet_runner.errors import InputError, WebBadRequest, WebNotFound, WebUnavailable
 from velvet_runner.manifest import Credential, Manifest
 from velvet_runner.web.api import context
-from velvet_runner.web.state import (
-    BadRequest,
-    Context,
-    NotFound,
-    Summary,
-    Unavailable,
-    credential_label,
-)
+from velvet_runner.web.state import Context, Summary, credential_label
 
 WARN_AT = 0.8  # of the schedule: amber from here on
 MEDIA = {"md": "text/markdown", "csv": "text/csv", "json": "application/json"}
@@ -79,7 +72,7 @@ def key_ages(ctx: Context) -> list[KeyAge]:
     """Every credential the manifest names (and any other the branch has jobs of), now."""
     now = ctx.now()
     manifest: Manifest | None = None
-    with contextlib.suppress(Unavailable):
+    with contextlib.suppress(WebUnavailable):
         manifest = ctx.manifest.get()
     names: list[tuple[str, Credential | None]] = (
         [(c.name, c) for c in manifest.credentials] if manifest else [])
@@ -186,7 +179,7 @@ def evidence_export(request: Request) -> Response:
     query = request.query_params
     fmt = query.get("format", "md")
     if fmt not in MEDIA:
-        raise BadRequest(f"format must be one of {', '.join(MEDIA)}")
+        raise WebBadRequest(f"format must be one of {', '.join(MEDIA)}")
     since, name = query.get("since"), query.get("credential")
     key = ("evidence", fmt, since or "", name or "")
     manifest_key = ctx.manifest.stat_key()
@@ -196,9 +189,9 @@ def evidence_export(request: Request) -> Response:
     try:
         evidence.parse_since(since)
     except InputError:
-        raise BadRequest("since must be an interval such as 90d, 12w or 36h") from None
+        raise WebBadRequest("since must be an interval such as 90d, 12w or 36h") from None
     if name is not None and not ctx.known(name):
-        raise NotFound(credential_label(name))
+        raise WebNotFound(credential_label(name))
     head = ctx.state.head()
     report = evidence.collect(ctx.state.store, ctx.manifest.get(), ctx.manifest.path,
                               since=since, credential=name, fetch=False)

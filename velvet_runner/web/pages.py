@@ -17,13 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from velvet_runner import report
-from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State
+from velvet_runner.errors import PageNotFound, WebNotFound, WebUnavailable
+from velvet_runner.machine import IN_PROGRESS, OPERATOR_STATES, Action, Flow, State, stage_command
 from velvet_runner.machine import is_terminal as _is_terminal
 from velvet_runner.manifest import Credential, Manifest
 from velvet_runner.records import DONE_ROW, Job, RowStatus
 from velvet_runner.settings import Settings
 from velvet_runner.web.api import DEFAULT_LIMIT, context
-from velvet_runner.web.state import Context, NotFound, PageNotFound, Unavailable, credential_label
+from velvet_runner.web.state import Context, credential_label
 
 WORKFLOWS = {
     "stage1": ("velvet-stage-1-verify.yml", "Stage 1 — verify"),
@@ -130,6 +131,7 @@ class NextStage:
     file: str
     label: str
     actions: list[Action]
+    command: str  # the CLI's spelling of the first allowed action
     url: str | None  # the workflow on GitHub, when GITHUB_REPOSITORY is known
     running: bool  # mid-stage: the stage's run is at work (or died): not a stage to open
 
@@ -161,7 +163,9 @@ def next_stage(settings: Settings, job: Job) -> NextStage | None:
     if found is None:
         return None
     file, label, actions = found
-    return NextStage(file=file, label=label, actions=actions, url=workflow_url(settings, file),
+    return NextStage(file=file, label=label, actions=actions,
+                     command=stage_command(job.job_id, actions[0]),
+                     url=workflow_url(settings, file),
                      running=State(job.status) in IN_PROGRESS)
 
 
@@ -191,7 +195,7 @@ def index(request: Request) -> HTMLResponse:
     try:
         manifest: Manifest | None = ctx.manifest.get()
         manifest_error = None
-    except Unavailable as exc:
+    except WebUnavailable as exc:
         manifest, manifest_error = None, exc.message
     names: list[tuple[str, Credential | None]] = []
     if manifest is not None:
@@ -208,7 +212,7 @@ def credential_view(request: Request) -> HTMLResponse:
     if not ctx.known(name):
         raise PageNotFound(credential_label(name))
     cred: Credential | None = None
-    with contextlib.suppress(Unavailable):
+    with contextlib.suppress(WebUnavailable):
         cred = ctx.manifest.get().credential(name)
     return render(ctx, "credential.html", name, name=name, cred=cred, limit=DEFAULT_LIMIT,
                   jobs=ctx.state.jobs(name, DEFAULT_LIMIT))
@@ -219,7 +223,7 @@ def job_view(request: Request) -> HTMLResponse:
     name, job_id = request.path_params["name"], request.path_params["job_id"]
     try:
         job = ctx.require_job(name, job_id)
-    except NotFound as exc:
+    except WebNotFound as exc:
         raise PageNotFound(exc.message) from None
     run_url = job.run_url if job.run_url and re.match(r"^https://", job.run_url) else None
     revocation = job.flow_type == Flow.REVOCATION

@@ -26,7 +26,13 @@ from typing import TypeVar
 from starlette.responses import Response
 
 from velvet_runner import timeline
-from velvet_runner.errors import ManifestError, NotFoundError, VelvetError
+from velvet_runner.errors import (
+    ManifestError,
+    NotFoundError,
+    VelvetError,
+    WebNotFound,
+    WebUnavailable,
+)
 from velvet_runner.flags import load_flags
 from velvet_runner.manifest import Credential, Manifest, load
 from velvet_runner.records import Job
@@ -38,32 +44,6 @@ log = logging.getLogger("velvet.web")
 T = TypeVar("T")
 PAGE_CACHE_SIZE = 4096  # rendered JSON bodies kept per head (credential x limit, jobs)
 FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{12,64}")
-
-
-class WebError(Exception):
-    """An answer other than 200; `message` is safe to show (it never echoes odd input)."""
-
-    status = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class NotFound(WebError):
-    status = 404
-
-
-class PageNotFound(NotFound):
-    """A 404 for an HTML page: answered with HTML, not JSON."""
-
-
-class BadRequest(WebError):
-    status = 400
-
-
-class Unavailable(WebError):
-    status = 503
 
 
 def credential_label(name: str) -> str:
@@ -236,7 +216,7 @@ class StateView:
     def _read_one(self, credential: str, job_id: str) -> Job | None:
         try:
             return self.job(credential, job_id)
-        except Unavailable:
+        except WebUnavailable:
             return None
 
     def job(self, credential: str, job_id: str) -> Job | None:
@@ -252,7 +232,7 @@ class StateView:
         except ValueError as exc:  # pydantic's ValidationError, or JSON that does not parse
             log.error("job record %s/%s does not parse: %s", credential, job_id,
                       str(exc).splitlines()[0])
-            raise Unavailable(f"job record {job_id} does not parse; see the server log") \
+            raise WebUnavailable(f"job record {job_id} does not parse; see the server log") \
                 from None
         if self._stable(head):
             with self._lock:
@@ -282,7 +262,7 @@ class ManifestView:
                     self._error = "the manifest does not load; run `velvet manifest check`"
                     log.error("manifest %s invalid: %s", self.path, "; ".join(exc.reasons))
             if self._manifest is None:
-                raise Unavailable(self._error or "the manifest does not load")
+                raise WebUnavailable(self._error or "the manifest does not load")
             return self._manifest
 
     def stat_key(self) -> tuple[int, int] | None:
@@ -298,7 +278,7 @@ class ManifestView:
             return load_flags(self.path)
         except ManifestError as exc:
             log.error("flags beside %s invalid: %s", self.path, "; ".join(exc.reasons))
-            raise Unavailable("flags.yml does not load; it must map names to true/false") \
+            raise WebUnavailable("flags.yml does not load; it must map names to true/false") \
                 from None
 
 
@@ -374,22 +354,22 @@ class Context:
         """A credential is known if the manifest names it or the state branch has its jobs."""
         if not CREDENTIAL_RE.fullmatch(name):
             return False
-        with contextlib.suppress(Unavailable):
+        with contextlib.suppress(WebUnavailable):
             if self.manifest.get().credential(name) is not None:
                 return True
         return name in self.state.credentials()
 
     def require_credential(self, name: str) -> None:
         if not self.known(name):
-            raise NotFound(credential_label(name))
+            raise WebNotFound(credential_label(name))
 
     def require_job(self, name: str, job_id: str) -> Job:
         self.require_credential(name)
         if not JOB_ID_RE.fullmatch(job_id):
-            raise NotFound(job_label(job_id))
+            raise WebNotFound(job_label(job_id))
         job = self.state.job(name, job_id)
         if job is None:
-            raise NotFound(f"{job_label(job_id)} for credential {name}")
+            raise WebNotFound(f"{job_label(job_id)} for credential {name}")
         return job
 
     def summarise(self, name: str, cred: Credential | None) -> Summary:
