@@ -360,14 +360,14 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
     try:
         works = run.call(lambda: run.vendor.is_live(current))
     except VendorError as exc:
-        j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command('retry_revoke')}")
+        j.move(Outcome.FAILED, f"revoke check failed: {exc}; {run.command(Action.RETRY_REVOKE)}")
         return
     if not works:
         # Nothing proves the old value dead by a value that is dead itself, and the credential
         # has no working value: a person puts one there first.
         j.move(Outcome.FAILED, f"the vault holds a new value, but {run.cred.vendor} refuses it "
                f"too: put a working value in {run.vault.describe()} (and its id in __AUTH_ID), "
-               f"then {run.command('retry_revoke')}")
+               f"then {run.command(Action.RETRY_REVOKE)}")
         return
     for token in (old, rolled):
         if token is None or token.life not in (Life.REVOKING, Life.DEBT, Life.CURRENT):

@@ -85,9 +85,9 @@ class AwsFake(registry.Fake):
             adopted = current.split(":", 1)[0]
             # A fresh world's user holds the vault's key alone: a key an earlier rotation in
             # this process left behind would fill IAM's second slot.
-            for key in keys:
-                if key["AccessKeyId"] != adopted:
-                    iam.delete_access_key(UserName=user, AccessKeyId=key["AccessKeyId"])
+            for listed in keys:
+                if listed["AccessKeyId"] != adopted:
+                    iam.delete_access_key(UserName=user, AccessKeyId=listed["AccessKeyId"])
             return registry.Issued(current, adopted)
         if len(keys) >= 2:  # IAM's two-key cap: make room, oldest first
             iam.delete_access_key(UserName=user, AccessKeyId=keys[0]["AccessKeyId"])
