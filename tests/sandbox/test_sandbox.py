@@ -207,11 +207,19 @@ def _free_port_range(count: int) -> int:
     raise RuntimeError("no free port range")
 
 
-def test_main_prints_env_and_stops_on_ctrl_c(tmp_path: Path) -> None:
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_main_prints_env_and_stops_on_ctrl_c(tmp_path: Path, stop: signal.Signals) -> None:
+    """Started as a shell starts a background command (SIGINT ignored, which a child
+    inherits, as under pytest-xdist's workers too), Ctrl-C still stops it, and so does kill."""
     code = ("from velvet_runner.sandbox.world import main; "
             f"main(None, {str(tmp_path)!r})")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_ignore_sigint)  # noqa: PLW1509 - no threads yet
     try:
         assert process.stdout is not None
         lines = []
@@ -222,7 +230,7 @@ def test_main_prints_env_and_stops_on_ctrl_c(tmp_path: Path) -> None:
         env = dict(line.split("=", 1) for line in lines)
         assert env["VELVET_MANIFEST"] == str(tmp_path / "manifest" / "subscription-manifest.yml")
         assert httpx.get(env["VELVET_HEROKU_API_URL"] + "/__velvet/state").status_code == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop)
         # Stopping every fake and moto takes seconds, more on a loaded machine: the timeout
         # only keeps a hung child from hanging the suite (it is not a timing assertion).
         assert process.wait(timeout=120) == 0

@@ -20,6 +20,7 @@ import copy
 import functools
 import ipaddress
 import shutil
+import signal
 import sysconfig
 import tempfile
 import threading
@@ -412,6 +413,19 @@ def fresh_state(workdir: Path) -> list[str]:
     return removed
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C and a plain `kill` stop the sandbox cleanly, wherever it was started from: a
+    shell runs a background command with SIGINT ignored, and a child inherits that."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # only the main thread may set handlers (an embedding test's thread)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, stop)
+
+
 def main(port: int | None = None, workdir: str | Path | None = None,
          echo: Callable[[str], None] = print, manifest: str | Path | None = None) -> None:
     """`velvet sandbox`: start the fakes, provision the manifest's world, print the env, wait
@@ -421,6 +435,7 @@ def main(port: int | None = None, workdir: str | Path | None = None,
         own_dir = tempfile.TemporaryDirectory(prefix="velvet-sandbox-")
         workdir = own_dir.name
     work = Path(workdir).resolve()
+    _stop_on_signals()
     removed = fresh_state(work)
     sandbox = Sandbox(base_port=port, manifest=manifest)
     try:
