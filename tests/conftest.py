@@ -100,6 +100,19 @@ def git() -> Git:
     return _git
 
 
+# --- pytest-xdist: a file's tests together ------------------------------------------------
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A file's tests run on one worker, in order, as they do one at a time: a module's world
+    (a rehearsal, a sandbox) is built once, and its tests may build on each other's runs. An
+    explicit xdist_group joins files that share a session's world."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+
+
 # --- the session's figures, from every xdist worker (session_figures.py) ---------------------
 
 
