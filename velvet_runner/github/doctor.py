@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from velvet_runner.errors import VelvetError
 
 from .expect import FALLBACK_VARIABLE, Expected
+from .globs import glob_regex
 
 if TYPE_CHECKING:
     from velvet_runner.settings import Settings
@@ -80,16 +81,7 @@ def codeowners_of(text: str, path: str) -> list[str] | None:
 
 def _codeowners_match(pattern: str, path: str) -> bool:
     anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
-    body = pattern.strip("/")
-    regex = ""
-    i = 0
-    while i < len(body):
-        if body.startswith("**", i):
-            regex, i = regex + ".*", i + 2
-        elif body[i] == "*":
-            regex, i = regex + "[^/]*", i + 1
-        else:
-            regex, i = regex + re.escape(body[i]), i + 1
+    regex = glob_regex(pattern.strip("/"))
     prefix = "" if anchored else "(?:.*/)?"
     return re.match(f"^{prefix}{regex}(?:/.*)?$", path) is not None
 

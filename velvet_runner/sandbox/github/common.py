@@ -11,6 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from velvet_runner.github.globs import glob_regex
 from velvet_runner.sandbox.control import json_response
 
 Json = dict[str, Any]
@@ -81,18 +82,7 @@ def error(
 
 def glob_match(pattern: str, name: str) -> bool:
     """GitHub's ref patterns (Ruby's File.fnmatch): `*` and `?` never match `/`, `**` does."""
-    regex = ""
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            regex, i = regex + ".*", i + 2
-        elif pattern[i] == "*":
-            regex, i = regex + "[^/]*", i + 1
-        elif pattern[i] == "?":
-            regex, i = regex + "[^/]", i + 1
-        else:
-            regex, i = regex + re.escape(pattern[i]), i + 1
-    return re.fullmatch(regex, name) is not None
+    return re.fullmatch(glob_regex(pattern), name) is not None
 
 
 def _not_found() -> GitHubError:
