@@ -103,14 +103,16 @@ def git() -> Git:
 # --- pytest-xdist: a file's tests together ------------------------------------------------
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
     """A file's tests run on one worker, in order, as they do one at a time: a module's world
-    (a rehearsal, a sandbox) is built once, and its tests may build on each other's runs. An
-    explicit xdist_group joins files that share a session's world."""
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
+    (a rehearsal, a sandbox) is built once, and its tests may build on each other's runs.
+    `--dist loadfile` keeps them so; xdist's default (`load`) scatters them. (`loadgroup` no
+    longer groups under pytest 9.2, whose node ids it can no longer rewrite.)"""
+    dist = config.getoption("dist", default="no")
+    if dist not in ("no", "loadfile"):
+        raise pytest.UsageError(
+            f"--dist {dist}: this suite's files build on their own tests' runs; run it with "
+            "-n 4 --dist loadfile (the README's test command)")
 
 
 # --- the session's figures, from every xdist worker (session_figures.py) ---------------------

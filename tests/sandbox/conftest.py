@@ -2,7 +2,8 @@
 
 Each vendor fake used by a contract test runs once per session on its own loopback port, and
 is reset through its control API before every test. The full Sandbox (all fakes, consumers,
-moto and a seeded world) is started once per session.
+moto and a seeded world) is started once per module: moto keeps AWS per process, so a world
+shared by files could be reseeded by another file's sandbox run between them on one worker.
 """
 
 from __future__ import annotations
@@ -65,17 +66,17 @@ def sbx_postmark(_sbx_postmark_server: Fake) -> Fake:
     return _fresh(_sbx_postmark_server)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sbx_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("sbx-world")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sbx_sandbox(sbx_workdir: Path) -> Iterator[Sandbox]:
     with Sandbox() as sandbox:
         yield sandbox
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sbx_world(sbx_sandbox: Sandbox, sbx_workdir: Path) -> World:
     return sbx_sandbox.seed_world(sbx_workdir)

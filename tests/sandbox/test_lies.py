@@ -36,9 +36,6 @@ from velvet_runner.wiring import Wiring
 HK = "HK_PLATFORM_FULL"
 NEW = SecretStr("a-value-that-must-never-land")
 
-# One session world (sbx_world) in moto's per-process AWS: under pytest-xdist these tests
-# run together on one worker, before another sandbox in that process reseeds the same SSM names.
-pytestmark = pytest.mark.xdist_group("sbx-world")
 
 
 @pytest.fixture

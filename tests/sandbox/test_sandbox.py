@@ -20,9 +20,6 @@ from velvet_runner.sandbox.world import SERVICES, Sandbox, World
 
 _LISTEN = "0A"
 
-# One session world (sbx_world) in moto's per-process AWS: under pytest-xdist these tests
-# run together on one worker, before another sandbox in that process reseeds the same SSM names.
-pytestmark = pytest.mark.xdist_group("sbx-world")
 
 
 def _listening_sockets() -> list[tuple[str, int]]:
