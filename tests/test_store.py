@@ -597,3 +597,26 @@ def test_a_missing_local_repository_is_created_only_when_allowed(tmp_path: Path)
     assert not missing.exists()
     Store(str(missing), BRANCH, tmp_path / "cache").refresh()
     assert (missing / "HEAD").exists()
+
+
+def test_batched_reads_answer_as_gits_own_path_lookup(store: Store, bare_repo: Path) -> None:
+    """`read` walks the trees itself (each read once); every answer, for files, folders, the
+    root, missing paths and paths through a file, is what `git cat-file head:path` says."""
+    jobs = [make_job(), make_job("CF_ZONE_READ")]
+    for job in jobs:
+        store.create(job)
+    head = store.head(fetch=True)
+    assert head is not None
+    paths = ["", "jobs", "locks", f"locks/{CRED}.json", f"jobs/{CRED}",
+             *(f"jobs/{j.credential}/{j.job_id}.json" for j in jobs),
+             "jobs/NOPE", f"jobs/{CRED}/missing.json", f"locks/{CRED}.json/inside",
+             "nowhere/at/all", DEBT_INDEX]
+    found = store.git.read(head, paths)
+    for path in paths:
+        proc = subprocess.run(["git", "--git-dir", str(store.git.cache), "cat-file",
+                               "--batch"], input=f"{head}:{path}\n".encode(),
+                              capture_output=True, check=True, timeout=WAIT)
+        header, _, rest = proc.stdout.partition(b"\n")
+        expected = None if header.endswith(b"missing") else rest[:int(header.split()[2])]
+        assert found[path] == expected, path
+    assert store.git.read(None, paths) == dict.fromkeys(paths)

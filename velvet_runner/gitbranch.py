@@ -65,6 +65,7 @@ from velvet_runner.errors import (
 )
 from velvet_runner.gitobjects import (
     SHA_RE,
+    TREE_MODE,
     Entries,
     RefFile,
     build_commit,
@@ -306,9 +307,49 @@ class GitBranch:
         return [line for line in proc.stdout.decode().splitlines() if line]
 
     def read(self, head: str | None, paths: list[str]) -> dict[str, bytes | None]:
+        """The content of each of `paths` at commit `head` (None: missing), in one cat-file
+        after the trees on the way were read once each (`_locate`)."""
         if head is None or not paths:
             return dict.fromkeys(paths)
-        return dict(zip(paths, self._cat([f"{head}:{p}" for p in paths]), strict=True))
+        oids = self._locate(head, paths)
+        found = self.objects(sorted({oid for oid in oids.values() if oid is not None}))
+        return {p: found[oid] if oid is not None else None for p, oid in oids.items()}
+
+    def _locate(self, head: str, paths: list[str]) -> dict[str, str | None]:
+        """The object id of each of `paths` at commit `head` (None: missing).
+
+        The trees are walked here, a level at a time, each read once: git's own `head:path`
+        lookup re-reads and scans every tree on the way for every path, so 5,000 job files
+        under one `jobs` folder of 5,000 entries took 2.8 s, against 0.1 s by object id.
+        """
+        [commit] = self._cat([head])
+        if commit is None or not commit.startswith(b"tree "):
+            return dict.fromkeys(paths)
+        folders: dict[str, Entries | None] = {}
+        root = commit[5:commit.index(b"\n")].decode()
+        folders[""] = parse_tree(self.objects([root])[root], self.width)
+        wanted = {p.strip("/").rpartition("/")[0] for p in paths}
+        needed = sorted({"/".join(f.split("/")[:i]) for f in wanted if f
+                         for i in range(1, f.count("/") + 2)}, key=lambda f: f.count("/"))
+        for depth in range(max((f.count("/") for f in needed), default=-1) + 1):
+            level = [f for f in needed if f.count("/") == depth]
+            oids: dict[str, str | None] = {}
+            for folder in level:
+                parent, _, name = folder.rpartition("/")
+                entry = (folders.get(parent) or {}).get(name)
+                oids[folder] = entry[1] if entry is not None and entry[0] == TREE_MODE else None
+            trees = self.objects(sorted({o for o in oids.values() if o is not None}))
+            for folder, oid in oids.items():
+                folders[folder] = parse_tree(trees[oid], self.width) if oid is not None else None
+        located: dict[str, str | None] = {}
+        for path in paths:
+            folder, _, name = path.strip("/").rpartition("/")
+            if not name:  # "": the root tree itself
+                located[path] = root
+                continue
+            entry = (folders.get(folder) or {}).get(name)
+            located[path] = entry[1] if entry is not None else None
+        return located
 
     def objects(self, oids: list[str]) -> dict[str, bytes | None]:
         """Objects by id (from a tree entry), in one cat-file."""
@@ -325,7 +366,7 @@ class GitBranch:
     def width(self) -> int:
         """Bytes in an object id of the cache's format (20, or 32 for sha256)."""
         self._ensure()
-        return self._hash().digest_size
+        return 32 if self._hash is hashlib.sha256 else 20
 
     def _cat(self, names: list[str]) -> list[bytes | None]:
         """`git cat-file --batch` of `names`: each object's content (None: missing)."""

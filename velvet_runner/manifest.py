@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model
 
 from velvet_runner import targets, vendors
+from velvet_runner.bulk import paused_gc
 from velvet_runner.errors import ManifestError
 from velvet_runner.manifest_models import DEFAULT_ENVS, HEALTHCHECK_TYPES, Env, Model, VaultConfig
 from velvet_runner.manifest_models import Consumer as Consumer
@@ -304,6 +305,11 @@ def _parse_plain(text: str, source: str) -> Manifest | None:
 
 def parse(text: str, source: str = "<manifest>") -> Manifest:
     """Validate manifest text; raise ManifestError listing every problem."""
+    with paused_gc():
+        return _parse(text, source)
+
+
+def _parse(text: str, source: str) -> Manifest:
     fast = _parse_plain(text, source)
     if fast is not None:
         return fast

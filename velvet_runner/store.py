@@ -39,6 +39,7 @@ from typing import Concatenate, ParamSpec, TypeVar
 
 from pydantic import ValidationError
 
+from velvet_runner.bulk import paused_gc
 from velvet_runner.errors import (
     CorruptRecord,
     GitError,
@@ -214,13 +215,14 @@ class Store:
         """The jobs at `paths` (one cat-file); a record that does not parse is skipped and
         named in `problems`, a missing one left out."""
         jobs: dict[str, Job] = {}
-        for path, blob in self.git.read(head, paths).items():
-            if blob is None:
-                continue
-            try:
-                jobs[path] = self._job(path, blob)
-            except CorruptRecord as exc:
-                self._problem(str(exc))
+        with paused_gc():
+            for path, blob in self.git.read(head, paths).items():
+                if blob is None:
+                    continue
+                try:
+                    jobs[path] = self._job(path, blob)
+                except CorruptRecord as exc:
+                    self._problem(str(exc))
         return jobs
 
     def lock_holders(self, *, head: str | None) -> dict[str, str]:
@@ -263,37 +265,40 @@ class Store:
         ids = self.job_ids_of(credentials, head=head)
         found: dict[str, Job | None] = dict.fromkeys(ids)
         looking = {c: 0 for c, i in ids.items() if i}
-        patterns = [re.compile(rb'^  "' + re.escape(k.encode()) + rb'": "'
-                               + re.escape(v.encode()) + rb'",?$', re.MULTILINE)
-                    for k, v in (hint or {}).items()]
+        # A top-level field's exact line start: a record's keys are indented two spaces, and
+        # a found needle is always followed by "," or a newline (a literal find, not a regex:
+        # 5,000 records of 8 KB each).
+        needles = [f"\n  {json.dumps(k)}: {json.dumps(v)}".encode()
+                   for k, v in (hint or {}).items()]
         chunk = 1
-        while looking:
-            batch = {c: [f"jobs/{c}/{j}.json" for j in ids[c][start:start + chunk]]
-                     for c, start in looking.items()}
-            blobs = self.git.read(head, [p for paths in batch.values() for p in paths])
-            for credential, paths in batch.items():
-                hit = None
-                for path in paths:
-                    blob = blobs[path]
-                    if blob is None or (not all(p.search(blob) for p in patterns)
-                                        and _RECORD.search(blob)):
-                        continue  # a record, of another status: passed over unparsed
-                    try:
-                        job = self._job(path, blob)
-                    except CorruptRecord as exc:
-                        self._problem(str(exc))
-                        continue
-                    if accept(job):
-                        hit = job
-                        break
-                if hit is not None:
-                    found[credential] = hit
-                    del looking[credential]
-                elif looking[credential] + chunk >= len(ids[credential]):
-                    del looking[credential]
-                else:
-                    looking[credential] += chunk
-            chunk *= 2
+        with paused_gc():  # thousands of records parsed: bulk.py
+            while looking:
+                batch = {c: [f"jobs/{c}/{j}.json" for j in ids[c][start:start + chunk]]
+                         for c, start in looking.items()}
+                blobs = self.git.read(head, [p for paths in batch.values() for p in paths])
+                for credential, paths in batch.items():
+                    hit = None
+                    for path in paths:
+                        blob = blobs[path]
+                        if blob is None or (not all(n in blob for n in needles)
+                                            and _RECORD.search(blob)):
+                            continue  # a record, of another status: passed over unparsed
+                        try:
+                            job = self._job(path, blob)
+                        except CorruptRecord as exc:
+                            self._problem(str(exc))
+                            continue
+                        if accept(job):
+                            hit = job
+                            break
+                    if hit is not None:
+                        found[credential] = hit
+                        del looking[credential]
+                    elif looking[credential] + chunk >= len(ids[credential]):
+                        del looking[credential]
+                    else:
+                        looking[credential] += chunk
+                chunk *= 2
         return found
 
     def owing(self, *, head: str | None) -> list[Job]:
