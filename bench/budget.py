@@ -63,7 +63,7 @@ def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict
                           "healthcheck": {"type": "none"}})
     repos = [f"raxx/budget-{tag}-{r}" for r in range(REPOS)]
     for repo in repos:
-        sbx.github.add_repo(repo)
+        sbx.github.add_target_repo(repo)
     for i in range(github):
         consumers.append({"consumer_id": f"gh-{tag}-{i:05d}", "kind": "github_actions_secret",
                           "env": "prod", "repository": repos[i % REPOS],
@@ -108,7 +108,7 @@ def mixed_world(sbx: Any, workdir: Path, n: int) -> dict[str, Any]:
                           "healthcheck": {"type": "none"}})
     repos = [f"raxx/mixed-{tag}-{r}" for r in range(REPOS)]
     for repo in repos:
-        sbx.github.add_repo(repo)
+        sbx.github.add_target_repo(repo)
     for i in range(counts["github"]):
         consumers.append({"consumer_id": f"gh-{tag}-{i:05d}", "kind": "github_actions_secret",
                           "env": "prod", "repository": repos[i % REPOS],
@@ -196,6 +196,11 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
             kind = prefixes[r.consumer_id.split("-")[0]]
             by_kind[kind] = by_kind.get(kind, 0) + 1
     budget_events = [e.detail for e in job.events if e.action == "budget_wait"]
+    failed: dict[str, int] = {}  # what a row that was not written says, and how many say it
+    for r in job.consumers:
+        if r.distribute_status != "succeeded":
+            why = f"{r.kind}: {r.distribute_status}: {r.detail}"
+            failed[why] = failed.get(why, 0) + 1
 
     bounds = {"github": min(wiring.bounds["github_actions_secret"],
                             budgets.policies["github"].concurrency),
@@ -238,7 +243,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     wiring.close()
     return {"mode": spec["mode"], "wall": wall, "status": str(job.status), "fakes": fakes,
             "transitions": transitions,
-            "written": by_kind, "runner_rejected": totals.rejected,
+            "written": by_kind, "failed": failed, "runner_rejected": totals.rejected,
             "waited": totals.waited, "wait_reasons": totals.reasons,
             "budget_events": budget_events, "bounds": bounds,
             "floor_parts": {"mint": statistics.median(mint),
@@ -287,6 +292,8 @@ def _mixed(rep: Any, sbx: Any, tmp: Path, results: dict[str, Any], n: int,
             f"{floor['heroku']:.2f} s, Infisical {floor['infisical']:.2f} s); ratio "
             f"{res['ratio']:.2f}; rejected by the fakes {rejected}")
     rep.out("  transitions: " + ", ".join(res["transitions"]))
+    for why, count in sorted(res["failed"].items()):
+        rep.out(f"  not written: {count} x {why}")
     written = sum(res["written"].values())
     return [label, f"{res['wall']:.2f} s", f"{floor['total']:.2f} s", f"{res['ratio']:.2f}",
             str(rejected), str(res["fakes"]["github"]["peak_in_flight"]), f"{written}/{n}",

@@ -620,3 +620,16 @@ def test_batched_reads_answer_as_gits_own_path_lookup(store: Store, bare_repo: P
         expected = None if header.endswith(b"missing") else rest[:int(header.split()[2])]
         assert found[path] == expected, path
     assert store.git.read(None, paths) == dict.fromkeys(paths)
+    folders = ["", "jobs", f"jobs/{CRED}", "locks", f"locks/{CRED}.json", "nope", "jobs/NOPE"]
+    listed = store.git.ls_many(head, folders)
+    for folder in folders:
+        proc = subprocess.run(["git", "--git-dir", str(store.git.cache), "ls-tree",
+                               "--format=%(objectmode) %(objectname) %(path)",
+                               f"{head}:{folder}"], capture_output=True, check=False,
+                              timeout=WAIT)
+        lines = proc.stdout.decode().splitlines() if proc.returncode == 0 else []
+        expected = {name: (mode.lstrip("0").encode(), oid)
+                    for mode, oid, name in (line.split(" ", 2) for line in lines)}
+        if folder == f"locks/{CRED}.json":
+            expected = {}  # a file, not a folder: nothing listed
+        assert listed[folder] == expected, folder

@@ -50,6 +50,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ from velvet_runner.gitobjects import (
     write_object,
 )
 
+# Parsed trees kept by object id (GitBranch._trees): a credential's folder each, and the few
+# big ones above them, for a branch of 5,000 credentials.
+TREE_CACHE = 20_000
 WRITE_PATIENCE_SECONDS = 600.0  # how long one write keeps trying while others' writes land
 STILL_REFUSALS = 3  # "lost races" in a row with the branch not moving: a refusal, not a race
 YIELD_CAP_SECONDS = 10.0  # the longest a winner lets its next write wait for the others
@@ -181,6 +185,7 @@ class GitBranch:
         self._ready = False
         self._pushed: str | None = None  # the commit our last successful push made the head
         self._hash = hashlib.sha1  # the cache's object format (sha256 when its config says so)
+        self._tree_cache: OrderedDict[str, Entries | None] = OrderedDict()
 
     @property
     def _seen_file(self) -> Path:
@@ -308,59 +313,74 @@ class GitBranch:
 
     def read(self, head: str | None, paths: list[str]) -> dict[str, bytes | None]:
         """The content of each of `paths` at commit `head` (None: missing), in one cat-file
-        after the trees on the way were read once each (`_locate`)."""
+        after the trees on the way were read (`_locate`)."""
         if head is None or not paths:
             return dict.fromkeys(paths)
-        oids = self._locate(head, paths)
+        oids = {p: e[1] if e is not None else None for p, e in self._locate(head, paths).items()}
         found = self.objects(sorted({oid for oid in oids.values() if oid is not None}))
         return {p: found[oid] if oid is not None else None for p, oid in oids.items()}
-
-    def _locate(self, head: str, paths: list[str]) -> dict[str, str | None]:
-        """The object id of each of `paths` at commit `head` (None: missing).
-
-        The trees are walked here, a level at a time, each read once: git's own `head:path`
-        lookup re-reads and scans every tree on the way for every path, so 5,000 job files
-        under one `jobs` folder of 5,000 entries took 2.8 s, against 0.1 s by object id.
-        """
-        [commit] = self._cat([head])
-        if commit is None or not commit.startswith(b"tree "):
-            return dict.fromkeys(paths)
-        folders: dict[str, Entries | None] = {}
-        root = commit[5:commit.index(b"\n")].decode()
-        folders[""] = parse_tree(self.objects([root])[root], self.width)
-        wanted = {p.strip("/").rpartition("/")[0] for p in paths}
-        needed = sorted({"/".join(f.split("/")[:i]) for f in wanted if f
-                         for i in range(1, f.count("/") + 2)}, key=lambda f: f.count("/"))
-        for depth in range(max((f.count("/") for f in needed), default=-1) + 1):
-            level = [f for f in needed if f.count("/") == depth]
-            oids: dict[str, str | None] = {}
-            for folder in level:
-                parent, _, name = folder.rpartition("/")
-                entry = (folders.get(parent) or {}).get(name)
-                oids[folder] = entry[1] if entry is not None and entry[0] == TREE_MODE else None
-            trees = self.objects(sorted({o for o in oids.values() if o is not None}))
-            for folder, oid in oids.items():
-                folders[folder] = parse_tree(trees[oid], self.width) if oid is not None else None
-        located: dict[str, str | None] = {}
-        for path in paths:
-            folder, _, name = path.strip("/").rpartition("/")
-            if not name:  # "": the root tree itself
-                located[path] = root
-                continue
-            entry = (folders.get(folder) or {}).get(name)
-            located[path] = entry[1] if entry is not None else None
-        return located
 
     def objects(self, oids: list[str]) -> dict[str, bytes | None]:
         """Objects by id (from a tree entry), in one cat-file."""
         return dict(zip(oids, self._cat(oids), strict=True))
 
     def ls_many(self, head: str | None, folders: list[str]) -> dict[str, Entries]:
-        """The entries (name -> (mode, object id)) of every folder, from one cat-file: a
-        listing of thousands of folders costs one git process, not one each."""
-        found = self.read(head, folders)
-        return {f: parse_tree(raw, self.width) if raw is not None else {}
-                for f, raw in found.items()}
+        """The entries (name -> (mode, object id)) of every folder ({}: missing), read with
+        one cat-file per level: a listing of thousands of folders costs a few git processes,
+        not one each."""
+        if head is None:
+            return {f: {} for f in folders}
+        oids = {f: e[1] if e is not None and e[0] == TREE_MODE else None
+                for f, e in self._locate(head, folders).items()}
+        trees = self._trees([oid for oid in oids.values() if oid is not None])
+        return {f: (trees.get(oid) or {}) if oid is not None else {} for f, oid in oids.items()}
+
+    def _locate(self, head: str, paths: list[str]) -> dict[str, tuple[bytes, str] | None]:
+        """The tree entry (mode, object id) of each of `paths` at commit `head` (None:
+        missing; "" is the root tree).
+
+        The trees are walked here, a level at a time: git's own `head:path` lookup re-reads
+        and scans every tree on the way for every path, so 5,000 job files under one `jobs`
+        folder of 5,000 entries took 2.8 s, against 0.1 s by object id.
+        """
+        [commit] = self._cat([head])
+        if commit is None or not commit.startswith(b"tree "):
+            return dict.fromkeys(paths, None)
+        root = commit[5:commit.index(b"\n")].decode()
+        folders: dict[str, Entries | None] = {"": self._trees([root]).get(root)}
+        wanted = {p.strip("/").rpartition("/")[0] for p in paths}
+        needed = {"/".join(f.split("/")[:i]) for f in wanted if f
+                  for i in range(1, f.count("/") + 2)}
+        for depth in range(max((f.count("/") for f in needed), default=-1) + 1):
+            oids: dict[str, str | None] = {}
+            for folder in (f for f in needed if f.count("/") == depth):
+                parent, _, name = folder.rpartition("/")
+                entry = (folders.get(parent) or {}).get(name)
+                oids[folder] = entry[1] if entry is not None and entry[0] == TREE_MODE else None
+            trees = self._trees([o for o in oids.values() if o is not None])
+            folders.update({f: trees.get(o) if o is not None else None for f, o in oids.items()})
+        located: dict[str, tuple[bytes, str] | None] = {}
+        for path in paths:
+            folder, _, name = path.strip("/").rpartition("/")
+            located[path] = ((folders.get(folder) or {}).get(name) if name
+                             else (TREE_MODE, root))
+        return located
+
+    def _trees(self, oids: list[str]) -> dict[str, Entries | None]:
+        """Parsed trees by object id (None: not there). An object never changes, so each is
+        parsed once per process; the most recently used TREE_CACHE of them are kept."""
+        cache = self._tree_cache
+        missing = sorted({o for o in oids if o not in cache})
+        width = self.width
+        for oid, raw in self.objects(missing).items():
+            cache[oid] = parse_tree(raw, width) if raw is not None else None
+        found = {}
+        for oid in oids:
+            cache.move_to_end(oid)
+            found[oid] = cache[oid]
+        while len(cache) > TREE_CACHE:
+            cache.popitem(last=False)
+        return found
 
     @property
     def width(self) -> int:

@@ -80,6 +80,17 @@ class GitHubFake(registry.Fake):
             # token (docs/setup.md section 4), not a person's.
             self.app_token(self._bootstrap_token)
 
+    def add_target_repo(self, repo: str) -> None:
+        """A repository Velvet writes secrets to, added after `prepare` (a benchmark's or a
+        scale rehearsal's): the sandbox App is installed on it, as an adopter's setup does."""
+        if repo not in self.state._repos:
+            self.state.add_repo(repo)
+        with self.state._lock:
+            found = [i.id for i in self.state._installations.values()
+                     if i.client_id == APP_CLIENT_ID]
+        for installation in found:
+            self.state.install_on(installation, repo)
+
     def app_token(self, token: str) -> None:
         """Accept `token` as the sandbox App's installation token (what the workflows'
         create-github-app-token step hands the stages): its permissions and repositories."""
