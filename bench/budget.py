@@ -63,7 +63,7 @@ def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict
                           "healthcheck": {"type": "none"}})
     repos = [f"raxx/budget-{tag}-{r}" for r in range(REPOS)]
     for repo in repos:
-        sbx.github.add_target_repo(repo)
+        sbx.fakes["github"].add_target_repo(repo)
     for i in range(github):
         consumers.append({"consumer_id": f"gh-{tag}-{i:05d}", "kind": "github_actions_secret",
                           "env": "prod", "repository": repos[i % REPOS],
@@ -108,7 +108,7 @@ def mixed_world(sbx: Any, workdir: Path, n: int) -> dict[str, Any]:
                           "healthcheck": {"type": "none"}})
     repos = [f"raxx/mixed-{tag}-{r}" for r in range(REPOS)]
     for repo in repos:
-        sbx.github.add_target_repo(repo)
+        sbx.fakes["github"].add_target_repo(repo)
     for i in range(counts["github"]):
         consumers.append({"consumer_id": f"gh-{tag}-{i:05d}", "kind": "github_actions_secret",
                           "env": "prod", "repository": repos[i % REPOS],

@@ -145,7 +145,7 @@ def shared_world(sbx: Any, workdir: Path, runs: int, secrets: int) -> dict[str, 
     tag = uuid.uuid4().hex[:6]
     repos = [f"raxx/shared-{tag}-{r}" for r in range(REPOS)]
     for repo in repos:
-        sbx.github.add_target_repo(repo)
+        sbx.fakes["github"].add_target_repo(repo)
     out = []
     for k in range(runs):
         name = f"BENCH_SHARED_{tag.upper()}_{k}"
