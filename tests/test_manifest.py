@@ -23,15 +23,16 @@ from velvet_runner.errors import InputError, ManifestError
 from velvet_runner.flags import load_flags
 from velvet_runner.manifest import (
     MAX_NODES,
-    TARGET_KINDS,
-    VENDOR_KINDS,
-    HerokuConfigVarConsumer,
+    Consumer,
     HttpCheck,
     Manifest,
     TargetConfig,
     load,
     parse,
+    target_kinds,
+    vendor_kinds,
 )
+from velvet_runner.targets.heroku_config_var import HerokuConfigVar
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "manifests"
@@ -311,9 +312,9 @@ def test_good_examples_load(path: Path) -> None:
 
 def test_every_vendor_and_kind_has_a_good_example() -> None:
     loaded = load(DATA / "good-every-kind.yml")
-    assert {c.vendor for c in loaded.credentials} == set(VENDOR_KINDS)
+    assert {c.vendor for c in loaded.credentials} == set(vendor_kinds())
     kinds = {c.kind for c in loaded.credentials[0].consumers}
-    assert kinds == set(TARGET_KINDS)
+    assert kinds == set(target_kinds())
     checks = {c.healthcheck.type for c in loaded.credentials[0].consumers}
     assert checks == {"http", "readback", "none"}
     inactive = [c.consumer_id for c in loaded.credentials[0].consumers if not c.active]
@@ -342,7 +343,8 @@ def test_a_key_beside_a_merge_key_overrides_it() -> None:
     except ManifestError as exc:
         pytest.fail(f"refused: {exc.reasons}{bug_note(path.name)}")
     two = loaded.credentials[0].consumer("heroku-config-two")
-    assert isinstance(two, HerokuConfigVarConsumer)
+    assert isinstance(two, HerokuConfigVar)
+    assert isinstance(two, Consumer)
     assert two.app == "raxx-two"
     assert two.var == "HEROKU_API_KEY"
 
