@@ -311,10 +311,18 @@ def test_good_examples_load(path: Path) -> None:
 
 
 def test_every_vendor_and_kind_has_a_good_example() -> None:
+    """The schema test, the loader's and the adapter contract suite (tests/contract/) take
+    their example of each registered kind from good-every-kind.yml."""
     loaded = load(DATA / "good-every-kind.yml")
-    assert {c.vendor for c in loaded.credentials} == set(vendor_kinds())
+    vendors = sorted(set(vendor_kinds()) - {c.vendor for c in loaded.credentials})
+    assert not vendors, (
+        f"tests/manifests/good-every-kind.yml has no credential of vendor {', '.join(vendors)}: "
+        "add one, with every option it has")
     kinds = {c.kind for c in loaded.credentials[0].consumers}
-    assert kinds == set(target_kinds())
+    missing = sorted(set(target_kinds()) - kinds)
+    assert not missing, (
+        f"tests/manifests/good-every-kind.yml has no consumer of kind {', '.join(missing)}: "
+        "add one to its first credential (HK_EVERYTHING), with every field the kind has")
     checks = {c.healthcheck.type for c in loaded.credentials[0].consumers}
     assert checks == {"http", "readback", "none"}
     inactive = [c.consumer_id for c in loaded.credentials[0].consumers if not c.active]
