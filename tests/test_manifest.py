@@ -23,15 +23,16 @@ from velvet_runner.errors import InputError, ManifestError
 from velvet_runner.flags import load_flags
 from velvet_runner.manifest import (
     MAX_NODES,
-    TARGET_KINDS,
-    VENDOR_KINDS,
-    HerokuConfigVarConsumer,
+    Consumer,
     HttpCheck,
     Manifest,
     TargetConfig,
     load,
     parse,
+    target_kinds,
+    vendor_kinds,
 )
+from velvet_runner.targets.heroku_config_var import HerokuConfigVar
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE / "manifests"
@@ -310,10 +311,18 @@ def test_good_examples_load(path: Path) -> None:
 
 
 def test_every_vendor_and_kind_has_a_good_example() -> None:
+    """The schema test, the loader's and the adapter contract suite (tests/contract/) take
+    their example of each registered kind from good-every-kind.yml."""
     loaded = load(DATA / "good-every-kind.yml")
-    assert {c.vendor for c in loaded.credentials} == set(VENDOR_KINDS)
+    vendors = sorted(set(vendor_kinds()) - {c.vendor for c in loaded.credentials})
+    assert not vendors, (
+        f"tests/manifests/good-every-kind.yml has no credential of vendor {', '.join(vendors)}: "
+        "add one, with every option it has")
     kinds = {c.kind for c in loaded.credentials[0].consumers}
-    assert kinds == set(TARGET_KINDS)
+    missing = sorted(set(target_kinds()) - kinds)
+    assert not missing, (
+        f"tests/manifests/good-every-kind.yml has no consumer of kind {', '.join(missing)}: "
+        "add one to its first credential (HK_EVERYTHING), with every field the kind has")
     checks = {c.healthcheck.type for c in loaded.credentials[0].consumers}
     assert checks == {"http", "readback", "none"}
     inactive = [c.consumer_id for c in loaded.credentials[0].consumers if not c.active]
@@ -342,7 +351,8 @@ def test_a_key_beside_a_merge_key_overrides_it() -> None:
     except ManifestError as exc:
         pytest.fail(f"refused: {exc.reasons}{bug_note(path.name)}")
     two = loaded.credentials[0].consumer("heroku-config-two")
-    assert isinstance(two, HerokuConfigVarConsumer)
+    assert isinstance(two, HerokuConfigVar)
+    assert isinstance(two, Consumer)
     assert two.app == "raxx-two"
     assert two.var == "HEROKU_API_KEY"
 

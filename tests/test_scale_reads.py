@@ -16,11 +16,12 @@ from typing import Any
 import pytest
 
 from velvet_runner import timeline
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import OPERATOR_STATES, Flow, State, is_terminal
 from velvet_runner.manifest import Manifest, load
 from velvet_runner.records import Event, Job, Life, Token, iso, new_job_id, utcnow
 from velvet_runner.schedule import NEVER_ROTATED, due_credentials
-from velvet_runner.store import DEBT_INDEX, Change, Store
+from velvet_runner.store import DEBT_INDEX, Store
 from velvet_runner.watchdog import GATE_STATES, SECTIONS, STUCK_AFTER, _job_row, find_stuck
 
 NOW = utcnow()

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from velvet_runner.errors import StateWriteLost, StateWriteRefused
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import INITIAL, Flow
 from velvet_runner.records import Event, Job, new_job_id, utcnow
-from velvet_runner.store import Change, Store
+from velvet_runner.store import Store
 
 WAIT = 120  # seconds; a safety net for threads, never a timing assertion
 

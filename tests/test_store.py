@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from velvet_runner.errors import NotFoundError, RotationInFlight
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import INITIAL, Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
-from velvet_runner.store import DEBT_INDEX, Change, Store
+from velvet_runner.store import DEBT_INDEX, Store
 
 CRED = "HK_PLATFORM_FULL"
 BRANCH = "velvet-state"

@@ -17,10 +17,11 @@ import pytest
 
 from velvet_runner import timeline
 from velvet_runner.errors import BadArgument
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.manifest import load
 from velvet_runner.records import Event, Job, iso, new_job_id
-from velvet_runner.store import Change, Store
+from velvet_runner.store import Store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 CRED = "HK_PLATFORM_FULL"

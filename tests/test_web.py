@@ -16,11 +16,12 @@ from pydantic import SecretStr
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprint, new_job_id
 from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
-from velvet_runner.store import Change, Store
+from velvet_runner.store import Store
 from velvet_runner.web import create_app, next_workflow, openapi_document
 
 SECRET_OLD = "hk-old-SECRET-4f1d2c9a7b61e0"

@@ -40,11 +40,12 @@ from test_web import (  # noqa: F401 - the same fixtures
     store,
 )
 
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprint, new_job_id
 from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
-from velvet_runner.store import Change, Store
+from velvet_runner.store import Store
 from velvet_runner.web import create_app, openapi_document
 from velvet_runner.web.auth import FAILURES_PER_WINDOW
 

@@ -108,8 +108,6 @@ class _Built:
     vendor_kinds: tuple[str, ...]
     target_kinds: tuple[str, ...]
     vault_kinds: tuple[str, ...]
-    # Every model by class name, for the names this module used to define (see __getattr__).
-    models: dict[str, Any]
 
     @cached_property
     def tags(self) -> frozenset[str]:
@@ -142,13 +140,9 @@ def _build(vendor_items: tuple[tuple[str, type[Vendor]], ...],
                             credentials=(_list(_union(credentials, "vendor")),
                                          Field(default_factory=list,
                                                description="The credentials Velvet rotates.")))
-    models: dict[str, Any] = {"Vault": vault}
-    for model in [*credentials, *consumers, *(cls.options_model for _, cls in vendor_items),
-                  *(cls.config_model for _, cls in target_items)]:
-        models[model.__name__] = model
     return _Built(manifest=manifest, vendor_kinds=tuple(kind for kind, _ in vendor_items),
                   target_kinds=tuple(kind for kind, _ in target_items),
-                  vault_kinds=tuple(kind for kind, _ in vaults), models=models)
+                  vault_kinds=tuple(kind for kind, _ in vaults))
 
 
 # Typing forms applied to what is known only at run time (the registered kinds and models);
@@ -193,19 +187,6 @@ def _credential_model(kind: str, options: type[Model], vault: Any,
         consumers=(_list(consumer), Field(default_factory=list,
                                           description="Everything that holds the value.")),
     )
-
-
-def __getattr__(name: str) -> Any:
-    """The names this module defined before its models were built from the registries
-    (VENDOR_KINDS, TARGET_KINDS, Vault, HerokuCredential, HerokuConfigVarConsumer,
-    HerokuOptions, HerokuConfigVar, ...), for the code and tests that still import them."""
-    if not name.startswith("_"):
-        built = _built()
-        legacy = {"VENDOR_KINDS": built.vendor_kinds, "TARGET_KINDS": built.target_kinds,
-                  **built.models}
-        if name in legacy:
-            return legacy[name]
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def vendor_kinds() -> tuple[str, ...]:

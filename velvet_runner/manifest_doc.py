@@ -1,6 +1,7 @@
 """docs/manifest.md: the manifest's reference, written from its JSON Schema (`velvet manifest
 reference`), so every field is documented where editors read it too (the schema's
-descriptions); tests/test_manifest_doc.py keeps the committed file current."""
+descriptions); tests/adopt/test_manifest_reference.py keeps the committed file
+current."""
 
 from __future__ import annotations
 

@@ -42,21 +42,14 @@ from pydantic import ValidationError
 from velvet_runner.bulk import paused_gc
 from velvet_runner.errors import (
     CorruptRecord,
-    GitError,
     LocalFileError,
     NotFoundError,
     RotationInFlight,
-    StateHistoryLost,
-    StateWriteLost,
 )
-from velvet_runner.gitbranch import Change, GitBranch, Ls, Plan, Read, create_repository
+from velvet_runner.gitbranch import Change, GitBranch, Ls, Plan, Read
 from velvet_runner.gitobjects import TREE_MODE, parse_tree
 from velvet_runner.machine import is_terminal
 from velvet_runner.records import Job, iso, utcnow
-
-# The branch writer's and the errors' names that callers have always imported from here.
-__all__ = ["CREDENTIAL_RE", "JOB_ID_RE", "UNREADABLE_LOCK", "Change", "CorruptRecord", "GitError",
-           "StateHistoryLost", "StateWriteLost", "Store", "create_repository"]
 
 JOB_ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 CREDENTIAL_RE = re.compile(r"^[A-Z][A-Z0-9_]{0,127}$")

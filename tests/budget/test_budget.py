@@ -8,6 +8,7 @@ Nothing here asserts on time: only on what the fakes counted and stored.
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,14 +19,13 @@ from pydantic import SecretStr
 from velvet_runner.budget import Budgets
 from velvet_runner.client import make_client, raise_for_vendor
 from velvet_runner.errors import AuthRejected, RateLimited
-from velvet_runner.manifest import (
-    CloudflareCredential,
+from velvet_runner.manifest import parse
+from velvet_runner.manifest_models import Credential
+from velvet_runner.targets.github_actions_secret import (
     GithubActionsSecret,
-    HerokuConfigVar,
-    HerokuCredential,
+    GithubActionsSecretTarget,
 )
-from velvet_runner.targets.github_actions_secret import GithubActionsSecretTarget
-from velvet_runner.targets.heroku_config_var import HerokuConfigVarTarget
+from velvet_runner.targets.heroku_config_var import HerokuConfigVar, HerokuConfigVarTarget
 from velvet_runner.vendors.cloudflare import CloudflareVendor
 from velvet_runner.vendors.heroku import HerokuVendor
 
@@ -181,7 +181,7 @@ def test_heroku_find_minted_follows_next_range(hk: Fake) -> None:
         hk.state.add_authorization("bot@raxx.app", ["global"], f"other-{i}")
     wanted, _ = hk.state.add_authorization("bot@raxx.app", ["global"], "velvet job-42")
     with make_client(hk.url, headers=HEROKU_ACCEPT, budgets=Budgets(), vendor="heroku") as c:
-        vendor = HerokuVendor(HerokuCredential.model_validate(_heroku_cred()), c)
+        vendor = HerokuVendor(_credential(_heroku_cred()), c)
         assert vendor.find_minted(SecretStr(token), "velvet job-42") == wanted
         assert vendor.find_minted(SecretStr(token), "velvet job-43") is None
     listed = [r for r in hk.control.get("/requests").json()["requests"]
@@ -198,7 +198,7 @@ def test_cloudflare_find_minted_reads_pages_until_a_short_one(cf: Fake) -> None:
         cf.state.add_token("user", policies, f"other-{i}")
     wanted, _ = cf.state.add_token("user", policies, "velvet job-7")
     with make_client(cf.url, budgets=Budgets(), vendor="cloudflare") as client:
-        vendor = CloudflareVendor(CloudflareCredential.model_validate(_cloudflare_cred()), client)
+        vendor = CloudflareVendor(_credential(_cloudflare_cred()), client)
         assert vendor.find_minted(SecretStr(value), "velvet job-7") == wanted
         assert vendor.find_minted(SecretStr(value), "velvet job-8") is None
     pages = [r["path"] for r in cf.control.get("/requests").json()["requests"]
@@ -210,6 +210,11 @@ def cloudflare_write_group() -> str:
     from velvet_runner.sandbox import cloudflare
 
     return cloudflare.API_TOKENS_WRITE
+
+
+def _credential(row: dict[str, Any]) -> Credential:
+    """One manifest row, validated as the manifest validates it (JSON is YAML)."""
+    return parse(json.dumps({"credentials": [row]})).credentials[0]
 
 
 def _heroku_cred() -> dict[str, Any]:

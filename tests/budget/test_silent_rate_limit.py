@@ -17,9 +17,8 @@ from pydantic import SecretStr
 from velvet_runner.budget import Budgets
 from velvet_runner.client import RATE_DOUBLINGS, RetryPolicy, make_client
 from velvet_runner.errors import RateLimited
-from velvet_runner.manifest import HerokuConfigVar
 from velvet_runner.ratepolicy import POLICIES
-from velvet_runner.targets.heroku_config_var import HerokuConfigVarTarget
+from velvet_runner.targets.heroku_config_var import HerokuConfigVar, HerokuConfigVarTarget
 
 from .conftest import Fake
 

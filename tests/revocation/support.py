@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 
+from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
 from velvet_runner.sandbox.world import GITHUB_REPOSITORY, Sandbox
-from velvet_runner.store import Change, Store
+from velvet_runner.store import Store
 
 
 @dataclass

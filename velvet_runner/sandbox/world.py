@@ -299,7 +299,7 @@ class Sandbox:
         world.flags_path.write_text("velvet_v2_rotation: true\n", encoding="utf-8")
         world.manifest()  # refuse to hand out a manifest Velvet would reject
         # The sandbox's own state repository: Velvet creates none but its default implicitly.
-        from velvet_runner.store import create_repository
+        from velvet_runner.gitbranch import create_repository
 
         create_repository(Path(self.env(work)["VELVET_STATE"]))
         return world

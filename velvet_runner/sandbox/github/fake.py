@@ -30,8 +30,8 @@ class GitHubFake(registry.Fake):
     """GitHub: Velvet's repository with environments velvet-<env> and velvet-<env>-revoke
     (the manifest's approvers as required reviewers) and velvet-<env>-verify (no rule), the
     approvers as its collaborators (write), Velvet's GitHub App installed on the repositories
-    whose secrets are consumers; every repository, organisation and environment a
-    github_actions_secret consumer names."""
+    whose secrets are consumers (with organization_secrets when an organisation's are); every
+    repository, organisation and environment a github_actions_secret consumer names."""
 
     name = "github"
     setting = "VELVET_GITHUB_API_URL"
@@ -72,10 +72,15 @@ class GitHubFake(registry.Fake):
         for target in targets:
             if target not in self.state._repos:
                 self.state.add_repo(target)
-        if targets:
+        # An organisation's secrets need the App's organization_secrets permission.
+        orgs = sorted({str(org) for cred in manifest.credentials for c in cred.consumers
+                       if c.kind in self.targets and (org := getattr(c, "org", None))})
+        if targets or orgs:
+            permissions = {**APP_PERMISSIONS, **({"organization_secrets": "write"} if orgs
+                                                 else {})}
             self.state.add_installation(repository.partition("/")[0], APP_CLIENT_ID,
                                         app_slug="velvet-sandbox", repositories=targets,
-                                        permissions=APP_PERMISSIONS)
+                                        permissions=permissions)
             # As in the workflows, Velvet reaches Actions secrets with the App's installation
             # token (docs/setup.md section 4), not a person's.
             self.app_token(self._bootstrap_token)
