@@ -41,6 +41,16 @@ def test_what_the_workflows_read_and_where() -> None:
     assert expected.codeowners == ["/manifest/ @alice @bob", "/.github/workflows/ @alice @bob"]
 
 
+def test_the_app_permissions_follow_the_consumers() -> None:
+    """An environment's secrets need environments: write and an organisation's need the
+    Organization permission organization_secrets (else GitHub answers 403 "Resource not
+    accessible by integration"); doctor checks these and setup asks for them."""
+    assert Expected.of(load(example("raxx"))).app_permissions == {"secrets": "write"}
+    every = load(ROOT / "tests" / "manifests" / "good-every-kind.yml")
+    assert Expected.of(every, envs=list(every.environments)).app_permissions == {
+        "secrets": "write", "environments": "write", "organization_secrets": "write"}
+
+
 def test_codeowners_last_match_wins_as_on_github() -> None:
     text = "* @everyone\n/manifest/ @alice @bob  # the approvers\ndocs/ @writers\n"
     assert codeowners_of(text, "manifest/subscription-manifest.yml") == ["@alice", "@bob"]

@@ -109,18 +109,18 @@ def app(d: Doctor) -> list[Check]:
                      f"{d.owner}", app_fix)]
     out: list[Check] = []
     permissions = found.get("permissions") or {}
-    needed = {"secrets": "write"}
-    kinds = {c.kind for cred in d.expected.manifest.credentials for c in cred.consumers
-             if c.kind == "github_actions_secret" and getattr(c, "environment", None)}
-    if kinds:
-        needed["environments"] = "write"
-    lacking = [f"{k}: {v}" for k, v in needed.items() if permissions.get(k) != v]
+    needed = d.expected.app_permissions
+    missing = [k for k, v in needed.items() if permissions.get(k) != v]
+    lacking = [f"{k}: {needed[k]}" for k in missing]
     if lacking:
+        repo = [k for k in missing if k != "organization_secrets"]
+        where = ([f"Repository permissions → {', '.join(repo)}: Read and write"] if repo else []
+                 ) + (["Organization permissions → Secrets: Read and write"]
+                      if "organization_secrets" in missing else [])
         out.append(fail("app:permissions", f"{title}: permissions", "lacks " +
-                        ", ".join(lacking), "the App's settings → Permissions → Repository "
-                        "permissions → " + ", ".join(lacking).replace("write",
-                                                                      "Read and write") +
-                        "; then accept the new permissions on the installation"))
+                        ", ".join(lacking), "the App's settings → Permissions → " +
+                        "; ".join(where) + "; then accept the new permissions on the "
+                        "installation"))
     else:
         out.append(ok("app:permissions", f"{title}: permissions",
                       ", ".join(f"{k}: {v}" for k, v in needed.items())))

@@ -166,6 +166,20 @@ class Expected:
                        and getattr(c, "repository", None)})
 
     @property
+    def app_permissions(self) -> dict[str, str]:
+        """What the App's installation must grant for the writes these envs' consumers need:
+        repository secrets always, an environment's secrets and an organisation's when a
+        consumer is one (GitHub answers 403 "Resource not accessible by integration")."""
+        secrets = [c for cred in self.manifest.credentials for c in cred.consumers
+                   if c.kind == "github_actions_secret" and c.env in self.envs]
+        needed = {"secrets": "write"}
+        if any(getattr(c, "environment", None) for c in secrets):
+            needed["environments"] = "write"
+        if any(getattr(c, "org", None) for c in secrets):
+            needed["organization_secrets"] = "write"
+        return needed
+
+    @property
     def codeowners(self) -> list[str]:
         owners = " ".join(f"@{login}" for login in self.approvers)
         return [f"{path} {owners}" for path in CODEOWNED]

@@ -388,9 +388,12 @@ class Planner:
                      f"on {owner}, on {', '.join(targets)}, with Secrets: Read and write "
                      "(docs/setup.md §4)")
             return
-        if (found.get("permissions") or {}).get("secrets") != "write":
-            self.add("app:permissions", "manual", "give the App Secrets: Read and write (its "
-                     "settings → Permissions), then accept it on the installation")
+        granted = found.get("permissions") or {}
+        lacking = [k for k, v in self.expected.app_permissions.items() if granted.get(k) != v]
+        if lacking:
+            self.add("app:permissions", "manual", f"give the App {', '.join(lacking)}: Read "
+                     "and write (its settings → Permissions; organization_secrets is an "
+                     "Organization permission), then accept it on the installation")
         if found.get("repository_selection") == "all":
             return
         status, listed = self.get(f"/user/installations/{found['id']}/repositories"
