@@ -2,10 +2,9 @@
 
 (a) Only the sandbox, the rehearsals and the CLI commands that start fakes import the sandbox:
     the engine, the adapters and everything a stage job runs never do.
-(b) No adapter (vendors/, targets/, vaults/) imports the object that builds it (`wiring`) at
-    run time. The adapters still name `Wiring` in their `build` annotations (imported under
-    TYPE_CHECKING): those are listed in TYPE_ONLY_BUILDER_IMPORTS, so a new one fails here;
-    the list empties when adapters receive their clients instead of the builder (issue #26).
+(b) No adapter (vendors/, targets/, vaults/) imports the object that builds it (`wiring`), at
+    run time or for its annotations: an adapter declares what it needs (client.Api) and its
+    `build` receives the clients (client.Supplies), never the builder (issue #26).
 (c) The cycles of the module-level import graph are exactly KNOWN_CYCLES: a new one fails.
 """
 
@@ -27,15 +26,6 @@ MAY_IMPORT_SANDBOX = ("velvet_runner.sandbox", "velvet_runner.rehearse",
 ADAPTERS = ("velvet_runner.vendors", "velvet_runner.targets", "velvet_runner.vaults")
 BUILDER = "velvet_runner.wiring"
 
-# Adapters whose annotations name the builder (an import under TYPE_CHECKING only).
-TYPE_ONLY_BUILDER_IMPORTS = frozenset({
-    "velvet_runner.vendors.aws_iam", "velvet_runner.vendors.base",
-    "velvet_runner.vendors.cloudflare", "velvet_runner.vendors.heroku",
-    "velvet_runner.vendors.operator_manual", "velvet_runner.vendors.postmark",
-    "velvet_runner.targets.aws_ssm_parameter", "velvet_runner.targets.base",
-    "velvet_runner.targets.github_actions_secret", "velvet_runner.targets.heroku_config_var",
-    "velvet_runner.targets.infisical_secret",
-})
 # Each a strongly connected set of modules that import one another at module level.
 KNOWN_CYCLES: set[frozenset[str]] = set()
 
@@ -159,7 +149,7 @@ def test_adapters_do_not_import_their_builder() -> None:
         return {m for m, targets in graph.items() if _within(m, ADAPTERS) and BUILDER in targets}
 
     assert importers(_graph(module_level=False)) == set()  # at run time: none
-    assert importers(_graph(module_level=False, typing_only=True)) == TYPE_ONLY_BUILDER_IMPORTS
+    assert importers(_graph(module_level=False, typing_only=True)) == set()  # nor typing
 
 
 def test_module_level_import_cycles_are_the_known_ones() -> None:
@@ -177,7 +167,7 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
     assert full["velvet_runner.engine.revoke"] >= {"velvet_runner.engine.precheck"}
     assert "velvet_runner.engine" not in full["velvet_runner.engine.revoke"]
     typed = _graph(module_level=False, typing_only=True)
-    assert "velvet_runner.wiring" in typed["velvet_runner.targets.base"]  # under TYPE_CHECKING
-    assert "velvet_runner.wiring" not in full["velvet_runner.targets.base"]
+    assert "velvet_runner.manifest" in typed["velvet_runner.targets.base"]  # under TYPE_CHECKING
+    assert "velvet_runner.manifest" not in full["velvet_runner.targets.base"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {
         frozenset({"a", "b", "c"})}

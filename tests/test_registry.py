@@ -43,10 +43,14 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import SecretStr, StrictStr
 
-from velvet_runner.client import request
+from velvet_runner.client import Api, request
 from velvet_runner.manifest_models import Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
+
+# Its own API, declared here: no field in settings, no client recipe in wiring.
+THROWAWAY = Api("throwaway", "https://api.throwaway.invalid",
+                headers=(("Accept", "application/json"),))
 
 
 class ThrowawayOptions(Model):
@@ -57,12 +61,11 @@ class ThrowawayOptions(Model):
 class ThrowawayVendor(Vendor):
     kind: ClassVar[str] = "throwaway"
     options_model: ClassVar[type[Model]] = ThrowawayOptions
+    APIS: ClassVar[tuple[Api, ...]] = (THROWAWAY,)
 
     @classmethod
-    def build(cls, config: Any, wiring: Any) -> "ThrowawayVendor":
-        # Its own API, named here: no field in settings, no client recipe in wiring.
-        return cls(config, wiring.api_client("throwaway", "https://api.throwaway.invalid",
-                                             {"Accept": "application/json"}))
+    def build(cls, config: Any, supplies: Any) -> "ThrowawayVendor":
+        return cls(config, supplies.client(THROWAWAY))
 
     def __init__(self, config: Any, client: Any) -> None:
         self.config, self.client = config, client

@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
 
@@ -38,6 +38,9 @@ from velvet_runner.errors import (
 )
 from velvet_runner.ratepolicy import Policy
 
+if TYPE_CHECKING:
+    from velvet_runner.aws import AwsClients
+
 USER_AGENT = f"velvet-runner/{__version__}"
 REFILL = "velvet_refill"  # response extension: (real seconds, words) of the vendor's refill
 DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
@@ -52,6 +55,86 @@ def tls_context() -> ssl.SSLContext:
     each), and a stage builds a client per vendor, target kind and notification channel.
     """
     return httpx.create_ssl_context()
+
+
+# --- what an adapter declares it calls ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Bearer:
+    """The API's client sends `Authorization: Bearer <value>` with every request, the value
+    read from the setting `secret` (Velvet's own credential, never one it rotates)."""
+
+    secret: str  # the environment variable, e.g. VELVET_HEROKU_TOKEN
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self.secret,)
+
+    def header(self, value: str) -> str:
+        return f"Bearer {value}"
+
+
+@dataclass(frozen=True)
+class Login:
+    """The API's client logs in with the settings `secrets`: `session(client, *values)` is
+    what the adapter calls through, one per run, shared by every adapter of the run."""
+
+    session: Callable[..., Any]
+    secrets: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Api:
+    """One vendor API an adapter calls, as data: Wiring builds one client per API (and the
+    credentials it carries) for a run, and hands it to every adapter that declares it.
+
+    `name` keys its base URL (settings.api_url: VELVET_<NAME>_API_URL, else `default_url`),
+    its rate policy
+    (ratepolicy.POLICIES; a vendor without published limits gets 8 in flight). `auth`: None
+    when the adapter authenticates each request with the credential being rotated.
+    """
+
+    name: str
+    default_url: str
+    headers: tuple[tuple[str, str], ...] = ()
+    auth: Bearer | Login | None = None
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.auth.secrets if self.auth is not None else ()
+
+
+class Supplies:
+    """What Wiring hands an adapter's `build` (and `sweep`): the clients of the APIs it
+    declared, each built on first use (so a missing secret is refused only when needed),
+    the AWS clients and the injected sleep. Never the builder itself."""
+
+    def __init__(self, owner: str, apis: tuple[Api, ...], connect: Callable[[Api], Any],
+                 aws: AwsClients, sleep: Callable[[float], None]) -> None:
+        self._owner = owner
+        self._apis = apis
+        self._connect = connect
+        self.aws = aws
+        self.sleep = sleep
+
+    def _of(self, api: Api) -> Any:
+        if api not in self._apis:
+            raise ValueError(f"{self._owner} did not declare the {api.name} API it asks for")
+        return self._connect(api)
+
+    def client(self, api: Api) -> httpx.Client:
+        """The client of `api` (an API whose auth is a header, or none)."""
+        if isinstance(api.auth, Login):
+            raise ValueError(f"the {api.name} API logs in: ask for its session")
+        client: httpx.Client = self._of(api)
+        return client
+
+    def session(self, api: Api) -> Any:
+        """The session of `api` (an API whose auth is a Login): `api.auth.session`'s object."""
+        if not isinstance(api.auth, Login):
+            raise ValueError(f"the {api.name} API has no login session")
+        return self._of(api)
 
 
 def make_client(base_url: str, *, headers: dict[str, str] | None = None,

@@ -93,11 +93,10 @@ def scan(wiring: Wiring, manifest: Manifest, credential: Credential,
     wanted = fingerprint(value)
     found = Scan(credential=credential.name, fingerprint=wanted)
     places = registered_places(manifest)
-    adapters = targets.load_all()
     for kind in swept_kinds(manifest):
         read = 0
         try:
-            for place in adapters[kind].sweep(wiring, manifest, credential):
+            for place in wiring.sweep(kind, manifest, credential):
                 if place.error is not None:
                     found.not_searched.append(f"{place.where}: {place.error}")
                     continue

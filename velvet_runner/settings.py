@@ -1,12 +1,14 @@
 """Settings from the environment, read once and checked before anything else happens.
 
 Every variable Velvet reads is one row of `VARIABLES`: its name, the field it fills, and the
-rule its value must keep (README's settings table states the same rules). `Settings.from_env`
-checks every row, then the rules that join two variables (the state branch against the state
-repository's default branch), and raises one SettingsError naming each variable that breaks its
-rule, with its value (never a secret's) and the rule: exit 2, before any file, branch or vendor
-is touched. An empty value means unset, except `VELVET_STATE`, where '' is refused: it used to
-fall back to the default local repository without a word.
+rule its value must keep (README's settings table states the same rules); or one an adapter
+declares (its API's VELVET_<NAME>_API_URL and the secrets its auth reads: client.Api), kept by
+name (`api_url`, `secret`) under the same rules, so a new vendor adds no field here.
+`Settings.from_env` checks every row, then the rules that join two variables (the state branch
+against the state repository's default branch), and raises one SettingsError naming each
+variable that breaks its rule, with its value (never a secret's) and the rule: exit 2, before
+any file, branch or vendor is touched. An empty value means unset, except `VELVET_STATE`, where
+'' is refused: it used to fall back to the default local repository without a word.
 """
 
 from __future__ import annotations
@@ -43,20 +45,20 @@ class Settings(BaseModel):
     state_branch: str = "velvet-state"
     cache_dir: Path | None = None
     env: str | None = None
+    # The APIs Velvet's own code calls beyond the adapters: the status app's deploy (Heroku),
+    # the gate, dispatch and issues (GitHub), the notifier (Slack, Postmark).
     heroku_api_url: str = "https://api.heroku.com"
     postmark_api_url: str = "https://api.postmarkapp.com"
-    cloudflare_api_url: str = "https://api.cloudflare.com/client/v4"
-    infisical_api_url: str = "https://app.infisical.com"
     github_api_url: str = "https://api.github.com"
     slack_api_url: str = "https://slack.com/api"
     aws_endpoint_url: str | None = None
     # Base URLs from VELVET_<NAME>_API_URL for APIs without a field of their own (name lower
-    # case): a vendor module names its API's default URL (Wiring.api_client), not this file.
+    # case): an adapter declares its API's default URL (client.Api), not this file.
     api_urls: dict[str, str] = Field(default_factory=dict)
-    # Velvet's own bootstrap secrets (runbook section 8): never in the vault it manages.
-    heroku_token: SecretStr | None = None
-    infisical_client_id: SecretStr | None = None
-    infisical_client_secret: SecretStr | None = None
+    # Velvet's own bootstrap secrets (runbook section 8), never in the vault it manages, that
+    # only adapters read (client.Api's auth declares them): by variable name.
+    secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    # ... and those core code reads too (the gate, dispatch, the notifier).
     github_token: SecretStr | None = None
     # The App token that writes secrets cannot open issues; Actions passes GITHUB_TOKEN here.
     github_issues_token: SecretStr | None = None
@@ -85,8 +87,20 @@ class Settings(BaseModel):
     status_token: SecretStr | None = None
 
     def api_url(self, name: str, default: str) -> str:
-        """API `name`'s base URL: VELVET_<NAME>_API_URL when set, else `default`."""
+        """API `name`'s base URL: VELVET_<NAME>_API_URL when set, else `default` (an API core
+        code calls too keeps its field, whose default is the vendor's)."""
+        var = _BY_NAME.get(api_url_variable(name))
+        if var is not None and var.field is not None:
+            return str(getattr(self, var.field))
         return self.api_urls.get(name, default)
+
+    def secret(self, name: str) -> SecretStr | None:
+        """The secret setting `name` (its environment variable), None when unset."""
+        var = _BY_NAME.get(name)
+        if var is not None and var.field is not None:
+            value = getattr(self, var.field)
+            return value if isinstance(value, SecretStr) else None
+        return self.secrets.get(name)
 
     @property
     def may_create_state(self) -> bool:
@@ -114,6 +128,16 @@ class Settings(BaseModel):
                 continue
             if var.field is not None and var.field not in values:  # the first name wins
                 values[var.field] = value
+        secrets: dict[str, SecretStr] = {}
+        for var in declared_variables():
+            raw = env.get(var.name)
+            if not var.secret or not raw:
+                continue  # a declared API's URL is read below, with any other
+            try:
+                secrets[var.name] = var.parse(raw)
+            except ValueError as exc:
+                problems.append(var.refusal(raw, str(exc)))
+        values["secrets"] = secrets
         api_urls: dict[str, str] = {}
         for name, raw in sorted(env.items()):
             if not (name.startswith("VELVET_") and name.endswith("_API_URL")) or not raw:
@@ -398,7 +422,7 @@ _BRANCH = Var("VELVET_STATE_BRANCH", "state_branch",
               "default branch", _ref_name)
 
 
-def _url(name: str, field: str) -> Var:
+def _url(name: str, field: str | None) -> Var:
     return Var(name, field, _URL_RULE.rule, _http_url)
 
 
@@ -424,15 +448,10 @@ VARIABLES: tuple[Var, ...] = (
                                                                             lower=True)),
     _url("VELVET_HEROKU_API_URL", "heroku_api_url"),
     _url("VELVET_POSTMARK_API_URL", "postmark_api_url"),
-    _url("VELVET_CLOUDFLARE_API_URL", "cloudflare_api_url"),
-    _url("VELVET_INFISICAL_API_URL", "infisical_api_url"),
     _url("VELVET_GITHUB_API_URL", "github_api_url"),
     _url("VELVET_SLACK_API_URL", "slack_api_url"),
     _url("AWS_ENDPOINT_URL", "aws_endpoint_url"),
     _url("GITHUB_SERVER_URL", "github_server_url"),
-    _secret_var("VELVET_HEROKU_TOKEN", "heroku_token"),
-    _secret_var("VELVET_INFISICAL_CLIENT_ID", "infisical_client_id"),
-    _secret_var("VELVET_INFISICAL_CLIENT_SECRET", "infisical_client_secret"),
     _secret_var("VELVET_GITHUB_TOKEN", "github_token"),
     _secret_var("VELVET_GITHUB_ISSUES_TOKEN", "github_issues_token"),
     _secret_var("VELVET_SLACK_TOKEN", "slack_token"),
@@ -466,6 +485,29 @@ VARIABLES: tuple[Var, ...] = (
         _pattern(r"[a-z][a-z_]*", "a crash point's name")),
 )
 _BY_NAME = {var.name: var for var in VARIABLES}
+
+
+def api_url_variable(name: str) -> str:
+    """The environment variable that points API `name` elsewhere (a fake, a proxy)."""
+    return f"VELVET_{name.upper()}_API_URL"
+
+
+def declared_variables() -> tuple[Var, ...]:
+    """The variables the registered adapters declare beyond VARIABLES (client.Api: each API's
+    base URL, the secrets its auth reads), in registry order: from_env checks them, README's
+    settings table and `velvet doctor` list them. The registries are imported here, when
+    asked, not by this module: they import what reads the settings."""
+    from velvet_runner.targets import load_all as load_targets
+    from velvet_runner.vendors import load_all as load_vendors
+
+    found: dict[str, Var] = {}
+    apis = [api for vendor in load_vendors().values() for api in vendor.APIS]
+    apis += [api for target in load_targets().values() for api in target.APIS]
+    for api in apis:
+        found.setdefault(api_url_variable(api.name), _url(api_url_variable(api.name), None))
+        for name in api.secrets:
+            found.setdefault(name, _secret_var(name, None))
+    return tuple(var for name, var in found.items() if name not in _BY_NAME)
 
 
 def require_declared_env(settings: Settings, environments: list[str]) -> None:

@@ -10,7 +10,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -19,31 +19,19 @@ import httpx
 from velvet_runner.aws import AwsClients
 from velvet_runner.budget import Budget, Budgets, Policy
 from velvet_runner.checks import Checker
-from velvet_runner.client import make_client, tls_context
+from velvet_runner.client import Api, Bearer, Login, Supplies, make_client, tls_context
 from velvet_runner.errors import BadArgument
-from velvet_runner.manifest import Credential, TargetConfig
+from velvet_runner.manifest import Credential, Manifest, TargetConfig
 from velvet_runner.settings import Settings
-from velvet_runner.targets.base import Target
+from velvet_runner.targets import load_all as load_targets
+from velvet_runner.targets.base import DEFAULT_BOUND, Found, Target
 from velvet_runner.vault import Vault
+from velvet_runner.vendors import load_all as load_vendors
 from velvet_runner.vendors.base import Vendor
 
 if TYPE_CHECKING:
     from velvet_runner.shares import Account
-    from velvet_runner.targets.infisical_secret import InfisicalSession
 
-# How many writes may be in flight at once per target kind (each vendor's fair share). Heroku's
-# limit is a request budget (4,500 an hour per account), not a concurrency cap: a rotation
-# spends one request per consumer however many run at once, so its bound only has to keep a
-# big fan-out from waiting on round trips (2,000 apps at 100 ms each: 1.6 s at 128 in flight,
-# 3.1 s at 64). Past ~128 threads the runner is CPU-bound on two cores and more threads only
-# add GIL contention (bench/results.md). GitHub asks for at most 100 concurrent requests per
-# client, and SSM's standard throughput is a few writes a second, so those stay low.
-DEFAULT_BOUNDS: dict[str, int] = {
-    "heroku_config_var": 128,
-    "github_actions_secret": 32,
-    "infisical_secret": 64,
-    "aws_ssm_parameter": 32,
-}
 # Connections one thread may hold per client: a fan-out thread has one request in flight.
 PER_THREAD_CONNECTIONS = 4
 
@@ -98,6 +86,10 @@ class PerThreadTransport(httpx.BaseTransport):
 
 
 class Wiring:
+    """Builds each adapter from what it declares (its `APIS`, `BOUND` and `BUDGET`): one
+    client per API and the credentials it carries, shared by every adapter of the run that
+    declares it, with the secrets its auth names read from the settings."""
+
     def __init__(self, settings: Settings, *, transport: httpx.BaseTransport | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  bounds: dict[str, int] | None = None,
@@ -109,10 +101,15 @@ class Wiring:
                         else Budgets(time_scale=settings.budget_time_scale))
         self.transport = transport
         self.sleep = sleep
-        self.bounds = {**DEFAULT_BOUNDS, **(bounds or {})}
+        # Writes in flight at once per target kind: each kind's declared BOUND, overridden.
+        self.bounds = {**{kind: cls.BOUND or DEFAULT_BOUND
+                          for kind, cls in load_targets().items()}, **(bounds or {})}
         self.aws = AwsClients(settings.aws_endpoint_url)
         self._clients: list[httpx.Client] = []
-        self._api_clients: dict[str, httpx.Client] = {}
+        self._connected: dict[tuple[str, Bearer | Login | None], Any] = {}
+        self._supplies: dict[type, Supplies] = {}
+        # Fan-out threads build their targets at once: each API's client is built once.
+        self._lock = threading.RLock()
 
     def _transport(self) -> httpx.BaseTransport:
         """The injected transport (tests, sandbox), else one pool per thread per client."""
@@ -133,110 +130,102 @@ class Wiring:
         for client in self._clients:
             client.close()
         self._clients.clear()
+        self._connected.clear()
 
-    def _secret(self, name: str) -> str:
-        value = getattr(self.settings, name)
+    def bound(self, kind: str) -> int:
+        """How many writes of target kind `kind` may be in flight at once."""
+        return self.bounds.get(kind, DEFAULT_BOUND)
+
+    def secret(self, name: str) -> str:
+        """The value of Velvet's own secret setting `name` (BadArgument naming it: unset)."""
+        value = self.settings.secret(name)
         if value is None:
-            env = "VELVET_" + name.upper()
-            raise BadArgument(f"{env} is not set; Velvet needs it to reach that vendor")
-        return str(value.get_secret_value())
+            raise BadArgument(f"{name} is not set; Velvet needs it to reach that vendor")
+        return value.get_secret_value()
 
-    # --- vendors --------------------------------------------------------------------------
+    def api_url(self, api: Api) -> str:
+        return self.settings.api_url(api.name, api.default_url)
+
+    # --- adapters -------------------------------------------------------------------------
 
     def vendor(self, credential: Credential) -> Vendor:
-        from velvet_runner.vendors import load_all
-
-        return load_all()[credential.vendor].build(credential, self)
-
-    def api_client(self, name: str, default_url: str,
-                   headers: dict[str, str] | None = None) -> httpx.Client:
-        """The client of API `name`, one per wiring, at VELVET_<NAME>_API_URL or `default_url`.
-
-        For a vendor that brings its own API: its module names the URL and headers in `build`,
-        so adding it needs no edit here or in settings. Its requests are paced by its policy in
-        budget.POLICIES, else as a vendor's without published limits (8 in flight).
-        """
-        client = self._api_clients.get(name)
-        if client is None:
-            self.budgets.policies.setdefault(name, Policy(name, concurrency=8))
-            client = self._client(self.settings.api_url(name, default_url), headers,
-                                  vendor=name)
-            self._api_clients[name] = client
-        return client
-
-    @cached_property
-    def heroku_client(self) -> httpx.Client:
-        return self._client(self.settings.heroku_api_url,
-                            {"Accept": "application/vnd.heroku+json; version=3"},
-                            vendor="heroku")
-
-    @cached_property
-    def cloudflare_client(self) -> httpx.Client:
-        return self._client(self.settings.cloudflare_api_url, vendor="cloudflare")
-
-    @cached_property
-    def postmark_client(self) -> httpx.Client:
-        return self._client(self.settings.postmark_api_url, {"Accept": "application/json"},
-                            vendor="postmark")
-
-    # --- targets --------------------------------------------------------------------------
+        cls = load_vendors()[credential.vendor]
+        return cls.build(credential, self.supplies(cls))
 
     def target(self, config: TargetConfig) -> Target:
-        from velvet_runner.targets import load_all
-
-        return load_all()[config.kind].build(config, self)
+        cls = load_targets()[config.kind]
+        return cls.build(config, self.supplies(cls))
 
     def vault(self, credential: Credential) -> Vault:
         return Vault(credential.vault, self.target)
 
-    @cached_property
-    def heroku_bootstrap_client(self) -> httpx.Client:
-        token = self._secret("heroku_token")
-        return self._client(self.settings.heroku_api_url, {
-            "Accept": "application/vnd.heroku+json; version=3",
-            "Authorization": f"Bearer {token}",
-        }, max_connections=self.bounds["heroku_config_var"], vendor="heroku")
+    def sweep(self, kind: str, manifest: Manifest, credential: Credential) -> Iterator[Found]:
+        """Target kind `kind`'s sweep (scan.py); a missing secret is raised when it starts."""
+        cls = load_targets()[kind]
+        yield from cls.sweep(self.supplies(cls), manifest, credential)
 
-    @cached_property
-    def github_client(self) -> httpx.Client:
-        token = self._secret("github_token")
-        return self._client(self.settings.github_api_url, {
-            "Accept": "application/vnd.github+json",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "Authorization": f"Bearer {token}",
-        }, max_connections=self.bounds["github_actions_secret"], vendor="github")
+    def supplies(self, adapter: type[Vendor] | type[Target]) -> Supplies:
+        """What `adapter` declared, ready: its APIs' clients (built on first use), AWS, sleep."""
+        with self._lock:
+            found = self._supplies.get(adapter)
+            if found is None:
+                kind = adapter.kind
+                # A target's clients hold as many connections as its writes may need at once.
+                most = self.bound(kind) if issubclass(adapter, Target) else 64
+                found = Supplies(f"{kind} ({adapter.__name__})", adapter.APIS,
+                                 lambda api: self.connect(api, most), self.aws, self.sleep)
+                self._supplies[adapter] = found
+            return found
 
-    @cached_property
-    def infisical_session(self) -> InfisicalSession:
-        from velvet_runner.targets.infisical_secret import InfisicalSession
+    def connect(self, api: Api, max_connections: int = 64) -> Any:
+        """The client of `api` for this run (its session, for an API that logs in): one per
+        API name and auth, built on first use, at VELVET_<NAME>_API_URL or its default URL.
+        Its requests are paced by its policy in budget.POLICIES, else as a vendor's without
+        published limits (8 in flight)."""
+        key = (api.name, api.auth)
+        with self._lock:
+            found = self._connected.get(key)
+            if found is None:
+                found = self._connected[key] = self._connect(api, max_connections)
+            return found
 
-        client = self._client(self.settings.infisical_api_url,
-                              max_connections=self.bounds["infisical_secret"],
-                              vendor="infisical")
-        return InfisicalSession(client, self._secret("infisical_client_id"),
-                                self._secret("infisical_client_secret"))
+    def _connect(self, api: Api, max_connections: int) -> Any:
+        values = [self.secret(name) for name in api.secrets]  # refused before any client
+        headers = dict(api.headers)
+        if isinstance(api.auth, Bearer):
+            headers["Authorization"] = api.auth.header(values[0])
+        self.budgets.policies.setdefault(api.name, Policy(api.name, concurrency=8))
+        client = self._client(self.api_url(api), headers, max_connections, vendor=api.name)
+        if isinstance(api.auth, Login):
+            return api.auth.session(client, *values)
+        return client
+
+    def api_client(self, name: str, default_url: str,
+                   headers: dict[str, str] | None = None) -> httpx.Client:
+        """The client of API `name` that carries no credential of Velvet's (`connect`)."""
+        client: httpx.Client = self.connect(Api(name, default_url,
+                                                tuple((headers or {}).items())))
+        return client
 
     # --- rate budgets ---------------------------------------------------------------------
 
-    def _account_of_kind(self, kind: str) -> tuple[str, str, str] | None:
-        """(vendor, API URL, bootstrap secret) of the account a target kind's writes draw
-        from; None: not an HTTP budget, or no credential to reach it."""
-        accounts = {
-            "heroku_config_var": ("heroku", self.settings.heroku_api_url, "heroku_token"),
-            "github_actions_secret": ("github", self.settings.github_api_url, "github_token"),
-        }
-        account = accounts.get(kind)
-        if account is None or getattr(self.settings, account[2]) is None:
+    def _account_of_kind(self, kind: str) -> Api | None:
+        """The API whose account a target kind's writes draw from (its declared BUDGET); None:
+        not an HTTP budget, or no credential to reach it."""
+        cls = load_targets().get(kind)
+        api = cls.BUDGET if cls is not None else None
+        if api is None or not isinstance(api.auth, Bearer) or \
+                self.settings.secret(api.auth.secret) is None:
             return None
-        return account
+        return api
 
     def budget_for_kind(self, kind: str) -> Budget | None:
         """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
-        account = self._account_of_kind(kind)
-        if account is None:
+        api = self._account_of_kind(kind)
+        if api is None or not isinstance(api.auth, Bearer):
             return None
-        vendor, url, secret = account
-        return self.budgets.get(vendor, url, f"Bearer {self._secret(secret)}")
+        return self.budgets.get(api.name, self.api_url(api),
+                                api.auth.header(self.secret(api.auth.secret)))
 
     def share_accounts(self, kinds: Mapping[str, int]) -> list[Account]:
         """The accounts a fan-out of `kinds` (kind -> writes) spends heavily enough to lease a
@@ -247,11 +236,12 @@ class Wiring:
         found: dict[str, Account] = {}
         writes: dict[str, int] = {}
         for kind, count in kinds.items():
-            account, budget = self._account_of_kind(kind), self.budget_for_kind(kind)
-            if account is None or budget is None:
+            api, budget = self._account_of_kind(kind), self.budget_for_kind(kind)
+            if api is None or budget is None:
                 continue
-            folder = account_folder(account[0], account[1])
-            found.setdefault(folder, Account(folder, f"{account[0]} {account[1]}", budget))
+            url = self.api_url(api)
+            folder = account_folder(api.name, url)
+            found.setdefault(folder, Account(folder, f"{api.name} {url}", budget))
             writes[folder] = writes.get(folder, 0) + count
         return [a for folder, a in found.items() if a.budget.heavy(writes[folder])]
 

@@ -1,9 +1,10 @@
 """Bounded concurrent work over consumers: one failing row never blocks the others.
 
-Concurrency is bounded per target kind (`Wiring.bounds`); rows are saved at most once a second
-so the status app sees progress without a commit per row, and the operator sees a progress line
-at most once a second. A fan-out that spends vendor accounts holds a lease on a share of each
-(shares.py) while it runs, so concurrent runs on one account stay within its limits together.
+Concurrency is bounded per target kind (its declared BOUND: `Wiring.bound`); rows are saved at
+most once a second so the status app sees progress without a commit per row, and the operator
+sees a progress line at most once a second. A fan-out that spends vendor accounts holds a lease
+on a share of each (shares.py) while it runs, so concurrent runs on one account stay within its
+limits together.
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
     if not consumers:
         return
     wiring, progress = run.wiring, run.e.progress
-    limits = wiring.bounds
     kinds: Counter[str] = Counter(c.kind for c in consumers)
     waited0 = wiring.budgets.totals().waited
     if spends:
@@ -81,7 +81,7 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
             if spends:
                 _share_budgets(run, kinds, stack)
             pools = {kind: stack.enter_context(ThreadPoolExecutor(
-                max_workers=max(1, min(n, limits.get(kind, 1))),
+                max_workers=max(1, min(n, wiring.bound(kind))),
                 thread_name_prefix=f"velvet-fanout-{kind}")) for kind, n in kinds.items()}
             futures: dict[Future[Any], Consumer] = {}
             for c in consumers:
@@ -150,7 +150,7 @@ def _note_waits(run: Run, kinds: Mapping[str, int], waited0: float) -> None:
     """Record the rate-budget waits of a fan-out that waited a second per thread or more (the
     job's events and the step summary show them)."""
     totals = run.wiring.budgets.totals()
-    workers = sum(min(n, run.wiring.bounds.get(kind, 1)) for kind, n in kinds.items())
+    workers = sum(min(n, run.wiring.bound(kind)) for kind, n in kinds.items())
     if (totals.waited - waited0) / max(1, workers) < 1.0:
         return
     reasons = ", ".join(f"{k or 'other'} {v:.0f} s" for k, v in sorted(

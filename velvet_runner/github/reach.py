@@ -18,13 +18,13 @@ if TYPE_CHECKING:
 
     from .expect import Expected
 
-# Each target kind -> the bootstrap setting(s) Velvet reaches it with (runbook section 8).
-REACHED_WITH: dict[str, tuple[str, ...]] = {
-    "heroku_config_var": ("VELVET_HEROKU_TOKEN",),
-    "infisical_secret": ("VELVET_INFISICAL_CLIENT_ID", "VELVET_INFISICAL_CLIENT_SECRET"),
-    "github_actions_secret": ("VELVET_GITHUB_TOKEN",),
-    "aws_ssm_parameter": (),  # the AWS role of the job (OIDC) or the ambient credentials
-}
+
+def reached_with(kind: str) -> tuple[str, ...]:
+    """The bootstrap settings (runbook section 8) Velvet reaches target kind `kind` with: the
+    secrets its APIs declare (none for AWS: the job's role, by OIDC, or ambient credentials)."""
+    from velvet_runner.targets import load_all
+
+    return tuple(name for api in load_all()[kind].APIS for name in api.secrets)
 
 
 def reach_checks(expected: Expected, settings: Settings,
@@ -56,7 +56,7 @@ def _targets(expected: Expected) -> Iterator[TargetConfig]:
 
 
 def _probe(wiring: Any, config: TargetConfig) -> Check:
-    needs = REACHED_WITH.get(config.kind, ())
+    needs = reached_with(config.kind)
     title = f"reach {config.describe()}"
     absent = [name for name in needs if not os.environ.get(name)]
     if absent:

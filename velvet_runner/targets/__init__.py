@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 from typing import get_args
 
+from velvet_runner.client import Bearer
 from velvet_runner.manifest_models import VaultConfig
 from velvet_runner.targets.base import Target
 
@@ -33,6 +34,10 @@ def register(cls: type[Target]) -> type[Target]:
                                  and "name" in cls.config_model.model_fields):
         raise ValueError(f"target {cls.kind} cannot be a vault: it must read back and its "
                          "config must be a VaultConfig with a name field")
+    if cls.BUDGET is not None and not (cls.BUDGET in cls.APIS
+                                       and isinstance(cls.BUDGET.auth, Bearer)):
+        raise ValueError(f"target {cls.kind}: its BUDGET must be one of its APIS, with a Bearer "
+                         "auth (the account is named by Velvet's own credential)")
     TARGETS[cls.kind] = cls
     return cls
 

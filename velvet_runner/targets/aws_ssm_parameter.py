@@ -22,9 +22,9 @@ from velvet_runner.targets.base import Found, Target
 TOO_MANY_UPDATES_ATTEMPTS = 5
 
 if TYPE_CHECKING:
+    from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
-    from velvet_runner.wiring import Wiring
 
 
 class AwsSsmParameter(VaultConfig):
@@ -45,10 +45,12 @@ class AwsSsmParameterTarget(Target):
     kind: ClassVar[str] = "aws_ssm_parameter"
     config_model: ClassVar[type[TargetConfig]] = AwsSsmParameter
     CAN_BE_VAULT: ClassVar[bool] = True
+    # SSM's standard throughput is a few writes a second.
+    BOUND: ClassVar[int | None] = 32
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> AwsSsmParameterTarget:
-        return cls(config, wiring.aws.client("ssm", config.region), sleep=wiring.sleep)
+    def build(cls, config: Any, supplies: Supplies) -> AwsSsmParameterTarget:
+        return cls(config, supplies.aws.client("ssm", config.region), sleep=supplies.sleep)
 
     def __init__(self, config: AwsSsmParameter, ssm: Any,
                  sleep: Callable[[float], None] = time.sleep) -> None:
@@ -99,12 +101,12 @@ class AwsSsmParameterTarget(Target):
                                    "it)")
 
     @classmethod
-    def sweep(cls, wiring: Wiring, manifest: Manifest,
+    def sweep(cls, supplies: Supplies, manifest: Manifest,
               credential: Credential) -> Iterator[Found]:
         """Every parameter under the manifest's prefixes (`prefixes`), decrypted and
         fingerprinted, followed through GetParametersByPath's NextToken."""
         for region, roots in sorted(prefixes(manifest).items()):
-            ssm = wiring.aws.client("ssm", region)
+            ssm = supplies.aws.client("ssm", region)
             for root in roots:
                 token: str | None = None
                 while True:

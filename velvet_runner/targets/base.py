@@ -10,13 +10,18 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
+from velvet_runner.client import Api
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.records import fingerprint
 
 if TYPE_CHECKING:
+    from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
-    from velvet_runner.wiring import Wiring
+
+# Writes in flight at once for a kind that declares no BOUND: concurrent, as a vendor without
+# published limits allows (its API's rate policy still paces the requests).
+DEFAULT_BOUND = 16
 
 
 @dataclass(frozen=True)
@@ -45,22 +50,29 @@ class Target(ABC):
 
     `write` is idempotent (writing the same value twice is harmless) and raises the
     VendorError subclasses of `errors.py`. Nothing here logs or raises with a value in it.
+    What it needs is declared as data: `build` and `sweep` receive the clients of `APIS`.
     """
 
     kind: ClassVar[str]
     # The manifest row's model: a TargetConfig whose `kind` is Literal[kind].
     config_model: ClassVar[type[TargetConfig]]
+    # The vendor APIs it calls (client.Api: URL, headers, the settings its auth reads).
+    APIS: ClassVar[tuple[Api, ...]] = ()
+    # Writes of this kind in flight at once in a fan-out (its vendor's fair share); None:
+    # DEFAULT_BOUND. `Wiring(bounds=...)` overrides it.
+    BOUND: ClassVar[int | None] = None
+    # The API (one of APIS, with a Bearer auth) whose account budget its writes draw from: a
+    # fan-out's estimate and the share it leases of the account (shares.py). None: not an
+    # HTTP budget Velvet can name before writing.
+    BUDGET: ClassVar[Api | None] = None
     READABLE: ClassVar[bool] = True
     # May hold a credential's canonical live value (the manifest's `vault`): it reads back.
     CAN_BE_VAULT: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
-    def build(cls, config: Any, wiring: Wiring) -> Target:
-        """This adapter for its manifest row, with the clients it needs from `wiring`.
-
-        The client recipe lives here, beside the adapter, so `wiring` only looks the kind up.
-        """
+    def build(cls, config: Any, supplies: Supplies) -> Target:
+        """This adapter for its manifest row, with the clients of the APIs it declared."""
 
     @abstractmethod
     def write(self, value: SecretStr) -> None:
@@ -108,7 +120,7 @@ class Target(ABC):
         raise NotImplementedError(f"{self.kind} cannot delete")
 
     @classmethod
-    def sweep(cls, wiring: Wiring, manifest: Manifest,
+    def sweep(cls, supplies: Supplies, manifest: Manifest,
               credential: Credential) -> Iterator[Found]:
         """Every place of this kind Velvet's own credentials can read, beyond the manifest's
         (`velvet scan`, and stage 3 before it revokes: who else holds the old value).

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
 
+from velvet_runner.client import Api, Bearer, RetryPolicy, follow_links, request
 from velvet_runner.errors import NotFound, VendorError, VendorRejected
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
@@ -25,9 +26,15 @@ from velvet_runner.targets.base import Found, Shown, Target
 if TYPE_CHECKING:
     import httpx
 
+    from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
-    from velvet_runner.wiring import Wiring
+
+# The REST API with a GitHub App installation token that may write secrets only.
+GITHUB = Api("github", "https://api.github.com",
+             headers=(("Accept", "application/vnd.github+json"),
+                      ("X-GitHub-Api-Version", "2022-11-28")),
+             auth=Bearer("VELVET_GITHUB_TOKEN"))
 
 # How far GitHub's clock and the runner's may disagree when a write's time is compared.
 CLOCK_SKEW = timedelta(seconds=5)
@@ -95,10 +102,14 @@ class GithubActionsSecretTarget(Target):
     kind: ClassVar[str] = "github_actions_secret"
     config_model: ClassVar[type[TargetConfig]] = GithubActionsSecret
     READABLE: ClassVar[bool] = False
+    APIS: ClassVar[tuple[Api, ...]] = (GITHUB,)
+    # GitHub asks for at most 100 concurrent requests per client.
+    BOUND: ClassVar[int | None] = 32
+    BUDGET: ClassVar[Api | None] = GITHUB
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> GithubActionsSecretTarget:
-        return cls(config, wiring.github_client)
+    def build(cls, config: Any, supplies: Supplies) -> GithubActionsSecretTarget:
+        return cls(config, supplies.client(GITHUB))
 
     def __init__(self, config: GithubActionsSecret, client: httpx.Client) -> None:
         """`client` carries a GitHub App installation token with secrets write only."""
@@ -114,9 +125,6 @@ class GithubActionsSecretTarget(Target):
         self._before: str | None | object = _UNREAD
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        # Imported here: the manifest imports this module for GithubActionsSecret, without httpx.
-        from velvet_runner.client import request
-
         return request(self.client, method, path, what, **kwargs)
 
     def _public_key(self, *, fresh: bool = False) -> tuple[str, bytes]:
@@ -205,7 +213,7 @@ class GithubActionsSecretTarget(Target):
             f"secret last updated {updated}" if updated else "secret not set yet")
 
     @classmethod
-    def sweep(cls, wiring: Wiring, manifest: Manifest,
+    def sweep(cls, supplies: Supplies, manifest: Manifest,
               credential: Credential) -> Iterator[Found]:
         """GitHub never shows a secret's value, so a sweep finds who may use one: the workflow
         files (`.github/workflows/*.yml` on the default branch, through the contents API) that
@@ -213,8 +221,6 @@ class GithubActionsSecretTarget(Target):
         App's installation can see (`GET /installation/repositories`) that the manifest does
         not list. A repository of an organisation the manifest writes that secret to as an
         organisation secret reads the declared one, and is left out too."""
-        from velvet_runner.client import RetryPolicy, follow_links, request
-
         mine = _secrets(credential)
         names = sorted({c.secret.upper() for c in mine})
         if not names:
@@ -224,8 +230,8 @@ class GithubActionsSecretTarget(Target):
         orgs = {c.org for c in mine if c.org}
         pattern = re.compile(r"\bsecrets\s*(?:\.\s*(\w+)|\[\s*['\"](\w+)['\"]\s*\])",
                              re.IGNORECASE)
-        client = wiring.github_client
-        call = RetryPolicy(sleep=wiring.sleep).run
+        client = supplies.client(GITHUB)
+        call = RetryPolicy(sleep=supplies.sleep).run
 
         def get(url: str, what: str) -> Any:
             return call(lambda: request(client, "GET", url, what)).json()

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr
 
+from velvet_runner.client import Api, Bearer, RetryPolicy, follow_ranges, request
 from velvet_runner.errors import VendorError
 from velvet_runner.manifest_models import TargetConfig
+from velvet_runner.ratepolicy import POLICIES
 from velvet_runner.records import fingerprint
 from velvet_runner.targets import register
 from velvet_runner.targets.base import Found, Target
+from velvet_runner.vendors.heroku import HEROKU
 
 if TYPE_CHECKING:
     import httpx
 
+    from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
-    from velvet_runner.wiring import Wiring
+
+# The Platform API with Velvet's own token (HK_VELVET_BOOTSTRAP), which may write config vars.
+HEROKU_BOOTSTRAP = replace(HEROKU, auth=Bearer("VELVET_HEROKU_TOKEN"))
 
 
 class HerokuConfigVar(TargetConfig):
@@ -38,10 +45,18 @@ class HerokuConfigVar(TargetConfig):
 class HerokuConfigVarTarget(Target):
     kind: ClassVar[str] = "heroku_config_var"
     config_model: ClassVar[type[TargetConfig]] = HerokuConfigVar
+    APIS: ClassVar[tuple[Api, ...]] = (HEROKU_BOOTSTRAP,)
+    # Heroku's limit is a request budget (4,500 an hour per account), not a concurrency cap:
+    # a rotation spends one request per consumer however many run at once, so this bound only
+    # has to keep a big fan-out from waiting on round trips (2,000 apps at 100 ms each: 1.6 s
+    # at 128 in flight, 3.1 s at 64). Past ~128 threads the runner is CPU-bound on two cores
+    # and more threads only add GIL contention (bench/results.md).
+    BOUND: ClassVar[int | None] = 128
+    BUDGET: ClassVar[Api | None] = HEROKU_BOOTSTRAP
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> HerokuConfigVarTarget:
-        return cls(config, wiring.heroku_bootstrap_client)
+    def build(cls, config: Any, supplies: Supplies) -> HerokuConfigVarTarget:
+        return cls(config, supplies.client(HEROKU_BOOTSTRAP))
 
     def __init__(self, config: HerokuConfigVar, client: httpx.Client) -> None:
         """`client` carries Velvet's own Heroku token (HK_VELVET_BOOTSTRAP)."""
@@ -51,9 +66,6 @@ class HerokuConfigVarTarget(Target):
         self.what = f"heroku app {config.app} config var {config.var}"
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        # Imported here: the manifest imports this module for HerokuConfigVar, without httpx.
-        from velvet_runner.client import request
-
         return request(self.client, method, path, what, **kwargs)
 
     def write(self, value: SecretStr) -> None:
@@ -78,8 +90,6 @@ class HerokuConfigVarTarget(Target):
     def backoff_hint(self) -> float | None:
         """Heroku sends no Retry-After: ask the free rate-limit endpoint how long until the
         bucket holds a request again (vendor seconds; RetryPolicy waits at least the refill)."""
-        from velvet_runner.ratepolicy import POLICIES
-
         bucket = POLICIES["heroku"].bucket
         try:
             remaining = self._call("GET", "/account/rate-limits",
@@ -91,14 +101,12 @@ class HerokuConfigVarTarget(Target):
         return 1 / bucket.per_second
 
     @classmethod
-    def sweep(cls, wiring: Wiring, manifest: Manifest,
+    def sweep(cls, supplies: Supplies, manifest: Manifest,
               credential: Credential) -> Iterator[Found]:
         """Every config var of every app the bootstrap token may use (`GET /apps`, by Range
         pages), as fingerprints."""
-        from velvet_runner.client import RetryPolicy, follow_ranges, request
-
-        client = wiring.heroku_bootstrap_client
-        call = RetryPolicy(sleep=wiring.sleep).run
+        client = supplies.client(HEROKU_BOOTSTRAP)
+        call = RetryPolicy(sleep=supplies.sleep).run
 
         def send(page: str) -> httpx.Response:
             return call(lambda: request(client, "GET", "/apps", "heroku list apps",

@@ -11,8 +11,10 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
+import httpx
 from pydantic import Field, SecretStr, StrictStr
 
+from velvet_runner.client import Api, Login, RetryPolicy, raise_for_vendor, request
 from velvet_runner.errors import (
     AuthRejected,
     NotFound,
@@ -26,11 +28,9 @@ from velvet_runner.targets import register
 from velvet_runner.targets.base import Found, Target
 
 if TYPE_CHECKING:
-    import httpx
-
+    from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
-    from velvet_runner.wiring import Wiring
 
 
 class InfisicalSecret(VaultConfig):
@@ -62,10 +62,6 @@ class InfisicalSession:
         self._lock = threading.Lock()
 
     def _login(self) -> str:
-        # Imported here and in call: the manifest imports this module for InfisicalSecret,
-        # without httpx.
-        from velvet_runner.client import request
-
         response = request(self.client, "POST", "/api/v1/auth/universal-auth/login",
                            "infisical universal-auth login",
                            json={"clientId": self._client_id, "clientSecret": self._client_secret})
@@ -78,10 +74,6 @@ class InfisicalSession:
             return self._token
 
     def call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
-        import httpx
-
-        from velvet_runner.client import raise_for_vendor
-
         token = self.token()
         for attempt in range(2):
             try:
@@ -99,6 +91,11 @@ class InfisicalSession:
         raise AuthRejected(f"{what}: access token refused after a fresh login")
 
 
+# Velvet's machine identity logs in (universal auth); every target of a run shares the session.
+INFISICAL = Api("infisical", "https://app.infisical.com", auth=Login(
+    InfisicalSession, ("VELVET_INFISICAL_CLIENT_ID", "VELVET_INFISICAL_CLIENT_SECRET")))
+
+
 def _error(response: httpx.Response) -> str | None:
     try:
         return str(response.json().get("error"))
@@ -110,10 +107,12 @@ class InfisicalSecretTarget(Target):
     kind: ClassVar[str] = "infisical_secret"
     config_model: ClassVar[type[TargetConfig]] = InfisicalSecret
     CAN_BE_VAULT: ClassVar[bool] = True
+    APIS: ClassVar[tuple[Api, ...]] = (INFISICAL,)
+    BOUND: ClassVar[int | None] = 64
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> InfisicalSecretTarget:
-        return cls(config, wiring.infisical_session)
+    def build(cls, config: Any, supplies: Supplies) -> InfisicalSecretTarget:
+        return cls(config, supplies.session(INFISICAL))
 
     def __init__(self, config: InfisicalSecret, session: InfisicalSession) -> None:
         self.config = config
@@ -156,15 +155,13 @@ class InfisicalSecretTarget(Target):
             "secret present" if self.config.name in names else "secret not set yet")
 
     @classmethod
-    def sweep(cls, wiring: Wiring, manifest: Manifest,
+    def sweep(cls, supplies: Supplies, manifest: Manifest,
               credential: Credential) -> Iterator[Found]:
         """Every secret in every environment of every project Velvet's identity is a member
         of (`GET /api/v1/projects`, then each environment's secrets from `/`, recursively), as
         fingerprints. Infisical answers both listings whole (no pages)."""
-        from velvet_runner.client import RetryPolicy
-
-        session = wiring.infisical_session
-        call = RetryPolicy(sleep=wiring.sleep).run
+        session: InfisicalSession = supplies.session(INFISICAL)
+        call = RetryPolicy(sleep=supplies.sleep).run
 
         def secrets(project: str, env: str) -> Any:
             return call(lambda: session.call(

@@ -17,7 +17,7 @@ from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, LastUse, Minted, Vendor
 
 if TYPE_CHECKING:
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
 
 
 class AwsIamOptions(Model):
@@ -37,8 +37,8 @@ class AwsIamVendor(Vendor):
     options_model: ClassVar[type[Model]] = AwsIamOptions
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> AwsIamVendor:
-        return cls(config, wiring.aws)
+    def build(cls, config: Any, supplies: Supplies) -> AwsIamVendor:
+        return cls(config, supplies.aws)
 
     def __init__(self, config: Credential, aws: AwsClients) -> None:
         self.config = config

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
 
+from velvet_runner.client import Api
 from velvet_runner.errors import InputError
 from velvet_runner.manifest_models import Model
 
 if TYPE_CHECKING:
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
 
 
 @dataclass(frozen=True)
@@ -46,11 +47,14 @@ class Vendor(ABC):
     the manifest's `options` for it, and declare what the vendor's API can do with the
     capability flags; the engine routes around what it cannot (for example
     `CAN_REVOKE = False` becomes `manual_required`, confirmed by seeing the old value refused).
-    Methods raise the VendorError subclasses of `errors.py` and never put a value in a message.
+    `APIS` declares the vendor APIs it calls (client.Api: URL, headers, the settings its auth
+    reads); `build` receives their clients. Methods raise the VendorError subclasses of
+    `errors.py` and never put a value in a message.
     """
 
     kind: ClassVar[str]
     options_model: ClassVar[type[Model]]
+    APIS: ClassVar[tuple[Api, ...]] = ()
     CAN_MINT: ClassVar[bool] = True
     CAN_REVOKE: ClassVar[bool] = True
     CAN_ROLL: ClassVar[bool] = False
@@ -61,11 +65,8 @@ class Vendor(ABC):
 
     @classmethod
     @abstractmethod
-    def build(cls, config: Any, wiring: Wiring) -> Vendor:
-        """This adapter for its manifest row, with the clients it needs from `wiring`.
-
-        The client recipe lives here, beside the adapter, so `wiring` only looks the kind up.
-        """
+    def build(cls, config: Any, supplies: Supplies) -> Vendor:
+        """This adapter for its manifest row, with the clients of the APIs it declared."""
 
     @abstractmethod
     def verify(self, value: SecretStr) -> Identity:

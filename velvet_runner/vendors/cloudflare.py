@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
 
+from velvet_runner.client import Api, request
 from velvet_runner.errors import AuthRejected, NotFound, VendorRejected
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
@@ -20,7 +21,10 @@ PAGE_SIZE = 50  # the most Cloudflare returns per page
 if TYPE_CHECKING:
     import httpx
 
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
+
+# Each call authenticates with the token being rotated.
+CLOUDFLARE = Api("cloudflare", "https://api.cloudflare.com/client/v4")
 
 
 class CloudflareOptions(Model):
@@ -41,10 +45,11 @@ class CloudflareVendor(Vendor):
     options_model: ClassVar[type[Model]] = CloudflareOptions
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
+    APIS: ClassVar[tuple[Api, ...]] = (CLOUDFLARE,)
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> CloudflareVendor:
-        return cls(config, wiring.cloudflare_client)
+    def build(cls, config: Any, supplies: Supplies) -> CloudflareVendor:
+        return cls(config, supplies.client(CLOUDFLARE))
 
     def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
@@ -56,9 +61,6 @@ class CloudflareVendor(Vendor):
 
     def _envelope(self, method: str, path: str, value: SecretStr, what: str,
                   **kwargs: Any) -> dict[str, Any]:
-        # Imported here: the manifest imports this module for CloudflareOptions, without httpx.
-        from velvet_runner.client import request
-
         response = request(self.client, method, self.prefix + path, f"cloudflare {what}",
                            headers={"Authorization": f"Bearer {value.get_secret_value()}"},
                            **kwargs)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import Field, SecretStr, StrictInt, StrictStr
 
+from velvet_runner.client import Api, follow_ranges, request
 from velvet_runner.errors import NotFound, VendorRejected
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
@@ -19,7 +20,11 @@ from velvet_runner.vendors.base import Identity, Minted, Vendor
 if TYPE_CHECKING:
     import httpx
 
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
+
+# The Platform API; each call authenticates with the token being rotated.
+HEROKU = Api("heroku", "https://api.heroku.com",
+             headers=(("Accept", "application/vnd.heroku+json; version=3"),))
 
 
 class HerokuOptions(Model):
@@ -39,10 +44,11 @@ class HerokuVendor(Vendor):
     options_model: ClassVar[type[Model]] = HerokuOptions
     CAN_ROLL: ClassVar[bool] = True
     CAN_REGENERATE: ClassVar[bool] = True
+    APIS: ClassVar[tuple[Api, ...]] = (HEROKU,)
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> HerokuVendor:
-        return cls(config, wiring.heroku_client)
+    def build(cls, config: Any, supplies: Supplies) -> HerokuVendor:
+        return cls(config, supplies.client(HEROKU))
 
     def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
@@ -51,9 +57,6 @@ class HerokuVendor(Vendor):
 
     def _call(self, method: str, path: str, value: SecretStr, what: str,
               headers: dict[str, str] | None = None, **kwargs: Any) -> httpx.Response:
-        # Imported here: the manifest imports this module for HerokuOptions, without httpx.
-        from velvet_runner.client import request
-
         return request(self.client, method, path, f"heroku {what}",
                        headers={**_auth(value), **(headers or {})}, **kwargs)
 
@@ -71,8 +74,6 @@ class HerokuVendor(Vendor):
 
     def find_minted(self, current: SecretStr, label: str) -> str | None:
         # Lists come in pages (206 with Next-Range); a label missed here means minting twice.
-        from velvet_runner.client import follow_ranges
-
         def send(page: str) -> httpx.Response:
             return self._call("GET", "/oauth/authorizations", current, "list authorizations",
                               headers={"Range": page})

@@ -15,7 +15,7 @@ from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
 
 if TYPE_CHECKING:
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
 
 
 class OperatorManualOptions(Model):
@@ -31,7 +31,7 @@ class OperatorManualVendor(Vendor):
     CAN_PROBE: ClassVar[bool] = False
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> OperatorManualVendor:
+    def build(cls, config: Any, supplies: Supplies) -> OperatorManualVendor:
         return cls(config)
 
     def __init__(self, config: Credential) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr
 
+from velvet_runner.client import Api, request
 from velvet_runner.manifest_models import Credential, Model
 from velvet_runner.vendors import register
 from velvet_runner.vendors.base import Identity, Vendor
@@ -18,7 +19,11 @@ from velvet_runner.vendors.base import Identity, Vendor
 if TYPE_CHECKING:
     import httpx
 
-    from velvet_runner.wiring import Wiring
+    from velvet_runner.client import Supplies
+
+# Each call authenticates with the server token being checked.
+POSTMARK = Api("postmark", "https://api.postmarkapp.com",
+               headers=(("Accept", "application/json"),))
 
 
 class PostmarkOptions(Model):
@@ -31,19 +36,17 @@ class PostmarkVendor(Vendor):
     options_model: ClassVar[type[Model]] = PostmarkOptions
     CAN_MINT: ClassVar[bool] = False
     CAN_REVOKE: ClassVar[bool] = False
+    APIS: ClassVar[tuple[Api, ...]] = (POSTMARK,)
 
     @classmethod
-    def build(cls, config: Any, wiring: Wiring) -> PostmarkVendor:
-        return cls(config, wiring.postmark_client)
+    def build(cls, config: Any, supplies: Supplies) -> PostmarkVendor:
+        return cls(config, supplies.client(POSTMARK))
 
     def __init__(self, config: Credential, client: httpx.Client) -> None:
         self.config = config
         self.client = client
 
     def verify(self, value: SecretStr) -> Identity:
-        # Imported here: the manifest imports this module for PostmarkOptions, without httpx.
-        from velvet_runner.client import request
-
         # The body lists every sibling token (ApiTokens): read the name and id only.
         server = request(self.client, "GET", "/server", "postmark GET /server",
                          headers={"X-Postmark-Server-Token": value.get_secret_value()}).json()
