@@ -90,11 +90,6 @@ class AwsIamVendor(Vendor):
         others = [k["AccessKeyId"] for k in self._keys() if k["AccessKeyId"] != key_id]
         return str(others[0]) if others else None
 
-    def recover_minted(self, current: SecretStr, auth_id: str, label: str) -> Minted:
-        # A key's secret is shown once; a key whose secret was lost is deleted and replaced.
-        self.revoke(auth_id, using=current, value=current)
-        return self.mint(current, label)
-
     def revoke(self, auth_id: str | None, *, using: SecretStr, value: SecretStr) -> bool:
         if auth_id is None:
             raise VendorRejected("aws_iam revoke needs the access key id")
