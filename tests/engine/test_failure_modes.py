@@ -13,6 +13,7 @@ import pytest
 
 from velvet_runner.errors import ActionNotAllowed, GateRefused
 from velvet_runner.records import RowStatus
+from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .support import (
     HK,
@@ -93,6 +94,20 @@ def test_verify_401_old_token_invalid_then_abort(eng_world: EngWorld) -> None:
     again, created = engine.create(HK)
     assert created
     assert again.job_id != job.job_id
+
+
+def test_verify_of_an_empty_vault_value_names_the_vault_not_an_outage(
+        eng_world: EngWorld) -> None:
+    """A vault slot someone emptied: verify fails naming the vault, before any vendor is asked
+    (an empty value made a malformed header and read as an outage); retry_verify once a value
+    is back."""
+    eng_world.sandbox.infisical.set_secret(INFISICAL_PROJECT, INFISICAL_ENV, VAULT_PATH, HK, "")
+    job = eng_world.cli_job("rotate", HK)
+    job = eng_world.cli_job("stage", job.job_id, "verify", expect=1)
+    assert job.status == "verify_failed", last(job)
+    assert "holds no current value (an empty one)" in (job.events[-1].detail or "")
+    assert "unavailable" not in (job.events[-1].detail or "")
+    assert eng_world.requests("heroku", "GET", "/account") == []
 
 
 # --- 6b: mint ------------------------------------------------------------------------------

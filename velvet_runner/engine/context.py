@@ -143,8 +143,11 @@ class Run:
 
     def current(self) -> SecretStr:
         current: SecretStr | None = self.call(self.vault.current)
-        if current is None:
-            raise InputError(f"the vault {self.vault.describe()} holds no current value")
+        if current is None or not current.get_secret_value().strip():
+            # An empty value would reach the vendor as a malformed header and read as an
+            # outage: it is the vault's content that is wrong.
+            empty = "" if current is None else " (an empty one)"
+            raise InputError(f"the vault {self.vault.describe()} holds no current value{empty}")
         redact.register(current)
         return current
 
