@@ -395,7 +395,7 @@ class Rehearsal:
             "GITHUB_REF_NAME": gh_run.head_branch,
             "VELVET_SETTLE_SECONDS": str(self.settle_seconds),
             "VELVET_REHEARSE_PYTHON": str(self.python),
-            "VELVET_REHEARSE_SITE": sysconfig.get_paths()["purelib"],
+            "VELVET_REHEARSE_SITE": self._site_env()["PYTHONPATH"],
             "VELVET_REHEARSE_VENV": str(self.venv or ""),
         })
         run_token = f"ghs_rehearse_run_{run.run_id}_{secrets.token_hex(12)}"

@@ -68,19 +68,18 @@ class GitHubFake(registry.Fake):
                                            branches=["main"])
             for login in approvers:
                 self.state.add_collaborator(repository, login, "write")
-        targets = Expected.of(manifest, envs=list(manifest.environments)).secret_repositories
+        expected = Expected.of(manifest, envs=list(manifest.environments))
+        targets = expected.secret_repositories
         for target in targets:
             if target not in self.state._repos:
                 self.state.add_repo(target)
-        # An organisation's secrets need the App's organization_secrets permission.
-        orgs = sorted({str(org) for cred in manifest.credentials for c in cred.consumers
-                       if c.kind in self.targets and (org := getattr(c, "org", None))})
-        if targets or orgs:
-            permissions = {**APP_PERMISSIONS, **({"organization_secrets": "write"} if orgs
-                                                 else {})}
+        # What `velvet doctor` asks of the App (an organisation's secrets need
+        # organization_secrets), as a careful adopter grants it.
+        needed = expected.app_permissions
+        if targets or "organization_secrets" in needed:
             self.state.add_installation(repository.partition("/")[0], APP_CLIENT_ID,
                                         app_slug="velvet-sandbox", repositories=targets,
-                                        permissions=permissions)
+                                        permissions={**APP_PERMISSIONS, **needed})
             # As in the workflows, Velvet reaches Actions secrets with the App's installation
             # token (docs/setup.md section 4), not a person's.
             self.app_token(self._bootstrap_token)
