@@ -232,7 +232,7 @@ def test_a_vendor_without_an_options_model_is_refused() -> None:
         kind: ClassVar[str] = "bare"
 
         @classmethod
-        def build(cls, config: Any, wiring: Any) -> Bare:
+        def build(cls, config: Any, supplies: Any) -> Bare:
             return cls()
 
         def verify(self, value: SecretStr) -> Identity:
@@ -252,7 +252,7 @@ def test_a_target_whose_config_names_another_kind_is_refused() -> None:
         config_model: ClassVar[type[TargetConfig]] = Elsewhere
 
         @classmethod
-        def build(cls, config: Any, wiring: Any) -> Mislabelled:
+        def build(cls, config: Any, supplies: Any) -> Mislabelled:
             return cls()
 
         def write(self, value: SecretStr) -> None:

@@ -538,7 +538,7 @@ class LatecomerVendor(Vendor):
     options_model: ClassVar[type[Model]] = Model
 
     @classmethod
-    def build(cls, config: Any, wiring: Any) -> "LatecomerVendor":
+    def build(cls, config: Any, supplies: Any) -> "LatecomerVendor":
         return cls()
 
     def verify(self, value: SecretStr) -> Identity:
@@ -554,7 +554,7 @@ class LatecomerTarget(Target):
     config_model: ClassVar[type[TargetConfig]] = LatecomerPlace
 
     @classmethod
-    def build(cls, config: Any, wiring: Any) -> "LatecomerTarget":
+    def build(cls, config: Any, supplies: Any) -> "LatecomerTarget":
         return cls()
 
     def write(self, value: SecretStr) -> None:
