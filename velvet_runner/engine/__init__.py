@@ -1,6 +1,7 @@
 """The engine: runs one stage of one job, and keeps every token it makes in the job's ledger.
 
     __init__     Engine: create (preempting for emergencies), run, settle_debt; preconditions
+    services     Services: what a run is handed (store, wiring, clock, gate, progress, ...)
     context      Run: one stage's journal, credential, adapters, values and proofs of death
     journal      the only writer of the record and the ledger: intents, outcomes, the lease
     handlers     HANDLERS[(flow, action)] beside machine.TABLES
@@ -23,7 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from velvet_runner import ledger, timeline
 from velvet_runner.errors import (
@@ -44,7 +45,6 @@ from velvet_runner.machine import (
     Action,
     Flow,
     Option,
-    State,
     allowed,
     is_failed,
     options_refused,
@@ -60,12 +60,13 @@ from velvet_runner.wiring import Wiring
 from . import revoke
 from .context import CRASH_EXIT, Args, Run
 from .handlers import HANDLERS
-from .journal import LEASE_TTL, Journal
+from .journal import LEASE_TTL, Notifier
 from .progress import Progress
 from .proof import confirm
+from .services import Gate, Services
 
 __all__ = ["CRASH_EXIT", "FLAG", "LEASE_TTL", "Engine", "Gate", "Interrupted", "LeakStillOpen",
-           "Notifier", "Progress", "require_enabled", "stage_failed"]
+           "Notifier", "Progress", "Services", "require_enabled", "stage_failed"]
 
 FLAG = "velvet_v2_rotation"
 
@@ -77,16 +78,6 @@ def require_enabled(flags: dict[str, bool], manifest_path: str | Path) -> None:
         raise FeatureDisabled(f"feature flag {FLAG} is off: Velvet refuses to change "
                               "anything; use the vendor's manual SOP (runbook section 1)",
                               explain_flag(manifest_path))
-
-
-class Notifier(Protocol):
-    def job_changed(self, job: Job, previous: State) -> list[dict[str, Any]]: ...
-
-
-class Gate(Protocol):
-    """Checks an operator approval before a gated stage (the Actions layer implements it)."""
-
-    def check(self, job: Job, action: Action, credential: Credential) -> dict[str, Any] | None: ...
 
 
 class Engine:
@@ -101,12 +92,14 @@ class Engine:
         self.store = store
         self.wiring = wiring
         self.flags = flags if flags is not None else {}
-        self.notifier = notifier
-        self.gate = gate
         self.now = now
         self.actor = settings.actor or "unknown"
-        self.on_transition = on_transition
-        self.progress = progress if progress is not None else Progress()
+        # What each run is handed; a run never reaches back into the engine.
+        self.services = Services(
+            store=store, wiring=wiring, manifest=manifest, now=now, actor=self.actor,
+            progress=progress if progress is not None else Progress(), gate=gate,
+            notifier=notifier, on_transition=on_transition, crash_at=settings.crash_at,
+            settle_seconds=settings.settle_seconds)
 
     # --- preconditions -------------------------------------------------------------------
 
@@ -156,7 +149,7 @@ class Engine:
         self._rotatable(cred)
         job = self._new_job(cred, flow, idempotency_key, force_revoke)
         try:
-            stored, created = Journal.for_engine(self, job).create()
+            stored, created = self.services.journal(job).create()
         except RotationInFlight as exc:
             if flow != Flow.REVOCATION:
                 raise
@@ -166,7 +159,7 @@ class Engine:
                     f"revocation --preempt (aborts job {exc.job_id}, residual recorded)")) from None
             self._preempt(exc.job_id, name, job.job_id)
             self._adopt(job, self.store.find(exc.job_id))
-            stored, created = Journal.for_engine(self, job).create()
+            stored, created = self.services.journal(job).create()
         if created:
             job_logger("engine", stored.job_id).info(
                 "created %s job for %s by %s", flow, name, self.actor)
@@ -252,7 +245,7 @@ class Engine:
                               f"{stage_command(job_id, Action.ROLLBACK)}")
         step(job.flow_type, job.status, act, force_revoke=job.force_revoke,
              rolling_back=rolling_back)  # refuse early
-        run = Run(self, job, cred)
+        run = Run(self.services, job, cred)
         run.journal.acquire(act)
         if preempted_by:
             run.journal.note("preempted", f"emergency revocation {preempted_by} of this "
@@ -285,7 +278,7 @@ class Engine:
         job = self.store.find(job_id)
         cred = self._credential(job.credential)
         self._require_env(job.env, f"job {job_id}")
-        run = Run(self, job, cred)
+        run = Run(self.services, job, cred)
         run.journal.acquire(Action.PROCEED_REVOKE)
         try:
             return revoke.push(run, list(consumers))
@@ -326,7 +319,7 @@ class Engine:
 
     def _settle_job(self, job: Job, cred: Credential, only: str | None,
                     ticket: str | None) -> list[dict[str, Any]]:
-        run = Run(self, job, cred)
+        run = Run(self.services, job, cred)
         using = run.read_current()
         rows: list[dict[str, Any]] = []
         for token in ledger.debt(job):
@@ -340,12 +333,13 @@ class Engine:
                 rows.append({**row, "result": f"unknown: {exc}"})
                 continue
             if proof.dead:
-                self.settle_token(job, token.token_id, proof.evidence)
+                self.services.journal(job).settle_debt(token.token_id, proof.evidence)
                 rows.append({**row, "result": f"settled: {proof.evidence}"})
             elif proof.verdict == "unknown" and ticket is not None:
                 evidence = (f"{proof.evidence}; settled on the operator's evidence (ticket "
                             f"{ticket.strip()})")
-                self.settle_token(job, token.token_id, evidence, ticket=ticket.strip())
+                self.services.journal(job).settle_debt(token.token_id, evidence,
+                                                       ticket=ticket.strip())
                 rows.append({**row, "result": f"settled: {evidence}"})
             else:
                 rows.append({**row, "result": (
@@ -354,19 +348,6 @@ class Engine:
                     f"{token.auth_id or token.fingerprint} --ticket T once it is revoked: ")
                     + proof.evidence})
         return rows
-
-    def settle_token(self, job: Job, token_id: str, evidence: str, *,
-                     ticket: str | None = None) -> None:
-        """A token listed as debt is proven dead (or, with `ticket`, settled on a person's
-        evidence): recorded through the job's journal."""
-        journal = Journal.for_engine(self, job)
-        token = job.token(token_id)
-        if token is None or token.life != Life.DEBT:
-            return
-        journal.settle(token_id, Life.PROVEN_DEAD, evidence=evidence)
-        journal.note("debt_settled", f"auth id {token.auth_id}: {evidence}",
-                     {"auth_id": token.auth_id, "fingerprint": token.fingerprint,
-                      "token_id": token_id, **({"ticket": ticket} if ticket else {})})
 
 
 def _run_url() -> str | None:

@@ -11,7 +11,8 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from datetime import datetime
+from typing import Any
 
 from pydantic import SecretStr
 
@@ -25,10 +26,7 @@ from velvet_runner.targets.base import Target
 from velvet_runner.vault import Pending, Vault
 from velvet_runner.vendors.base import Vendor
 
-from .journal import Journal
-
-if TYPE_CHECKING:
-    from velvet_runner.engine import Engine
+from .services import Services
 
 CRASH_EXIT = 99
 
@@ -47,11 +45,14 @@ class Args:
 
 
 class Run:
-    def __init__(self, engine: Engine, job: Job, cred: Credential) -> None:
-        self.e = engine
+    """One stage of one job, handed its services (never the engine that made it)."""
+
+    def __init__(self, services: Services, job: Job, cred: Credential) -> None:
+        self.services = services
         self.cred = cred
-        self.wiring = engine.wiring
-        self.journal = Journal.for_engine(engine, job)
+        self.wiring = services.wiring
+        self.progress = services.progress
+        self.journal = services.journal(job)
         self.log = self.journal.log
         self._vendor: Vendor | None = None
         self._vault: Vault | None = None
@@ -64,6 +65,9 @@ class Run:
     @property
     def job(self) -> Job:
         return self.journal.job
+
+    def now(self) -> datetime:
+        return self.services.now()
 
     # --- adapters, lazily ----------------------------------------------------------------
 
@@ -113,13 +117,13 @@ class Run:
 
         return RetryPolicy(attempts=8 if patient else 4, cap=15.0 if patient else 5.0,
                            sleep=self.wiring.sleep, rate_limit_probe=probe if hint else None,
-                           say=self.e.progress.wait, max_rate_wait=RATE_PATIENCE / scale)
+                           say=self.progress.wait, max_rate_wait=RATE_PATIENCE / scale)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         return self.retry().run(fn)
 
     def crash_due(self, point: str) -> bool:
-        return self.e.settings.crash_at == point
+        return self.services.crash_at == point
 
     def crash(self, point: str) -> None:
         """Exit hard at a side-effect boundary when VELVET_CRASH_AT names it (crash tests)."""
@@ -132,9 +136,10 @@ class Run:
         return stage_command(self.job.job_id, action, ticket=ticket)
 
     def gate(self, act: Action) -> None:
-        if self.e.gate is None:
+        gate = self.services.gate
+        if gate is None:
             return
-        approval = self.e.gate.check(self.job, act, self.cred)
+        approval = gate.check(self.job, act, self.cred)
         if approval:
             self.journal.note("approval", f"{act} approved by {approval.get('approver')}",
                               approval)
@@ -221,7 +226,7 @@ class Run:
         """A token another job lists as debt (the job this one preempted) is proven dead: say
         so on that job's ledger too. Best effort: `velvet stuck --settle-debt` also clears it."""
         try:
-            other = self.e.store.find(job_id)
+            other = self.services.store.find(job_id)
         except VelvetError as exc:
             self.log.warning("could not settle job %s's debt: %s", job_id, exc)
             return
@@ -229,8 +234,8 @@ class Run:
             (token.auth_id is not None and t.auth_id == token.auth_id)
             or (token.fingerprint is not None and t.fingerprint == token.fingerprint))), None)
         if match is not None:
-            self.e.settle_token(other, match.token_id,
-                                f"{evidence} (proven by job {self.job.job_id})")
+            self.services.journal(other).settle_debt(
+                match.token_id, f"{evidence} (proven by job {self.job.job_id})")
 
     def entry(self, role: Role) -> Token | None:
         return self.job.newest(role)
@@ -241,7 +246,7 @@ class Run:
         old = self.job.newest("old")
         if old is not None:
             return old.token_id
-        at, auth_id = self.e.now(), self.vault_auth_id()
+        at, auth_id = self.now(), self.vault_auth_id()
         fp = fingerprint(value)
         holders = [ledger.VAULT_CURRENT] + [r.consumer_id for r in self.job.consumers
                                             if r.holds == "old"]

@@ -42,7 +42,7 @@ def fan_out(run: Run, consumers: list[Consumer], work: Callable[[Consumer], Any]
     """
     if not consumers:
         return
-    wiring, progress = run.wiring, run.e.progress
+    wiring, progress = run.wiring, run.progress
     kinds: Counter[str] = Counter(c.kind for c in consumers)
     waited0 = wiring.budgets.totals().waited
     if spends:
@@ -139,7 +139,7 @@ def _share_budgets(run: Run, kinds: Mapping[str, int], stack: ExitStack) -> None
     accounts = run.wiring.share_accounts(kinds)  # only those the fan-out spends heavily
     if not accounts:
         return
-    store = run.e.store
+    store = run.services.store
     keeper = ShareKeeper(Store(store.url, store.branch, store.cache.parent, create=False),
                          accounts, owner=run.journal.owner, job_id=run.job.job_id,
                          credential=run.job.credential, stale=stale)

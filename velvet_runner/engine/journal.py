@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from velvet_runner import ledger
 from velvet_runner.errors import ConflictError, VelvetError
@@ -28,7 +28,6 @@ from velvet_runner.records import ConsumerRow, Event, Job, Lease, Life, Role, To
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from velvet_runner.engine import Engine, Notifier
     from velvet_runner.store import Store
 
 LEASE_TTL = timedelta(minutes=2)
@@ -38,10 +37,14 @@ NOTIFY_STATES = frozenset({State.DONE, State.ABORTED, State.REV_LEAKED, State.RE
 Change = Callable[[Job], None]
 
 
+class Notifier(Protocol):
+    def job_changed(self, job: Job, previous: State) -> list[dict[str, Any]]: ...
+
+
 class Journal:
-    """Writes one job's record. It is handed the services it needs; the engine, the Actions
-    gate and the dispatcher each open one (`for_engine`, or with a store, a clock and an
-    actor), so no other code writes a job record."""
+    """Writes one job's record. It is handed the services it needs; the engine
+    (`Services.journal`), the Actions gate and the dispatcher each open one, so no other code
+    writes a job record."""
 
     def __init__(self, job: Job, store: Store, *, now: Callable[[], datetime], actor: str,
                  notifier: Notifier | None = None,
@@ -67,12 +70,6 @@ class Journal:
         self.announced: set[str] = set()
         self.stopping = False  # recording an interruption: no further checkpoints
         self.checkpoints = True  # off while a fan-out saves rows from its loop
-
-    @classmethod
-    def for_engine(cls, engine: Engine, job: Job) -> Journal:
-        return cls(job, engine.store, now=engine.now, actor=engine.actor,
-                   notifier=engine.notifier, on_transition=engine.on_transition,
-                   progress=engine.progress)
 
     def create(self) -> tuple[Job, bool]:
         """Write the new job with its lock (and idempotency key); (stored job, created). A
@@ -208,6 +205,17 @@ class Journal:
             ledger.set_life(token, life, at, evidence=evidence)
 
         self.change(apply, defer=defer)
+
+    def settle_debt(self, token_id: str, evidence: str, *, ticket: str | None = None) -> None:
+        """A token this job lists as debt is proven dead (or, with `ticket`, settled on a
+        person's evidence); anything else is left as it is."""
+        token = self.job.token(token_id)
+        if token is None or token.life != Life.DEBT:
+            return
+        self.settle(token_id, Life.PROVEN_DEAD, evidence=evidence)
+        self.note("debt_settled", f"auth id {token.auth_id}: {evidence}",
+                  {"auth_id": token.auth_id, "fingerprint": token.fingerprint,
+                   "token_id": token_id, **({"ticket": ticket} if ticket else {})})
 
     def observe(self, token_id: str, seen: str) -> None:
         """Record what was seen of a token that is not a proof (a refusal at verify); with the

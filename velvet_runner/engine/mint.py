@@ -35,7 +35,7 @@ def announce_mint(run: Run, job: Job, label: str) -> None:
     open_new = job.newest("new")
     if open_new is not None and open_new.life == Life.INTENDED:
         return
-    ledger.add(job, "new", Life.INTENDED, run.e.now(), label=label, intent="mint")
+    ledger.add(job, "new", Life.INTENDED, run.now(), label=label, intent="mint")
 
 
 def mint(run: Run) -> None:
@@ -113,8 +113,9 @@ def _refuse_orphaned(run: Run, pending: Pending | None) -> None:
     slot is that job's only hold on a live token, so it is never overwritten."""
     if pending is None or pending.job_id is None or pending.job_id == run.job.job_id:
         return
+    store = run.services.store
     try:
-        run.e.store.find(pending.job_id)
+        store.find(pending.job_id)
     except NotFoundError:
         pass
     else:
@@ -122,10 +123,10 @@ def _refuse_orphaned(run: Run, pending: Pending | None) -> None:
     slot = f"{run.vault.describe()}__PENDING"
     raise OrphanedPending(
         f"the vault's pending slot {slot} holds a value minted by job {pending.job_id} (auth id "
-        f"{pending.auth_id}), which the state branch {run.e.store.branch} does not know: the "
+        f"{pending.auth_id}), which the state branch {store.branch} does not know: the "
         "branch was rewritten or lost that record, and this slot is the only hold on that "
         "token. Restore the branch from a clone that has the job (git push <clone's "
-        f"{run.e.store.branch}> to the state repository), then run velvet stage "
+        f"{store.branch}> to the state repository), then run velvet stage "
         f"{pending.job_id} abort; or, if the record is gone for good, check which consumers "
         f"hold it, revoke auth id {pending.auth_id} at {run.cred.vendor}, clear {slot} and "
         f"{slot}_META, then {run.command(Action.PROCEED_MINT)}")

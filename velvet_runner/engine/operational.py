@@ -81,7 +81,7 @@ def start_from(run: Run, current: SecretStr, auth_id: str | None) -> str:
             f"replaced in the vault by hand; {proof.evidence}"
             + (f"; earlier {known.observed}" if known.observed and not proof.dead else "")))
     if known is None or known.fingerprint != fp:
-        at, token_id = run.e.now(), ledger.next_id(run.job, "old")
+        at, token_id = run.now(), ledger.next_id(run.job, "old")
         holders = [ledger.VAULT_CURRENT] + [r.consumer_id for r in run.job.consumers
                                             if r.holds == "old"]
 
@@ -173,7 +173,7 @@ def distribute(run: Run) -> None:
 
     def write(consumer: Consumer) -> Written:
         target = run.target(consumer)
-        since = run.e.now()
+        since = run.now()
         try:
             run.retry(target.backoff_hint).run(lambda: target.write(value))
         except VendorError as exc:

@@ -23,10 +23,10 @@ from .context import Args, Run
 
 def before_revoke(run: Run, args: Args) -> None:
     old_value = run.current()  # not promoted yet: the vault's current value is the old one
-    found = scan.scan(run.wiring, run.e.manifest, run.cred, old_value)
+    found = scan.scan(run.wiring, run.services.manifest, run.cred, old_value)
     old = run.entry("old")
     use = scan.check_use(run.vendor, old.auth_id if old else None, using=run.new_value(),
-                         job=run.job, settle_seconds=run.e.settings.settle_seconds,
+                         job=run.job, settle_seconds=run.services.settle_seconds,
                          call=run.call)
     refused: list[str] = []
     missing: list[Option] = []

@@ -47,7 +47,7 @@ def mark_rows(run: Run, act: Action, args: Args) -> Job:
         if act == Action.MANUAL_CONFIRM:
             evidence[cid] = _confirm_evidence(run, consumer, args.ticket)
     for cid in consumer_ids:
-        extra: dict[str, Any] = {field: status, "detail": f"{act} by {run.e.actor}"
+        extra: dict[str, Any] = {field: status, "detail": f"{act} by {run.services.actor}"
                                  + (f": {evidence[cid]}" if cid in evidence else "")}
         if distributing and act == Action.MANUAL_CONFIRM:
             extra["holds"] = "new"  # runbook 6c option B: the operator pushed it by hand
@@ -112,7 +112,7 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
         job.ticket = ticket
         old = job.token(old_id)
         if old is not None:
-            ledger.set_life(old, life, run.e.now(), evidence=evidence)
+            ledger.set_life(old, life, run.now(), evidence=evidence)
         if job.flow_type == Flow.OPERATIONAL:
             make_current(run, job)
 
@@ -169,21 +169,21 @@ def abort(run: Run, act: Action, args: Args) -> Job:
         old = job.newest("old")
         if old is not None and old_proof is not None:
             if old_proof.dead and old.life != Life.PROVEN_DEAD:
-                ledger.set_life(old, Life.PROVEN_DEAD, run.e.now(), evidence=old_proof.evidence)
+                ledger.set_life(old, Life.PROVEN_DEAD, run.now(), evidence=old_proof.evidence)
             elif old_proof.verdict == "live" and old.life == Life.PROVEN_DEAD:
-                ledger.set_life(old, Life.CURRENT, run.e.now(),
+                ledger.set_life(old, Life.CURRENT, run.now(),
                                 evidence=f"recorded as proven dead, but {old_proof.evidence}")
         if superseded:
             make_current(run, job)
             old = job.newest("old")
             if old is not None and old.life in ledger.LIVE:
-                ledger.set_life(old, Life.DEBT, run.e.now(), evidence=(
+                ledger.set_life(old, Life.DEBT, run.now(), evidence=(
                     "aborted from validated: superseded by the new value, not revoked"))
         for token in job.ledger:
             if token.life in (Life.INTENDED, Life.MINTED, Life.HELD, Life.REVOKING):
                 why = (f"preempted: emergency revocation {by} revokes it" if by
                        else token.evidence or _why_debt(job, token))
-                ledger.set_life(token, Life.DEBT, run.e.now(), evidence=why)
+                ledger.set_life(token, Life.DEBT, run.now(), evidence=why)
         job.report["residual"] = residual(job, notes)
 
     preview = run.job.model_copy(deep=True)
@@ -338,7 +338,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
     """
     j = run.journal
     if run.job.rollback is None:
-        started = {"from_state": str(run.job.status), "started_at": iso(run.e.now())}
+        started = {"from_state": str(run.job.status), "started_at": iso(run.now())}
         j.change(lambda job: setattr(job, "rollback", dict(started)))
         run.crash("rollback_start")
     try:
@@ -385,7 +385,7 @@ def rollback(run: Run, act: Action, args: Args) -> Job:
         job.report["rollback"] = {"new_token": new_state}
         for token in job.ledger:
             if token.role == "new" and token.life in ledger.LIVE:
-                ledger.set_life(token, Life.DEBT, run.e.now(),
+                ledger.set_life(token, Life.DEBT, run.now(),
                                 evidence=token.evidence or f"rolled back; new token {new_state}")
             ledger.release(token, ledger.VAULT_PENDING)
 

@@ -83,7 +83,7 @@ def _announce(run: Run, job: Job, current: SecretStr, auth_id: str | None, *,
     """The intent to kill the value in the vault, committed before the vendor is called.
     A value recorded as proven dead is announced again only with `reopen` (why that proof
     did not hold)."""
-    at, fp = run.e.now(), fingerprint(current)
+    at, fp = run.now(), fingerprint(current)
     old = job.newest("old")
     if old is None:
         old = ledger.add(job, "old", Life.CURRENT, at, auth_id=auth_id, fingerprint=fp,
@@ -397,7 +397,7 @@ def _vault_moved_on(run: Run, current: SecretStr) -> None:
 
         def adopt(job: Job) -> None:
             if not any(t.fingerprint == fp for t in job.ledger):
-                ledger.add(job, "rolled", Life.CURRENT, run.e.now(), auth_id=vault_auth,
+                ledger.add(job, "rolled", Life.CURRENT, run.now(), auth_id=vault_auth,
                            fingerprint=fp, held_by=[ledger.VAULT_CURRENT])
 
         j.change(adopt, defer=True)
@@ -460,10 +460,10 @@ def mark_manually_revoked(run: Run, act: Action, args: Args) -> Job:
         job.ticket = ticket
         token = job.token(old_id)
         if token is not None:
-            ledger.set_life(token, life, run.e.now(), evidence=evidence)
+            ledger.set_life(token, life, run.now(), evidence=evidence)
         rolled = job.newest("rolled")
         if rolled is not None and rolled.life == Life.INTENDED:
-            ledger.set_life(rolled, Life.PROVEN_DEAD, run.e.now(),
+            ledger.set_life(rolled, Life.PROVEN_DEAD, run.now(),
                             evidence="never issued: revoked by hand instead")
 
     run.journal.move(act, f"revoked by hand (ticket {ticket}): {evidence}",

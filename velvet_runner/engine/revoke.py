@@ -57,7 +57,7 @@ def proceed_revoke(run: Run, act: Action, args: Args) -> Job:
             job.ticket = ticket.strip() if ticket else None
             old = job.token(old_id)
             if old is not None and old.life != Life.PROVEN_DEAD:
-                ledger.set_life(old, Life.REVOKING, run.e.now())
+                ledger.set_life(old, Life.REVOKING, run.now())
                 old.intent = "revoke"
 
         unproven = run.job.unproven_rows()
@@ -75,7 +75,7 @@ def retry_revoke(run: Run, act: Action, args: Args) -> Job:
         def record(job: Job) -> None:
             token = job.token(old.token_id) if old is not None else None
             if token is not None and token.life not in (Life.PROVEN_DEAD, Life.REVOKING):
-                ledger.set_life(token, Life.REVOKING, run.e.now())
+                ledger.set_life(token, Life.REVOKING, run.now())
                 token.intent = "revoke"
 
         run.journal.move(act, "retrying revoke", mutate=record)
@@ -188,9 +188,9 @@ def _failed(run: Run, old_id: str, detail: str) -> Job:
         if token is None or token.life not in (Life.REVOKING, Life.PROVEN_DEAD):
             return
         if promoted[0]:
-            ledger.set_life(token, Life.DEBT, run.e.now(), evidence=detail)
+            ledger.set_life(token, Life.DEBT, run.now(), evidence=detail)
         else:
-            ledger.set_life(token, Life.CURRENT, run.e.now())
+            ledger.set_life(token, Life.CURRENT, run.now())
 
     return run.journal.move(Outcome.FAILED, detail, mutate=back)
 
@@ -242,7 +242,7 @@ def push(run: Run, consumer_ids: list[str]) -> Job:
 
     def work(consumer: Consumer) -> tuple[bool, str]:
         target = run.target(consumer)
-        since = run.e.now()
+        since = run.now()
         try:
             run.retry(target.backoff_hint).run(lambda: target.write(value))
         except VendorError as exc:
@@ -297,7 +297,7 @@ def make_current(run: Run, job: Job) -> None:
     """The job's new value is now the vault's current one."""
     new = job.newest("new")
     if new is not None and new.life in (Life.HELD, Life.MINTED, Life.REVOKING):
-        ledger.set_life(new, Life.CURRENT, run.e.now())
+        ledger.set_life(new, Life.CURRENT, run.now())
         ledger.release(new, ledger.VAULT_PENDING)
         ledger.hold(new, ledger.VAULT_CURRENT)
     old = job.newest("old")
