@@ -6,13 +6,11 @@ builds the consumer and vault unions from what is registered here.
 
 from __future__ import annotations
 
-import functools
-import importlib
-import pkgutil
 from typing import get_args
 
 from velvet_runner.client import Bearer
 from velvet_runner.manifest_models import VaultConfig
+from velvet_runner.registry import Registry
 from velvet_runner.targets.base import Target
 
 # The order the shipped JSON Schema lists the built-in targets in. A module added to this
@@ -21,12 +19,11 @@ SCHEMA_ORDER: tuple[str, ...] = (
     "heroku_config_var", "github_actions_secret", "infisical_secret", "aws_ssm_parameter",
 )
 
-TARGETS: dict[str, type[Target]] = {}
+REGISTRY: Registry[Target] = Registry("target", __name__, SCHEMA_ORDER, key=lambda cls: cls.kind)
+TARGETS = REGISTRY.entries  # kind -> class
 
 
 def register(cls: type[Target]) -> type[Target]:
-    if cls.kind in TARGETS:
-        raise ValueError(f"target {cls.kind} registered twice: {TARGETS[cls.kind]} and {cls}")
     if get_args(cls.config_model.model_fields["kind"].annotation) != (cls.kind,):
         raise ValueError(f"target {cls.kind}: {cls.config_model.__name__}.kind must be "
                          f"Literal[{cls.kind!r}]")
@@ -38,19 +35,10 @@ def register(cls: type[Target]) -> type[Target]:
                                        and isinstance(cls.BUDGET.auth, Bearer)):
         raise ValueError(f"target {cls.kind}: its BUDGET must be one of its APIS, with a Bearer "
                          "auth (the account is named by Velvet's own credential)")
-    TARGETS[cls.kind] = cls
-    return cls
+    return REGISTRY.add(cls)
 
 
 def load_all() -> dict[str, type[Target]]:
     """Every target module in this package, imported (so `velvet --help` stays fast, only
     here): the schema's first kinds in SCHEMA_ORDER, then the rest as they registered."""
-    _import_modules()
-    return {**{kind: TARGETS[kind] for kind in SCHEMA_ORDER}, **TARGETS}
-
-
-@functools.cache
-def _import_modules() -> None:
-    # Once per process: wiring looks an adapter up for every consumer of a fan-out.
-    for module in sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name != "base"):
-        importlib.import_module(f"{__name__}.{module}")
+    return REGISTRY.load_all()
