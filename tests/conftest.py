@@ -113,6 +113,20 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(
             f"--dist {dist}: this suite's files build on their own tests' runs; run it with "
             "-n 4 --dist loadfile (the README's test command)")
+    if not hasattr(config, "workerinput"):  # once, on the controller
+        _compile_packages()
+
+
+def _compile_packages() -> None:
+    """Byte-compile this checkout's packages before the suite spawns its `velvet` processes.
+    The editable install leaves them uncompiled, and under PYTHONDONTWRITEBYTECODE (set on
+    this machine and on many CI images) every process compiled the runner from source again:
+    0.41 s of CPU for `velvet due` against 0.29 s. Python still checks each file's stamp, so a
+    stale cache is never used."""
+    import compileall
+
+    for package in sorted(p.parent for p in REPO_ROOT.glob("*/__init__.py")):
+        compileall.compile_dir(package, quiet=1)
 
 
 # --- the session's figures, from every xdist worker (session_figures.py) ---------------------
