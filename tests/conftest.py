@@ -100,6 +100,14 @@ def git() -> Git:
     return _git
 
 
+@pytest.fixture(scope="session")
+def runner_venvs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where rehearsals keep the runner's prepared virtualenvs: one folder for the whole run,
+    shared by the xdist workers (each builds a given runner source's once, under a lock)."""
+    base = tmp_path_factory.getbasetemp()
+    return (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "runner-venvs"
+
+
 # --- pytest-xdist: a file's tests together ------------------------------------------------
 
 

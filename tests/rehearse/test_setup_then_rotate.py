@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,11 +24,11 @@ CHILD_TIMEOUT = 300  # a safety net, not a timing assertion
 
 
 @pytest.fixture(scope="module")
-def bare(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rehearsal]:
+def bare(tmp_path_factory: pytest.TempPathFactory, runner_venvs: Path) -> Iterator[Rehearsal]:
     if act_binary() is None:
         pytest.skip("nektos/act is not installed (pip install 'velvet-runner[rehearse]')")
     with Rehearsal(ROOT, tmp_path_factory.mktemp("bare"), manifest=example("raxx"),
-                   set_up=False) as rh:
+                   set_up=False, venvs=runner_venvs) as rh:
         try:
             yield rh
         finally:

@@ -22,6 +22,8 @@ secrets masked), `summary.md` (the step summaries) and `outputs.json` (every ste
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import os
 import secrets
@@ -156,12 +158,16 @@ class Rehearsal:
     """The sandbox, the Actions control plane and act; a context manager."""
 
     def __init__(self, root: Path, folder: Path, *, manifest: Path | None = None,
-                 settle_seconds: float = 3.0, set_up: bool = True) -> None:
+                 settle_seconds: float = 3.0, set_up: bool = True,
+                 venvs: Path | None = None) -> None:
         """`set_up=False` leaves the GitHub side as the sandbox provisions it (environments,
-        approvers' access, the App): `velvet setup github` is then the caller's to run."""
+        approvers' access, the App): `velvet setup github` is then the caller's to run.
+        `venvs`: where the runner's prepared virtualenvs are kept, one per runner source and
+        install step (default: FOLDER/runner-venvs); rehearsals may share it."""
         self.root = root.resolve()
         self.set_up = set_up
         self.folder = folder.resolve()
+        self.venvs = (venvs or self.folder / "runner-venvs").resolve()
         self.settle_seconds = settle_seconds
         source = manifest if manifest is not None else self.root / MANIFEST
         if not source.is_file():
@@ -352,31 +358,48 @@ class Rehearsal:
                 "PIP_FIND_LINKS": "", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
 
     def _runner_venv(self) -> None:
-        """The composite action's install step, run once for the rehearsal instead of once per
-        workflow run (13 s each under load, 41 runs in the suite): each run's stand-in
+        """The composite action's install step, run once per runner source instead of once per
+        workflow run (13 s of CPU each, 43 runs in the suite): each run's stand-in
         setup-python links the result at $RUNNER_TEMP/velvet-venv, where the step finds it
-        and takes its once-per-job path. The step's own script makes it, from action.yml."""
-        temp = self.folder / "runner-temp"
-        self.venv: Path | None = temp / "velvet-venv"
-        if (self.venv / "bin" / "velvet").exists():
-            return
+        and takes its once-per-job path. The step's own script makes it, from action.yml.
+
+        Prepared virtualenvs are kept under `venvs` by a digest of the step, the interpreter
+        and every file the step installs, so a changed runner gets a new one and rehearsals
+        running side by side build each once (a lock file per digest)."""
         action = yaml.safe_load((self.project / "action.yml").read_text(encoding="utf-8"))
         steps = [step.get("run") for step in action["runs"]["steps"]
                  if step.get("name") == INSTALL_STEP]
         if len(steps) != 1 or not isinstance(steps[0], str):
-            self.venv = None  # a changed action: each run installs for itself
+            self.venv: Path | None = None  # a changed action: each run installs for itself
             return
+        temp = self.venvs / self._install_digest(steps[0])
+        self.venv = temp / "velvet-venv"
         temp.mkdir(parents=True, exist_ok=True)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(temp),
-               "RUNNER_TEMP": str(temp), "GITHUB_ACTION_PATH": str(self.project),
-               "GITHUB_PATH": str(temp / "github-path"),
-               "VELVET_PYTHON": str(self.python / "bin" / "python"), **self._site_env()}
-        proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
-                               steps[0]], env=env, capture_output=True, text=True,
-                              check=False, cwd=temp)
-        if proc.returncode != 0:
-            raise InputError(f"action.yml step {INSTALL_STEP!r} failed for the rehearsal:\n"
-                             + (proc.stdout + proc.stderr)[-3000:])
+        with (temp.parent / f"{temp.name}.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            if (self.venv / "bin" / "velvet").exists():
+                return
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(temp),
+                   "RUNNER_TEMP": str(temp), "GITHUB_ACTION_PATH": str(self.project),
+                   "GITHUB_PATH": str(temp / "github-path"),
+                   "VELVET_PYTHON": str(self.python / "bin" / "python"), **self._site_env()}
+            proc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c",
+                                   steps[0]], env=env, capture_output=True, text=True,
+                                  check=False, cwd=temp)
+            if proc.returncode != 0:
+                shutil.rmtree(self.venv, ignore_errors=True)  # never half a venv for the next
+                raise InputError(f"action.yml step {INSTALL_STEP!r} failed for the rehearsal:\n"
+                                 + (proc.stdout + proc.stderr)[-3000:])
+
+    def _install_digest(self, step: str) -> str:
+        """What the install step's result depends on: its script, the interpreter behind the
+        stand-in setup-python, and the exported project's files (names and contents)."""
+        digest = hashlib.sha256(step.encode())
+        digest.update(f"\0{sys.version}\0{sys.base_prefix}\0".encode())
+        for path in sorted(p for p in self.project.rglob("*") if p.is_file()):
+            digest.update(f"{path.relative_to(self.project)}\0".encode())
+            digest.update(hashlib.sha256(path.read_bytes()).digest())
+        return digest.hexdigest()[:20]
 
     def _files(self, run: RunInfo, out: Path) -> dict[str, Path]:
         """act's --env-file, --secret-file and --var-file for one job of a run (0600): its
