@@ -22,7 +22,8 @@ from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprin
 from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
-from velvet_runner.web import create_app, next_workflow, openapi_document
+from velvet_runner.web import create_app, openapi_document
+from velvet_runner.workflows import next_workflow
 
 SECRET_OLD = "hk-old-SECRET-4f1d2c9a7b61e0"
 SECRET_NEW = "hk-new-SECRET-8e7d6c5b4a3921"
@@ -600,7 +601,7 @@ def test_next_workflow_by_status(flow: Flow, status: State, force: bool,
     job = make_job(State.INIT).model_copy(update={"flow_type": flow, "status": status,
                                                   "force_revoke": force})
     found = next_workflow(job)
-    assert (found[0] if found else None) == workflow
+    assert (found[0].file if found else None) == workflow
 
 
 def test_no_workflow_link_without_a_repository(settings: Settings, store: Store,

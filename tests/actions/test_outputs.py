@@ -72,6 +72,8 @@ def test_summary_has_the_consumer_table_the_path_and_the_approvals(gh_job, tmp_p
     assert "velvet-stage-2-mint.yml` → https://github.example/r/actions/runs/8" in summary
     assert "This run: https://github.example/raxx/velvet/actions/runs/42 (actor `alice`)" in (
         summary)
+    # the workflow that runs a verified job next, from the one table the status page reads
+    assert "Run next: Stage 2 — mint + distribute (`velvet-stage-2-mint.yml`)" in summary
     assert "`proceed_mint` (environment `velvet-prod`)" in summary
 
 

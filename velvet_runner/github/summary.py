@@ -6,6 +6,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from velvet_runner.errors import BadArgument
+from velvet_runner.workflows import next_workflow
 
 from .api import Environ, environ_or_os, iso
 from .dispatch import DISPATCH_EVENT
@@ -110,6 +111,9 @@ def summary_markdown(job: Job, environ: Environ | None = None) -> str:
         gated = [f"`{a}` (environment `{environment_for(a, job.env)}`)" if environment_for(
             a, job.env) else f"`{a}`" for a in nxt]
         parts += ["", "Allowed next: " + ", ".join(gated)]
+        upcoming = next_workflow(job)
+        if upcoming is not None:
+            parts.append(f"Run next: {upcoming[0].label} (`{upcoming[0].file}`)")
     text = scrub("\n".join(parts) + "\n")
     if len(text.encode("utf-8")) > SUMMARY_LIMIT:
         text = text.encode("utf-8")[:SUMMARY_LIMIT].decode("utf-8", "ignore")

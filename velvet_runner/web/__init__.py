@@ -4,6 +4,5 @@
 """
 
 from velvet_runner.web.app import create_app, openapi_document, serve
-from velvet_runner.web.pages import next_workflow
 
-__all__ = ["create_app", "next_workflow", "openapi_document", "serve"]
+__all__ = ["create_app", "openapi_document", "serve"]

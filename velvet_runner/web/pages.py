@@ -25,14 +25,8 @@ from velvet_runner.records import DONE_ROW, Job, RowStatus
 from velvet_runner.settings import Settings
 from velvet_runner.web.api import DEFAULT_LIMIT, context
 from velvet_runner.web.state import Context, credential_label
+from velvet_runner.workflows import next_workflow
 
-WORKFLOWS = {
-    "stage1": ("velvet-stage-1-verify.yml", "Stage 1 — verify"),
-    "stage2": ("velvet-stage-2-mint.yml", "Stage 2 — mint + distribute"),
-    "stage3": ("velvet-stage-3-revoke.yml", "Stage 3 — validate + revoke"),
-    "recovery": ("velvet-recovery.yml", "Recovery"),
-    "revocation": ("velvet-revocation.yml", "Emergency revocation"),
-}
 ENV_BANNERS = {"prod": ("banner-prod", "PRODUCTION"), "staging": ("banner-staging", "STAGING")}
 TONE_ICON = {"ok": "✓", "bad": "✗", "busy": "⟳", "wait": "…", "neutral": "–"}
 ROW_TONE = {
@@ -136,36 +130,14 @@ class NextStage:
     running: bool  # mid-stage: the stage's run is at work (or died): not a stage to open
 
 
-def next_workflow(job: Job) -> tuple[str, str, list[Action]] | None:
-    """(workflow file, label, allowed actions) of what runs the job next; None when finished."""
-    flow, state = job.flow_type, State(job.status)
-    actions = job.next_actions()
-    if not actions:
-        return None
-    if state in OPERATOR_STATES:
-        key = "recovery"
-    elif flow == Flow.REVOCATION:
-        key = "revocation"
-    elif Action.PROCEED_REVOKE in actions:
-        key = "stage3"
-    elif Action.PROCEED_MINT in actions:
-        key = "stage2"
-    elif Action.VERIFY in actions:
-        key = "stage1"
-    else:
-        key = "recovery"
-    file, label = WORKFLOWS[key]
-    return file, label, actions
-
-
 def next_stage(settings: Settings, job: Job) -> NextStage | None:
     found = next_workflow(job)
     if found is None:
         return None
-    file, label, actions = found
-    return NextStage(file=file, label=label, actions=actions,
+    workflow, actions = found
+    return NextStage(file=workflow.file, label=workflow.label, actions=actions,
                      command=stage_command(job.job_id, actions[0]),
-                     url=workflow_url(settings, file),
+                     url=workflow_url(settings, workflow.file),
                      running=State(job.status) in IN_PROGRESS)
 
 
