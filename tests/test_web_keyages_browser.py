@@ -50,7 +50,9 @@ def test_key_age_page_draws_the_chart_and_links_the_evidence(tmp_path: Path) -> 
             page.wait_for_selector("#key-ages")
             chart = page.locator("#key-age-chart")
             chart.wait_for()
-            page.wait_for_function("document.getElementById('key-age-chart').complete")
+            # A property read by Playwright's own script: the app's CSP forbids evaluating a
+            # string (wait_for_function's polling), which failed whenever the image was slow.
+            sync_api.expect(chart).to_have_js_property("complete", True)
             size = chart.evaluate("img => [img.naturalWidth, img.naturalHeight]")
             assert size[0] == 1000  # the SVG loaded and rendered as an image
             assert size[1] > 0
