@@ -10,6 +10,12 @@ credentials at it (`bootstrap`), and what of a manifest it provisions:
     held(config)             the value that target holds now (a consumer stand-in's source)
     forget(config)           remove it (a vault's pending slots, when a world is provisioned)
 
+A fake that serves an app (`app()`) and keeps `control` (the default) builds it with
+`control.build_app(name, routes, error=..., state=...)`: its vendor routes, the vendor's own
+error body, and its state (a `control.FakeState`), which give it the `/__velvet/` control API
+the sandbox resets, seeds and scans through (tests/sandbox/test_fake_control.py names a fake
+that does not serve it). `control = False` is for what serves no such API (moto, the manual).
+
 `world.py` builds any manifest's world from this registry alone; a new fake joins the sandbox,
 its env, its leak scan and provisioning by registering here.
 """
