@@ -46,7 +46,7 @@ OLD_BOUND = 128
 def budget_world(sbx: Any, workdir: Path, github: int, heroku_vars: int) -> dict[str, Any]:
     from sandbox_proc import write_manifest
 
-    from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+    from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
     tag = uuid.uuid4().hex[:6]
     name = f"BENCH_BUDGET_{tag.upper()}"
@@ -90,7 +90,7 @@ def mixed_world(sbx: Any, workdir: Path, n: int) -> dict[str, Any]:
     secrets, 5% Infisical secrets, 5% SSM parameters (issue 21's mixed fan-out)."""
     from sandbox_proc import write_manifest
 
-    from velvet_runner.sandbox.world import AWS_REGION, INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+    from velvet_sandbox.world import AWS_REGION, INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
     tag = uuid.uuid4().hex[:6]
     name = f"BENCH_MIXED_{n}_{tag.upper()}"

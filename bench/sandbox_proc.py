@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from velvet_runner.sandbox import Sandbox
-from velvet_runner.sandbox.world import APPROVERS, INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+from velvet_sandbox import Sandbox
+from velvet_sandbox.world import APPROVERS, INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 VAR = "HEROKU_API_KEY"
 

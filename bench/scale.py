@@ -140,7 +140,7 @@ def shared_world(sbx: Any, workdir: Path, runs: int, secrets: int) -> dict[str, 
     """`runs` Heroku credentials, each held by `secrets` GitHub Actions secrets (one account)."""
     from sandbox_proc import write_manifest
 
-    from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+    from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
     tag = uuid.uuid4().hex[:6]
     repos = [f"raxx/shared-{tag}-{r}" for r in range(REPOS)]
@@ -331,7 +331,7 @@ def _median_write(run: dict[str, Any], control: str, scale: float) -> float:
 def bench_tick(rep: Any, tmp: Path, results: dict[str, Any], due: int = 50) -> None:
     import yaml
 
-    from velvet_runner.rehearse.runner import Rehearsal
+    from velvet_sandbox.rehearse.runner import Rehearsal
 
     rep.out(f"## Cron tick: `velvet rehearse schedule` with {due} due credentials")
     rep.out("")

@@ -315,6 +315,29 @@ def test_cli_does_not_import_heavy_clients(tmp_path: Path, argv: list[str]) -> N
             assert command in proc.stdout
 
 
+@pytest.mark.parametrize(("argv", "extra"), [
+    (["sandbox"], "sandbox"), (["demo"], "sandbox"), (["rehearse", "run"], "rehearse")])
+def test_a_sandbox_command_without_its_extra_names_what_to_install(
+        tmp_path: Path, argv: list[str], extra: str) -> None:
+    """An install without the sandbox's dependencies (a stage's): the mounted command exits 2
+    naming itself, the module and the extra. The child Python is that install: starlette and
+    moto cannot be imported in it."""
+    code = textwrap.dedent(f"""
+        import sys
+        sys.modules["starlette"] = sys.modules["moto"] = None  # not installed here
+        sys.argv = ["velvet", *{argv!r}]
+        from velvet_runner.cli import main
+        main()
+    """)
+    (tmp_path / ".github" / "workflows").mkdir(parents=True)  # where rehearse must start
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, check=False, timeout=TIMEOUT)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == (f"velvet: velvet {argv[0]} needs starlette, which is not installed: "
+                           f"pip install 'velvet-runner[{extra}]', or the README's install\n")
+    no_traceback(proc)
+
+
 # --- read-only commands ----------------------------------------------------------------------
 
 

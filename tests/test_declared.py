@@ -23,13 +23,13 @@ from velvet_runner.errors import BadArgument, SettingsError
 from velvet_runner.manifest import parse
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.ratepolicy import Policy, Window
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings, declared_variables
 from velvet_runner.targets import TARGETS, register
 from velvet_runner.targets.base import DEFAULT_BOUND, Target
 from velvet_runner.targets.heroku_config_var import HEROKU_BOOTSTRAP
 from velvet_runner.vendors.heroku import HEROKU
 from velvet_runner.wiring import Wiring
+from velvet_sandbox.server import ServerThread
 
 TOKEN = "drop-token-123"
 DROPBOX = Api("dropbox", "https://api.dropbox.invalid",

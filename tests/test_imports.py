@@ -1,16 +1,27 @@
-"""The runner's import structure, read from its source with `ast` (nothing is imported).
+"""The runner's import structure, read from its source with `ast` (nothing is imported), and
+checked once at run time.
 
-(a) Only the sandbox, the rehearsals and the CLI commands that start fakes import the sandbox:
-    the engine, the adapters and everything a stage job runs never do.
+(a) No module of the runner imports the sandbox (velvet_sandbox/, beside it in the same
+    distribution): not at module level, not inside a function, not for its annotations, not by
+    an `importlib.import_module` string. The commands that start fakes are velvet_sandbox's,
+    mounted on `velvet` through entry points that `velvet --help` lists without importing them;
+    a child Python that imports every runner module and prints the help ends with no
+    velvet_sandbox module loaded.
 (b) No adapter (vendors/, targets/, vaults/) imports the object that builds it (`wiring`), at
     run time or for its annotations: an adapter declares what it needs (client.Api) and its
     `build` receives the clients (client.Supplies), never the builder (issue #26).
-(c) The cycles of the module-level import graph are exactly KNOWN_CYCLES: a new one fails.
+(c) No import cycle among the runner's modules: the graph of their imports, module-level and
+    inside functions (an import put in a function still ties the two modules together; only
+    TYPE_CHECKING blocks are left out), a package's __init__ a module of its own, has no
+    strongly connected set of more than one module.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,16 +29,10 @@ import velvet_runner
 
 PACKAGE = Path(velvet_runner.__file__).parent
 ROOT = "velvet_runner"
-SANDBOX = "velvet_runner.sandbox"
-# What starts fakes: the sandbox itself, the rehearsals, and the commands behind `velvet
-# sandbox`, `velvet demo` and `velvet rehearse` (the demo's module with them).
-MAY_IMPORT_SANDBOX = ("velvet_runner.sandbox", "velvet_runner.rehearse",
-                      "velvet_runner.cli.local", "velvet_runner.demo")
+SANDBOX = "velvet_sandbox"
 ADAPTERS = ("velvet_runner.vendors", "velvet_runner.targets", "velvet_runner.vaults")
 BUILDER = "velvet_runner.wiring"
-
-# Each a strongly connected set of modules that import one another at module level.
-KNOWN_CYCLES: set[frozenset[str]] = set()
+TIMEOUT = 120  # safety net for a hung child; not a timing assertion
 
 
 def _within(name: str, prefixes: tuple[str, ...]) -> bool:
@@ -50,14 +55,26 @@ def _is_type_checking(test: ast.expr) -> bool:
         isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
+def _is_import_module(node: ast.Call) -> bool:
+    """`importlib.import_module("literal")` or `import_module("literal")`."""
+    if not node.args:
+        return False
+    func = node.func
+    named = (isinstance(func, ast.Attribute) and func.attr == "import_module") or (
+        isinstance(func, ast.Name) and func.id == "import_module")
+    return named and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+
+
 def _import_nodes(tree: ast.Module, *, module_level: bool,
-                  typing_only: bool) -> Iterator[ast.Import | ast.ImportFrom]:
-    """The import statements; with `module_level`, only those that run when the module is
-    imported (not in a function); with `typing_only`, also those under TYPE_CHECKING."""
+                  typing_only: bool) -> Iterator[ast.Import | ast.ImportFrom | ast.Call]:
+    """The import statements and `import_module` calls; with `module_level`, only those that run
+    when the module is imported (not in a function); with `typing_only`, also those under
+    TYPE_CHECKING."""
     stack: list[ast.AST] = list(tree.body)
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.Import | ast.ImportFrom):
+        if isinstance(node, ast.Import | ast.ImportFrom) or (
+                isinstance(node, ast.Call) and _is_import_module(node)):
             yield node
             continue
         if module_level and isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.Lambda):
@@ -68,30 +85,40 @@ def _import_nodes(tree: ast.Module, *, module_level: bool,
         stack.extend(ast.iter_child_nodes(node))
 
 
+def _imported(tree: ast.Module, name: str, package: bool, *, module_level: bool,
+              typing_only: bool, known: set[str]) -> set[str]:
+    """Every module `name` imports, by its absolute name. `from P import m` is an import of
+    P.m when m is a module of `known` (and of P only for the names P defines: a package's
+    submodule is imported without its __init__'s names); `importlib.import_module("m")` with
+    a literal name is an import of m."""
+    found: set[str] = set()
+    for node in _import_nodes(tree, module_level=module_level, typing_only=typing_only):
+        if isinstance(node, ast.Call):
+            found.add(str(ast.literal_eval(node.args[0])))
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+            continue
+        if node.level:
+            base = name.split(".") if package else name.split(".")[:-1]
+            base = base[: len(base) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        submodules = {f"{target}.{a.name}" for a in node.names} & known
+        found |= submodules
+        if len(submodules) < len(node.names):  # names defined by the module itself
+            found.add(target)
+    return found
+
+
 def _graph(*, module_level: bool, typing_only: bool = False) -> dict[str, set[str]]:
-    """Module -> the runner's modules it imports. `from P import m` is an import of P.m when m
-    is a module (and of P only for the names P defines: a package's submodule is imported
-    without its __init__'s names)."""
+    """Module -> the runner's modules it imports."""
     modules = _parse()
-    graph: dict[str, set[str]] = {}
-    for name, (tree, package) in modules.items():
-        edges: set[str] = set()
-        for node in _import_nodes(tree, module_level=module_level, typing_only=typing_only):
-            if isinstance(node, ast.Import):
-                edges.update(a.name for a in node.names)
-                continue
-            if node.level:
-                base = name.split(".") if package else name.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            submodules = {f"{target}.{a.name}" for a in node.names} & modules.keys()
-            edges |= submodules
-            if len(submodules) < len(node.names):  # names defined by the module itself
-                edges.add(target)
-        graph[name] = {e for e in edges if e in modules and e != name}
-    return graph
+    return {name: {e for e in _imported(tree, name, package, module_level=module_level,
+                                        typing_only=typing_only, known=set(modules))
+                   if e in modules and e != name}
+            for name, (tree, package) in modules.items()}
 
 
 def _cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
@@ -136,12 +163,47 @@ def _cycles(graph: dict[str, set[str]]) -> set[frozenset[str]]:
     return found
 
 
-def test_only_what_starts_fakes_imports_the_sandbox() -> None:
-    offenders = sorted(f"{module} imports {target}"
-                       for module, targets in _graph(module_level=False).items()
-                       if not _within(module, MAY_IMPORT_SANDBOX)
-                       for target in targets if _within(target, (SANDBOX,)))
-    assert offenders == []
+def _sandbox_imports(tree: ast.Module, name: str, package: bool) -> list[str]:
+    """What of the sandbox `name` imports anywhere, its annotations' imports included."""
+    return sorted(target for target in _imported(tree, name, package, module_level=False,
+                                                 typing_only=True, known=set())
+                  if _within(target, (SANDBOX,)))
+
+
+def test_no_runner_module_imports_the_sandbox() -> None:
+    offenders = sorted(f"{name} imports {target}"
+                       for name, (tree, package) in _parse().items()
+                       for target in _sandbox_imports(tree, name, package))
+    assert offenders == [], "the runner never imports velvet_sandbox (mount a command through " \
+        "the velvet.commands entry points instead)"
+
+
+def test_the_runner_and_its_help_load_no_sandbox_module() -> None:
+    """Every runner module imported, then `velvet --help` in the same process: the mounted
+    commands are listed with their help, and no velvet_sandbox module was loaded."""
+    code = textwrap.dedent("""
+        import pkgutil, importlib, sys
+        import velvet_runner
+        for module in pkgutil.walk_packages(velvet_runner.__path__, "velvet_runner."):
+            if not module.name.endswith(".__main__"):  # a script: importing it runs velvet
+                importlib.import_module(module.name)
+        from velvet_runner.cli import main
+        sys.argv = ["velvet", "--help"]
+        try:
+            main()
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] == "velvet_sandbox"))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=TIMEOUT, env={"COLUMNS": "100", "PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "LOADED []"
+    listed = dict(line.split(None, 1) for line in proc.stdout.split("Commands:\n")[1]
+                  .splitlines()[:-1] if line.strip())
+    assert listed["sandbox"].startswith("Start every fake vendor on 127.0.0.1")
+    assert listed["demo"].startswith("One full rotation of the example world")
+    assert listed["rehearse"].startswith("Run this repository's workflows locally")
 
 
 def test_adapters_do_not_import_their_builder() -> None:
@@ -152,9 +214,10 @@ def test_adapters_do_not_import_their_builder() -> None:
     assert importers(_graph(module_level=False, typing_only=True)) == set()  # nor typing
 
 
-def test_module_level_import_cycles_are_the_known_ones() -> None:
-    cycles = _cycles(_graph(module_level=True))
-    assert {tuple(sorted(c)) for c in cycles} == {tuple(sorted(c)) for c in KNOWN_CYCLES}
+def test_no_import_cycle_among_the_runners_modules() -> None:
+    cycles = sorted(" -> ".join(sorted(c)) for c in _cycles(_graph(module_level=False)))
+    assert cycles == [], "modules that import one another (move what they share to the " \
+        "module that owns it):\n" + "\n".join(cycles)
 
 
 def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
@@ -171,3 +234,21 @@ def test_the_graph_sees_imports_inside_functions_and_relative_ones() -> None:
     assert "velvet_runner.manifest" not in full["velvet_runner.targets.base"]
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == {
         frozenset({"a", "b", "c"})}
+
+
+def test_the_sandbox_rule_sees_every_way_of_importing() -> None:
+    source = textwrap.dedent("""
+        from typing import TYPE_CHECKING
+        import importlib
+        if TYPE_CHECKING:
+            from velvet_sandbox.world import Sandbox
+        def f():
+            import velvet_sandbox.registry
+            importlib.import_module("velvet_sandbox.cli")
+        def g():
+            from velvet_sandbox import heroku
+        import velvet_sandboxes  # another package whose name starts alike
+    """)
+    found = _sandbox_imports(ast.parse(source), "velvet_runner.x", False)
+    assert found == ["velvet_sandbox", "velvet_sandbox.cli", "velvet_sandbox.registry",
+                     "velvet_sandbox.world"]

@@ -25,7 +25,6 @@ from velvet_runner import manifest as manifest_mod
 from velvet_runner.errors import ManifestError
 from velvet_runner.manifest import json_schema, json_schema_text, parse
 from velvet_runner.manifest_models import TargetConfig
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.targets import load_all as load_targets
 from velvet_runner.targets import register as register_target
@@ -34,6 +33,7 @@ from velvet_runner.vendors import VENDORS, register
 from velvet_runner.vendors import load_all as load_vendors
 from velvet_runner.vendors.base import Identity, Vendor
 from velvet_runner.wiring import Wiring
+from velvet_sandbox.server import ServerThread
 
 SHIPPED_SCHEMA = Path(__file__).resolve().parent.parent / "manifest" / \
     "subscription-manifest.schema.json"

@@ -19,11 +19,11 @@ from starlette.testclient import TestClient
 from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprint, new_job_id
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app, openapi_document
 from velvet_runner.workflows import next_workflow
+from velvet_sandbox.server import ServerThread
 
 SECRET_OLD = "hk-old-SECRET-4f1d2c9a7b61e0"
 SECRET_NEW = "hk-new-SECRET-8e7d6c5b4a3921"

@@ -14,10 +14,10 @@ from pydantic import SecretStr
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, new_job_id
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app
+from velvet_sandbox.server import ServerThread
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

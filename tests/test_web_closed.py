@@ -43,11 +43,11 @@ from test_web import (  # noqa: F401 - the same fixtures
 from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, RowStatus, fingerprint, new_job_id
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app, openapi_document
 from velvet_runner.web.auth import FAILURES_PER_WINDOW
+from velvet_sandbox.server import ServerThread
 
 HEALTH = {"/healthz", "/health"}
 

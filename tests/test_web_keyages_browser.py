@@ -15,10 +15,10 @@ from test_web import CRED, MANIFEST, READ_TOKEN
 from test_web_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
 from test_web_keyages import NOW, _done
 
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app
+from velvet_sandbox.server import ServerThread
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at "
                                 "/usr/bin/chromium (apt-get install chromium)")

@@ -34,10 +34,10 @@ from schemathesis.specs.openapi.checks import (
 
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Debt, Event, Job, RowStatus, new_job_id
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app, openapi_document
+from velvet_sandbox.server import ServerThread
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
           response_headers_conformance, response_schema_conformance]

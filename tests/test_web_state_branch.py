@@ -2,7 +2,7 @@
 from a remote that wants a read token, and `/healthz` saying 503 (with why) while it cannot
 read the branch or its copy is too old, and 200 again once it can.
 
-The remote is a real git host on loopback (sandbox/githttp.py: `git http-backend` behind a
+The remote is a real git host on loopback (velvet_sandbox/githttp.py: `git http-backend` behind a
 token, as GitHub serves a repository to a `contents: read` token).
 """
 # ruff: noqa: F811 - the fixtures imported from test_web are parameters here
@@ -20,11 +20,11 @@ from starlette.testclient import TestClient
 from test_web import AUTH, CRED, seeded, settings, store  # noqa: F401 - fixtures
 
 from velvet_runner.records import Job
-from velvet_runner.sandbox.githttp import GitHost
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.web import create_app
+from velvet_sandbox.githttp import GitHost
+from velvet_sandbox.server import ServerThread
 
 STATE_TOKEN = "github_pat_11READONLY_0123456789abcdefSECRET"
 

@@ -1,6 +1,6 @@
 """Fixtures for the GitHub Actions layer; all prefixed `gh_`.
 
-The GitHub fake (velvet_runner.sandbox.github) runs once per session on 127.0.0.1 and is reset
+The GitHub fake (velvet_sandbox.github) runs once per session on 127.0.0.1 and is reset
 before each test. Jobs are real records in the test's own state repository (tests/conftest.py
 gives every test a fresh bare repository as VELVET_STATE).
 """
@@ -21,9 +21,9 @@ from velvet_runner.github.api import GitHubApi
 from velvet_runner.github.gate import ActionsGate
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import ConsumerRow, Event, Job, new_job_id
-from velvet_runner.sandbox import github as gh
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.store import Store
+from velvet_sandbox import github as gh
+from velvet_sandbox.server import ServerThread
 
 REPO = "raxx/velvet"
 TOKEN = "ghs_gate_token_for_tests_0123456789"

@@ -1,6 +1,6 @@
 """A rotation driven through the real `velvet` CLI as GitHub Actions runs it.
 
-Every fake vendor runs on 127.0.0.1 (velvet_runner.sandbox.Sandbox); the GitHub fake plays the
+Every fake vendor runs on 127.0.0.1 (velvet_sandbox.Sandbox); the GitHub fake plays the
 repository, its environments, the stage runs and their approvals. Each `velvet` is a real
 subprocess with the environment a workflow step has (GITHUB_ACTIONS=true, GITHUB_OUTPUT, ...).
 """
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.sandbox import Sandbox
-from velvet_runner.sandbox.world import GITHUB_REPOSITORY, World
+from velvet_sandbox import Sandbox
+from velvet_sandbox.world import GITHUB_REPOSITORY, World
 
 GATE_TOKEN = "ghs_e2e_gate_token_0123456789abcdef"
 CREDENTIAL = "HK_PLATFORM_FULL"

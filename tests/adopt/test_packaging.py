@@ -46,7 +46,7 @@ def test_wheel_and_sdist(tmp_path: Path):
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith(data + ".github/workflows/")
             } == shipped
     assert data + "examples/raxx/manifest/subscription-manifest.yml" in names
-    assert "velvet_runner/rehearse/standins/setup-python/action.yml" in names
+    assert "velvet_sandbox/rehearse/standins/setup-python/action.yml" in names
     assert f"Version: {version}" in metadata
     assert "Description-Content-Type: text/markdown" in metadata
     assert "## Adopt Velvet in your repository" in metadata

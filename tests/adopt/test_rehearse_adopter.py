@@ -16,7 +16,7 @@ import pytest
 import yaml
 from rehearse.conftest import RUNS_EXECUTED
 
-from velvet_runner.rehearse.runner import act_binary
+from velvet_sandbox.rehearse.runner import act_binary
 
 from .adopter import APPROVERS, CREDENTIAL, MANIFEST
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from velvet_runner.sandbox.world import Sandbox
+from velvet_sandbox.world import Sandbox
 
 from .adopter import APPROVERS, CREDENTIAL, HEALTH_URL, MANIFEST
 

@@ -10,8 +10,8 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from velvet_runner.sandbox import cloudflare, github, heroku
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox import cloudflare, github, heroku
+from velvet_sandbox.server import ServerThread
 
 
 @dataclass

@@ -207,7 +207,7 @@ def test_cloudflare_find_minted_reads_pages_until_a_short_one(cf: Fake) -> None:
 
 
 def cloudflare_write_group() -> str:
-    from velvet_runner.sandbox import cloudflare
+    from velvet_sandbox import cloudflare
 
     return cloudflare.API_TOKENS_WRITE
 

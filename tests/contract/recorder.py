@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox.server import ServerThread
 
 HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "content-encoding"}
 

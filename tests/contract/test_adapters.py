@@ -2,7 +2,7 @@
 
 Each test is parametrised over the registries (`vendors.load_all()`, `targets.load_all()`), so a
 kind joins by registering, with no edit here: its module, its fake (a `registry.Fake` in
-velvet_runner/sandbox/ whose `vendors` or `targets` name the kind), and a row of its kind in
+velvet_sandbox/ whose `vendors` or `targets` name the kind), and a row of its kind in
 tests/manifests/good-every-kind.yml (which test_manifest.py already requires). A kind without a
 fake or without that row fails here, loudly; nothing is skipped. Adapters are built only the
 way Velvet builds them, `Wiring(settings).vendor(credential)` and `.target(config)`, with the
@@ -63,14 +63,14 @@ from velvet_runner.errors import (
 from velvet_runner.manifest import Manifest
 from velvet_runner.manifest_models import Credential, TargetConfig
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox import registry
-from velvet_runner.sandbox.world import Sandbox, World
 from velvet_runner.settings import Settings
 from velvet_runner.targets import load_all as load_targets
 from velvet_runner.targets.base import Target
 from velvet_runner.vendors import load_all as load_vendors
 from velvet_runner.vendors.base import Identity, Vendor
 from velvet_runner.wiring import Wiring
+from velvet_sandbox import registry
+from velvet_sandbox.world import Sandbox, World
 
 ROOT = Path(__file__).resolve().parents[2]
 EVERY_KIND = ROOT / "tests" / "manifests" / "good-every-kind.yml"
@@ -135,7 +135,7 @@ class Contract:
             if kind in getattr(fake, role):
                 return fake
         pytest.fail(f"no fake registers the {role[:-1]} kind {kind}: a kind is tested against "
-                    "its fake, so add one to velvet_runner/sandbox/ (a registry.Fake naming "
+                    "its fake, so add one to velvet_sandbox/ (a registry.Fake naming "
                     f"{kind!r} in its `{role}`, registered with registry.register)")
 
     def credential(self, vendor: str) -> Credential:

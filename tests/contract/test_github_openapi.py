@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.sandbox.world import Sandbox, example
+from velvet_sandbox.world import Sandbox, example
 
 from .openapi import UNDOCUMENTED_FIELDS, GitHubDescription
 from .recorder import Recorded, recording

@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from velvet_runner.sandbox.world import SERVICES, Sandbox, example
+from velvet_sandbox.world import SERVICES, Sandbox, example
 
 ROOT = Path(__file__).resolve().parents[2]  # the workflows doctor reads are this checkout's
 REPO = "raxx/velvet"

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.github.doctor import codeowners_of
+from velvet_runner.github.codeowners import codeowners_of
 from velvet_runner.github.expect import Expected, job_environments
 from velvet_runner.manifest import load
-from velvet_runner.sandbox.world import example
+from velvet_sandbox.world import example
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -81,14 +81,14 @@ from velvet_runner.machine import (
     states,
 )
 from velvet_runner.records import DONE_ROW, Job, fingerprint, utcnow
-from velvet_runner.sandbox.world import (
+from velvet_runner.watchdog import find_stuck
+from velvet_sandbox.world import (
     INFISICAL_ENV,
     INFISICAL_PROJECT,
     PLATFORM_EMAIL,
     VAULT_PATH,
     Sandbox,
 )
-from velvet_runner.watchdog import find_stuck
 
 if __package__ in (None, ""):  # run as a script: the tests' own modules by their package
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.sandbox.world import Sandbox
+from velvet_sandbox.world import Sandbox
 
 from .support import EngWorld, _Capture, fresh_world, leaks
 

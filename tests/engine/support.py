@@ -29,7 +29,14 @@ from velvet_runner.engine import Engine
 from velvet_runner.manifest import Consumer, Credential
 from velvet_runner.notify import notifier_from_settings
 from velvet_runner.records import Job
-from velvet_runner.sandbox.world import (
+from velvet_runner.settings import Settings
+from velvet_runner.store import Store
+from velvet_runner.targets.aws_ssm_parameter import AwsSsmParameter
+from velvet_runner.targets.github_actions_secret import GithubActionsSecret
+from velvet_runner.targets.heroku_config_var import HerokuConfigVar
+from velvet_runner.targets.infisical_secret import InfisicalSecret
+from velvet_runner.wiring import Wiring
+from velvet_sandbox.world import (
     GITHUB_PLATFORM_REPO,
     GITHUB_REPOSITORY,
     INFISICAL_ENV,
@@ -39,13 +46,6 @@ from velvet_runner.sandbox.world import (
     Sandbox,
     World,
 )
-from velvet_runner.settings import Settings
-from velvet_runner.store import Store
-from velvet_runner.targets.aws_ssm_parameter import AwsSsmParameter
-from velvet_runner.targets.github_actions_secret import GithubActionsSecret
-from velvet_runner.targets.heroku_config_var import HerokuConfigVar
-from velvet_runner.targets.infisical_secret import InfisicalSecret
-from velvet_runner.wiring import Wiring
 
 SETTLE_SECONDS = "1"
 DEPLOY_USER = "raxx-deploy"

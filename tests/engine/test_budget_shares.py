@@ -14,7 +14,7 @@ import threading
 from typing import Any
 
 from velvet_runner.records import Job, RowStatus
-from velvet_runner.sandbox.world import GITHUB_PLATFORM_REPO
+from velvet_sandbox.world import GITHUB_PLATFORM_REPO
 
 from .support import HK, EngWorld
 

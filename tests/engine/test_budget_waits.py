@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from velvet_runner.records import Job, RowStatus
-from velvet_runner.sandbox.world import GITHUB_PLATFORM_REPO
+from velvet_sandbox.world import GITHUB_PLATFORM_REPO
 
 from .support import HK, EngWorld, last
 

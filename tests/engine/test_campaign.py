@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.sandbox.world import Sandbox
+from velvet_sandbox.world import Sandbox
 
 from .campaign import STATS, run
 

@@ -14,8 +14,8 @@ import pytest
 from velvet_runner.errors import VendorError
 from velvet_runner.machine import IN_PROGRESS, Flow
 from velvet_runner.records import fingerprint, utcnow
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 from velvet_runner.watchdog import find_stuck
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .campaign import Impatient
 from .support import (

@@ -23,7 +23,7 @@ import pytest
 from velvet_runner import ledger
 from velvet_runner.machine import Flow as JobFlow
 from velvet_runner.records import Job
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .support import CRASH_CELLS, CRASH_EXIT, HK, PLATFORM_EMAIL, EngWorld, last, ticket
 

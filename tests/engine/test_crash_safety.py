@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from velvet_runner.records import Job, RowStatus
-from velvet_runner.sandbox import cloudflare
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+from velvet_sandbox import cloudflare
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .support import (
     CRASH_EXIT,

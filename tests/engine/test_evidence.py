@@ -27,9 +27,9 @@ from velvet_runner.github.api import GitHubApi
 from velvet_runner.github.gate import ActionsGate
 from velvet_runner.notify import notifier_from_settings
 from velvet_runner.records import Job
-from velvet_runner.sandbox.world import Sandbox
 from velvet_runner.store import Store
 from velvet_runner.wiring import Wiring
+from velvet_sandbox.world import Sandbox
 
 from .support import SETTLE_SECONDS, EngWorld, _Capture, leaks, short_sleep
 

@@ -13,7 +13,7 @@ import pytest
 
 from velvet_runner.errors import ActionNotAllowed, GateRefused
 from velvet_runner.records import RowStatus
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .support import (
     HK,

@@ -13,7 +13,7 @@ from velvet_runner import ledger
 from velvet_runner.engine.handlers import HANDLERS
 from velvet_runner.machine import TABLES, Action
 from velvet_runner.records import Job, Life
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH
 
 from .support import (
     CRASH_EXIT,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.rehearse.runner import Rehearsal, act_binary
-from velvet_runner.sandbox.world import example
+from velvet_sandbox.rehearse.runner import Rehearsal, act_binary
+from velvet_sandbox.world import example
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNS_EXECUTED: list[int] = []

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from velvet_runner.rehearse.runner import Rehearsal
-from velvet_runner.sandbox.githttp import GitHost
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox.githttp import GitHost
+from velvet_sandbox.rehearse.runner import Rehearsal
+from velvet_sandbox.server import ServerThread
 
 DEPLOY = "velvet-deploy-status.yml"
 APP = "raxx-velvet-prod"

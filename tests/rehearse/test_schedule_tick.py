@@ -17,8 +17,8 @@ import yaml
 from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
-from velvet_runner.rehearse.runner import Rehearsal
 from velvet_runner.store import Store
+from velvet_sandbox.rehearse.runner import Rehearsal
 
 STAGE1 = "velvet-stage-1-verify.yml"
 COPIES = 6

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from velvet_runner.rehearse.runner import Rehearsal, act_binary
-from velvet_runner.sandbox.world import example
+from velvet_sandbox.rehearse.runner import Rehearsal, act_binary
+from velvet_sandbox.world import example
 
 from .conftest import ROOT, RUNS_EXECUTED
 

@@ -11,7 +11,7 @@ import pytest
 
 from velvet_runner import adopt
 from velvet_runner.errors import BadArgument
-from velvet_runner.rehearse.runner import Rehearsal
+from velvet_sandbox.rehearse.runner import Rehearsal
 
 STAGE1 = "velvet-stage-1-verify.yml"
 

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from velvet_runner.errors import InputError
-from velvet_runner.rehearse.runner import Rehearsal, local_repositories
-from velvet_runner.sandbox.world import GITHUB_REPOSITORY
+from velvet_sandbox.rehearse.runner import Rehearsal, local_repositories
+from velvet_sandbox.world import GITHUB_REPOSITORY
 
 STAGE1 = "velvet-stage-1-verify.yml"
 STAGE2 = "velvet-stage-2-mint.yml"

@@ -22,10 +22,10 @@ from velvet_runner import flags as flags_mod
 from velvet_runner import manifest as manifest_mod
 from velvet_runner.engine import Engine
 from velvet_runner.notify import notifier_from_settings
-from velvet_runner.sandbox.world import GITHUB_REPOSITORY, SERVICES, Sandbox, World
 from velvet_runner.settings import Settings
 from velvet_runner.store import Store
 from velvet_runner.wiring import Wiring
+from velvet_sandbox.world import GITHUB_REPOSITORY, SERVICES, Sandbox, World
 
 from .support import Ran, Sleeps
 

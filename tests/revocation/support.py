@@ -12,8 +12,8 @@ import httpx
 from velvet_runner.gitbranch import Change
 from velvet_runner.machine import Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
-from velvet_runner.sandbox.world import GITHUB_REPOSITORY, Sandbox
 from velvet_runner.store import Store
+from velvet_sandbox.world import GITHUB_REPOSITORY, Sandbox
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pytest
 from velvet_runner.engine import Engine
 from velvet_runner.machine import Action, Flow, State
 from velvet_runner.records import Job
-from velvet_runner.sandbox.world import Sandbox, World
+from velvet_sandbox.world import Sandbox, World
 
 from .conftest import Cli, EngineFactory
 from .support import Sleeps, emails, events, fault, issues, requests_to, slack_messages

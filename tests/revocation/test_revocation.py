@@ -12,7 +12,8 @@ from datetime import datetime
 import httpx
 import pytest
 
-from velvet_runner.sandbox.world import (
+from velvet_runner.settings import Settings
+from velvet_sandbox.world import (
     GITHUB_REPOSITORY,
     INFISICAL_ENV,
     INFISICAL_PROJECT,
@@ -23,7 +24,6 @@ from velvet_runner.sandbox.world import (
     Sandbox,
     World,
 )
-from velvet_runner.settings import Settings
 
 from .conftest import RUN_ID, Cli
 from .support import emails, events, issues, slack_messages

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from velvet_runner.sandbox.world import SERVICES, Sandbox, World
+from velvet_sandbox.world import SERVICES, Sandbox, World
 
 from .conftest import Cli
 from .support import fault

@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx
 
-from velvet_runner.sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH, Sandbox, World
 from velvet_runner.store import Store
+from velvet_sandbox.world import INFISICAL_ENV, INFISICAL_PROJECT, VAULT_PATH, Sandbox, World
 
 from .conftest import Cli
 from .support import at, clear_faults, fault, iso, seed_dry_runs

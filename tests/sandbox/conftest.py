@@ -16,9 +16,9 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from velvet_runner.sandbox import cloudflare, heroku, postmark
-from velvet_runner.sandbox.server import ServerThread
-from velvet_runner.sandbox.world import Sandbox, World
+from velvet_sandbox import cloudflare, heroku, postmark
+from velvet_sandbox.server import ServerThread
+from velvet_sandbox.world import Sandbox, World
 
 from .support import Fake
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import httpx
 from starlette.types import ASGIApp
 
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox.server import ServerThread
 
 START = 1_800_000_000.0
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from velvet_runner.sandbox import github as gh
-from velvet_runner.sandbox.actions_plane import ActionsPlane, token_permissions
+from velvet_sandbox import github as gh
+from velvet_sandbox.actions_plane import ActionsPlane, token_permissions
 
 from .support import FakeClock, serve_on_fake_clock
 

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox import cloudflare as cf
-from velvet_runner.sandbox.cloudflare import CloudflareState
+from velvet_sandbox import cloudflare as cf
+from velvet_sandbox.cloudflare import CloudflareState
 
 from .support import Fake
 

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from velvet_runner.sandbox import consumers
-from velvet_runner.sandbox.consumers import ConsumersState
-from velvet_runner.sandbox.heroku import HerokuState
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox import consumers
+from velvet_sandbox.consumers import ConsumersState
+from velvet_sandbox.heroku import HerokuState
+from velvet_sandbox.server import ServerThread
 
 
 class _Env:

@@ -16,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from velvet_runner.sandbox.control import Faults, FaultSpec, Stored, build_app
-from velvet_runner.sandbox.server import HOST, ServerThread
+from velvet_sandbox.control import Faults, FaultSpec, Stored, build_app
+from velvet_sandbox.server import HOST, ServerThread
 
 
 class _Store(Stored):

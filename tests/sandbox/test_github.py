@@ -13,7 +13,7 @@ from github import Auth, BadCredentialsException, Github, GithubException
 from nacl.public import PrivateKey, PublicKey, SealedBox
 
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox import github as gh
+from velvet_sandbox import github as gh
 
 from .support import START, FakeClock, reset_client, serve_on_fake_clock
 

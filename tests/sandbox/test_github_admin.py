@@ -14,8 +14,8 @@ import httpx
 import pytest
 from contract.openapi import GitHubDescription
 
-from velvet_runner.sandbox import github as gh
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox import github as gh
+from velvet_sandbox.server import ServerThread
 
 REPO = "acme/velvet"
 OWNER = "acme"

@@ -17,12 +17,12 @@ from pydantic import SecretStr
 from velvet_runner.budget import Budgets
 from velvet_runner.client import RetryPolicy, make_client
 from velvet_runner.github.api import GitHubApi
-from velvet_runner.sandbox import github as gh
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.targets.github_actions_secret import (
     GithubActionsSecret,
     GithubActionsSecretTarget,
 )
+from velvet_sandbox import github as gh
+from velvet_sandbox.server import ServerThread
 
 TOKEN = "ghs_primary_limit_tests_0123456789"
 REPO = "raxx/limits"

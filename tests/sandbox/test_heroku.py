@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox.heroku import HerokuState
+from velvet_sandbox.heroku import HerokuState
 
 from .support import Fake
 

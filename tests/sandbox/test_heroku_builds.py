@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from velvet_runner.deploy import Deployer, failure, smoke, source_tarball
 from velvet_runner.errors import DeployFailed
-from velvet_runner.sandbox.heroku import HerokuState
+from velvet_sandbox.heroku import HerokuState
 
 from .support import Fake
 

@@ -16,13 +16,13 @@ from velvet_runner.budget import POLICIES, Budget, Budgets, Policy
 from velvet_runner.client import RetryPolicy, make_client
 from velvet_runner.errors import VendorError
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox import infisical
-from velvet_runner.sandbox.server import ServerThread
 from velvet_runner.targets.infisical_secret import (
     InfisicalSecret,
     InfisicalSecretTarget,
     InfisicalSession,
 )
+from velvet_sandbox import infisical
+from velvet_sandbox.server import ServerThread
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
 

@@ -21,8 +21,10 @@ from velvet_runner.errors import VendorUnavailable
 from velvet_runner.manifest import Credential
 from velvet_runner.notify import email_sender, slack_sender
 from velvet_runner.records import Job, utcnow
-from velvet_runner.sandbox import cloudflare
-from velvet_runner.sandbox.world import (
+from velvet_runner.settings import Settings
+from velvet_runner.wiring import Wiring
+from velvet_sandbox import cloudflare
+from velvet_sandbox.world import (
     OPS_EMAIL,
     PLATFORM_EMAIL,
     SERVICES,
@@ -30,8 +32,6 @@ from velvet_runner.sandbox.world import (
     Sandbox,
     World,
 )
-from velvet_runner.settings import Settings
-from velvet_runner.wiring import Wiring
 
 HK = "HK_PLATFORM_FULL"
 NEW = SecretStr("a-value-that-must-never-land")

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from velvet_runner.client import follow_links, follow_ranges, make_client
-from velvet_runner.sandbox.heroku import HerokuState
+from velvet_sandbox.heroku import HerokuState
 
 from . import test_github, test_infisical
 from .support import Fake

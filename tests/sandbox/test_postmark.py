@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from velvet_runner.records import fingerprint
-from velvet_runner.sandbox import postmark as pm
-from velvet_runner.sandbox.postmark import PostmarkState, Server
+from velvet_sandbox import postmark as pm
+from velvet_sandbox.postmark import PostmarkState, Server
 
 from .support import Fake
 

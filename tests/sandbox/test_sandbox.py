@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from velvet_runner.flags import load_flags
-from velvet_runner.sandbox.world import SERVICES, Sandbox, World
+from velvet_sandbox.world import SERVICES, Sandbox, World
 
 _LISTEN = "0A"
 
@@ -212,7 +212,7 @@ def _ignore_sigint() -> None:
 def test_main_prints_env_and_stops_on_ctrl_c(tmp_path: Path, stop: signal.Signals) -> None:
     """Started as a shell starts a background command (SIGINT ignored, which a child
     inherits, as under pytest-xdist's workers too), Ctrl-C still stops it, and so does kill."""
-    code = ("from velvet_runner.sandbox.world import main; "
+    code = ("from velvet_sandbox.world import main; "
             f"main(None, {str(tmp_path)!r})")
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,

@@ -16,8 +16,8 @@ from velvet_runner.client import make_client
 from velvet_runner.machine import Flow, State
 from velvet_runner.notify import Channel, Notifier, slack_sender
 from velvet_runner.records import Job, fingerprint
-from velvet_runner.sandbox import slack
-from velvet_runner.sandbox.server import ServerThread
+from velvet_sandbox import slack
+from velvet_sandbox.server import ServerThread
 
 from .support import FakeClock, reset_client, serve_on_fake_clock
 

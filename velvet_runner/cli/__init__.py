@@ -1,6 +1,7 @@
 """The `velvet` command: a thin click layer over the engine; the only package that prints.
 
-`common` holds the group and the output rule; `jobs`, `local` and `actions` the commands. Exit
+`common` holds the group and the output rule; `jobs`, `local` and `actions` the commands
+(`sandbox`, `demo` and `rehearse` are velvet_sandbox's, mounted through entry points). Exit
 codes (DESIGN.md): 0 ok · 1 the stage ended failed/partial · 2 bad input · 3 conflict ·
 4 disabled by feature flag.
 """
@@ -18,16 +19,12 @@ from velvet_runner.cli.common import cli
 from velvet_runner.cli.evidence import evidence, scan
 from velvet_runner.cli.github import doctor, setup
 from velvet_runner.cli.jobs import due, push, rotate, stage, status, stuck
-from velvet_runner.cli.local import demo, init, manifest, sandbox, serve
+from velvet_runner.cli.local import init, manifest, serve
 from velvet_runner.cli.statusapp import status_app
 from velvet_runner.errors import VelvetError
-from velvet_runner.rehearse.cli import rehearse
 
-__all__ = ["approve", "cli", "demo", "dispatch", "doctor", "due", "evidence", "init", "main",
-           "manifest", "push", "rehearse", "rotate", "sandbox", "scan", "serve", "setup", "stage",
-           "status", "status_app", "stuck"]
-
-cli.add_command(rehearse)
+__all__ = ["approve", "cli", "dispatch", "doctor", "due", "evidence", "init", "main", "manifest",
+           "push", "rotate", "scan", "serve", "setup", "stage", "status", "status_app", "stuck"]
 
 
 def _fail(message: str, code: int) -> NoReturn:

@@ -4,14 +4,18 @@ builds its settings, store, engine and progress (heavy modules imported inside, 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from velvet_runner.engine import Engine
     from velvet_runner.engine.progress import Progress
     from velvet_runner.records import Job
@@ -155,7 +159,85 @@ def _actions_outputs(job: Job) -> None:
     write_outputs(job)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# The entry-point group through which another package of the distribution mounts commands on
+# `velvet` (pyproject.toml: velvet_sandbox's `sandbox`, `demo` and `rehearse`).
+MOUNTED = "velvet.commands"
+
+
+class Velvet(click.Group):
+    """`velvet`: its own commands and the mounted ones. A mounted command's package is imported
+    only when that command runs: `velvet --help` reads its one-line help from its source, so
+    neither the help nor any stage imports the sandbox (tests/test_imports.py)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_mounted()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        entry = _mounted().get(cmd_name)
+        if command is not None or entry is None:
+            return command
+        try:
+            loaded = entry.load()
+        except ImportError as exc:
+            from velvet_runner.errors import InputError
+
+            raise InputError(
+                f"velvet {cmd_name}: {entry.value} cannot be imported ({exc}): pip install "
+                "'velvet-runner[sandbox]', or the README's install") from None
+        if not isinstance(loaded, click.Command):
+            raise TypeError(f"entry point {MOUNTED}:{cmd_name} is {loaded!r}, not a command")
+        return loaded
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Click's listing, but a mounted command's line is read from its source, not imported."""
+        mounted = _mounted()
+        listed: list[tuple[str, click.Command | EntryPoint]] = []
+        for name in self.list_commands(ctx):
+            if name in mounted and name not in self.commands:
+                listed.append((name, mounted[name]))
+            elif (command := self.get_command(ctx, name)) is not None and not command.hidden:
+                listed.append((name, command))
+        if not listed:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _ in listed)
+        with formatter.section("Commands"):
+            formatter.write_dl([
+                (name, item.get_short_help_str(limit) if isinstance(item, click.Command)
+                 else _short_help(item, limit)) for name, item in listed])
+
+
+@functools.cache
+def _mounted() -> dict[str, EntryPoint]:
+    from importlib.metadata import entry_points
+
+    return {entry.name: entry for entry in entry_points(group=MOUNTED)}
+
+
+def _short_help(entry: EntryPoint, limit: int) -> str:
+    """The first sentence of a mounted command's docstring, read from the source of its module:
+    finding a module's file imports none of its packages."""
+    import ast
+    from importlib.machinery import PathFinder
+    from importlib.util import find_spec
+
+    parts = entry.module.split(".")
+    spec = find_spec(parts[0])  # a top-level name: found, not imported
+    for depth in range(2, len(parts) + 1):
+        if spec is None or not spec.submodule_search_locations:
+            return ""
+        spec = PathFinder.find_spec(".".join(parts[:depth]), list(spec.submodule_search_locations))
+    if spec is None or spec.origin is None:
+        return ""
+    source = Path(spec.origin).read_text(encoding="utf-8")
+    for node in ast.parse(source, spec.origin).body:
+        if isinstance(node, ast.FunctionDef) and node.name == entry.attr:
+            # click's own shortening of the help it would make from the same docstring
+            return click.Command(entry.name, help=ast.get_docstring(node)).get_short_help_str(limit)
+    return ""
+
+
+@click.group(cls=Velvet, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="velvet-runner", prog_name="velvet")
 @click.option("-v", "--verbose", count=True,
               help="Log lines on stderr (-v info, -vv debug; or VELVET_LOG=LEVEL). In GitHub "

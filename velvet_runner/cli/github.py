@@ -88,7 +88,8 @@ def doctor(repository: str | None, envs: tuple[str, ...], as_json: bool) -> None
     One line per check: ✓ holds, ✗ fails (with the exact fix), – skipped (with why).
     Exit 0 when every check holds, 1 when any fails, 2 on bad input.
     """
-    from velvet_runner.github.doctor import Doctor, report
+    from velvet_runner.github.checklist import report
+    from velvet_runner.github.doctor import Doctor
     from velvet_runner.wiring import Wiring
 
     settings = _settings()

@@ -1,9 +1,8 @@
 """Commands that need no job: making a Velvet repository (`init`), the manifest (`check`,
-`schema`, `plan`), the status app (`serve`), and the sandbox (`sandbox`, `demo`)."""
+`schema`, `plan`) and the status app (`serve`). The sandbox's commands (`sandbox`, `demo`,
+`rehearse`) live in velvet_sandbox.cli, mounted through entry points (common.py)."""
 
 from __future__ import annotations
-
-import sys
 
 import click
 
@@ -149,36 +148,6 @@ def serve(host: str, port: int | None, public: bool) -> None:
                    f"one of the {len(settings.status_tokens)} token(s) in VELVET_STATUS_TOKENS",
                    err=True)
     serve_app(host, port or 8000, settings, public=public)
-
-
-@cli.command()
-@click.option("--port", default=None, type=click.IntRange(1, 65000),
-              help="First port (default: any free ports).")
-@click.option("--dir", "workdir", default=".velvet/sandbox", show_default=True,
-              type=click.Path(file_okay=False),
-              help="Where the sandbox's manifest copy and state repository are written.")
-@click.option("--manifest", "source", default=None, type=click.Path(dir_okay=False),
-              help="The manifest to provision [default: $VELVET_MANIFEST, else "
-                   "manifest/subscription-manifest.yml].")
-def sandbox(port: int | None, workdir: str, source: str | None) -> None:
-    """Start every fake vendor on 127.0.0.1, provision your manifest's world at them, and print
-    the environment that points at it. The state repository starts and ends with the fakes."""
-    from velvet_runner import manifest as manifest_mod
-    from velvet_runner.sandbox import main as sandbox_main
-
-    path = source or str(_settings().manifest)
-    manifest_mod.load(path)  # a manifest Velvet refuses is named before anything starts
-    sandbox_main(port, workdir, echo=click.echo, manifest=path)
-
-
-@cli.command()
-@click.option("--credential", default=None,
-              help="[default: the example's first active credential]")
-def demo(credential: str | None) -> None:
-    """One full rotation of the example world (examples/raxx/) in the sandbox, init to done."""
-    from velvet_runner.demo import run_demo
-
-    sys.exit(run_demo(credential, echo=click.echo))
 
 
 # --- GitHub Actions: the fallback gate, starting runs (velvet_runner.github) -----------------

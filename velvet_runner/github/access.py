@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 
 from velvet_runner.errors import VelvetError
 
-from .doctor import WRITE, Check, fail, ok, skip
+from .checklist import Check, fail, ok, skip
 from .expect import APP_CLIENT_VARIABLE
+
+WRITE = ("admin", "write")  # the permissions that may push
 
 if TYPE_CHECKING:
     from .doctor import Doctor

@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING
 
-from .doctor import CODEOWNERS_FILES, Check, codeowners_of, fail, ok, skip
+from .checklist import Check, fail, ok, skip
+from .codeowners import CODEOWNERS_FILES, codeowners_of
 from .expect import CODEOWNED, STATE_RULES
 
 if TYPE_CHECKING:

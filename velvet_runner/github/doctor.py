@@ -9,81 +9,20 @@ written anywhere: every GitHub call is a GET, every vendor call a read (the targ
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from velvet_runner.errors import VelvetError
 
+from . import access, branches
+from .checklist import Check, fail, ok, skip
 from .expect import FALLBACK_VARIABLE, Expected
-from .globs import glob_regex
+from .reach import reach_checks
 
 if TYPE_CHECKING:
     from velvet_runner.settings import Settings
 
     from .api import GitHubApi
-
-MARKS = {"ok": "✓", "fail": "✗", "skip": "–"}
-CODEOWNERS_FILES = (".github/CODEOWNERS", "CODEOWNERS", "docs/CODEOWNERS")  # GitHub's order
-WRITE = ("admin", "write")
-
-
-@dataclass
-class Check:
-    id: str
-    status: str  # ok, fail, skip
-    title: str
-    detail: str = ""
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{MARKS[self.status]} {self.title}"
-        if self.detail:
-            text += f": {self.detail}"
-        if self.fix:
-            text += f"\n    fix: {self.fix}"
-        return text
-
-
-def ok(id: str, title: str, detail: str = "") -> Check:
-    return Check(id, "ok", title, detail)
-
-
-def fail(id: str, title: str, detail: str, fix: str) -> Check:
-    return Check(id, "fail", title, detail, fix)
-
-
-def skip(id: str, title: str, why: str) -> Check:
-    return Check(id, "skip", title, f"skipped: {why}")
-
-
-def report(checks: list[Check], repository: str, envs: list[str]) -> dict[str, Any]:
-    """The `--json` document."""
-    return {"repository": repository, "envs": envs,
-            "ok": not any(c.status == "fail" for c in checks),
-            "checks": [asdict(c) for c in checks]}
-
-
-def codeowners_of(text: str, path: str) -> list[str] | None:
-    """The owners CODEOWNERS gives `path` (the last matching line wins, as on GitHub); None
-    when no line matches."""
-    owners: list[str] | None = None
-    for raw in text.splitlines():
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        pattern, *names = line.split()
-        if _codeowners_match(pattern, path):
-            owners = names
-    return owners
-
-
-def _codeowners_match(pattern: str, path: str) -> bool:
-    anchored = pattern.startswith("/") or "/" in pattern.rstrip("/")
-    regex = glob_regex(pattern.strip("/"))
-    prefix = "" if anchored else "(?:.*/)?"
-    return re.match(f"^{prefix}{regex}(?:/.*)?$", path) is not None
 
 
 class Doctor:
@@ -112,8 +51,6 @@ class Doctor:
     def _bootstrap(self) -> list[Check]:
         if self.wiring is None:
             return []
-        from .reach import reach_checks
-
         return reach_checks(self.expected, self.settings, self.wiring)
 
     def run(self) -> list[Check]:
@@ -131,8 +68,6 @@ class Doctor:
         self.default_branch = str(data.get("default_branch") or "main")
         checks.append(ok("repository", f"repository {self.repo}",
                          f"default branch {self.default_branch}"))
-        from . import access, branches
-
         checks += self._environments()
         for section in (branches.state_branch, branches.default_branch, access.reads,
                         access.app, access.approvers):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from velvet_runner.errors import VelvetError
 
-from .doctor import Check, fail, ok, skip
+from .checklist import Check, fail, ok, skip
 
 if TYPE_CHECKING:
     from velvet_runner.manifest_models import TargetConfig

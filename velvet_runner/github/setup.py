@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from velvet_runner.errors import SetupError, VelvetError
 
-from .doctor import CODEOWNERS_FILES, codeowners_of
+from .codeowners import CODEOWNERS_FILES, codeowners_of
 from .expect import APP_CLIENT_VARIABLE, CODEOWNED, FALLBACK_VARIABLE, STATE_RULES, Expected
 
 if TYPE_CHECKING:
