@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -41,6 +42,7 @@ class World:
     sandbox: Sandbox
     env: dict[str, str]
     github: httpx.Client  # the repository owner's REST client
+    root: Path = ROOT  # where velvet runs: its .github/workflows are the ones doctor reads
 
     def velvet(self, *args: str, stdin: str | None = None,
                **extra: str | None) -> subprocess.CompletedProcess[str]:
@@ -52,7 +54,7 @@ class World:
                 env.pop(name, None)
             else:
                 env[name] = value
-        return subprocess.run([sys.executable, "-m", "velvet_runner", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "velvet_runner", *args], cwd=self.root,
                               env=env, input=stdin, capture_output=True, text=True,
                               check=False, timeout=CHILD_TIMEOUT)
 
@@ -276,6 +278,27 @@ def test_each_misconfiguration_is_reported_with_its_fix(ready: World, case: str)
                 and failed[check_id]["title"] in x)
     assert human.stdout.splitlines()[human.stdout.splitlines().index(line) + 1].startswith(
         "    fix: ")
+
+
+def test_a_secret_an_adapter_declares_that_no_workflow_passes_is_a_failure(
+        ready: World, tmp_path: Path) -> None:
+    """An adapter's secret (client.Api auth) the manifest's kinds need but no workflow passes
+    to velvet: every run would start without it (an adapter added, its secret not wired)."""
+    workflows = tmp_path / "repo" / ".github" / "workflows"
+    shutil.copytree(ROOT / ".github" / "workflows", workflows)
+    for path in workflows.glob("*.yml"):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        path.write_text("".join(x for x in lines if "VELVET_INFISICAL_CLIENT_SECRET" not in x),
+                        encoding="utf-8")
+    ready.root = tmp_path / "repo"
+    code, report = ready.doctor()
+    failed = _failed(report)
+    assert code == 1
+    check = failed["secret:VELVET_INFISICAL_CLIENT_SECRET"]
+    assert "infisical_secret need it, and no workflow passes it" in check["detail"]
+    assert "VELVET_INFISICAL_CLIENT_SECRET: ${{ secrets.VELVET_INFISICAL_CLIENT_SECRET }}" in (
+        check["fix"])
+    assert set(failed) == {"secret:VELVET_INFISICAL_CLIENT_SECRET"}
 
 
 def test_checks_it_cannot_make_here_are_skipped_with_why(ready: World) -> None:

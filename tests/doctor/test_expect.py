@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from velvet_runner.github.codeowners import codeowners_of
-from velvet_runner.github.expect import Expected, job_environments
+from velvet_runner.github.expect import Expected, declared_secrets, job_environments, need
 from velvet_runner.manifest import load
 from velvet_sandbox.world import example
 
@@ -39,6 +39,25 @@ def test_what_the_workflows_read_and_where() -> None:
     assert expected.approvers == ["alice", "bob"]
     assert expected.secret_repositories == ["raxx/platform"]
     assert expected.codeowners == ["/manifest/ @alice @bob", "/.github/workflows/ @alice @bob"]
+
+
+def test_an_adapters_secret_is_needed_by_the_kinds_that_declare_it(tmp_path: Path) -> None:
+    """A secret an adapter declares gets its rule from the declaration (no line in NEEDS), and
+    a secret the manifest's kinds need that no workflow reads is named."""
+    assert declared_secrets()["VELVET_INFISICAL_CLIENT_SECRET"] == ("infisical_secret",)
+    assert "VELVET_GITHUB_TOKEN" not in declared_secrets()  # every command reads it
+    shipped = Expected.of(load(example("raxx")), workflows=ROOT / ".github" / "workflows")
+    assert shipped.unpassed == {}
+    for path in (ROOT / ".github" / "workflows").glob("*.yml"):
+        text = path.read_text(encoding="utf-8")
+        (tmp_path / path.name).write_text(text.replace("VELVET_INFISICAL_CLIENT_ID", "X_ID"),
+                                          encoding="utf-8")
+    cut = Expected.of(load(example("raxx")), workflows=tmp_path)
+    assert cut.unpassed == {"VELVET_INFISICAL_CLIENT_ID": ("infisical_secret",)}
+    rule = need("VELVET_INFISICAL_CLIENT_ID")
+    assert rule is not None
+    assert rule[0](load(example("raxx"))) is True
+    assert need("NOT_DECLARED_ANYWHERE") is None
 
 
 def test_the_app_permissions_follow_the_consumers() -> None:

@@ -75,6 +75,13 @@ def reads(d: Doctor) -> list[Check]:
         else:
             out.append(ok(f"{read.kind}:{read.name}", title, f"set where {where} read it "
                           "(names only)"))
+    for name, kinds in d.expected.unpassed.items():
+        out.append(fail(f"secret:{name}", f"secret {name}",
+                        f"the manifest's {', '.join(kinds)} need it, and no workflow passes "
+                        "it to velvet: every run would start without it",
+                        f"add {name}: ${{{{ secrets.{name} }}}} to the env: of the velvet "
+                        "steps that pass Velvet's other secrets (the stage, recovery and "
+                        "revocation workflows), then set the secret"))
     return out
 
 def read_fix(d: Doctor, read: Any, missing: list[str]) -> str:

@@ -4,6 +4,7 @@
     expected = Expected.of(manifest, envs=["prod"], workflows=Path(".github/workflows"))
     expected.environments      velvet-<env>, -revoke (gates: the approvers review) and -verify
     expected.reads             every secret and variable a workflow's job reads, and where from
+    expected.unpassed          secrets the manifest's adapters declare that no workflow passes
     expected.codeowners        the CODEOWNERS lines for the manifest and the workflows
 
 Which environments a job reads from is read off its `environment:` expression: the names it
@@ -66,6 +67,35 @@ NEEDS: dict[str, Any] = {
                             "velvet-doctor.yml (without it, the run's GITHUB_TOKEN, which may "
                             "not read secrets, variables or installations)"),
 }
+
+
+def declared_secrets() -> dict[str, tuple[str, ...]]:
+    """Velvet's own secrets the adapters declare (client.Api auth), each with the vendor and
+    target kinds that read it; settings every command reads (VELVET_GITHUB_TOKEN) are not
+    among them."""
+    from velvet_runner.settings import VARIABLES
+    from velvet_runner.targets import load_all as load_targets
+    from velvet_runner.vendors import load_all as load_vendors
+
+    core = {var.name for var in VARIABLES}
+    apis = [(kind, vendor.APIS) for kind, vendor in load_vendors().items()]
+    apis += [(kind, target.APIS) for kind, target in load_targets().items()]
+    kinds: dict[str, list[str]] = {}
+    for kind, declared in apis:
+        for name in (n for api in declared for n in api.secrets if n not in core):
+            kinds.setdefault(name, []).append(kind)
+    return {name: tuple(dict.fromkeys(found)) for name, found in kinds.items()}
+
+
+def need(name: str) -> tuple[Any, str] | None:
+    """NEEDS' rule for `name`, else one from the adapters that declare it: needed when the
+    manifest uses one of their kinds (a new adapter's secret needs no line here)."""
+    if name in NEEDS:
+        return NEEDS[name]  # type: ignore[no-any-return]
+    kinds = declared_secrets().get(name)
+    if kinds is None:
+        return None
+    return (lambda m: _uses(m, *kinds), f"the manifest uses none of {', '.join(kinds)}")
 
 
 @dataclass(frozen=True)
@@ -185,6 +215,16 @@ class Expected:
         return [f"{path} {owners}" for path in CODEOWNED]
 
     @property
+    def unpassed(self) -> dict[str, tuple[str, ...]]:
+        """Secrets the manifest's kinds declare that no workflow job reads, with those kinds:
+        a run would start without them (an adapter added, its secret never passed on)."""
+        if not self.jobs:
+            return {}
+        read = {name for job in self.jobs for name in job.secrets}
+        return {name: used for name, kinds in declared_secrets().items() if name not in read
+                and (used := tuple(k for k in kinds if _uses(self.manifest, k)))}
+
+    @property
     def reads(self) -> list[Read]:
         """Each secret and variable the workflows read, where from, and whether it is needed."""
         found: dict[tuple[str, str], tuple[set[str], set[str]]] = {}
@@ -197,7 +237,7 @@ class Expected:
                     files.add(job.workflow)
         out = []
         for (kind, name), (scopes, files) in sorted(found.items()):
-            rule = NEEDS.get(name)
+            rule = need(name)
             needed = True if rule is None else bool(rule[0](self.manifest))
             why = "" if needed or rule is None else str(rule[1])
             out.append(Read(kind, name, tuple(sorted(s for s in scopes if s)), "" in scopes,
