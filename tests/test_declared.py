@@ -33,7 +33,8 @@ from velvet_sandbox.server import ServerThread
 
 TOKEN = "drop-token-123"
 DROPBOX = Api("dropbox", "https://api.dropbox.invalid",
-              headers=(("Accept", "application/json"),), auth=Bearer("VELVET_DROPBOX_TOKEN"))
+              headers=(("Accept", "application/json"),), auth=Bearer("VELVET_DROPBOX_TOKEN"),
+              policy=Policy("dropbox", concurrency=6, windows=(Window("minute", 600, 60),)))
 
 
 class DropboxFile(TargetConfig):
@@ -154,6 +155,24 @@ def test_a_kinds_writes_draw_from_its_declared_budget(dropbox: type[Target]) -> 
     assert why.startswith("dropbox ")
     assert [a.name for a in wiring.share_accounts({"dropbox_file": 250})] == [
         "dropbox https://api.dropbox.invalid"]
+
+
+def test_a_new_apis_declared_policy_paces_it(dropbox: type[Target], dropbox_api: str) -> None:
+    """A vendor ratepolicy.POLICIES does not know is paced by the policy its Api declares,
+    for an estimate before any client exists as for the client's requests."""
+    settings = Settings.from_env({"VELVET_DROPBOX_API_URL": dropbox_api,
+                                  "VELVET_DROPBOX_TOKEN": TOKEN})
+    wiring = Wiring(settings)
+    try:
+        budget = wiring.budget_for_kind("dropbox_file")  # before any client
+        assert budget is not None
+        assert budget.policy == DROPBOX.policy
+        assert wiring.budget_estimate({"dropbox_file": 1200})[1].startswith("dropbox ")
+        target = wiring.target(DropboxFile(kind="dropbox_file", path="/a"))
+        assert target.read() is not None
+        assert wiring.budgets.policies["dropbox"] == DROPBOX.policy
+    finally:
+        wiring.close()
 
 
 def test_a_budget_must_be_a_declared_api_with_a_bearer_auth() -> None:

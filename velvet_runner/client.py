@@ -89,9 +89,9 @@ class Api:
     """One vendor API an adapter calls, as data: Wiring builds one client per API (and the
     credentials it carries) for a run, and hands it to every adapter that declares it.
 
-    `name` keys its base URL (settings.api_url: VELVET_<NAME>_API_URL, else `default_url`),
-    its rate policy
-    (ratepolicy.POLICIES; a vendor without published limits gets 8 in flight). `auth`: None
+    `name` keys its base URL (settings.api_url: VELVET_<NAME>_API_URL, else `default_url`)
+    and its rate policy: ratepolicy.POLICIES (the built-in vendors'), else `policy` as a new
+    adapter declares it, else 8 in flight for a vendor without published limits. `auth`: None
     when the adapter authenticates each request with the credential being rotated.
     """
 
@@ -99,6 +99,7 @@ class Api:
     default_url: str
     headers: tuple[tuple[str, str], ...] = ()
     auth: Bearer | Login | None = None
+    policy: Policy | None = None
 
     @property
     def secrets(self) -> tuple[str, ...]:

@@ -180,8 +180,8 @@ class Wiring:
     def connect(self, api: Api, max_connections: int = 64) -> Any:
         """The client of `api` for this run (its session, for an API that logs in): one per
         API name and auth, built on first use, at VELVET_<NAME>_API_URL or its default URL.
-        Its requests are paced by its policy in budget.POLICIES, else as a vendor's without
-        published limits (8 in flight)."""
+        Its requests are paced by its policy in ratepolicy.POLICIES, else the one it declares,
+        else as a vendor's without published limits (8 in flight)."""
         key = (api.name, api.auth)
         with self._lock:
             found = self._connected.get(key)
@@ -194,7 +194,7 @@ class Wiring:
         headers = dict(api.headers)
         if isinstance(api.auth, Bearer):
             headers["Authorization"] = api.auth.header(values[0])
-        self.budgets.policies.setdefault(api.name, Policy(api.name, concurrency=8))
+        self._pace(api)
         client = self._client(self.api_url(api), headers, max_connections, vendor=api.name)
         if isinstance(api.auth, Login):
             return api.auth.session(client, *values)
@@ -219,11 +219,17 @@ class Wiring:
             return None
         return api
 
+    def _pace(self, api: Api) -> None:
+        """Its policy for the budgets, before a client or an estimate needs it."""
+        self.budgets.policies.setdefault(api.name,
+                                         api.policy or Policy(api.name, concurrency=8))
+
     def budget_for_kind(self, kind: str) -> Budget | None:
         """The account budget a target kind's writes draw from (None: not an HTTP budget)."""
         api = self._account_of_kind(kind)
         if api is None or not isinstance(api.auth, Bearer):
             return None
+        self._pace(api)
         return self.budgets.get(api.name, self.api_url(api),
                                 api.auth.header(self.secret(api.auth.secret)))
 
