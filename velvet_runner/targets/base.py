@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import SecretStr
@@ -133,3 +134,70 @@ class Target(ABC):
         to list.
         """
         return iter(())
+
+
+# How far a vendor's clock and the runner's may disagree when a write's time is compared.
+CLOCK_SKEW = timedelta(seconds=5)
+# A vendor keeping its stamps to the second shows no change for a write in the same second as
+# the last one. A real wait for the vendor's clock, not a backoff (so not injected).
+SAME_SECOND = 1.5
+_UNREAD = object()  # no write by this instance yet: its earlier stamp is unknown
+
+
+class Stamped(Target):
+    """A write-only target whose vendor says when it last stored a value (GitHub's and
+    Vercel's `updated_at`, ISO 8601): a write is shown by that time changing. A subclass reads
+    the stamp (`updated_at`) and calls `before_write()` first in its `write`."""
+
+    READABLE: ClassVar[bool] = False
+    VENDOR: ClassVar[str]  # who stores it, in what `shows` says
+    NOTHING: ClassVar[str] = "nothing stored here"  # what an absent stamp means
+
+    _before: object = _UNREAD
+
+    @abstractmethod
+    def updated_at(self) -> str | None:
+        """When the vendor last stored a value here; None when it holds none."""
+
+    def before_write(self) -> None:
+        """Remember the stamp before this write (and let a second pass since it)."""
+        self._before = before = self.updated_at()
+        stored = _stamp_time(before)
+        if stored is not None:
+            age = (datetime.now(UTC) - stored).total_seconds()
+            if age < SAME_SECOND:
+                time.sleep(min(SAME_SECOND, SAME_SECOND - age))
+
+    def fingerprint(self) -> str | None:
+        return None
+
+    def shows(self, value: SecretStr, since: datetime | None) -> Shown | None:
+        """The vendor never returns the value, but it says when it last stored one: a time
+        other than before this process's write shows it landed; without that, a time no older
+        than `since` (allowing for the two clocks)."""
+        updated = self.updated_at()
+        if updated is None:
+            return Shown(False, f"{self.VENDOR} has {self.NOTHING}: the write was not stored")
+        if self._before is not _UNREAD:
+            if updated != self._before:
+                return Shown(True, f"{self.VENDOR} stored it at {updated}")
+            return Shown(False, f"{self.VENDOR} still shows it last stored at {updated}, as "
+                         "before this write: acknowledged but not stored")
+        if since is None:
+            return None
+        at = _stamp_time(updated)
+        if at is None:
+            return Shown(False, f"{self.VENDOR}'s updated_at {updated!r} is not a time")
+        if at >= since - CLOCK_SKEW:
+            return Shown(True, f"{self.VENDOR} stored it at {updated}")
+        return Shown(False, f"{self.VENDOR} last stored it at {updated}, before this write "
+                     f"({since:%Y-%m-%dT%H:%M:%SZ}): acknowledged but not stored")
+
+
+def _stamp_time(stamp: str | None) -> datetime | None:
+    if stamp is None:
+        return None
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return None

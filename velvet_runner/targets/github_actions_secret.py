@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import base64
 import re
-import time
 import weakref
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, SecretStr, StrictStr, model_validator
@@ -21,7 +19,7 @@ from velvet_runner.client import Api, Bearer, RetryPolicy, follow_links, request
 from velvet_runner.errors import NotFound, VendorError, VendorRejected
 from velvet_runner.manifest_models import TargetConfig
 from velvet_runner.targets import register
-from velvet_runner.targets.base import Found, Shown, Target
+from velvet_runner.targets.base import Found, Stamped
 
 if TYPE_CHECKING:
     import httpx
@@ -36,26 +34,7 @@ GITHUB = Api("github", "https://api.github.com",
                       ("X-GitHub-Api-Version", "2022-11-28")),
              auth=Bearer("VELVET_GITHUB_TOKEN"))
 
-# How far GitHub's clock and the runner's may disagree when a write's time is compared.
-CLOCK_SKEW = timedelta(seconds=5)
 WORKFLOWS = ".github/workflows"
-
-_UNREAD = object()  # no write by this instance yet: its earlier updated_at is unknown
-# GitHub keeps a secret's times to the second: a write in the same second as the last one
-# would show no change. A real wait for GitHub's clock, not a backoff (so not injected).
-SAME_SECOND = 1.5
-
-
-def _second_apart(before: str | None) -> None:
-    if before is None:
-        return
-    try:
-        stored = datetime.fromisoformat(before.replace("Z", "+00:00"))
-    except ValueError:
-        return
-    age = (datetime.now(UTC) - stored).total_seconds()
-    if age < SAME_SECOND:
-        time.sleep(min(SAME_SECOND, SAME_SECOND - age))
 
 _KEYS: weakref.WeakKeyDictionary[httpx.Client, dict[str, tuple[str, bytes]]] = (
     weakref.WeakKeyDictionary())
@@ -98,10 +77,11 @@ class GithubActionsSecret(TargetConfig):
         return f"github {self.repository}{env} secret {self.secret}"
 
 
-class GithubActionsSecretTarget(Target):
+class GithubActionsSecretTarget(Stamped):
     kind: ClassVar[str] = "github_actions_secret"
     config_model: ClassVar[type[TargetConfig]] = GithubActionsSecret
-    READABLE: ClassVar[bool] = False
+    VENDOR: ClassVar[str] = "GitHub"
+    NOTHING: ClassVar[str] = "no such secret"
     APIS: ClassVar[tuple[Api, ...]] = (GITHUB,)
     # GitHub asks for at most 100 concurrent requests per client.
     BOUND: ClassVar[int | None] = 32
@@ -122,7 +102,6 @@ class GithubActionsSecretTarget(Target):
         else:
             self.base = f"/repos/{config.repository}/actions/secrets"
         self.what = config.describe()
-        self._before: str | None | object = _UNREAD
 
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         return request(self.client, method, path, what, **kwargs)
@@ -141,9 +120,7 @@ class GithubActionsSecretTarget(Target):
     def write(self, value: SecretStr) -> None:
         from nacl.public import PublicKey, SealedBox
 
-        # When GitHub last stored it before this write: `shows` compares the two times.
-        self._before = before = self.updated_at()
-        _second_apart(before)
+        self.before_write()  # when GitHub last stored it: `shows` compares the two times
         for fresh in (False, True):
             key_id, key = self._public_key(fresh=fresh)
             sealed = SealedBox(PublicKey(key)).encrypt(value.get_secret_value().encode("utf-8"))
@@ -163,9 +140,6 @@ class GithubActionsSecretTarget(Target):
     def read(self) -> SecretStr | None:
         raise VendorRejected(f"{self.what}: GitHub never returns secret values")
 
-    def fingerprint(self) -> str | None:
-        return None
-
     def updated_at(self) -> str | None:
         try:
             meta = self._call("GET", f"{self.base}/{self.config.secret}",
@@ -174,29 +148,6 @@ class GithubActionsSecretTarget(Target):
             return None
         updated = meta.get("updated_at") if isinstance(meta, dict) else None
         return str(updated) if updated else None
-
-    def shows(self, value: SecretStr, since: datetime | None) -> Shown | None:
-        """GitHub never returns a value, but it says when the secret was last stored: a time
-        other than before this process's write shows it landed; without that, a time no older
-        than `since` (allowing for the two clocks)."""
-        updated = self.updated_at()
-        if updated is None:
-            return Shown(False, "GitHub has no such secret: the write was not stored")
-        if self._before is not _UNREAD:
-            if updated != self._before:
-                return Shown(True, f"GitHub stored it at {updated}")
-            return Shown(False, f"GitHub still shows it last stored at {updated}, as before "
-                         "this write: acknowledged but not stored")
-        if since is None:
-            return None
-        try:
-            at = datetime.fromisoformat(updated.replace("Z", "+00:00"))
-        except ValueError:
-            return Shown(False, f"GitHub's updated_at {updated!r} is not a time")
-        if at >= since - CLOCK_SKEW:
-            return Shown(True, f"GitHub stored it at {updated}")
-        return Shown(False, f"GitHub last stored it at {updated}, before this write "
-                     f"({since:%Y-%m-%dT%H:%M:%SZ}): acknowledged but not stored")
 
     def delete(self) -> None:
         self._call("DELETE", f"{self.base}/{self.config.secret}", f"DELETE {self.what}")
