@@ -123,36 +123,6 @@ def pytest_configure(config: pytest.Config) -> None:
             "-n 4 --dist loadfile (the README's test command)")
     if not hasattr(config, "workerinput"):  # once, on the controller
         _compile_packages()
-        # Deal files out in collection order (below: the heaviest first), not xdist's default
-        # of the most tests first, which dealt the one-test campaign and the rehearsals last,
-        # to run alone while the other workers sat idle.
-        config.option.loadscopereorder = False
-
-
-# The files that cost the most CPU (a per-test profile of the suite, heaviest first): dealt out
-# first, so the run does not end on one of them. Scheduling only; a file's tests keep their
-# order. tests/test_conftest.py checks that each still exists.
-HEAVY_FIRST = (
-    "engine/test_campaign.py", "rehearse/test_workflows_run.py", "rehearse/test_cli.py",
-    "engine/test_crash_matrix.py", "operator/test_settings.py", "doctor/test_doctor.py",
-    "adopt/test_rehearse_adopter.py", "rehearse/test_schedule_tick.py",
-    "rehearse/test_deploy_status.py", "rehearse/test_setup_then_rotate.py",
-    "engine/test_ledger.py", "engine/test_crash_safety.py", "revocation/test_watchdog.py",
-    "engine/test_holders.py", "rehearse/test_strict_github.py", "engine/test_evidence.py",
-)
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    rank = {name: i for i, name in enumerate(HEAVY_FIRST)}
-    tests = Path(__file__).resolve().parent
-
-    def heaviness(item: pytest.Item) -> int:
-        path = item.path.resolve()
-        if not path.is_relative_to(tests):
-            return len(rank)
-        return rank.get(path.relative_to(tests).as_posix(), len(rank))
-
-    items.sort(key=heaviness)  # stable: the rest keep collection order
 
 
 def _compile_packages() -> None:
