@@ -27,7 +27,7 @@ from velvet_runner.errors import ManifestError, NotFoundError
 from velvet_runner.machine import INITIAL, Flow, State
 from velvet_runner.records import Event, Job, new_job_id, utcnow
 from velvet_runner.store import Store
-from velvet_runner.wiring import PerThreadTransport
+from velvet_runner.transport import PerThreadTransport
 
 CRED = "HK_PLATFORM_FULL"
 BRANCH = "velvet-state"

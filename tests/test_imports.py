@@ -206,6 +206,25 @@ def test_the_runner_and_its_help_load_no_sandbox_module() -> None:
     assert listed["rehearse"].startswith("Run this repository's workflows locally")
 
 
+def test_reading_the_declarations_and_the_state_imports_no_http_client() -> None:
+    """Settings, the manifest, the adapters' declarations, the state branch and the engine's
+    modules load without httpx (transport.py and the call sites import it): a command that
+    calls no vendor (status, due, a refused setting) does not pay for it in every process."""
+    code = textwrap.dedent("""
+        import sys
+        from velvet_runner import engine, manifest, store, wiring, notify, checks
+        from velvet_runner.settings import Settings
+        from velvet_runner.targets import load_all as targets
+        from velvet_runner.vendors import load_all as vendors
+        targets(), vendors(), Settings.from_env({})
+        print("LOADED", sorted(m for m in sys.modules if m.split(".")[0] == "httpx"))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=False, timeout=TIMEOUT, env={"PATH": ""})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "LOADED []"
+
+
 def test_adapters_do_not_import_their_builder() -> None:
     def importers(graph: dict[str, set[str]]) -> set[str]:
         return {m for m, targets in graph.items() if _within(m, ADAPTERS) and BUILDER in targets}

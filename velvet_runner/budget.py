@@ -43,8 +43,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-import httpx
+from typing import TYPE_CHECKING
 
 from velvet_runner.ratepolicy import (
     POLICIES,
@@ -55,8 +54,11 @@ from velvet_runner.ratepolicy import (
     github_rate_limited,
 )
 
-__all__ = ["POLICIES", "WRITES", "Bucket", "Budget", "BudgetTransport", "Budgets", "Policy",
+__all__ = ["POLICIES", "WRITES", "Bucket", "Budget", "Budgets", "Policy",
            "Stats", "Window", "account_key", "github_rate_limited"]
+
+if TYPE_CHECKING:
+    import httpx
 
 TIME_SCALE_ENV = "VELVET_BUDGET_TIME_SCALE"
 PAUSED = "velvet_budget_paused"  # response extension: this rate-limit answer paused the budget
@@ -425,38 +427,3 @@ class Budgets:
             for reason, seconds in s.reasons.items():
                 out.reasons[reason] = out.reasons.get(reason, 0.0) + seconds
         return out
-
-
-class BudgetTransport(httpx.BaseTransport):
-    """Draws every request from its account's budget and reports the answer to it.
-
-    The account is the client's base URL and the request's Authorization header (a vendor call
-    authenticates per request with the credential being rotated; a target with Velvet's own).
-    """
-
-    def __init__(self, inner: httpx.BaseTransport, budgets: Budgets, vendor: str,
-                 base_url: str) -> None:
-        self.inner = inner
-        self.budgets = budgets
-        self.vendor = vendor
-        self.base_url = base_url
-
-    def budget_for(self, request: httpx.Request) -> Budget:
-        return self.budgets.get(self.vendor, self.base_url, request.headers.get("authorization"))
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        budget = self.budget_for(request)
-        with budget.request(request.method) as answered:
-            response = self.inner.handle_request(request)
-            try:
-                response.read()
-            except BaseException:
-                response.close()
-                raise
-            answered.append(response)
-            if budget.policy.is_rate_limited(response):
-                response.extensions[PAUSED] = True
-        return response
-
-    def close(self) -> None:
-        self.inner.close()

@@ -13,15 +13,17 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import httpx
 from pydantic import SecretStr
 
 from velvet_runner.errors import VendorError
 from velvet_runner.manifest import Consumer, HttpCheck, ReadbackCheck
 from velvet_runner.records import RowStatus, fingerprint
 from velvet_runner.targets.base import Target
+
+if TYPE_CHECKING:
+    import httpx
 
 Expect = Literal["live", "revoked"]
 
@@ -72,6 +74,8 @@ class Checker:
         return CheckResult(RowStatus.MANUAL_REQUIRED, "no healthcheck: confirm by hand")
 
     def _http(self, check: HttpCheck, expect: Expect) -> CheckResult:
+        import httpx
+
         url = str(check.url)
         try:
             response = self.http.get(url, timeout=check.timeout_seconds)

@@ -24,10 +24,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
 from velvet_runner import __version__
-from velvet_runner.budget import PAUSED, Budgets, BudgetTransport, github_rate_limited
+from velvet_runner.budget import PAUSED, Budgets, github_rate_limited
 from velvet_runner.errors import (
     AuthRejected,
     NotFound,
@@ -39,11 +37,16 @@ from velvet_runner.errors import (
 from velvet_runner.ratepolicy import Policy
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.aws import AwsClients
+
+# httpx is imported where a client is made or called, not here: the adapters' declarations
+# (client.Api) are read by every command, most of which call no vendor.
 
 USER_AGENT = f"velvet-runner/{__version__}"
 REFILL = "velvet_refill"  # response extension: (real seconds, words) of the vendor's refill
-DEFAULT_TIMEOUT = httpx.Timeout(15.0, connect=5.0)
+DEFAULT_TIMEOUT = (15.0, 5.0)  # seconds: a call, and making its connection
 T = TypeVar("T")
 
 
@@ -54,6 +57,8 @@ def tls_context() -> ssl.SSLContext:
     Every client shares it: building a context loads the whole CA bundle (tens of milliseconds
     each), and a stage builds a client per vendor, target kind and notification channel.
     """
+    import httpx
+
     return httpx.create_ssl_context()
 
 
@@ -140,10 +145,16 @@ class Supplies:
 
 def make_client(base_url: str, *, headers: dict[str, str] | None = None,
                 transport: httpx.BaseTransport | None = None,
-                timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+                timeout: httpx.Timeout | float | None = None,
                 max_connections: int = 64, budgets: Budgets | None = None,
                 vendor: str | None = None) -> httpx.Client:
     """A client for one vendor API; with `budgets` and `vendor`, paced by the account's budget."""
+    import httpx
+
+    from velvet_runner.transport import BudgetTransport
+
+    if timeout is None:
+        timeout = httpx.Timeout(DEFAULT_TIMEOUT[0], connect=DEFAULT_TIMEOUT[1])
     hooks: dict[str, list[Callable[[httpx.Response], None]]] = {}
     if budgets is not None and vendor is not None:
         inner = transport if transport is not None else httpx.HTTPTransport(
@@ -283,6 +294,8 @@ class RetryPolicy:
         return backoff * (0.5 + random.random() / 2), None  # noqa: S311 - jitter, not crypto
 
     def run(self, fn: Callable[[], T]) -> T:
+        import httpx
+
         attempt = 0
         started = self.clock()
         waited = 0.0  # asked-for waits so far (a shortened test sleep still counts them)
@@ -338,15 +351,24 @@ def _out_of_patience(exc: VendorError, spent: float, wait: float,
                        "run the same action again later", status=exc.status)
 
 
-def request(client: httpx.Client, method: str, url: str, what: str,
-            **kwargs: object) -> httpx.Response:
-    """One HTTP call; transport failures become VendorUnavailable naming `what`."""
+def send(client: httpx.Client, method: str, url: str, what: str,
+         **kwargs: object) -> httpx.Response:
+    """One HTTP call, its answer unchecked; transport failures become VendorUnavailable naming
+    `what`."""
+    import httpx
+
     try:
-        response = client.request(method, url, **kwargs)  # type: ignore[arg-type]
+        return client.request(method, url, **kwargs)  # type: ignore[arg-type]
     except httpx.TimeoutException:
         raise VendorUnavailable(f"{what}: timed out") from None
     except httpx.HTTPError as exc:
         raise VendorUnavailable(f"{what}: {type(exc).__name__}") from None
+
+
+def request(client: httpx.Client, method: str, url: str, what: str,
+            **kwargs: object) -> httpx.Response:
+    """One HTTP call whose answer must be a success (raise_for_vendor)."""
+    response = send(client, method, url, what, **kwargs)
     raise_for_vendor(response, what)
     return response
 

@@ -17,9 +17,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from velvet_runner.budget import Budgets, github_rate_limited
 from velvet_runner.client import make_client, retry_after
@@ -28,6 +26,9 @@ from velvet_runner.machine import Flow, State
 from velvet_runner.records import Job
 from velvet_runner.scan import before_revoke_lines
 from velvet_runner.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 # No attempt starts later than this after the event; with the per-request timeout below that
 # keeps every notification inside the runbook's 30 seconds.
@@ -111,6 +112,8 @@ class Notifier:
         return out
 
     def _deliver(self, channel: Channel, job: Job, start: float) -> dict[str, Any]:
+        import httpx
+
         error = "not attempted"
         attempts = 0
         for attempt in range(self.attempts):
@@ -221,6 +224,8 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
     `timeout` is the per-request timeout (tests of a hanging vendor shorten it); `sleep` is the
     pause between retries.
     """
+    import httpx
+
     client_timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
     budgets = budgets if budgets is not None else Budgets()
     link = job_link(settings)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 Cost = Callable[[str], float]  # method -> cost units of one request (0: not counted)

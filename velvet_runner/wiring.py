@@ -6,15 +6,11 @@ the adapters themselves.
 
 from __future__ import annotations
 
-import ssl
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator, Mapping
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from velvet_runner.aws import AwsClients
 from velvet_runner.budget import Budget, Budgets, Policy
@@ -30,60 +26,9 @@ from velvet_runner.vendors import load_all as load_vendors
 from velvet_runner.vendors.base import Vendor
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.shares import Account
-
-# Connections one thread may hold per client: a fan-out thread has one request in flight.
-PER_THREAD_CONNECTIONS = 4
-
-
-class PerThreadTransport(httpx.BaseTransport):
-    """An HTTP transport that gives each thread a connection pool of its own.
-
-    httpcore's pool serialises every request on one lock and, at each hand-over, matches every
-    queued request against every connection: with the fan-out's threads sharing one pool of
-    `bound` connections that is O(bound^2) work per request (at 2,000 consumers and 64
-    connections, ~15 s of CPU in the pool alone). A fan-out thread only ever has one request in
-    flight, so a small pool of its own never queues and the threads never contend. Pools of
-    threads that have ended are closed when the next thread starts one, and all at close().
-    """
-
-    def __init__(self, verify: ssl.SSLContext) -> None:
-        self._verify = verify
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._pools: dict[int, tuple[weakref.ref[threading.Thread], httpx.HTTPTransport]] = {}
-        self._closed = False
-
-    def _pool(self) -> httpx.HTTPTransport:
-        pool: httpx.HTTPTransport | None = getattr(self._local, "pool", None)
-        if pool is not None:
-            return pool
-        pool = httpx.HTTPTransport(verify=self._verify, limits=httpx.Limits(
-            max_connections=PER_THREAD_CONNECTIONS,
-            max_keepalive_connections=PER_THREAD_CONNECTIONS))
-        with self._lock:
-            if self._closed:
-                raise RuntimeError("transport is closed")
-            for ident, (thread, old) in list(self._pools.items()):
-                alive = thread()
-                if alive is None or not alive.is_alive():
-                    old.close()
-                    del self._pools[ident]
-            self._pools[threading.get_ident()] = (weakref.ref(threading.current_thread()), pool)
-        self._local.pool = pool
-        return pool
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        return self._pool().handle_request(request)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            pools = [pool for _, pool in self._pools.values()]
-            self._pools.clear()
-        for pool in pools:
-            pool.close()
-
 
 class Wiring:
     """Builds each adapter from what it declares (its `APIS`, `BOUND` and `BUDGET`): one
@@ -115,6 +60,8 @@ class Wiring:
         """The injected transport (tests, sandbox), else one pool per thread per client."""
         if self.transport is not None:
             return self.transport
+        from velvet_runner.transport import PerThreadTransport
+
         # One TLS context for every thread's pool: loading the CA bundle costs milliseconds.
         return PerThreadTransport(tls_context())
 
@@ -267,6 +214,8 @@ class Wiring:
 
     @cached_property
     def health_client(self) -> httpx.Client:
+        import httpx
+
         # Health URLs are absolute; no base URL, no vendor credentials.
         client = httpx.Client(transport=self._transport(),
                               timeout=httpx.Timeout(10.0, connect=5.0),

@@ -11,16 +11,14 @@ import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import httpx
 from pydantic import Field, SecretStr, StrictStr
 
-from velvet_runner.client import Api, Login, RetryPolicy, raise_for_vendor, request
+from velvet_runner.client import Api, Login, RetryPolicy, raise_for_vendor, request, send
 from velvet_runner.errors import (
     AuthRejected,
     NotFound,
     VendorError,
     VendorRejected,
-    VendorUnavailable,
 )
 from velvet_runner.manifest_models import TargetConfig, VaultConfig
 from velvet_runner.records import fingerprint
@@ -28,6 +26,8 @@ from velvet_runner.targets import register
 from velvet_runner.targets.base import Found, Target
 
 if TYPE_CHECKING:
+    import httpx
+
     from velvet_runner.client import Supplies
     from velvet_runner.manifest import Manifest
     from velvet_runner.manifest_models import Credential
@@ -76,13 +76,8 @@ class InfisicalSession:
     def call(self, method: str, path: str, what: str, **kwargs: Any) -> httpx.Response:
         token = self.token()
         for attempt in range(2):
-            try:
-                response = self.client.request(
-                    method, path, headers={"Authorization": f"Bearer {token}"}, **kwargs)
-            except httpx.TimeoutException:
-                raise VendorUnavailable(f"{what}: timed out") from None
-            except httpx.HTTPError as exc:
-                raise VendorUnavailable(f"{what}: {type(exc).__name__}") from None
+            response = send(self.client, method, path, what,
+                            headers={"Authorization": f"Bearer {token}"}, **kwargs)
             if response.status_code == 403 and attempt == 0 and _error(response) == "TokenError":
                 token = self.token(renew=True, stale=token)
                 continue
