@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from velvet_sandbox.rehearse.runner import Rehearsal, RunResult
 
 
-
 @contextmanager
 def _needs(extra: str, ctx: click.Context) -> Iterator[None]:
     """A module of the extra the command needs is missing (a stage install has none of them):
