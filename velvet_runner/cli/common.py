@@ -174,9 +174,11 @@ class Velvet(click.Group):
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command  # the runner's own: no scan of the installed distributions
         entry = _mounted().get(cmd_name)
-        if command is not None or entry is None:
-            return command
+        if entry is None:
+            return None
         try:
             loaded = entry.load()
         except ImportError as exc:
