@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -210,6 +211,21 @@ def job_link(settings: Settings) -> Callable[[Job], str | None]:
     return link
 
 
+def _on_first_use(make: Callable[[], Send]) -> Send:
+    """A channel whose client is made when it first sends: most runs page nobody, and a
+    client (httpx, the TLS context) is most of a short command's start."""
+    lock = threading.Lock()
+    made: list[Send] = []
+
+    def send(job: Job, timeout: float) -> None:
+        with lock:
+            if not made:
+                made.append(make())
+        made[0](job, timeout)
+
+    return send
+
+
 def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | None = None,
                            *, timeout: float = REQUEST_TIMEOUT_SECONDS,
                            sleep: Callable[[float], None] = time.sleep,
@@ -224,35 +240,38 @@ def notifier_from_settings(settings: Settings, transport: httpx.BaseTransport | 
     `timeout` is the per-request timeout (tests of a hanging vendor shorten it); `sleep` is the
     pause between retries.
     """
-    import httpx
-
-    client_timeout = httpx.Timeout(timeout, connect=min(timeout, 3.0))
     budgets = budgets if budgets is not None else Budgets()
     link = job_link(settings)
+
+    def client(base_url: str, headers: dict[str, str], vendor: str) -> httpx.Client:
+        import httpx
+
+        return make_client(base_url, headers=headers, transport=transport,
+                           timeout=httpx.Timeout(timeout, connect=min(timeout, 3.0)),
+                           budgets=budgets, vendor=vendor)
+
     slack: Send | None = None
     email: Send | None = None
     issue: Send | None = None
     if settings.slack_token and settings.slack_channel:
-        slack = slack_sender(make_client(settings.slack_api_url, headers={
-            "Authorization": f"Bearer {settings.slack_token.get_secret_value()}",
-            "Content-Type": "application/json; charset=utf-8"}, transport=transport,
-            timeout=client_timeout, budgets=budgets, vendor="slack"), settings.slack_channel,
-            link)
+        slack_token, channel = settings.slack_token, settings.slack_channel
+        slack = _on_first_use(lambda: slack_sender(client(settings.slack_api_url, {
+            "Authorization": f"Bearer {slack_token.get_secret_value()}",
+            "Content-Type": "application/json; charset=utf-8"}, "slack"), channel, link))
     if settings.postmark_server_token and settings.ops_email:
-        email = email_sender(make_client(settings.postmark_api_url, headers={
+        server_token, ops = settings.postmark_server_token, settings.ops_email
+        email = _on_first_use(lambda: email_sender(client(settings.postmark_api_url, {
             "Accept": "application/json",
-            "X-Postmark-Server-Token": settings.postmark_server_token.get_secret_value()},
-            transport=transport, timeout=client_timeout, budgets=budgets, vendor="postmark"),
-            settings.ops_email_from,
-            settings.ops_email, link)
+            "X-Postmark-Server-Token": server_token.get_secret_value()}, "postmark"),
+            settings.ops_email_from, ops, link))
     issues_token = settings.github_issues_token or settings.github_token
     if issues_token and settings.github_repository:
-        issue = issue_sender(make_client(settings.github_api_url, headers={
+        token, repository = issues_token, settings.github_repository
+        issue = _on_first_use(lambda: issue_sender(client(settings.github_api_url, {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": "2022-11-28",
-            "Authorization": f"Bearer {issues_token.get_secret_value()}"},
-            transport=transport, timeout=client_timeout, budgets=budgets, vendor="github"),
-            settings.github_repository, link)
+            "Authorization": f"Bearer {token.get_secret_value()}"}, "github"),
+            repository, link))
     if slack is None and email is None and issue is None:
         return None
 
