@@ -87,12 +87,14 @@ def declared_secrets() -> dict[str, tuple[str, ...]]:
     return {name: tuple(dict.fromkeys(found)) for name, found in kinds.items()}
 
 
-def need(name: str) -> tuple[Any, str] | None:
-    """NEEDS' rule for `name`, else one from the adapters that declare it: needed when the
-    manifest uses one of their kinds (a new adapter's secret needs no line here)."""
+def need(name: str, declared: dict[str, tuple[str, ...]] | None = None
+         ) -> tuple[Any, str] | None:
+    """NEEDS' rule for `name`, else one from the adapters that declare it (`declared`, else
+    declared_secrets()): needed when the manifest uses one of their kinds (a new adapter's
+    secret needs no line here)."""
     if name in NEEDS:
         return NEEDS[name]  # type: ignore[no-any-return]
-    kinds = declared_secrets().get(name)
+    kinds = (declared if declared is not None else declared_secrets()).get(name)
     if kinds is None:
         return None
     return (lambda m: _uses(m, *kinds), f"the manifest uses none of {', '.join(kinds)}")
@@ -236,8 +238,9 @@ class Expected:
                     scopes.update(names)
                     files.add(job.workflow)
         out = []
+        declared = declared_secrets()  # once: it walks every adapter's declared APIs
         for (kind, name), (scopes, files) in sorted(found.items()):
-            rule = need(name)
+            rule = need(name, declared)
             needed = True if rule is None else bool(rule[0](self.manifest))
             why = "" if needed or rule is None else str(rule[1])
             out.append(Read(kind, name, tuple(sorted(s for s in scopes if s)), "" in scopes,
